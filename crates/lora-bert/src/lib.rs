@@ -1,1 +1,52 @@
-//! placeholder
+//! **lora-bert**: lightweight BERT encoders with task-routed LoRA adapters, on
+//! [burn](https://burn.dev).
+//!
+//! This facade re-exports the workspace crates and adds ready-made pipelines:
+//!
+//! - [`encoder`]: the BERT encoder, Hugging Face checkpoint loading, the tokenizer wrapper and
+//!   the [`device`] module (the one place a backend is named).
+//! - [`assets`]: fetches the pinned, sha256-checked real weights into a local cache.
+//! - [`Embedder`]: text in, token states and mean-pooled sentence embeddings out.
+//!
+//! ```no_run
+//! use lora_bert::{Embedder, device};
+//!
+//! let device = device::device(device::Backend::Flex)?;
+//! let embedder = Embedder::all_minilm_l6_v2(&device)?; // fetched into the cache on first use
+//! let e = embedder.embed(&["A man is eating food.", "A man is eating a piece of bread."])?;
+//! println!("cosine = {:.3}", e.cosine(0, 1));
+//! # Ok::<(), lora_bert::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+pub use lora_bert_assets as assets;
+pub use lora_bert_encoder as encoder;
+pub use lora_bert_encoder::{
+    Backend, BertConfig, BertInput, BertModel, BertOutput, BertTokenizer, Device, LoadReport,
+    NoAdapter, Projection, ProjectionAdapter, ProjectionKind, ProjectionSite, Route, device,
+    l2_normalize, mean_pool,
+};
+
+mod embedder;
+
+pub use embedder::{Embedder, Embeddings};
+
+/// Every error the facade's pipelines can return.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Fetching an asset failed.
+    #[error(transparent)]
+    Asset(#[from] lora_bert_assets::AssetError),
+    /// A checkpoint or config could not be loaded.
+    #[error(transparent)]
+    Checkpoint(#[from] lora_bert_encoder::CheckpointError),
+    /// The tokenizer failed or refused the text.
+    #[error(transparent)]
+    Tokenizer(#[from] lora_bert_encoder::tokenizer::TokenizerError),
+    /// The encoder refused its input.
+    #[error(transparent)]
+    Input(#[from] lora_bert_encoder::InputError),
+    /// The device could not be built.
+    #[error(transparent)]
+    Device(#[from] lora_bert_encoder::DeviceError),
+}

@@ -1,0 +1,521 @@
+//! Hugging Face safetensors checkpoints: load into a [`BertModel`], save back with HF names.
+//!
+//! Names are accepted with or without the `bert.` prefix of `BertFor*` checkpoints; the
+//! `embeddings.position_ids` buffer is skipped; LayerNorm parameters may be called
+//! `weight`/`bias` or the older `gamma`/`beta`. Tensors the model does not use (a task head,
+//! say) are reported in [`LoadReport::unexpected`]; a missing pooler is reported in
+//! [`LoadReport::missing`] and the model is built without one; any other missing tensor, or a
+//! shape that disagrees with the config, is an error naming the tensor.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use burn::module::Param;
+use burn::nn::DropoutConfig;
+use burn::tensor::{Device, Tensor, TensorData};
+use safetensors::{Dtype, SafeTensors};
+
+use crate::config::{BertConfig, ConfigError};
+use crate::model::{
+    BertAttention, BertEmbeddings, BertEncoder, BertFfnOutput, BertIntermediate, BertLayer,
+    BertModel, BertPooler, BertSelfAttention, BertSelfOutput, LayerNorm,
+};
+use crate::projection::{NoAdapter, Projection, ProjectionAdapter, ProjectionKind};
+
+/// Errors raised while reading or writing a checkpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not a valid safetensors file (truncated, corrupt header, ...).
+    #[error("{path}: not a valid safetensors file: {message}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What the parser reported.
+        message: String,
+    },
+    /// A tensor the model needs is absent.
+    #[error("{path}: missing tensors: {}", names.join(", "))]
+    Missing {
+        /// The file.
+        path: PathBuf,
+        /// The HF names of the missing tensors.
+        names: Vec<String>,
+    },
+    /// A tensor's shape disagrees with the config.
+    #[error("{path}: tensor `{name}` has shape {actual:?}, the config expects {expected:?}")]
+    Shape {
+        /// The file.
+        path: PathBuf,
+        /// The tensor's name as stored.
+        name: String,
+        /// Shape the config implies.
+        expected: Vec<usize>,
+        /// Shape in the file.
+        actual: Vec<usize>,
+    },
+    /// A tensor has a dtype that cannot become f32.
+    #[error("{path}: tensor `{name}` has dtype {dtype}, expected F32, F16, BF16 or F64")]
+    Dtype {
+        /// The file.
+        path: PathBuf,
+        /// The tensor's name as stored.
+        name: String,
+        /// Its dtype.
+        dtype: String,
+    },
+    /// A tensor holds NaN or infinite values.
+    #[error("{path}: tensor `{name}` contains non-finite values")]
+    NonFinite {
+        /// The file.
+        path: PathBuf,
+        /// The tensor's name as stored.
+        name: String,
+    },
+    /// The config next to the weights is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// What loading found besides the tensors it used.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    /// Optional tensors the checkpoint lacks (the pooler, when absent).
+    pub missing: Vec<String>,
+    /// Tensors in the file the model does not use (task heads, ...), as stored.
+    pub unexpected: Vec<String>,
+    /// Whether the names carried the `bert.` prefix.
+    pub bert_prefix: bool,
+}
+
+/// The files of a Hugging Face model directory.
+#[derive(Debug, Clone)]
+pub struct ModelDir {
+    /// `config.json`.
+    pub config: PathBuf,
+    /// `model.safetensors`.
+    pub weights: PathBuf,
+}
+
+impl ModelDir {
+    /// `dir/config.json` and `dir/model.safetensors`.
+    pub fn new(dir: impl AsRef<Path>) -> Self {
+        let dir = dir.as_ref();
+        Self {
+            config: dir.join("config.json"),
+            weights: dir.join("model.safetensors"),
+        }
+    }
+}
+
+struct Reader<'a> {
+    path: &'a Path,
+    tensors: SafeTensors<'a>,
+    prefix: &'static str,
+    used: BTreeSet<String>,
+}
+
+impl<'a> Reader<'a> {
+    fn new(path: &'a Path, bytes: &'a [u8]) -> Result<Self, CheckpointError> {
+        let tensors = SafeTensors::deserialize(bytes).map_err(|e| CheckpointError::Corrupt {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let prefix = if tensors
+            .names()
+            .iter()
+            .any(|n| n.starts_with("bert.embeddings."))
+        {
+            "bert."
+        } else {
+            ""
+        };
+        Ok(Self {
+            path,
+            tensors,
+            prefix,
+            used: BTreeSet::new(),
+        })
+    }
+
+    /// The stored name of `name` (with prefix and LayerNorm aliases), if present.
+    fn find(&self, name: &str) -> Option<String> {
+        let full = format!("{}{name}", self.prefix);
+        let mut candidates = vec![full.clone()];
+        if let Some(base) = full.strip_suffix("LayerNorm.weight") {
+            candidates.push(format!("{base}LayerNorm.gamma"));
+        } else if let Some(base) = full.strip_suffix("LayerNorm.bias") {
+            candidates.push(format!("{base}LayerNorm.beta"));
+        }
+        let names = self.tensors.names();
+        candidates.into_iter().find(|c| names.contains(&c.as_str()))
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.find(name).is_some()
+    }
+
+    fn read(
+        &mut self,
+        name: &str,
+        expected: &[usize],
+        missing: &mut Vec<String>,
+    ) -> Result<Option<Vec<f32>>, CheckpointError> {
+        let Some(stored) = self.find(name) else {
+            missing.push(format!("{}{name}", self.prefix));
+            return Ok(None);
+        };
+        let view = self
+            .tensors
+            .tensor(&stored)
+            .map_err(|e| CheckpointError::Corrupt {
+                path: self.path.to_owned(),
+                message: e.to_string(),
+            })?;
+        if view.shape() != expected {
+            return Err(CheckpointError::Shape {
+                path: self.path.to_owned(),
+                name: stored,
+                expected: expected.to_vec(),
+                actual: view.shape().to_vec(),
+            });
+        }
+        let bytes = view.data();
+        let values: Vec<f32> = match view.dtype() {
+            Dtype::F32 => bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Dtype::F16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::F64 => bytes
+                .chunks_exact(8)
+                .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
+                .collect(),
+            other => {
+                return Err(CheckpointError::Dtype {
+                    path: self.path.to_owned(),
+                    name: stored,
+                    dtype: format!("{other:?}"),
+                });
+            }
+        };
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(CheckpointError::NonFinite {
+                path: self.path.to_owned(),
+                name: stored,
+            });
+        }
+        self.used.insert(stored);
+        Ok(Some(values))
+    }
+
+    fn unexpected(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .tensors
+            .names()
+            .into_iter()
+            .filter(|n| !self.used.contains(*n) && !n.ends_with("embeddings.position_ids"))
+            .map(str::to_owned)
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+/// Collects tensors, deferring "missing" errors so one error lists every missing tensor.
+struct Builder<'r, 'a> {
+    reader: &'r mut Reader<'a>,
+    device: &'r Device,
+    missing: Vec<String>,
+}
+
+impl Builder<'_, '_> {
+    fn tensor<const D: usize>(
+        &mut self,
+        name: &str,
+        shape: [usize; D],
+    ) -> Result<Tensor<D>, CheckpointError> {
+        let values = self.reader.read(name, &shape, &mut self.missing)?;
+        Ok(match values {
+            Some(v) => Tensor::from_data(TensorData::new(v, shape), self.device),
+            // Placeholder; the missing list turns into an error before the model is returned.
+            None => Tensor::zeros(shape, self.device),
+        })
+    }
+
+    fn param<const D: usize>(
+        &mut self,
+        name: &str,
+        shape: [usize; D],
+    ) -> Result<Param<Tensor<D>>, CheckpointError> {
+        self.tensor(name, shape).map(Param::from_tensor)
+    }
+
+    /// A linear layer: HF stores `[out, in]`, burn computes with `[in, out]`.
+    fn dense(&mut self, name: &str, d_in: usize, d_out: usize) -> Result<Projection, CheckpointError> {
+        let weight = self.tensor(&format!("{name}.weight"), [d_out, d_in])?;
+        let bias = self.tensor(&format!("{name}.bias"), [d_out])?;
+        Ok(Projection::new(weight.transpose(), Some(bias)))
+    }
+
+    fn layer_norm(&mut self, name: &str, size: usize, eps: f64) -> Result<LayerNorm, CheckpointError> {
+        Ok(LayerNorm {
+            weight: self.param(&format!("{name}.LayerNorm.weight"), [size])?,
+            bias: self.param(&format!("{name}.LayerNorm.bias"), [size])?,
+            eps,
+        })
+    }
+}
+
+impl BertModel<NoAdapter> {
+    /// Loads `config.json` and `model.safetensors` from a Hugging Face model directory.
+    ///
+    /// ```no_run
+    /// use lora_bert_encoder::{BertModel, device};
+    ///
+    /// let device = device::device(device::Backend::Flex)?;
+    /// let (model, report) = BertModel::load("all-MiniLM-L6-v2", &device)?;
+    /// assert!(report.unexpected.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<(Self, LoadReport), CheckpointError> {
+        let files = ModelDir::new(dir);
+        let config = BertConfig::from_file(&files.config)?;
+        Self::load_safetensors(&files.weights, &config, device)
+    }
+
+    /// Loads HF-named weights from a safetensors file into a model of `config`.
+    pub fn load_safetensors(
+        path: impl AsRef<Path>,
+        config: &BertConfig,
+        device: &Device,
+    ) -> Result<(Self, LoadReport), CheckpointError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::load_safetensors_bytes(&bytes, path, config, device)
+    }
+
+    /// Loads from safetensors bytes already in memory; `path` is only used in messages.
+    pub fn load_safetensors_bytes(
+        bytes: &[u8],
+        path: &Path,
+        config: &BertConfig,
+        device: &Device,
+    ) -> Result<(Self, LoadReport), CheckpointError> {
+        config.validate()?;
+        let mut reader = Reader::new(path, bytes)?;
+        let bert_prefix = !reader.prefix.is_empty();
+        let has_pooler = reader.has("pooler.dense.weight") || reader.has("pooler.dense.bias");
+        let mut b = Builder {
+            reader: &mut reader,
+            device,
+            missing: Vec::new(),
+        };
+        let h = config.hidden_size;
+        let ff = config.intermediate_size;
+        let eps = config.layer_norm_eps;
+        let hidden_dropout = || DropoutConfig::new(config.hidden_dropout_prob).init();
+
+        let embeddings = BertEmbeddings {
+            word_embeddings: b.param("embeddings.word_embeddings.weight", [config.vocab_size, h])?,
+            position_embeddings: b.param(
+                "embeddings.position_embeddings.weight",
+                [config.max_position_embeddings, h],
+            )?,
+            token_type_embeddings: b.param(
+                "embeddings.token_type_embeddings.weight",
+                [config.type_vocab_size, h],
+            )?,
+            layer_norm: b.layer_norm("embeddings", h, eps)?,
+            dropout: hidden_dropout(),
+        };
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let p = |kind: ProjectionKind| format!("encoder.layer.{i}.{}", kind.hf_name());
+            layers.push(BertLayer {
+                attention: BertAttention {
+                    self_attention: BertSelfAttention {
+                        query: b.dense(&p(ProjectionKind::Query), h, h)?,
+                        key: b.dense(&p(ProjectionKind::Key), h, h)?,
+                        value: b.dense(&p(ProjectionKind::Value), h, h)?,
+                        dropout: DropoutConfig::new(config.attention_probs_dropout_prob).init(),
+                        num_heads: config.num_attention_heads,
+                    },
+                    output: BertSelfOutput {
+                        dense: b.dense(&p(ProjectionKind::AttentionOutput), h, h)?,
+                        layer_norm: b.layer_norm(&format!("encoder.layer.{i}.attention.output"), h, eps)?,
+                        dropout: hidden_dropout(),
+                    },
+                },
+                intermediate: BertIntermediate {
+                    dense: b.dense(&p(ProjectionKind::Intermediate), h, ff)?,
+                    activation: config.hidden_act,
+                },
+                output: BertFfnOutput {
+                    dense: b.dense(&p(ProjectionKind::Output), ff, h)?,
+                    layer_norm: b.layer_norm(&format!("encoder.layer.{i}.output"), h, eps)?,
+                    dropout: hidden_dropout(),
+                },
+            });
+        }
+        let pooler = if has_pooler {
+            Some(BertPooler {
+                dense: b.dense("pooler.dense", h, h)?,
+            })
+        } else {
+            None
+        };
+        let missing = std::mem::take(&mut b.missing);
+        if !missing.is_empty() {
+            return Err(CheckpointError::Missing {
+                path: path.to_owned(),
+                names: missing,
+            });
+        }
+        let report = LoadReport {
+            missing: if has_pooler {
+                Vec::new()
+            } else {
+                vec![
+                    format!("{}pooler.dense.weight", reader.prefix),
+                    format!("{}pooler.dense.bias", reader.prefix),
+                ]
+            },
+            unexpected: reader.unexpected(),
+            bert_prefix,
+        };
+        let model = BertModel {
+            embeddings,
+            encoder: BertEncoder { layer: layers },
+            pooler,
+            config: config.clone(),
+        };
+        Ok((model, report))
+    }
+}
+
+fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+impl<A: ProjectionAdapter> BertModel<A> {
+    /// The base weights with their Hugging Face names and shapes (linear weights as `[out, in]`),
+    /// in a stable order. Adapters are not included: they are saved by the adapter crate.
+    pub fn hf_tensors(&self) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+        let mut out = BTreeMap::new();
+        let mut put = |name: String, t: TensorData| {
+            let shape = t.shape().to_vec();
+            let values = t.try_into_vec_as::<f32>().expect("model weights are f32");
+            out.insert(name, (shape, values));
+        };
+        let e = &self.embeddings;
+        put("embeddings.word_embeddings.weight".into(), e.word_embeddings.val().into_data());
+        put("embeddings.position_embeddings.weight".into(), e.position_embeddings.val().into_data());
+        put("embeddings.token_type_embeddings.weight".into(), e.token_type_embeddings.val().into_data());
+        let mut put_ln = |put: &mut dyn FnMut(String, TensorData), name: &str, ln: &LayerNorm| {
+            put(format!("{name}.LayerNorm.weight"), ln.weight.val().into_data());
+            put(format!("{name}.LayerNorm.bias"), ln.bias.val().into_data());
+        };
+        put_ln(&mut put, "embeddings", &e.layer_norm);
+        fn put_dense<B: ProjectionAdapter>(
+            put: &mut dyn FnMut(String, TensorData),
+            name: &str,
+            p: &Projection<B>,
+        ) {
+            put(format!("{name}.weight"), p.weight.val().transpose().into_data());
+            if let Some(bias) = &p.bias {
+                put(format!("{name}.bias"), bias.val().into_data());
+            }
+        }
+        for (i, layer) in self.encoder.layer.iter().enumerate() {
+            for (kind, p) in layer.projections() {
+                put_dense(&mut put, &format!("encoder.layer.{i}.{}", kind.hf_name()), p);
+            }
+            put_ln(&mut put, &format!("encoder.layer.{i}.attention.output"), &layer.attention.output.layer_norm);
+            put_ln(&mut put, &format!("encoder.layer.{i}.output"), &layer.output.layer_norm);
+        }
+        if let Some(pooler) = &self.pooler {
+            put_dense(&mut put, "pooler.dense", &pooler.dense);
+        }
+        out
+    }
+
+    /// Saves the base weights as an HF-named safetensors file, atomically (written to a
+    /// temporary file in the same directory, then renamed).
+    pub fn save_safetensors(&self, path: impl AsRef<Path>) -> Result<(), CheckpointError> {
+        let path = path.as_ref();
+        let tensors = self.hf_tensors();
+        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+            .into_iter()
+            .map(|(name, (shape, values))| (name, shape, f32_bytes(&values)))
+            .collect();
+        let views = bytes.iter().map(|(name, shape, data)| {
+            let view = safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), data)
+                .expect("shape and data agree");
+            (name.as_str(), view)
+        });
+        let metadata = [("format".to_string(), "pt".to_string())].into_iter().collect();
+        let serialized = safetensors::serialize(views, Some(metadata)).map_err(|e| {
+            CheckpointError::Corrupt {
+                path: path.to_owned(),
+                message: e.to_string(),
+            }
+        })?;
+        write_atomically(path, &serialized)
+    }
+
+    /// Saves `config.json` and `model.safetensors` into `dir` (created if needed).
+    pub fn save(&self, dir: impl AsRef<Path>) -> Result<(), CheckpointError> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|source| CheckpointError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let files = ModelDir::new(dir);
+        write_atomically(&files.config, self.config.to_json_string().as_bytes())?;
+        self.save_safetensors(&files.weights)
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so readers never see a
+/// partial file.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+    let io = |source| CheckpointError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "checkpoint".into());
+    let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io)
+}

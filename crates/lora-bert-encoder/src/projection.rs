@@ -1,0 +1,316 @@
+//! The extension point of the encoder: a linear projection with a pluggable adapter.
+//!
+//! Every linear map inside a BERT layer (attention `query`, `key`, `value`, the attention output
+//! `dense`, the feed-forward `intermediate.dense` and `output.dense`) is a [`Projection`]: the
+//! frozen-able base weights plus an adapter `A` that may add a delta to the base output:
+//!
+//! ```text
+//! y = x·W + b  +  A.delta(x, route)
+//! ```
+//!
+//! The encoder only knows this shape. An adapter scheme (LoRA, IA³, a bottleneck, ...) lives in
+//! its own crate, implements [`ProjectionAdapter`], and is installed into a loaded model with
+//! [`BertModel::map_projections`](crate::BertModel::map_projections), which moves every base
+//! weight into the new projection without copying it. The [`Route`] passed to the forward pass
+//! tells the adapter which of its groups to apply: none, one for the whole batch, or one per
+//! example. With [`NoAdapter`] (the default) the projection is the plain linear at no extra cost.
+//!
+//! ```
+//! use burn::module::Module;
+//! use burn::tensor::Tensor;
+//! use lora_bert_encoder::{NoAdapter, Projection, ProjectionAdapter, Route};
+//!
+//! /// A toy adapter: adds `scale · x` to the output of square projections for group 0.
+//! #[derive(Module, Debug)]
+//! struct Scale {
+//!     scale: f64,
+//! }
+//!
+//! impl ProjectionAdapter for Scale {
+//!     fn delta(&self, input: &Tensor<3>, route: &Route) -> Option<Tensor<3>> {
+//!         (route.group_for_batch() == Some(0)).then(|| input.clone() * self.scale)
+//!     }
+//! }
+//!
+//! let device = lora_bert_encoder::device::device(
+//!     lora_bert_encoder::device::Backend::default_cpu()?,
+//! )?;
+//! let plain = Projection::<NoAdapter>::zeros(4, 4, &device);
+//! let scaled = plain.with_adapter(Scale { scale: 2.0 });
+//! let x = Tensor::<3>::ones([1, 2, 4], &device);
+//! let y = scaled.forward(x.clone(), &Route::Group(0));
+//! assert_eq!(y.into_data().try_into_vec::<f32>().unwrap(), vec![2.0; 8]);
+//! let y = scaled.forward(x, &Route::Base);
+//! assert_eq!(y.into_data().try_into_vec::<f32>().unwrap(), vec![0.0; 8]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+
+use burn::module::{Module, ModuleDisplay, Param};
+use burn::tensor::{Device, Tensor, module::linear};
+
+/// Which adapter group a forward pass uses.
+///
+/// Group ids are small integers; the adapter crate maps names (`"ner"`, `"tc"`, an app's name)
+/// to ids. An adapter that holds no group with a routed id adds nothing for those examples.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Route {
+    /// No adapter: the plain backbone.
+    #[default]
+    Base,
+    /// One group for the whole batch.
+    Group(usize),
+    /// One entry per example of the batch (`None`: that example runs on the plain backbone).
+    PerExample(Arc<[Option<usize>]>),
+}
+
+impl Route {
+    /// A per-example route.
+    pub fn per_example(groups: impl IntoIterator<Item = Option<usize>>) -> Self {
+        Route::PerExample(groups.into_iter().collect())
+    }
+
+    /// The group used by every example, if the route names exactly one for the whole batch
+    /// (a per-example route whose entries are all the same group counts).
+    pub fn group_for_batch(&self) -> Option<usize> {
+        match self {
+            Route::Base => None,
+            Route::Group(g) => Some(*g),
+            Route::PerExample(groups) => {
+                let first = *groups.first()?;
+                groups.iter().all(|g| *g == first).then_some(first).flatten()
+            }
+        }
+    }
+
+    /// The group of example `index` of the batch.
+    pub fn group_of(&self, index: usize) -> Option<usize> {
+        match self {
+            Route::Base => None,
+            Route::Group(g) => Some(*g),
+            Route::PerExample(groups) => groups.get(index).copied().flatten(),
+        }
+    }
+
+    /// Whether no example uses any group.
+    pub fn is_base(&self) -> bool {
+        match self {
+            Route::Base => true,
+            Route::Group(_) => false,
+            Route::PerExample(groups) => groups.iter().all(Option::is_none),
+        }
+    }
+
+    /// The batch size this route requires, if it is per-example.
+    pub fn batch_len(&self) -> Option<usize> {
+        match self {
+            Route::PerExample(groups) => Some(groups.len()),
+            _ => None,
+        }
+    }
+}
+
+/// What an adapter scheme provides to a [`Projection`].
+///
+/// `delta` receives the projection's input `[batch, seq, d_in]` and returns what to add to the
+/// base output `[batch, seq, d_out]`, or `None` when the route selects nothing this adapter
+/// holds. It must honour per-example routes: the delta of example `i` uses
+/// `route.group_of(i)` (zero rows for examples that route elsewhere).
+///
+/// Merging into the base weights, saving, loading and parameter accounting are the adapter
+/// crate's business: it owns the adapter type and reaches the base weights through the public
+/// fields of [`Projection`].
+pub trait ProjectionAdapter: Module + ModuleDisplay {
+    /// The adapter's contribution for `input` under `route`.
+    fn delta(&self, input: &Tensor<3>, route: &Route) -> Option<Tensor<3>>;
+}
+
+/// The empty adapter: the projection is the plain linear layer.
+#[derive(Module, Debug, Default)]
+pub struct NoAdapter;
+
+impl ProjectionAdapter for NoAdapter {
+    #[inline]
+    fn delta(&self, _input: &Tensor<3>, _route: &Route) -> Option<Tensor<3>> {
+        None
+    }
+}
+
+/// A linear projection `y = x·W + b` plus an adapter's delta.
+///
+/// `weight` is stored `[d_in, d_out]` (burn's layout); Hugging Face checkpoints hold the
+/// transpose, `[d_out, d_in]`, and the checkpoint code converts between the two.
+#[derive(Module, Debug)]
+pub struct Projection<A: ProjectionAdapter = NoAdapter> {
+    /// Base weight, `[d_in, d_out]`.
+    pub weight: Param<Tensor<2>>,
+    /// Base bias, `[d_out]`.
+    pub bias: Option<Param<Tensor<1>>>,
+    /// The adapter; [`NoAdapter`] for the plain layer.
+    pub adapter: A,
+}
+
+impl Projection<NoAdapter> {
+    /// A projection from a weight `[d_in, d_out]` and an optional bias `[d_out]`.
+    pub fn new(weight: Tensor<2>, bias: Option<Tensor<1>>) -> Self {
+        Self {
+            weight: Param::from_tensor(weight),
+            bias: bias.map(Param::from_tensor),
+            adapter: NoAdapter,
+        }
+    }
+
+    /// An all-zero projection (weights and bias), for tests and examples.
+    pub fn zeros(d_in: usize, d_out: usize, device: &Device) -> Self {
+        Self::new(
+            Tensor::zeros([d_in, d_out], device),
+            Some(Tensor::zeros([d_out], device)),
+        )
+    }
+}
+
+impl<A: ProjectionAdapter> Projection<A> {
+    /// Replaces the adapter, keeping the base weights (moved, not copied).
+    pub fn with_adapter<B: ProjectionAdapter>(self, adapter: B) -> Projection<B> {
+        Projection {
+            weight: self.weight,
+            bias: self.bias,
+            adapter,
+        }
+    }
+
+    /// Splits the projection into its plain base and its adapter.
+    pub fn into_parts(self) -> (Projection<NoAdapter>, A) {
+        let adapter = self.adapter;
+        let base = Projection {
+            weight: self.weight,
+            bias: self.bias,
+            adapter: NoAdapter,
+        };
+        (base, adapter)
+    }
+
+    /// Input width.
+    pub fn d_in(&self) -> usize {
+        self.weight.shape().dims::<2>()[0]
+    }
+
+    /// Output width.
+    pub fn d_out(&self) -> usize {
+        self.weight.shape().dims::<2>()[1]
+    }
+
+    /// The base output only, ignoring the adapter.
+    pub fn forward_base(&self, input: Tensor<3>) -> Tensor<3> {
+        linear(
+            input,
+            self.weight.val(),
+            self.bias.as_ref().map(|b| b.val()),
+        )
+    }
+
+    /// Base output plus the adapter's delta for `route`.
+    pub fn forward(&self, input: Tensor<3>, route: &Route) -> Tensor<3> {
+        match self.adapter.delta(&input, route) {
+            None => self.forward_base(input),
+            Some(delta) => self.forward_base(input) + delta,
+        }
+    }
+}
+
+/// The six projections of a BERT layer, named as in Hugging Face.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProjectionKind {
+    /// `attention.self.query`
+    Query,
+    /// `attention.self.key`
+    Key,
+    /// `attention.self.value`
+    Value,
+    /// `attention.output.dense`
+    AttentionOutput,
+    /// `intermediate.dense`
+    Intermediate,
+    /// `output.dense`
+    Output,
+}
+
+impl ProjectionKind {
+    /// All six, in the order of the forward pass.
+    pub const ALL: [ProjectionKind; 6] = [
+        ProjectionKind::Query,
+        ProjectionKind::Key,
+        ProjectionKind::Value,
+        ProjectionKind::AttentionOutput,
+        ProjectionKind::Intermediate,
+        ProjectionKind::Output,
+    ];
+
+    /// The module path inside a layer, as in Hugging Face (`attention.self.query`, ...).
+    pub fn hf_name(self) -> &'static str {
+        match self {
+            ProjectionKind::Query => "attention.self.query",
+            ProjectionKind::Key => "attention.self.key",
+            ProjectionKind::Value => "attention.self.value",
+            ProjectionKind::AttentionOutput => "attention.output.dense",
+            ProjectionKind::Intermediate => "intermediate.dense",
+            ProjectionKind::Output => "output.dense",
+        }
+    }
+}
+
+/// Where a projection sits: its layer and its kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProjectionSite {
+    /// Layer index, from 0.
+    pub layer: usize,
+    /// Which projection of the layer.
+    pub kind: ProjectionKind,
+}
+
+impl ProjectionSite {
+    /// The full Hugging Face module path, e.g. `encoder.layer.5.attention.self.query`.
+    pub fn hf_path(&self) -> String {
+        format!("encoder.layer.{}.{}", self.layer, self.kind.hf_name())
+    }
+}
+
+impl fmt::Display for ProjectionSite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.hf_path())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_queries() {
+        assert!(Route::Base.is_base());
+        assert_eq!(Route::Group(3).group_for_batch(), Some(3));
+        let r = Route::per_example([Some(1), None, Some(1)]);
+        assert_eq!(r.group_for_batch(), None);
+        assert_eq!(r.group_of(0), Some(1));
+        assert_eq!(r.group_of(1), None);
+        assert_eq!(r.group_of(7), None);
+        assert_eq!(r.batch_len(), Some(3));
+        assert!(!r.is_base());
+        assert!(Route::per_example([None, None]).is_base());
+        assert_eq!(
+            Route::per_example([Some(2), Some(2)]).group_for_batch(),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn site_paths_follow_hf() {
+        let site = ProjectionSite {
+            layer: 5,
+            kind: ProjectionKind::AttentionOutput,
+        };
+        assert_eq!(site.hf_path(), "encoder.layer.5.attention.output.dense");
+    }
+}

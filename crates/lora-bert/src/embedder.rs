@@ -1,0 +1,130 @@
+//! Text in, token states and sentence embeddings out.
+
+use std::path::Path;
+
+use lora_bert_encoder::tokenizer::{Batch, BertTokenizer};
+use lora_bert_encoder::{BertInput, BertModel, Device, LoadReport, Route, mean_pool};
+
+use crate::Error;
+
+/// A BERT model and its tokenizer, run as sentence-transformers runs all-MiniLM-L6-v2:
+/// one padded batch, mean pooling over real tokens.
+#[derive(Debug)]
+pub struct Embedder {
+    model: BertModel,
+    tokenizer: BertTokenizer,
+    device: Device,
+}
+
+/// The output of [`Embedder::embed`], copied to the host.
+///
+/// Row `i` is `batch.encodings[i]`; with the tokenizer's `Window` policy one text can give
+/// several rows (see `Encoding::source`).
+#[derive(Debug, Clone)]
+pub struct Embeddings {
+    /// The tokenised batch: tokens, ids, offsets, word ids per row.
+    pub batch: Batch,
+    /// Width of every vector.
+    pub hidden_size: usize,
+    hidden: Vec<f32>,
+    pooled: Vec<f32>,
+}
+
+impl Embeddings {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.batch.len()
+    }
+
+    /// Whether there is no row.
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+
+    /// Last hidden state of every real (non-padding) token of row `i`.
+    pub fn token_states(&self, i: usize) -> impl Iterator<Item = &[f32]> {
+        let seq = self.batch.seq_len;
+        let real = self.batch.encodings[i].ids.len();
+        let start = i * seq * self.hidden_size;
+        self.hidden[start..start + real * self.hidden_size].chunks_exact(self.hidden_size)
+    }
+
+    /// Mean-pooled embedding of row `i`.
+    pub fn pooled(&self, i: usize) -> &[f32] {
+        &self.pooled[i * self.hidden_size..(i + 1) * self.hidden_size]
+    }
+
+    /// Cosine similarity of the pooled embeddings of rows `i` and `j`.
+    pub fn cosine(&self, i: usize, j: usize) -> f32 {
+        let (a, b) = (self.pooled(i), self.pooled(j));
+        let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        dot / (norm(a) * norm(b)).max(f32::MIN_POSITIVE)
+    }
+}
+
+impl Embedder {
+    /// Loads a Hugging Face model directory (`config.json`, `model.safetensors`,
+    /// `tokenizer.json`). The tokenizer's maximum length is the model's
+    /// `max_position_embeddings`; longer texts are an error unless the tokenizer policy is
+    /// changed with [`with_tokenizer`](Self::with_tokenizer).
+    pub fn from_dir(dir: impl AsRef<Path>, device: &Device) -> Result<(Self, LoadReport), Error> {
+        let dir = dir.as_ref();
+        let (model, report) = BertModel::load(dir, device)?;
+        let tokenizer = BertTokenizer::from_file(dir.join("tokenizer.json"))?
+            .with_max_length(model.config().max_position_embeddings);
+        Ok((
+            Self {
+                model,
+                tokenizer,
+                device: device.clone(),
+            },
+            report,
+        ))
+    }
+
+    /// all-MiniLM-L6-v2 from the asset cache, fetched on first use.
+    pub fn all_minilm_l6_v2(device: &Device) -> Result<Self, Error> {
+        let files = lora_bert_assets::all_minilm_l6_v2(&lora_bert_assets::AssetCache::from_env()?)?;
+        Ok(Self::from_dir(&files.dir, device)?.0)
+    }
+
+    /// Replaces the tokenizer (e.g. to truncate or window long texts).
+    pub fn with_tokenizer(mut self, tokenizer: BertTokenizer) -> Self {
+        self.tokenizer = tokenizer;
+        self
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &BertTokenizer {
+        &self.tokenizer
+    }
+
+    /// The model.
+    pub fn model(&self) -> &BertModel {
+        &self.model
+    }
+
+    /// Runs `texts` as one padded batch.
+    pub fn embed(&self, texts: &[&str]) -> Result<Embeddings, Error> {
+        let batch = self.tokenizer.encode_batch(texts)?;
+        self.embed_batch(batch)
+    }
+
+    /// Runs an already tokenised batch.
+    pub fn embed_batch(&self, batch: Batch) -> Result<Embeddings, Error> {
+        let input = BertInput::from_batch(&batch, self.model.config(), &self.device)?;
+        let output = self.model.forward(&input, &Route::Base)?;
+        let pooled = mean_pool(output.last_hidden_state.clone(), input.attention_mask);
+        let to_vec = |data: burn::tensor::TensorData| {
+            data.try_into_vec_as::<f32>()
+                .expect("the encoder computes in f32")
+        };
+        Ok(Embeddings {
+            hidden_size: self.model.config().hidden_size,
+            hidden: to_vec(output.last_hidden_state.into_data()),
+            pooled: to_vec(pooled.into_data()),
+            batch,
+        })
+    }
+}
