@@ -32,7 +32,11 @@ fn parse_args() -> Result<Args, String> {
     let mut texts = Vec::new();
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--model" => model = Some(PathBuf::from(args.next().ok_or("--model needs a directory")?)),
+            "--model" => {
+                model = Some(PathBuf::from(
+                    args.next().ok_or("--model needs a directory")?,
+                ))
+            }
             "--backend" => {
                 backend = args
                     .next()
@@ -48,7 +52,9 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     if !json_mode {
-        return Err(format!("--json is required (the only output format)\n{USAGE}"));
+        return Err(format!(
+            "--json is required (the only output format)\n{USAGE}"
+        ));
     }
     if texts.is_empty() {
         return Err(format!("no text given\n{USAGE}"));

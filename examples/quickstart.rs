@@ -30,7 +30,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let device = device::device(backend)?;
     let start = Instant::now();
     let embedder = Embedder::all_minilm_l6_v2(&device)?;
-    eprintln!("loaded all-MiniLM-L6-v2 on {backend} in {:.2?}", start.elapsed());
+    eprintln!(
+        "loaded all-MiniLM-L6-v2 on {backend} in {:.2?}",
+        start.elapsed()
+    );
 
     let start = Instant::now();
     let out = embedder.embed(&SENTENCES)?;

@@ -267,13 +267,39 @@ impl Builder<'_, '_> {
     }
 
     /// A linear layer: HF stores `[out, in]`, burn computes with `[in, out]`.
-    fn dense(&mut self, name: &str, d_in: usize, d_out: usize) -> Result<Projection, CheckpointError> {
-        let weight = self.tensor(&format!("{name}.weight"), [d_out, d_in])?;
+    fn dense(
+        &mut self,
+        name: &str,
+        d_in: usize,
+        d_out: usize,
+    ) -> Result<Projection, CheckpointError> {
+        let name_w = format!("{name}.weight");
+        let weight = match self
+            .reader
+            .read(&name_w, &[d_out, d_in], &mut self.missing)?
+        {
+            // Transpose on the host so the device holds a contiguous [in, out] matrix.
+            Some(values) => {
+                let mut t = vec![0f32; values.len()];
+                for (o, row) in values.chunks_exact(d_in).enumerate() {
+                    for (i, v) in row.iter().enumerate() {
+                        t[i * d_out + o] = *v;
+                    }
+                }
+                Tensor::from_data(TensorData::new(t, [d_in, d_out]), self.device)
+            }
+            None => Tensor::zeros([d_in, d_out], self.device),
+        };
         let bias = self.tensor(&format!("{name}.bias"), [d_out])?;
-        Ok(Projection::new(weight.transpose(), Some(bias)))
+        Ok(Projection::new(weight, Some(bias)))
     }
 
-    fn layer_norm(&mut self, name: &str, size: usize, eps: f64) -> Result<LayerNorm, CheckpointError> {
+    fn layer_norm(
+        &mut self,
+        name: &str,
+        size: usize,
+        eps: f64,
+    ) -> Result<LayerNorm, CheckpointError> {
         Ok(LayerNorm {
             weight: self.param(&format!("{name}.LayerNorm.weight"), [size])?,
             bias: self.param(&format!("{name}.LayerNorm.bias"), [size])?,
@@ -293,7 +319,10 @@ impl BertModel<NoAdapter> {
     /// assert!(report.unexpected.is_empty());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<(Self, LoadReport), CheckpointError> {
+    pub fn load(
+        dir: impl AsRef<Path>,
+        device: &Device,
+    ) -> Result<(Self, LoadReport), CheckpointError> {
         let files = ModelDir::new(dir);
         let config = BertConfig::from_file(&files.config)?;
         Self::load_safetensors(&files.weights, &config, device)
@@ -335,7 +364,8 @@ impl BertModel<NoAdapter> {
         let hidden_dropout = || DropoutConfig::new(config.hidden_dropout_prob).init();
 
         let embeddings = BertEmbeddings {
-            word_embeddings: b.param("embeddings.word_embeddings.weight", [config.vocab_size, h])?,
+            word_embeddings: b
+                .param("embeddings.word_embeddings.weight", [config.vocab_size, h])?,
             position_embeddings: b.param(
                 "embeddings.position_embeddings.weight",
                 [config.max_position_embeddings, h],
@@ -361,7 +391,11 @@ impl BertModel<NoAdapter> {
                     },
                     output: BertSelfOutput {
                         dense: b.dense(&p(ProjectionKind::AttentionOutput), h, h)?,
-                        layer_norm: b.layer_norm(&format!("encoder.layer.{i}.attention.output"), h, eps)?,
+                        layer_norm: b.layer_norm(
+                            &format!("encoder.layer.{i}.attention.output"),
+                            h,
+                            eps,
+                        )?,
                         dropout: hidden_dropout(),
                     },
                 },
@@ -427,11 +461,23 @@ impl<A: ProjectionAdapter> BertModel<A> {
             out.insert(name, (shape, values));
         };
         let e = &self.embeddings;
-        put("embeddings.word_embeddings.weight".into(), e.word_embeddings.val().into_data());
-        put("embeddings.position_embeddings.weight".into(), e.position_embeddings.val().into_data());
-        put("embeddings.token_type_embeddings.weight".into(), e.token_type_embeddings.val().into_data());
-        let mut put_ln = |put: &mut dyn FnMut(String, TensorData), name: &str, ln: &LayerNorm| {
-            put(format!("{name}.LayerNorm.weight"), ln.weight.val().into_data());
+        put(
+            "embeddings.word_embeddings.weight".into(),
+            e.word_embeddings.val().into_data(),
+        );
+        put(
+            "embeddings.position_embeddings.weight".into(),
+            e.position_embeddings.val().into_data(),
+        );
+        put(
+            "embeddings.token_type_embeddings.weight".into(),
+            e.token_type_embeddings.val().into_data(),
+        );
+        let put_ln = |put: &mut dyn FnMut(String, TensorData), name: &str, ln: &LayerNorm| {
+            put(
+                format!("{name}.LayerNorm.weight"),
+                ln.weight.val().into_data(),
+            );
             put(format!("{name}.LayerNorm.bias"), ln.bias.val().into_data());
         };
         put_ln(&mut put, "embeddings", &e.layer_norm);
@@ -440,17 +486,32 @@ impl<A: ProjectionAdapter> BertModel<A> {
             name: &str,
             p: &Projection<B>,
         ) {
-            put(format!("{name}.weight"), p.weight.val().transpose().into_data());
+            put(
+                format!("{name}.weight"),
+                p.weight.val().transpose().into_data(),
+            );
             if let Some(bias) = &p.bias {
                 put(format!("{name}.bias"), bias.val().into_data());
             }
         }
         for (i, layer) in self.encoder.layer.iter().enumerate() {
             for (kind, p) in layer.projections() {
-                put_dense(&mut put, &format!("encoder.layer.{i}.{}", kind.hf_name()), p);
+                put_dense(
+                    &mut put,
+                    &format!("encoder.layer.{i}.{}", kind.hf_name()),
+                    p,
+                );
             }
-            put_ln(&mut put, &format!("encoder.layer.{i}.attention.output"), &layer.attention.output.layer_norm);
-            put_ln(&mut put, &format!("encoder.layer.{i}.output"), &layer.output.layer_norm);
+            put_ln(
+                &mut put,
+                &format!("encoder.layer.{i}.attention.output"),
+                &layer.attention.output.layer_norm,
+            );
+            put_ln(
+                &mut put,
+                &format!("encoder.layer.{i}.output"),
+                &layer.output.layer_norm,
+            );
         }
         if let Some(pooler) = &self.pooler {
             put_dense(&mut put, "pooler.dense", &pooler.dense);
@@ -472,7 +533,9 @@ impl<A: ProjectionAdapter> BertModel<A> {
                 .expect("shape and data agree");
             (name.as_str(), view)
         });
-        let metadata = [("format".to_string(), "pt".to_string())].into_iter().collect();
+        let metadata = [("format".to_string(), "pt".to_string())]
+            .into_iter()
+            .collect();
         let serialized = safetensors::serialize(views, Some(metadata)).map_err(|e| {
             CheckpointError::Corrupt {
                 path: path.to_owned(),
@@ -502,7 +565,10 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError
         path: path.to_owned(),
         source,
     };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -403,7 +403,10 @@ mod tests {
             field_of(BertConfig::from_json_str(&json).unwrap_err()),
             "model_type"
         );
-        let json = MINILM.replace("\"hidden_dropout_prob\": 0.1", "\"hidden_dropout_prob\": 1.5");
+        let json = MINILM.replace(
+            "\"hidden_dropout_prob\": 0.1",
+            "\"hidden_dropout_prob\": 1.5",
+        );
         assert_eq!(
             field_of(BertConfig::from_json_str(&json).unwrap_err()),
             "hidden_dropout_prob"
@@ -415,6 +418,9 @@ mod tests {
     #[test]
     fn io_error_names_the_file() {
         let err = BertConfig::from_file("/nonexistent/config.json").unwrap_err();
-        assert!(err.to_string().contains("/nonexistent/config.json"), "{err}");
+        assert!(
+            err.to_string().contains("/nonexistent/config.json"),
+            "{err}"
+        );
     }
 }

@@ -109,7 +109,8 @@ impl FromStr for Backend {
 pub fn device(backend: Backend) -> Result<Device, DeviceError> {
     match backend {
         #[cfg(feature = "ndarray")]
-        #[allow(deprecated)] // ndarray is the customer's named CPU backend; flex is its successor.
+        #[allow(deprecated)]
+        // ndarray is the customer's named CPU backend; flex is its successor.
         Backend::NdArray => Ok(Device::ndarray()),
         #[cfg(feature = "flex")]
         Backend::Flex => Ok(Device::flex()),

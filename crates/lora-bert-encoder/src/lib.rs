@@ -35,4 +35,7 @@ pub use checkpoint::{CheckpointError, LoadReport, ModelDir};
 pub use config::{Activation, BertConfig, ConfigError};
 pub use device::{Backend, Device, DeviceError};
 pub use model::{BertInput, BertModel, BertOutput, InputError, l2_normalize, mean_pool};
-pub use projection::{NoAdapter, Projection, ProjectionAdapter, ProjectionKind, ProjectionSite, Route};
+pub use projection::{
+    NoAdapter, Projection, ProjectionAdapter, ProjectionKind, ProjectionSite, Route,
+};
+pub use tokenizer::{Batch, BertTokenizer, Encoding, LengthPolicy, TokenizerError};

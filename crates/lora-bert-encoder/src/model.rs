@@ -40,7 +40,9 @@ pub enum InputError {
         max: usize,
     },
     /// A token id is outside the vocabulary.
-    #[error("token id {id} at example {example}, position {position} is outside the vocabulary of {vocab_size}")]
+    #[error(
+        "token id {id} at example {example}, position {position} is outside the vocabulary of {vocab_size}"
+    )]
     TokenOutOfVocab {
         /// The id.
         id: u32,
@@ -52,7 +54,9 @@ pub enum InputError {
         vocab_size: usize,
     },
     /// A token type id is outside the token type table.
-    #[error("token type id {id} at example {example}, position {position} exceeds type_vocab_size {type_vocab_size}")]
+    #[error(
+        "token type id {id} at example {example}, position {position} exceeds type_vocab_size {type_vocab_size}"
+    )]
     TokenTypeOutOfRange {
         /// The id.
         id: u32,
@@ -89,7 +93,11 @@ pub struct BertInput {
 
 impl BertInput {
     /// Moves a tokenised [`Batch`] to `device`, checking every id against `config`.
-    pub fn from_batch(batch: &Batch, config: &BertConfig, device: &Device) -> Result<Self, InputError> {
+    pub fn from_batch(
+        batch: &Batch,
+        config: &BertConfig,
+        device: &Device,
+    ) -> Result<Self, InputError> {
         let [n, seq_len] = batch.shape();
         Self::from_ids(
             &batch.input_ids,
@@ -332,7 +340,10 @@ pub struct BertLayer<A: ProjectionAdapter = NoAdapter> {
 impl<A: ProjectionAdapter> BertLayer<A> {
     /// Runs the layer on `[batch, seq, hidden]`.
     pub fn forward(&self, x: Tensor<3>, pad_mask: &Tensor<2, Bool>, route: &Route) -> Tensor<3> {
-        let attn = self.attention.self_attention.forward(x.clone(), pad_mask, route);
+        let attn = self
+            .attention
+            .self_attention
+            .forward(x.clone(), pad_mask, route);
         let out = &self.attention.output;
         let h = out
             .layer_norm
@@ -396,7 +407,10 @@ impl<A: ProjectionAdapter> BertLayer<A> {
             (ProjectionKind::Query, &self.attention.self_attention.query),
             (ProjectionKind::Key, &self.attention.self_attention.key),
             (ProjectionKind::Value, &self.attention.self_attention.value),
-            (ProjectionKind::AttentionOutput, &self.attention.output.dense),
+            (
+                ProjectionKind::AttentionOutput,
+                &self.attention.output.dense,
+            ),
             (ProjectionKind::Intermediate, &self.intermediate.dense),
             (ProjectionKind::Output, &self.output.dense),
         ]
@@ -445,7 +459,11 @@ pub struct BertModel<A: ProjectionAdapter = NoAdapter> {
 }
 
 fn normal(shape: [usize; 2], std: f64, device: &Device) -> Param<Tensor<2>> {
-    Param::from_tensor(Tensor::random(shape, Distribution::Normal(0.0, std), device))
+    Param::from_tensor(Tensor::random(
+        shape,
+        Distribution::Normal(0.0, std),
+        device,
+    ))
 }
 
 fn dense(d_in: usize, d_out: usize, std: f64, device: &Device) -> Projection {
@@ -491,7 +509,11 @@ impl BertModel<NoAdapter> {
             })
             .collect();
         // HF zeroes the embedding row of the padding token.
-        let mut words = Tensor::random([config.vocab_size, h], Distribution::Normal(0.0, std), device);
+        let mut words = Tensor::random(
+            [config.vocab_size, h],
+            Distribution::Normal(0.0, std),
+            device,
+        );
         let pad = config.pad_token_id as usize;
         words = words.slice_assign([pad..pad + 1, 0..h], Tensor::zeros([1, h], device));
         Self {
@@ -602,11 +624,15 @@ impl<A: ProjectionAdapter> BertModel<A> {
 
     /// Every projection with its site, in forward order.
     pub fn projections(&self) -> impl Iterator<Item = (ProjectionSite, &Projection<A>)> {
-        self.encoder.layer.iter().enumerate().flat_map(|(layer, l)| {
-            l.projections()
-                .into_iter()
-                .map(move |(kind, p)| (ProjectionSite { layer, kind }, p))
-        })
+        self.encoder
+            .layer
+            .iter()
+            .enumerate()
+            .flat_map(|(layer, l)| {
+                l.projections()
+                    .into_iter()
+                    .map(move |(kind, p)| (ProjectionSite { layer, kind }, p))
+            })
     }
 
     /// The configuration.

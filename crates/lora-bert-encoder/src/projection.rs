@@ -80,7 +80,11 @@ impl Route {
             Route::Group(g) => Some(*g),
             Route::PerExample(groups) => {
                 let first = *groups.first()?;
-                groups.iter().all(|g| *g == first).then_some(first).flatten()
+                groups
+                    .iter()
+                    .all(|g| *g == first)
+                    .then_some(first)
+                    .flatten()
             }
         }
     }

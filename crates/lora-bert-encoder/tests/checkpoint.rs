@@ -29,7 +29,11 @@ fn tiny_input(config: &BertConfig, device: &Device) -> BertInput {
 
 fn outputs(model: &BertModel, input: &BertInput) -> Vec<f32> {
     let out = model.forward(input, &Route::Base).unwrap();
-    let mut v = out.last_hidden_state.into_data().try_into_vec::<f32>().unwrap();
+    let mut v = out
+        .last_hidden_state
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap();
     if let Some(p) = out.pooler_output {
         v.extend(p.into_data().try_into_vec::<f32>().unwrap());
     }
@@ -51,7 +55,10 @@ fn write_tensors(path: &Path, tensors: &Tensors) {
     let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
         .iter()
         .map(|(n, (dt, shape, data))| {
-            (n.clone(), safetensors::tensor::TensorView::new(*dt, shape.clone(), data).unwrap())
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(*dt, shape.clone(), data).unwrap(),
+            )
         })
         .collect();
     safetensors::serialize_to_file(views, None, path).unwrap();
@@ -106,20 +113,31 @@ fn accepts_bert_prefix_gamma_beta_and_position_ids_and_reports_extras() {
     let mut renamed: Tensors = read_tensors(&path)
         .into_iter()
         .map(|(n, v)| {
-            let n = n.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta");
+            let n = n
+                .replace("LayerNorm.weight", "LayerNorm.gamma")
+                .replace("LayerNorm.bias", "LayerNorm.beta");
             (format!("bert.{n}"), v)
         })
         .collect();
     let ids: Vec<u8> = (0..24i64).flat_map(|i| i.to_le_bytes()).collect();
-    renamed.insert("bert.embeddings.position_ids".into(), (Dtype::I64, vec![1, 24], ids));
-    renamed.insert("classifier.weight".into(), (Dtype::F32, vec![2, 16], vec![0; 128]));
+    renamed.insert(
+        "bert.embeddings.position_ids".into(),
+        (Dtype::I64, vec![1, 24], ids),
+    );
+    renamed.insert(
+        "classifier.weight".into(),
+        (Dtype::F32, vec![2, 16], vec![0; 128]),
+    );
     let prefixed = tmp.path().join("prefixed.safetensors");
     write_tensors(&prefixed, &renamed);
 
     let (loaded, report) = BertModel::load_safetensors(&prefixed, &config, &device).unwrap();
     assert!(report.bert_prefix);
     assert_eq!(report.unexpected, vec!["classifier.weight".to_string()]);
-    assert_eq!(report.missing, vec!["bert.pooler.dense.weight", "bert.pooler.dense.bias"]);
+    assert_eq!(
+        report.missing,
+        vec!["bert.pooler.dense.weight", "bert.pooler.dense.bias"]
+    );
     let input = tiny_input(&config, &device);
     assert_eq!(outputs(&model, &input), outputs(&loaded, &input));
 }
@@ -134,7 +152,9 @@ fn half_precision_weights_load_as_f32() {
         .map(|(n, (_, shape, data))| {
             let data = data
                 .chunks_exact(4)
-                .flat_map(|b| half::f16::from_f32(f32::from_le_bytes(b.try_into().unwrap())).to_le_bytes())
+                .flat_map(|b| {
+                    half::f16::from_f32(f32::from_le_bytes(b.try_into().unwrap())).to_le_bytes()
+                })
                 .collect();
             (n, (Dtype::F16, shape, data))
         })
@@ -144,7 +164,10 @@ fn half_precision_weights_load_as_f32() {
     let (loaded, _) = BertModel::load_safetensors(&f16_path, &config, &device).unwrap();
     let input = tiny_input(&config, &device);
     let d = common::max_abs_diff(&outputs(&model, &input), &outputs(&loaded, &input));
-    assert!(d > 0.0 && d < 1e-2, "f16 rounding should change outputs a little: {d}");
+    assert!(
+        d > 0.0 && d < 1e-2,
+        "f16 rounding should change outputs a little: {d}"
+    );
 }
 
 #[test]
@@ -179,12 +202,23 @@ fn shape_mismatch_names_tensor_and_both_shapes() {
     config.intermediate_size = 48;
     match BertModel::load_safetensors(&path, &config, &cpu()) {
         Err(e @ CheckpointError::Shape { .. }) => {
-            let CheckpointError::Shape { name, expected, actual, .. } = &e else { unreachable!() };
+            let CheckpointError::Shape {
+                name,
+                expected,
+                actual,
+                ..
+            } = &e
+            else {
+                unreachable!()
+            };
             assert_eq!(name, "encoder.layer.0.intermediate.dense.weight");
             assert_eq!(expected, &vec![48, 16]);
             assert_eq!(actual, &vec![32, 16]);
             let msg = e.to_string();
-            assert!(msg.contains("model.safetensors") && msg.contains("[48, 16]"), "{msg}");
+            assert!(
+                msg.contains("model.safetensors") && msg.contains("[48, 16]"),
+                "{msg}"
+            );
         }
         other => panic!("expected Shape, got {other:?}"),
     }
@@ -196,7 +230,12 @@ fn real_weights_against_a_wrong_config_fail_on_the_first_tensor() {
     let mut config = BertConfig::from_file(dir.join("config.json")).unwrap();
     config.hidden_size = 768;
     match BertModel::load_safetensors(dir.join("model.safetensors"), &config, &cpu()) {
-        Err(CheckpointError::Shape { name, expected, actual, .. }) => {
+        Err(CheckpointError::Shape {
+            name,
+            expected,
+            actual,
+            ..
+        }) => {
             assert_eq!(name, "embeddings.word_embeddings.weight");
             assert_eq!(expected, vec![30522, 768]);
             assert_eq!(actual, vec![30522, 384]);
@@ -213,13 +252,18 @@ fn truncated_and_garbage_files_are_corrupt_errors() {
     for (name, data) in [
         ("truncated.safetensors", bytes[..bytes.len() - 100].to_vec()),
         ("header-only.safetensors", bytes[..20].to_vec()),
-        ("garbage.safetensors", b"definitely not a safetensors file".to_vec()),
+        (
+            "garbage.safetensors",
+            b"definitely not a safetensors file".to_vec(),
+        ),
         ("empty.safetensors", Vec::new()),
     ] {
         let p = tmp.path().join(name);
         std::fs::write(&p, data).unwrap();
         match BertModel::load_safetensors(&p, &config, &cpu()) {
-            Err(e @ CheckpointError::Corrupt { .. }) => assert!(e.to_string().contains(name), "{e}"),
+            Err(e @ CheckpointError::Corrupt { .. }) => {
+                assert!(e.to_string().contains(name), "{e}")
+            }
             other => panic!("{name}: expected Corrupt, got {other:?}"),
         }
     }
@@ -230,14 +274,18 @@ fn non_finite_and_integer_weights_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let (_, config, path) = saved_tiny(tmp.path(), true);
     let mut t = read_tensors(&path);
-    t.get_mut("encoder.layer.0.output.dense.bias").unwrap().2[0..4].copy_from_slice(&f32::NAN.to_le_bytes());
+    t.get_mut("encoder.layer.0.output.dense.bias").unwrap().2[0..4]
+        .copy_from_slice(&f32::NAN.to_le_bytes());
     write_tensors(&path, &t);
     assert!(matches!(
         BertModel::load_safetensors(&path, &config, &cpu()),
         Err(CheckpointError::NonFinite { name, .. }) if name == "encoder.layer.0.output.dense.bias"
     ));
     let mut t = read_tensors(&path);
-    t.insert("pooler.dense.bias".into(), (Dtype::I32, vec![16], vec![0; 64]));
+    t.insert(
+        "pooler.dense.bias".into(),
+        (Dtype::I32, vec![16], vec![0; 64]),
+    );
     write_tensors(&path, &t);
     assert!(matches!(
         BertModel::load_safetensors(&path, &config, &cpu()),
@@ -250,7 +298,11 @@ fn missing_files_name_the_path() {
     let tmp = tempfile::tempdir().unwrap();
     let err = BertModel::load(tmp.path(), &cpu()).unwrap_err();
     assert!(err.to_string().contains("config.json"), "{err}");
-    std::fs::write(tmp.path().join("config.json"), tiny_config().to_json_string()).unwrap();
+    std::fs::write(
+        tmp.path().join("config.json"),
+        tiny_config().to_json_string(),
+    )
+    .unwrap();
     let err = BertModel::load(tmp.path(), &cpu()).unwrap_err();
     assert!(matches!(err, CheckpointError::Io { .. }));
     assert!(err.to_string().contains("model.safetensors"), "{err}");
@@ -268,15 +320,43 @@ fn bad_inputs_are_typed_errors() {
         let mask = vec![1; ids.len()];
         BertInput::from_ids(ids, types, &mask, shape, &config, &device)
     };
-    assert_eq!(ok(&[], &[], [0, 0]).unwrap_err(), InputError::Empty { batch: 0, seq_len: 0 });
+    assert_eq!(
+        ok(&[], &[], [0, 0]).unwrap_err(),
+        InputError::Empty {
+            batch: 0,
+            seq_len: 0
+        }
+    );
     let long = vec![1; 25];
-    assert_eq!(ok(&long, &vec![0; 25], [1, 25]).unwrap_err(), InputError::TooLong { seq_len: 25, max: 24 });
-    assert!(matches!(ok(&[1, 50], &[0, 0], [1, 2]).unwrap_err(), InputError::TokenOutOfVocab { id: 50, example: 0, position: 1, .. }));
-    assert!(matches!(ok(&[1, 2], &[0, 2], [1, 2]).unwrap_err(), InputError::TokenTypeOutOfRange { id: 2, .. }));
-    assert!(matches!(ok(&[1, 2, 3], &[0, 0, 0], [2, 2]).unwrap_err(), InputError::Shape(_)));
+    assert_eq!(
+        ok(&long, &vec![0; 25], [1, 25]).unwrap_err(),
+        InputError::TooLong {
+            seq_len: 25,
+            max: 24
+        }
+    );
+    assert!(matches!(
+        ok(&[1, 50], &[0, 0], [1, 2]).unwrap_err(),
+        InputError::TokenOutOfVocab {
+            id: 50,
+            example: 0,
+            position: 1,
+            ..
+        }
+    ));
+    assert!(matches!(
+        ok(&[1, 2], &[0, 2], [1, 2]).unwrap_err(),
+        InputError::TokenTypeOutOfRange { id: 2, .. }
+    ));
+    assert!(matches!(
+        ok(&[1, 2, 3], &[0, 0, 0], [2, 2]).unwrap_err(),
+        InputError::Shape(_)
+    ));
     let input = tiny_input(&config, &device);
     assert_eq!(
-        model.forward(&input, &Route::per_example([Some(0)])).unwrap_err(),
+        model
+            .forward(&input, &Route::per_example([Some(0)]))
+            .unwrap_err(),
         InputError::RouteLength { route: 1, batch: 2 }
     );
 }
@@ -286,10 +366,29 @@ fn padding_does_not_leak_into_real_tokens() {
     let device = cpu();
     let config = tiny_config();
     let model = BertModel::init(&config, false, &device);
-    let short = BertInput::from_ids(&[2, 7, 3], &[0; 3], &[1; 3], [1, 3], &config, &device).unwrap();
-    let padded = BertInput::from_ids(&[2, 7, 3, 9, 9], &[0; 5], &[1, 1, 1, 0, 0], [1, 5], &config, &device).unwrap();
-    let a = model.forward(&short, &Route::Base).unwrap().last_hidden_state;
-    let b = model.forward(&padded, &Route::Base).unwrap().last_hidden_state.narrow(1, 0, 3);
-    let d = common::max_abs_diff(&a.into_data().try_into_vec::<f32>().unwrap(), &b.into_data().try_into_vec::<f32>().unwrap());
+    let short =
+        BertInput::from_ids(&[2, 7, 3], &[0; 3], &[1; 3], [1, 3], &config, &device).unwrap();
+    let padded = BertInput::from_ids(
+        &[2, 7, 3, 9, 9],
+        &[0; 5],
+        &[1, 1, 1, 0, 0],
+        [1, 5],
+        &config,
+        &device,
+    )
+    .unwrap();
+    let a = model
+        .forward(&short, &Route::Base)
+        .unwrap()
+        .last_hidden_state;
+    let b = model
+        .forward(&padded, &Route::Base)
+        .unwrap()
+        .last_hidden_state
+        .narrow(1, 0, 3);
+    let d = common::max_abs_diff(
+        &a.into_data().try_into_vec::<f32>().unwrap(),
+        &b.into_data().try_into_vec::<f32>().unwrap(),
+    );
     assert!(d < 1e-5, "padding changed real tokens by {d}");
 }

@@ -33,7 +33,7 @@ fn run<A: ProjectionAdapter>(model: &BertModel<A>, input: &BertInput, route: &Ro
         .unwrap()
         .last_hidden_state
         .into_data()
-        .to_vec()
+        .try_into_vec::<f32>()
         .unwrap()
 }
 

@@ -37,7 +37,10 @@ fn hidden_of(model: &BertModel, input: &BertInput) -> (Vec<f32>, [usize; 3], Vec
     let shape = out.last_hidden_state.dims();
     let pooled = mean_pool(out.last_hidden_state.clone(), input.attention_mask.clone());
     (
-        out.last_hidden_state.into_data().try_into_vec::<f32>().unwrap(),
+        out.last_hidden_state
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap(),
         shape,
         pooled.into_data().try_into_vec::<f32>().unwrap(),
     )
@@ -47,7 +50,14 @@ fn sentences(g: &Value) -> &Vec<Value> {
     g["sentences"].as_array().unwrap()
 }
 
-fn check_sentence(name: &str, s: &Value, row: usize, hidden: &[f32], shape: [usize; 3], pooled: &[f32]) {
+fn check_sentence(
+    name: &str,
+    s: &Value,
+    row: usize,
+    hidden: &[f32],
+    shape: [usize; 3],
+    pooled: &[f32],
+) {
     let [_, seq, width] = shape;
     let n = s["input_ids"].as_array().unwrap().len();
     let first8 = s["last_hidden_state_first8"].as_array().unwrap();
@@ -58,16 +68,26 @@ fn check_sentence(name: &str, s: &Value, row: usize, hidden: &[f32], shape: [usi
         let h = &hidden[(row * seq + t) * width..(row * seq + t + 1) * width];
         worst = worst.max(max_abs_diff(&h[..8], &f32s(&first8[t])));
         let norm = h.iter().map(|x| x * x).sum::<f32>().sqrt();
-        assert!((norm - norms[t]).abs() < ATOL * norms[t].max(1.0), "{name}: token {t} norm {norm} vs {}", norms[t]);
+        assert!(
+            (norm - norms[t]).abs() < ATOL * norms[t].max(1.0),
+            "{name}: token {t} norm {norm} vs {}",
+            norms[t]
+        );
     }
-    assert!(worst < ATOL, "{name}: sentence {row}: hidden differs by {worst}");
+    assert!(
+        worst < ATOL,
+        "{name}: sentence {row}: hidden differs by {worst}"
+    );
 
     let p = &pooled[row * width..(row + 1) * width];
     let d = max_abs_diff(&p[..16], &f32s(&s["mean_pooled_first16"]));
     assert!(d < ATOL, "{name}: sentence {row}: pooled differs by {d}");
     let norm = p.iter().map(|x| x * x).sum::<f32>().sqrt();
     let want = s["mean_pooled_l2norm"].as_f64().unwrap() as f32;
-    assert!((norm - want).abs() < ATOL, "{name}: pooled norm {norm} vs {want}");
+    assert!(
+        (norm - want).abs() < ATOL,
+        "{name}: pooled norm {norm} vs {want}"
+    );
     let normalized: Vec<f32> = p[..16].iter().map(|x| x / norm).collect();
     let d = max_abs_diff(&normalized, &f32s(&s["mean_pooled_normalized_first16"]));
     assert!(d < ATOL, "{name}: normalized pooled differs by {d}");
@@ -78,8 +98,14 @@ fn padded_batch_matches_transformers_on_every_backend() {
     let g = golden();
     let dir = minilm_dir();
     let rows = Rows {
-        ids: sentences(&g).iter().map(|s| u32s(&s["input_ids"])).collect(),
-        types: sentences(&g).iter().map(|s| u32s(&s["token_type_ids"])).collect(),
+        ids: sentences(&g)
+            .iter()
+            .map(|s| u32s(&s["input_ids"]))
+            .collect(),
+        types: sentences(&g)
+            .iter()
+            .map(|s| u32s(&s["token_type_ids"]))
+            .collect(),
     };
     for (backend, device) in devices() {
         let (model, report) = BertModel::load(&dir, &device).unwrap();
@@ -97,12 +123,19 @@ fn single_sentences_match_the_padded_batch() {
     let g = golden();
     let dir = minilm_dir();
     let all = Rows {
-        ids: sentences(&g).iter().map(|s| u32s(&s["input_ids"])).collect(),
-        types: sentences(&g).iter().map(|s| u32s(&s["token_type_ids"])).collect(),
+        ids: sentences(&g)
+            .iter()
+            .map(|s| u32s(&s["input_ids"]))
+            .collect(),
+        types: sentences(&g)
+            .iter()
+            .map(|s| u32s(&s["token_type_ids"]))
+            .collect(),
     };
     for (backend, device) in devices() {
         let (model, _) = BertModel::load(&dir, &device).unwrap();
-        let (batch_hidden, [_, seq, width], _) = hidden_of(&model, &padded(&all, model.config(), &device));
+        let (batch_hidden, [_, seq, width], _) =
+            hidden_of(&model, &padded(&all, model.config(), &device));
         for (row, s) in sentences(&g).iter().enumerate() {
             let one = Rows {
                 ids: vec![all.ids[row].clone()],
@@ -113,7 +146,10 @@ fn single_sentences_match_the_padded_batch() {
             let n = all.ids[row].len();
             let in_batch = &batch_hidden[row * seq * width..(row * seq + n) * width];
             let d = max_abs_diff(&hidden, in_batch);
-            assert!(d < 1e-5, "{backend}: sentence {row}: batch vs single differ by {d}");
+            assert!(
+                d < 1e-5,
+                "{backend}: sentence {row}: batch vs single differ by {d}"
+            );
         }
     }
 }
@@ -160,10 +196,49 @@ fn all_hidden_states_end_with_the_last_one() {
     };
     let input = padded(&rows, model.config(), &device);
     let out = model.forward_all(&input, &Route::Base).unwrap();
-    assert_eq!(out.hidden_states.len(), model.config().num_hidden_layers + 1);
-    let last = out.hidden_states.last().unwrap().clone().into_data().try_into_vec::<f32>().unwrap();
-    let want = out.last_hidden_state.into_data().try_into_vec::<f32>().unwrap();
+    assert_eq!(
+        out.hidden_states.len(),
+        model.config().num_hidden_layers + 1
+    );
+    let last = out
+        .hidden_states
+        .last()
+        .unwrap()
+        .clone()
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap();
+    let want = out
+        .last_hidden_state
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap();
     assert_eq!(last, want, "{backend}");
-    // all-MiniLM-L6-v2 ships without pooler weights.
-    assert!(out.pooler_output.is_none());
+
+    // The checkpoint carries pooler weights: pooled = tanh(W · h[CLS] + b), recomputed here on
+    // the host from the HF-layout weights.
+    let pooled = out
+        .pooler_output
+        .expect("all-MiniLM-L6-v2 has a pooler")
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap();
+    let tensors = model.hf_tensors();
+    let (shape, w) = &tensors["pooler.dense.weight"];
+    let (_, b) = &tensors["pooler.dense.bias"];
+    let width = shape[1];
+    let cls = &want[..width];
+    for (o, got) in pooled.iter().enumerate() {
+        let z: f32 = w[o * width..(o + 1) * width]
+            .iter()
+            .zip(cls)
+            .map(|(a, x)| a * x)
+            .sum::<f32>()
+            + b[o];
+        assert!(
+            (z.tanh() - got).abs() < 1e-5,
+            "pooler dim {o}: {got} vs {}",
+            z.tanh()
+        );
+    }
 }

@@ -16,7 +16,10 @@ pub fn minilm_dir() -> PathBuf {
 
 /// The transformers reference outputs.
 pub fn golden() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/all-minilm-l6-v2.golden.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/all-minilm-l6-v2.golden.json"
+    );
     serde_json::from_str(&std::fs::read_to_string(path).expect("golden fixture")).expect("json")
 }
 
