@@ -226,7 +226,7 @@ impl BertConfig {
                 return Err(invalid(field, "must be greater than 0".into()));
             }
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(invalid(
                 "num_attention_heads",
                 format!(

@@ -329,7 +329,7 @@ fn bad_inputs_are_typed_errors() {
     );
     let long = vec![1; 25];
     assert_eq!(
-        ok(&long, &vec![0; 25], [1, 25]).unwrap_err(),
+        ok(&long, &[0; 25], [1, 25]).unwrap_err(),
         InputError::TooLong {
             seq_len: 25,
             max: 24
