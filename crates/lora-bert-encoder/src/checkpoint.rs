@@ -11,17 +11,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use burn::module::Param;
-use burn::nn::DropoutConfig;
 use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::{Dtype, SafeTensors};
 
+use crate::build::{WeightSource, build};
 use crate::config::{BertConfig, ConfigError};
-use crate::model::{
-    BertAttention, BertEmbeddings, BertEncoder, BertFfnOutput, BertIntermediate, BertLayer,
-    BertModel, BertPooler, BertSelfAttention, BertSelfOutput, LayerNorm,
-};
-use crate::projection::{NoAdapter, Projection, ProjectionAdapter, ProjectionKind};
+use crate::model::{BertModel, LayerNorm};
+use crate::projection::{NoAdapter, Projection, ProjectionAdapter};
 
 /// Errors raised while reading or writing a checkpoint.
 #[derive(Debug, thiserror::Error)]
@@ -237,14 +233,17 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Collects tensors, deferring "missing" errors so one error lists every missing tensor.
-struct Builder<'r, 'a> {
+/// Reads weights from a checkpoint, deferring "missing" errors so one error lists every
+/// missing tensor.
+struct CheckpointSource<'r, 'a> {
     reader: &'r mut Reader<'a>,
     device: &'r Device,
     missing: Vec<String>,
 }
 
-impl Builder<'_, '_> {
+impl WeightSource for CheckpointSource<'_, '_> {
+    type Error = CheckpointError;
+
     fn tensor<const D: usize>(
         &mut self,
         name: &str,
@@ -258,53 +257,26 @@ impl Builder<'_, '_> {
         })
     }
 
-    fn param<const D: usize>(
-        &mut self,
-        name: &str,
-        shape: [usize; D],
-    ) -> Result<Param<Tensor<D>>, CheckpointError> {
-        self.tensor(name, shape).map(Param::from_tensor)
-    }
-
-    /// A linear layer: HF stores `[out, in]`, burn computes with `[in, out]`.
-    fn dense(
+    fn linear_weight(
         &mut self,
         name: &str,
         d_in: usize,
         d_out: usize,
-    ) -> Result<Projection, CheckpointError> {
-        let name_w = format!("{name}.weight");
-        let weight = match self
-            .reader
-            .read(&name_w, &[d_out, d_in], &mut self.missing)?
-        {
-            // Transpose on the host so the device holds a contiguous [in, out] matrix.
-            Some(values) => {
-                let mut t = vec![0f32; values.len()];
-                for (o, row) in values.chunks_exact(d_in).enumerate() {
-                    for (i, v) in row.iter().enumerate() {
-                        t[i * d_out + o] = *v;
-                    }
-                }
-                Tensor::from_data(TensorData::new(t, [d_in, d_out]), self.device)
-            }
-            None => Tensor::zeros([d_in, d_out], self.device),
+    ) -> Result<Tensor<2>, CheckpointError> {
+        let Some(values) = self.reader.read(name, &[d_out, d_in], &mut self.missing)? else {
+            return Ok(Tensor::zeros([d_in, d_out], self.device));
         };
-        let bias = self.tensor(&format!("{name}.bias"), [d_out])?;
-        Ok(Projection::new(weight, Some(bias)))
-    }
-
-    fn layer_norm(
-        &mut self,
-        name: &str,
-        size: usize,
-        eps: f64,
-    ) -> Result<LayerNorm, CheckpointError> {
-        Ok(LayerNorm {
-            weight: self.param(&format!("{name}.LayerNorm.weight"), [size])?,
-            bias: self.param(&format!("{name}.LayerNorm.bias"), [size])?,
-            eps,
-        })
+        // Transpose on the host so the device holds a contiguous [in, out] matrix.
+        let mut t = vec![0f32; values.len()];
+        for (o, row) in values.chunks_exact(d_in).enumerate() {
+            for (i, v) in row.iter().enumerate() {
+                t[i * d_out + o] = *v;
+            }
+        }
+        Ok(Tensor::from_data(
+            TensorData::new(t, [d_in, d_out]),
+            self.device,
+        ))
     }
 }
 
@@ -353,75 +325,16 @@ impl BertModel<NoAdapter> {
         let mut reader = Reader::new(path, bytes)?;
         let bert_prefix = !reader.prefix.is_empty();
         let has_pooler = reader.has("pooler.dense.weight") || reader.has("pooler.dense.bias");
-        let mut b = Builder {
+        let mut source = CheckpointSource {
             reader: &mut reader,
             device,
             missing: Vec::new(),
         };
-        let h = config.hidden_size;
-        let ff = config.intermediate_size;
-        let eps = config.layer_norm_eps;
-        let hidden_dropout = || DropoutConfig::new(config.hidden_dropout_prob).init();
-
-        let embeddings = BertEmbeddings {
-            word_embeddings: b
-                .param("embeddings.word_embeddings.weight", [config.vocab_size, h])?,
-            position_embeddings: b.param(
-                "embeddings.position_embeddings.weight",
-                [config.max_position_embeddings, h],
-            )?,
-            token_type_embeddings: b.param(
-                "embeddings.token_type_embeddings.weight",
-                [config.type_vocab_size, h],
-            )?,
-            layer_norm: b.layer_norm("embeddings", h, eps)?,
-            dropout: hidden_dropout(),
-        };
-        let mut layers = Vec::with_capacity(config.num_hidden_layers);
-        for i in 0..config.num_hidden_layers {
-            let p = |kind: ProjectionKind| format!("encoder.layer.{i}.{}", kind.hf_name());
-            layers.push(BertLayer {
-                attention: BertAttention {
-                    self_attention: BertSelfAttention {
-                        query: b.dense(&p(ProjectionKind::Query), h, h)?,
-                        key: b.dense(&p(ProjectionKind::Key), h, h)?,
-                        value: b.dense(&p(ProjectionKind::Value), h, h)?,
-                        dropout: DropoutConfig::new(config.attention_probs_dropout_prob).init(),
-                        num_heads: config.num_attention_heads,
-                    },
-                    output: BertSelfOutput {
-                        dense: b.dense(&p(ProjectionKind::AttentionOutput), h, h)?,
-                        layer_norm: b.layer_norm(
-                            &format!("encoder.layer.{i}.attention.output"),
-                            h,
-                            eps,
-                        )?,
-                        dropout: hidden_dropout(),
-                    },
-                },
-                intermediate: BertIntermediate {
-                    dense: b.dense(&p(ProjectionKind::Intermediate), h, ff)?,
-                    activation: config.hidden_act,
-                },
-                output: BertFfnOutput {
-                    dense: b.dense(&p(ProjectionKind::Output), ff, h)?,
-                    layer_norm: b.layer_norm(&format!("encoder.layer.{i}.output"), h, eps)?,
-                    dropout: hidden_dropout(),
-                },
-            });
-        }
-        let pooler = if has_pooler {
-            Some(BertPooler {
-                dense: b.dense("pooler.dense", h, h)?,
-            })
-        } else {
-            None
-        };
-        let missing = std::mem::take(&mut b.missing);
-        if !missing.is_empty() {
+        let model = build(config, has_pooler, &mut source)?;
+        if !source.missing.is_empty() {
             return Err(CheckpointError::Missing {
                 path: path.to_owned(),
-                names: missing,
+                names: source.missing,
             });
         }
         let report = LoadReport {
@@ -435,12 +348,6 @@ impl BertModel<NoAdapter> {
             },
             unexpected: reader.unexpected(),
             bert_prefix,
-        };
-        let model = BertModel {
-            embeddings,
-            encoder: BertEncoder { layer: layers },
-            pooler,
-            config: config.clone(),
         };
         Ok((model, report))
     }

@@ -24,6 +24,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod build;
 pub mod checkpoint;
 pub mod config;
 pub mod device;

@@ -5,12 +5,13 @@
 //! `self` is a Rust keyword), so checkpoint names map one to one.
 
 use burn::module::{Module, Param};
-use burn::nn::{Dropout, DropoutConfig};
+use burn::nn::Dropout;
 use burn::tensor::activation::{gelu, gelu_approximate, relu, softmax, tanh};
 use burn::tensor::module::{attention, embedding, layer_norm};
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, Device, Distribution, Int, Tensor, TensorData};
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
+use crate::build::{RandomInit, build};
 use crate::config::{Activation, BertConfig};
 use crate::projection::{
     NoAdapter, Projection, ProjectionAdapter, ProjectionKind, ProjectionSite, Route,
@@ -196,14 +197,6 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
-    fn init(size: usize, eps: f64, device: &Device) -> Self {
-        Self {
-            weight: Param::from_tensor(Tensor::ones([size], device)),
-            bias: Param::from_tensor(Tensor::zeros([size], device)),
-            eps,
-        }
-    }
-
     /// Normalises the last dimension.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         layer_norm(x, self.weight.val(), Some(self.bias.val()), self.eps)
@@ -458,78 +451,13 @@ pub struct BertModel<A: ProjectionAdapter = NoAdapter> {
     pub config: BertConfig,
 }
 
-fn normal(shape: [usize; 2], std: f64, device: &Device) -> Param<Tensor<2>> {
-    Param::from_tensor(Tensor::random(
-        shape,
-        Distribution::Normal(0.0, std),
-        device,
-    ))
-}
-
-fn dense(d_in: usize, d_out: usize, std: f64, device: &Device) -> Projection {
-    Projection::new(
-        Tensor::random([d_in, d_out], Distribution::Normal(0.0, std), device),
-        Some(Tensor::zeros([d_out], device)),
-    )
-}
-
 impl BertModel<NoAdapter> {
     /// A model with fresh weights, initialised as Hugging Face does (normal with
-    /// `initializer_range`, zero biases, LayerNorm at identity).
+    /// `initializer_range`, zero biases, LayerNorm at identity, zero padding embedding).
     pub fn init(config: &BertConfig, with_pooler: bool, device: &Device) -> Self {
-        let std = config.initializer_range;
-        let h = config.hidden_size;
-        let eps = config.layer_norm_eps;
-        let hidden_dropout = || DropoutConfig::new(config.hidden_dropout_prob).init();
-        let layers = (0..config.num_hidden_layers)
-            .map(|_| BertLayer {
-                attention: BertAttention {
-                    self_attention: BertSelfAttention {
-                        query: dense(h, h, std, device),
-                        key: dense(h, h, std, device),
-                        value: dense(h, h, std, device),
-                        dropout: DropoutConfig::new(config.attention_probs_dropout_prob).init(),
-                        num_heads: config.num_attention_heads,
-                    },
-                    output: BertSelfOutput {
-                        dense: dense(h, h, std, device),
-                        layer_norm: LayerNorm::init(h, eps, device),
-                        dropout: hidden_dropout(),
-                    },
-                },
-                intermediate: BertIntermediate {
-                    dense: dense(h, config.intermediate_size, std, device),
-                    activation: config.hidden_act,
-                },
-                output: BertFfnOutput {
-                    dense: dense(config.intermediate_size, h, std, device),
-                    layer_norm: LayerNorm::init(h, eps, device),
-                    dropout: hidden_dropout(),
-                },
-            })
-            .collect();
-        // HF zeroes the embedding row of the padding token.
-        let mut words = Tensor::random(
-            [config.vocab_size, h],
-            Distribution::Normal(0.0, std),
-            device,
-        );
-        let pad = config.pad_token_id as usize;
-        words = words.slice_assign([pad..pad + 1, 0..h], Tensor::zeros([1, h], device));
-        Self {
-            embeddings: BertEmbeddings {
-                word_embeddings: Param::from_tensor(words),
-                position_embeddings: normal([config.max_position_embeddings, h], std, device),
-                token_type_embeddings: normal([config.type_vocab_size, h], std, device),
-                layer_norm: LayerNorm::init(h, eps, device),
-                dropout: hidden_dropout(),
-            },
-            encoder: BertEncoder { layer: layers },
-            pooler: with_pooler.then(|| BertPooler {
-                dense: dense(h, h, std, device),
-            }),
-            config: config.clone(),
-        }
+        let mut source = RandomInit { config, device };
+        let Ok(model) = build(config, with_pooler, &mut source);
+        model
     }
 }
 

@@ -50,6 +50,17 @@ fn sentences(g: &Value) -> &Vec<Value> {
     g["sentences"].as_array().unwrap()
 }
 
+/// The reference's token ids and types of every golden sentence.
+fn golden_rows(g: &Value) -> Rows {
+    Rows {
+        ids: sentences(g).iter().map(|s| u32s(&s["input_ids"])).collect(),
+        types: sentences(g)
+            .iter()
+            .map(|s| u32s(&s["token_type_ids"]))
+            .collect(),
+    }
+}
+
 fn check_sentence(
     name: &str,
     s: &Value,
@@ -97,16 +108,7 @@ fn check_sentence(
 fn padded_batch_matches_transformers_on_every_backend() {
     let g = golden();
     let dir = minilm_dir();
-    let rows = Rows {
-        ids: sentences(&g)
-            .iter()
-            .map(|s| u32s(&s["input_ids"]))
-            .collect(),
-        types: sentences(&g)
-            .iter()
-            .map(|s| u32s(&s["token_type_ids"]))
-            .collect(),
-    };
+    let rows = golden_rows(&g);
     for (backend, device) in devices() {
         let (model, report) = BertModel::load(&dir, &device).unwrap();
         assert!(report.unexpected.is_empty(), "{:?}", report.unexpected);
@@ -122,16 +124,7 @@ fn padded_batch_matches_transformers_on_every_backend() {
 fn single_sentences_match_the_padded_batch() {
     let g = golden();
     let dir = minilm_dir();
-    let all = Rows {
-        ids: sentences(&g)
-            .iter()
-            .map(|s| u32s(&s["input_ids"]))
-            .collect(),
-        types: sentences(&g)
-            .iter()
-            .map(|s| u32s(&s["token_type_ids"]))
-            .collect(),
-    };
+    let all = golden_rows(&g);
     for (backend, device) in devices() {
         let (model, _) = BertModel::load(&dir, &device).unwrap();
         let (batch_hidden, [_, seq, width], _) =
