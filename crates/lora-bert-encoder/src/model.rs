@@ -248,8 +248,9 @@ pub struct BertSelfAttention<A: ProjectionAdapter = NoAdapter> {
 }
 
 impl<A: ProjectionAdapter> BertSelfAttention<A> {
-    /// `x`: `[batch, seq, hidden]`; `pad_mask`: `[batch, seq]`, true at padding.
-    pub fn forward(&self, x: Tensor<3>, pad_mask: &Tensor<2, Bool>, route: &Route) -> Tensor<3> {
+    /// `x`: `[batch, seq, hidden]`; `mask`: `[batch, heads, seq, seq]`, true where a query
+    /// must not attend (padding keys), as made by [`attention_mask`].
+    pub fn forward(&self, x: Tensor<3>, mask: &Tensor<4, Bool>, route: &Route) -> Tensor<3> {
         let [batch, seq_len, hidden] = x.dims();
         let heads = self.num_heads;
         let head_dim = hidden / heads;
@@ -257,11 +258,7 @@ impl<A: ProjectionAdapter> BertSelfAttention<A> {
         let q = split(self.query.forward(x.clone(), route));
         let k = split(self.key.forward(x.clone(), route));
         let v = split(self.value.forward(x, route));
-        // [batch, 1, 1, seq] -> [batch, heads, seq, seq]
-        let mask = pad_mask
-            .clone()
-            .unsqueeze_dims::<4>(&[1, 2])
-            .expand([batch, heads, seq_len, seq_len]);
+        let mask = mask.clone();
         let context = if self.dropout_active(&q) {
             let scale = (head_dim as f64).sqrt().recip();
             let scores = q.matmul(k.swap_dims(2, 3)) * scale;
@@ -332,11 +329,12 @@ pub struct BertLayer<A: ProjectionAdapter = NoAdapter> {
 
 impl<A: ProjectionAdapter> BertLayer<A> {
     /// Runs the layer on `[batch, seq, hidden]`.
-    pub fn forward(&self, x: Tensor<3>, pad_mask: &Tensor<2, Bool>, route: &Route) -> Tensor<3> {
+    /// `mask`: see [`BertSelfAttention::forward`].
+    pub fn forward(&self, x: Tensor<3>, mask: &Tensor<4, Bool>, route: &Route) -> Tensor<3> {
         let attn = self
             .attention
             .self_attention
-            .forward(x.clone(), pad_mask, route);
+            .forward(x.clone(), mask, route);
         let out = &self.attention.output;
         let h = out
             .layer_norm
@@ -503,7 +501,7 @@ impl<A: ProjectionAdapter> BertModel<A> {
             });
         }
         let route = if route.is_base() { &Route::Base } else { route };
-        let pad_mask = input.attention_mask.clone().equal_elem(0);
+        let mask = attention_mask(&input.attention_mask, self.config.num_attention_heads);
         let mut hidden = self
             .embeddings
             .forward(input.input_ids.clone(), input.token_type_ids.clone());
@@ -512,7 +510,7 @@ impl<A: ProjectionAdapter> BertModel<A> {
             if all {
                 hidden_states.push(hidden.clone());
             }
-            hidden = layer.forward(hidden, &pad_mask, route);
+            hidden = layer.forward(hidden, &mask, route);
         }
         if all {
             hidden_states.push(hidden.clone());
@@ -567,6 +565,17 @@ impl<A: ProjectionAdapter> BertModel<A> {
     pub fn config(&self) -> &BertConfig {
         &self.config
     }
+}
+
+/// The boolean attention mask of a `[batch, seq]` 1/0 padding mask: `[batch, heads, seq, seq]`,
+/// true where the key is padding. Built once per forward pass and shared by every layer.
+pub fn attention_mask(padding_mask: &Tensor<2, Int>, heads: usize) -> Tensor<4, Bool> {
+    let [batch, seq_len] = padding_mask.dims();
+    padding_mask
+        .clone()
+        .equal_elem(0)
+        .unsqueeze_dims::<4>(&[1, 2])
+        .expand([batch, heads, seq_len, seq_len])
 }
 
 /// Mean of the hidden states over real tokens (attention mask 1), `[batch, hidden]`, as
