@@ -392,3 +392,30 @@ fn padding_does_not_leak_into_real_tokens() {
     );
     assert!(d < 1e-5, "padding changed real tokens by {d}");
 }
+
+#[test]
+fn concurrent_saves_leave_one_complete_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let device = cpu();
+    let config = tiny_config();
+    let path = tmp.path().join("model.safetensors");
+    let models: Vec<BertModel> = (0..4)
+        .map(|_| BertModel::init(&config, true, &device))
+        .collect();
+    std::thread::scope(|s| {
+        for m in &models {
+            let path = &path;
+            s.spawn(move || m.save_safetensors(path).unwrap());
+        }
+    });
+    let (loaded, _) = BertModel::load_safetensors(&path, &config, &device).unwrap();
+    assert!(models.iter().any(|m| m.hf_tensors() == loaded.hf_tensors()));
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers,
+        vec![std::ffi::OsString::from("model.safetensors")]
+    );
+}
