@@ -185,31 +185,12 @@ impl<'a> Reader<'a> {
                 actual: view.shape().to_vec(),
             });
         }
-        let bytes = view.data();
-        let values: Vec<f32> = match view.dtype() {
-            Dtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::F64 => bytes
-                .chunks_exact(8)
-                .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
-                .collect(),
-            other => {
-                return Err(CheckpointError::Dtype {
-                    path: self.path.to_owned(),
-                    name: stored,
-                    dtype: format!("{other:?}"),
-                });
-            }
+        let Some(values) = decode_f32(view.dtype(), view.data()) else {
+            return Err(CheckpointError::Dtype {
+                path: self.path.to_owned(),
+                name: stored,
+                dtype: format!("{:?}", view.dtype()),
+            });
         };
         if values.iter().any(|v| !v.is_finite()) {
             return Err(CheckpointError::NonFinite {
@@ -354,7 +335,32 @@ impl BertModel<NoAdapter> {
     }
 }
 
-fn f32_bytes(values: &[f32]) -> Vec<u8> {
+/// Decodes little-endian safetensors data of a float dtype (F32, F16, BF16, F64) into `f32`s;
+/// `None` for any other dtype.
+pub fn decode_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
+    Some(match dtype {
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::F64 => bytes
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
+            .collect(),
+        _ => return None,
+    })
+}
+
+/// The little-endian bytes of `values`, as safetensors stores F32 data.
+pub fn f32_bytes(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 

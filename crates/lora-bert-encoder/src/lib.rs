@@ -37,6 +37,6 @@ pub use config::{Activation, BertConfig, ConfigError};
 pub use device::{Backend, Device, DeviceError};
 pub use model::{BertInput, BertModel, BertOutput, InputError, l2_normalize, mean_pool};
 pub use projection::{
-    NoAdapter, Projection, ProjectionAdapter, ProjectionKind, ProjectionSite, Route,
+    BaseLinear, NoAdapter, Projection, ProjectionAdapter, ProjectionKind, ProjectionSite, Route,
 };
 pub use tokenizer::{Batch, BertTokenizer, Encoding, LengthPolicy, TokenizerError};

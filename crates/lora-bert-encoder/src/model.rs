@@ -392,6 +392,27 @@ impl<A: ProjectionAdapter> BertLayer<A> {
         }
     }
 
+    /// The layer's projections with their kinds, mutably, in forward order.
+    pub fn projections_mut(&mut self) -> [(ProjectionKind, &mut Projection<A>); 6] {
+        let BertLayer {
+            attention,
+            intermediate,
+            output,
+        } = self;
+        let BertAttention {
+            self_attention,
+            output: attention_output,
+        } = attention;
+        [
+            (ProjectionKind::Query, &mut self_attention.query),
+            (ProjectionKind::Key, &mut self_attention.key),
+            (ProjectionKind::Value, &mut self_attention.value),
+            (ProjectionKind::AttentionOutput, &mut attention_output.dense),
+            (ProjectionKind::Intermediate, &mut intermediate.dense),
+            (ProjectionKind::Output, &mut output.dense),
+        ]
+    }
+
     /// The layer's projections with their kinds, in forward order.
     pub fn projections(&self) -> [(ProjectionKind, &Projection<A>); 6] {
         [
@@ -417,17 +438,17 @@ pub struct BertEncoder<A: ProjectionAdapter = NoAdapter> {
 
 /// `tanh(dense(h[CLS]))` (HF `pooler`).
 #[derive(Module, Debug)]
-pub struct BertPooler {
+pub struct BertPooler<A: ProjectionAdapter = NoAdapter> {
     /// `dense`.
-    pub dense: Projection,
+    pub dense: Projection<A>,
 }
 
-impl BertPooler {
+impl<A: ProjectionAdapter> BertPooler<A> {
     /// Pools `[batch, seq, hidden]` into `[batch, hidden]` from the first token.
-    pub fn forward(&self, hidden: Tensor<3>) -> Tensor<2> {
+    pub fn forward(&self, hidden: Tensor<3>, route: &Route) -> Tensor<2> {
         let [batch, _, width] = hidden.dims();
         let cls = hidden.narrow(1, 0, 1);
-        tanh(self.dense.forward(cls, &Route::Base)).reshape([batch, width])
+        tanh(self.dense.forward(cls, route)).reshape([batch, width])
     }
 }
 
@@ -443,7 +464,7 @@ pub struct BertModel<A: ProjectionAdapter = NoAdapter> {
     /// HF `encoder`.
     pub encoder: BertEncoder<A>,
     /// HF `pooler`, present when the checkpoint has its weights.
-    pub pooler: Option<BertPooler>,
+    pub pooler: Option<BertPooler<A>>,
     /// The configuration the model was built from.
     #[module(skip)]
     pub config: BertConfig,
@@ -515,7 +536,10 @@ impl<A: ProjectionAdapter> BertModel<A> {
         if all {
             hidden_states.push(hidden.clone());
         }
-        let pooler_output = self.pooler.as_ref().map(|p| p.forward(hidden.clone()));
+        let pooler_output = self
+            .pooler
+            .as_ref()
+            .map(|p| p.forward(hidden.clone(), route));
         Ok(BertOutput {
             last_hidden_state: hidden,
             hidden_states,
@@ -524,7 +548,8 @@ impl<A: ProjectionAdapter> BertModel<A> {
     }
 
     /// Rebuilds the model with every projection passed through `f`, in layer order and, within
-    /// a layer, in [`ProjectionKind::ALL`] order. Base weights move; nothing is copied.
+    /// a layer, in [`ProjectionKind::ALL`] order, then the pooler's (if any). Base weights
+    /// move; nothing is copied.
     ///
     /// This is how an adapter scheme is installed (or removed: map back to
     /// [`NoAdapter`] with [`Projection::into_parts`]).
@@ -532,6 +557,7 @@ impl<A: ProjectionAdapter> BertModel<A> {
         self,
         mut f: impl FnMut(ProjectionSite, Projection<A>) -> Projection<B>,
     ) -> BertModel<B> {
+        let pooler_site = self.pooler_site();
         BertModel {
             embeddings: self.embeddings,
             encoder: BertEncoder {
@@ -543,13 +569,16 @@ impl<A: ProjectionAdapter> BertModel<A> {
                     .map(|(i, layer)| layer.map_projections(i, &mut f))
                     .collect(),
             },
-            pooler: self.pooler,
+            pooler: self.pooler.map(|p| BertPooler {
+                dense: f(pooler_site, p.dense),
+            }),
             config: self.config,
         }
     }
 
-    /// Every projection with its site, in forward order.
+    /// Every projection with its site, in forward order (the pooler's last).
     pub fn projections(&self) -> impl Iterator<Item = (ProjectionSite, &Projection<A>)> {
+        let pooler_site = self.pooler_site();
         self.encoder
             .layer
             .iter()
@@ -559,6 +588,38 @@ impl<A: ProjectionAdapter> BertModel<A> {
                     .into_iter()
                     .map(move |(kind, p)| (ProjectionSite { layer, kind }, p))
             })
+            .chain(self.pooler.iter().map(move |p| (pooler_site, &p.dense)))
+    }
+
+    /// Every projection with its site, mutably, in forward order (the pooler's last). Use it to
+    /// edit adapters or base weights in place; [`map_projections`](Self::map_projections)
+    /// changes the adapter type.
+    pub fn projections_mut(
+        &mut self,
+    ) -> impl Iterator<Item = (ProjectionSite, &mut Projection<A>)> {
+        let pooler_site = self.pooler_site();
+        self.encoder
+            .layer
+            .iter_mut()
+            .enumerate()
+            .flat_map(|(layer, l)| {
+                l.projections_mut()
+                    .into_iter()
+                    .map(move |(kind, p)| (ProjectionSite { layer, kind }, p))
+            })
+            .chain(
+                self.pooler
+                    .iter_mut()
+                    .map(move |p| (pooler_site, &mut p.dense)),
+            )
+    }
+
+    /// The site of the pooler's projection (whether or not the model has a pooler).
+    pub fn pooler_site(&self) -> ProjectionSite {
+        ProjectionSite {
+            layer: self.encoder.layer.len(),
+            kind: ProjectionKind::Pooler,
+        }
     }
 
     /// The configuration.

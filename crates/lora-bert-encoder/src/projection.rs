@@ -1,11 +1,12 @@
 //! The extension point of the encoder: a linear projection with a pluggable adapter.
 //!
 //! Every linear map inside a BERT layer (attention `query`, `key`, `value`, the attention output
-//! `dense`, the feed-forward `intermediate.dense` and `output.dense`) is a [`Projection`]: the
-//! frozen-able base weights plus an adapter `A` that may add a delta to the base output:
+//! `dense`, the feed-forward `intermediate.dense` and `output.dense`) and the pooler's `dense` is
+//! a [`Projection`]: the frozen-able base weights plus an adapter `A` that turns the base linear
+//! into the adapted one:
 //!
 //! ```text
-//! y = x·W + b  +  A.delta(x, route)
+//! y = A.forward(x, base = (W, b), route)      // NoAdapter: y = x·W + b
 //! ```
 //!
 //! The encoder only knows this shape. An adapter scheme (LoRA, IA³, a bottleneck, ...) lives in
@@ -18,7 +19,7 @@
 //! ```
 //! use burn::module::Module;
 //! use burn::tensor::Tensor;
-//! use lora_bert_encoder::{NoAdapter, Projection, ProjectionAdapter, Route};
+//! use lora_bert_encoder::{BaseLinear, NoAdapter, Projection, ProjectionAdapter, Route};
 //!
 //! /// A toy adapter: adds `scale · x` to the output of square projections for group 0.
 //! #[derive(Module, Debug)]
@@ -27,8 +28,11 @@
 //! }
 //!
 //! impl ProjectionAdapter for Scale {
-//!     fn delta(&self, input: &Tensor<3>, route: &Route) -> Option<Tensor<3>> {
-//!         (route.group_for_batch() == Some(0)).then(|| input.clone() * self.scale)
+//!     fn forward(&self, input: Tensor<3>, base: BaseLinear<'_>, route: &Route) -> Tensor<3> {
+//!         match route.group_for_batch() {
+//!             Some(0) => base.forward(input.clone()) + input * self.scale,
+//!             _ => base.forward(input),
+//!         }
 //!     }
 //! }
 //!
@@ -116,19 +120,41 @@ impl Route {
     }
 }
 
+/// The base linear map of a [`Projection`], as its adapter sees it: `y = x·W + b`.
+#[derive(Debug, Clone, Copy)]
+pub struct BaseLinear<'a> {
+    /// Weight, `[d_in, d_out]`.
+    pub weight: &'a Param<Tensor<2>>,
+    /// Bias, `[d_out]`.
+    pub bias: Option<&'a Param<Tensor<1>>>,
+}
+
+impl BaseLinear<'_> {
+    /// `x·W + b` for `x` of shape `[batch, seq, d_in]`.
+    pub fn forward(&self, input: Tensor<3>) -> Tensor<3> {
+        linear(input, self.weight.val(), self.bias.map(|b| b.val()))
+    }
+
+    /// `x·W` without the bias.
+    pub fn forward_no_bias(&self, input: Tensor<3>) -> Tensor<3> {
+        linear(input, self.weight.val(), None)
+    }
+}
+
 /// What an adapter scheme provides to a [`Projection`].
 ///
-/// `delta` receives the projection's input `[batch, seq, d_in]` and returns what to add to the
-/// base output `[batch, seq, d_out]`, or `None` when the route selects nothing this adapter
-/// holds. It must honour per-example routes: the delta of example `i` uses
-/// `route.group_of(i)` (zero rows for examples that route elsewhere).
+/// `forward` receives the projection's input `[batch, seq, d_in]` and its base linear map, and
+/// returns the adapted output `[batch, seq, d_out]`. An additive scheme (LoRA) returns
+/// `base.forward(x) + delta(x)`; a multiplicative one (IA³) may scale the input or the output.
+/// It must honour per-example routes: example `i` uses `route.group_of(i)`, and examples routed
+/// to no group this adapter holds get exactly `base.forward(x)`.
 ///
 /// Merging into the base weights, saving, loading and parameter accounting are the adapter
 /// crate's business: it owns the adapter type and reaches the base weights through the public
 /// fields of [`Projection`].
 pub trait ProjectionAdapter: Module + ModuleDisplay {
-    /// The adapter's contribution for `input` under `route`.
-    fn delta(&self, input: &Tensor<3>, route: &Route) -> Option<Tensor<3>>;
+    /// The adapted output for `input` under `route`.
+    fn forward(&self, input: Tensor<3>, base: BaseLinear<'_>, route: &Route) -> Tensor<3>;
 }
 
 /// The empty adapter: the projection is the plain linear layer.
@@ -137,12 +163,12 @@ pub struct NoAdapter;
 
 impl ProjectionAdapter for NoAdapter {
     #[inline]
-    fn delta(&self, _input: &Tensor<3>, _route: &Route) -> Option<Tensor<3>> {
-        None
+    fn forward(&self, input: Tensor<3>, base: BaseLinear<'_>, _route: &Route) -> Tensor<3> {
+        base.forward(input)
     }
 }
 
-/// A linear projection `y = x·W + b` plus an adapter's delta.
+/// A linear projection `y = x·W + b`, adapted by `A`.
 ///
 /// `weight` is stored `[d_in, d_out]` (burn's layout); Hugging Face checkpoints hold the
 /// transpose, `[d_out, d_in]`, and the checkpoint code converts between the two.
@@ -206,25 +232,30 @@ impl<A: ProjectionAdapter> Projection<A> {
         self.weight.shape().dims::<2>()[1]
     }
 
-    /// The base output only, ignoring the adapter.
-    pub fn forward_base(&self, input: Tensor<3>) -> Tensor<3> {
-        linear(
-            input,
-            self.weight.val(),
-            self.bias.as_ref().map(|b| b.val()),
-        )
+    /// The base linear map, as the adapter sees it.
+    pub fn base(&self) -> BaseLinear<'_> {
+        BaseLinear {
+            weight: &self.weight,
+            bias: self.bias.as_ref(),
+        }
     }
 
-    /// Base output plus the adapter's delta for `route`.
+    /// The base output only, ignoring the adapter.
+    pub fn forward_base(&self, input: Tensor<3>) -> Tensor<3> {
+        self.base().forward(input)
+    }
+
+    /// The adapted output for `route` (the base output when the route selects no group of
+    /// the adapter).
     pub fn forward(&self, input: Tensor<3>, route: &Route) -> Tensor<3> {
-        match self.adapter.delta(&input, route) {
-            None => self.forward_base(input),
-            Some(delta) => self.forward_base(input) + delta,
+        if route.is_base() {
+            return self.forward_base(input);
         }
+        self.adapter.forward(input, self.base(), route)
     }
 }
 
-/// The six projections of a BERT layer, named as in Hugging Face.
+/// The projections of a BERT model, named as in Hugging Face: six per layer and the pooler's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ProjectionKind {
     /// `attention.self.query`
@@ -239,10 +270,12 @@ pub enum ProjectionKind {
     Intermediate,
     /// `output.dense`
     Output,
+    /// `pooler.dense`, outside the layers (its site's `layer` is the number of layers).
+    Pooler,
 }
 
 impl ProjectionKind {
-    /// All six, in the order of the forward pass.
+    /// The six of a layer, in the order of the forward pass (not [`Pooler`](Self::Pooler)).
     pub const ALL: [ProjectionKind; 6] = [
         ProjectionKind::Query,
         ProjectionKind::Key,
@@ -252,7 +285,8 @@ impl ProjectionKind {
         ProjectionKind::Output,
     ];
 
-    /// The module path inside a layer, as in Hugging Face (`attention.self.query`, ...).
+    /// The module path inside a layer, as in Hugging Face (`attention.self.query`, ...); for the
+    /// pooler, its path in the model, `pooler.dense`.
     pub fn hf_name(self) -> &'static str {
         match self {
             ProjectionKind::Query => "attention.self.query",
@@ -261,11 +295,14 @@ impl ProjectionKind {
             ProjectionKind::AttentionOutput => "attention.output.dense",
             ProjectionKind::Intermediate => "intermediate.dense",
             ProjectionKind::Output => "output.dense",
+            ProjectionKind::Pooler => "pooler.dense",
         }
     }
 }
 
-/// Where a projection sits: its layer and its kind.
+/// Where a projection sits: its layer and its kind. The pooler's site has kind
+/// [`ProjectionKind::Pooler`] and `layer` equal to the number of layers (it comes after the
+/// last one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ProjectionSite {
     /// Layer index, from 0.
@@ -275,9 +312,18 @@ pub struct ProjectionSite {
 }
 
 impl ProjectionSite {
-    /// The full Hugging Face module path, e.g. `encoder.layer.5.attention.self.query`.
+    /// The full Hugging Face module path, e.g. `encoder.layer.5.attention.self.query`, or
+    /// `pooler.dense`.
     pub fn hf_path(&self) -> String {
-        format!("encoder.layer.{}.{}", self.layer, self.kind.hf_name())
+        match self.kind {
+            ProjectionKind::Pooler => self.kind.hf_name().to_owned(),
+            kind => format!("encoder.layer.{}.{}", self.layer, kind.hf_name()),
+        }
+    }
+
+    /// The layer index, or `None` for the pooler.
+    pub fn layer_index(&self) -> Option<usize> {
+        (self.kind != ProjectionKind::Pooler).then_some(self.layer)
     }
 }
 
@@ -316,5 +362,11 @@ mod tests {
             kind: ProjectionKind::AttentionOutput,
         };
         assert_eq!(site.hf_path(), "encoder.layer.5.attention.output.dense");
+        let pooler = ProjectionSite {
+            layer: 6,
+            kind: ProjectionKind::Pooler,
+        };
+        assert_eq!(pooler.hf_path(), "pooler.dense");
+        assert_eq!(pooler.layer_index(), None);
     }
 }

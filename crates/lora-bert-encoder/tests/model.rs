@@ -5,8 +5,8 @@ use burn::module::{Module, Param};
 use burn::tensor::Tensor;
 use lora_bert_encoder::device::{self, Backend, Device};
 use lora_bert_encoder::{
-    BertConfig, BertInput, BertModel, NoAdapter, Projection, ProjectionAdapter, ProjectionKind,
-    Route,
+    BaseLinear, BertConfig, BertInput, BertModel, NoAdapter, Projection, ProjectionAdapter,
+    ProjectionKind, Route,
 };
 
 fn cpu() -> Device {
@@ -64,7 +64,7 @@ struct GroupBias {
 }
 
 impl ProjectionAdapter for GroupBias {
-    fn delta(&self, input: &Tensor<3>, route: &Route) -> Option<Tensor<3>> {
+    fn forward(&self, input: Tensor<3>, base: BaseLinear<'_>, route: &Route) -> Tensor<3> {
         let [batch, seq, _] = input.dims();
         let [groups, d_out] = self.bias.dims();
         let device = input.device();
@@ -79,7 +79,7 @@ impl ProjectionAdapter for GroupBias {
                 _ => Tensor::zeros([1, seq, d_out], &device),
             })
             .collect();
-        (!route.is_base()).then(|| Tensor::cat(rows, 0))
+        base.forward(input) + Tensor::cat(rows, 0)
     }
 }
 
@@ -90,8 +90,11 @@ struct Maybe {
 }
 
 impl ProjectionAdapter for Maybe {
-    fn delta(&self, input: &Tensor<3>, route: &Route) -> Option<Tensor<3>> {
-        self.inner.as_ref()?.delta(input, route)
+    fn forward(&self, input: Tensor<3>, base: BaseLinear<'_>, route: &Route) -> Tensor<3> {
+        match &self.inner {
+            Some(inner) => inner.forward(input, base, route),
+            None => base.forward(input),
+        }
     }
 }
 
