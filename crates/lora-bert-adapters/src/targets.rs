@@ -32,9 +32,11 @@ pub enum ModuleSelector {
 }
 
 impl ModuleSelector {
-    /// A list of module names (`["query", "value"]`, `["dense"]`, or full paths).
+    /// A list of module names (`["query", "value"]`, `["dense"]`, or full paths). PEFT holds
+    /// them as a set: they are kept sorted and without repeats.
     pub fn names<S: Into<String>>(names: impl IntoIterator<Item = S>) -> Self {
-        ModuleSelector::Names(names.into_iter().map(Into::into).collect())
+        let set: BTreeSet<String> = names.into_iter().map(Into::into).collect();
+        ModuleSelector::Names(set.into_iter().collect())
     }
 
     /// Whether this selector picks the module at `path`; `Err` if the regular expression does not
@@ -74,7 +76,7 @@ impl ModuleSelector {
                 .iter()
                 .map(|v| v.as_str().map(str::to_owned))
                 .collect::<Option<Vec<_>>>()
-                .map(ModuleSelector::Names),
+                .map(ModuleSelector::names),
             _ => None,
         }
     }
