@@ -48,8 +48,15 @@ impl Ia3Config {
         self
     }
 
+    /// PEFT's `_check_target_module_feedforward`: a plain string suffix for names (no dot
+    /// boundary, unlike `target_modules`), a whole-path match for a regular expression.
     fn is_feedforward(&self, site: ProjectionSite) -> bool {
-        Targets::from_selector(self.feedforward.clone()).covers(site)
+        let path = site.hf_path();
+        match &self.feedforward {
+            ModuleSelector::Names(names) => names.iter().any(|n| path.ends_with(n.as_str())),
+            ModuleSelector::AllLinear => true,
+            regex => regex.matches(&path).unwrap_or(false),
+        }
     }
 }
 
