@@ -2,10 +2,12 @@
 //! `{"text", "tokens", "input_ids", "last_hidden_state" (every token, every dim), "mean_pooled"}`.
 //!
 //! ```text
-//! cargo run --release --example embed -- [--model DIR] [--backend ndarray|flex|wgpu] --json TEXT...
+//! cargo run --release --example embed -- [--model DIR] [--adapter DIR] [--backend ndarray|flex|wgpu] --json TEXT...
 //! ```
 //!
 //! Without `--model` it uses all-MiniLM-L6-v2 from the asset cache (fetched on first use).
+//! `--adapter DIR` applies a LoRA adapter saved in PEFT's layout (`adapter_config.json`,
+//! `adapter_model.safetensors`) on top of the model; the output format does not change.
 //! The texts run as one padded batch. Texts longer than the model's maximum (512 tokens with
 //! specials) and empty texts are refused with an error. This output is an interface that
 //! outside checks rely on: keep it stable.
@@ -16,10 +18,12 @@ use std::process::ExitCode;
 use lora_bert::{Backend, Embedder, device};
 use serde_json::json;
 
-const USAGE: &str = "usage: embed [--model DIR] [--backend ndarray|flex|wgpu] --json TEXT...";
+const USAGE: &str =
+    "usage: embed [--model DIR] [--adapter DIR] [--backend ndarray|flex|wgpu] --json TEXT...";
 
 struct Args {
     model: Option<PathBuf>,
+    adapter: Option<PathBuf>,
     backend: Backend,
     texts: Vec<String>,
 }
@@ -27,6 +31,7 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let mut model = None;
+    let mut adapter = None;
     let mut backend = Backend::default_cpu().map_err(|e| e.to_string())?;
     let mut json_mode = false;
     let mut texts = Vec::new();
@@ -35,6 +40,11 @@ fn parse_args() -> Result<Args, String> {
             "--model" => {
                 model = Some(PathBuf::from(
                     args.next().ok_or("--model needs a directory")?,
+                ))
+            }
+            "--adapter" => {
+                adapter = Some(PathBuf::from(
+                    args.next().ok_or("--adapter needs a directory")?,
                 ))
             }
             "--backend" => {
@@ -61,6 +71,7 @@ fn parse_args() -> Result<Args, String> {
     }
     Ok(Args {
         model,
+        adapter,
         backend,
         texts,
     })
@@ -68,10 +79,13 @@ fn parse_args() -> Result<Args, String> {
 
 fn run(args: Args) -> Result<(), lora_bert::Error> {
     let device = device::device(args.backend)?;
-    let embedder = match &args.model {
+    let mut embedder = match &args.model {
         Some(dir) => Embedder::from_dir(dir, &device)?.0,
         None => Embedder::all_minilm_l6_v2(&device)?,
     };
+    if let Some(dir) = &args.adapter {
+        embedder.load_adapter("adapter", dir)?;
+    }
     let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
     let out = embedder.embed(&texts)?;
     for (i, text) in texts.iter().enumerate() {

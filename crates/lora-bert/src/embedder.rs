@@ -2,18 +2,22 @@
 
 use std::path::Path;
 
+use lora_bert_adapters::{AdaptedModel, Lora};
 use lora_bert_encoder::tokenizer::{Batch, BertTokenizer};
 use lora_bert_encoder::{BertInput, BertModel, Device, LoadReport, Route, mean_pool};
 
 use crate::Error;
 
 /// A BERT model and its tokenizer, run as sentence-transformers runs all-MiniLM-L6-v2:
-/// one padded batch, mean pooling over real tokens.
+/// one padded batch, mean pooling over real tokens. LoRA adapters in PEFT's layout can be
+/// loaded on top ([`load_adapter`](Self::load_adapter)) and switched per call
+/// ([`use_adapter`](Self::use_adapter)) without reloading the model.
 #[derive(Debug)]
 pub struct Embedder {
-    model: BertModel,
+    model: AdaptedModel<Lora>,
     tokenizer: BertTokenizer,
     device: Device,
+    route: Route,
 }
 
 /// The output of [`Embedder::embed`], copied to the host.
@@ -75,9 +79,10 @@ impl Embedder {
             .with_max_length(model.config().max_position_embeddings);
         Ok((
             Self {
-                model,
+                model: AdaptedModel::new(model),
                 tokenizer,
                 device: device.clone(),
+                route: Route::Base,
             },
             report,
         ))
@@ -100,9 +105,42 @@ impl Embedder {
         &self.tokenizer
     }
 
-    /// The model.
-    pub fn model(&self) -> &BertModel {
+    /// The model with its adapter groups.
+    pub fn model(&self) -> &AdaptedModel<Lora> {
         &self.model
+    }
+
+    /// Loads a LoRA adapter saved in PEFT's layout (`adapter_config.json`,
+    /// `adapter_model.safetensors`, as `PeftModel.save_pretrained` writes them) as group
+    /// `name`, and uses it from now on.
+    ///
+    /// ```no_run
+    /// use lora_bert::{Embedder, device};
+    ///
+    /// let device = device::device(device::Backend::Flex)?;
+    /// let mut embedder = Embedder::all_minilm_l6_v2(&device)?;
+    /// embedder.load_adapter("support", "adapters/support")?;
+    /// let tuned = embedder.embed(&["Where is my parcel?"])?;
+    /// embedder.use_adapter(None)?; // back to the plain model
+    /// # Ok::<(), lora_bert::Error>(())
+    /// ```
+    pub fn load_adapter(&mut self, name: &str, dir: impl AsRef<Path>) -> Result<(), Error> {
+        self.model.load_group(name, dir)?;
+        self.use_adapter(Some(name))
+    }
+
+    /// Selects the adapter group for the next calls (`None`: the plain model).
+    pub fn use_adapter(&mut self, name: Option<&str>) -> Result<(), Error> {
+        self.route = match name {
+            Some(name) => self.model.route(name)?,
+            None => Route::Base,
+        };
+        Ok(())
+    }
+
+    /// Consumes the embedder, returning the backbone without its adapters.
+    pub fn into_backbone(self) -> BertModel {
+        self.model.into_backbone()
     }
 
     /// Runs `texts` as one padded batch.
@@ -114,7 +152,7 @@ impl Embedder {
     /// Runs an already tokenised batch.
     pub fn embed_batch(&self, batch: Batch) -> Result<Embeddings, Error> {
         let input = BertInput::from_batch(&batch, self.model.config(), &self.device)?;
-        let output = self.model.forward(&input, &Route::Base)?;
+        let output = self.model.forward(&input, &self.route)?;
         let pooled = mean_pool(output.last_hidden_state.clone(), input.attention_mask);
         let to_vec = |data: burn::tensor::TensorData| {
             data.try_into_vec_as::<f32>()

@@ -5,6 +5,8 @@
 //!
 //! - [`encoder`]: the BERT encoder, Hugging Face checkpoint loading, the tokenizer wrapper and
 //!   the [`device`] module (the one place a backend is named).
+//! - [`adapters`]: task-routed adapter groups (LoRA, IA³) on one backbone, merge/unmerge,
+//!   PEFT-layout files.
 //! - [`assets`]: fetches the pinned, sha256-checked real weights into a local cache.
 //! - [`Embedder`]: text in, token states and mean-pooled sentence embeddings out.
 //!
@@ -19,6 +21,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub use lora_bert_adapters as adapters;
 pub use lora_bert_assets as assets;
 pub use lora_bert_encoder as encoder;
 pub use lora_bert_encoder::{
@@ -49,4 +52,7 @@ pub enum Error {
     /// The device could not be built.
     #[error(transparent)]
     Device(#[from] lora_bert_encoder::DeviceError),
+    /// An adapter could not be loaded or routed.
+    #[error(transparent)]
+    Adapter(#[from] lora_bert_adapters::AdapterError),
 }

@@ -116,3 +116,68 @@ fn bad_texts_are_typed_errors_and_long_texts_can_be_truncated() {
     assert_eq!(out.batch.seq_len, 512);
     assert!(out.pooled(0).iter().all(|x| x.is_finite()));
 }
+
+/// `Embedder::load_adapter` (what `embed --adapter DIR` runs) reproduces Python PEFT's hidden
+/// states for every PEFT fixture of the adapters crate.
+#[test]
+fn peft_adapters_embed_like_peft() {
+    let fixtures = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../lora-bert-adapters/tests/fixtures/peft"
+    );
+    let mut e = embedder();
+    let plain_pooled = {
+        let out = e.embed(&["Paris"]).unwrap();
+        out.pooled(0).to_vec()
+    };
+    for name in [
+        "key-dense-r2",
+        "qv-last2-rslora",
+        "regex-r2",
+        "lora-bert-made",
+    ] {
+        let dir = std::path::Path::new(fixtures).join(name);
+        let expected: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap())
+                .unwrap();
+        e.load_adapter(name, &dir).unwrap();
+        let texts: Vec<&str> = expected["texts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        let out = e.embed(&texts).unwrap();
+        for (i, rows) in expected["last_hidden_state"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+        {
+            let ids: Vec<u32> = expected["input_ids"][i]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as u32)
+                .collect();
+            let enc = &out.batch.encodings[i];
+            assert_eq!(enc.ids, ids[..enc.ids.len()], "{name}: tokens of text {i}");
+            for (t, ours) in out.token_states(i).take(enc.ids.len()).enumerate() {
+                let theirs = f32s(&rows[t]);
+                let diff = ours
+                    .iter()
+                    .zip(&theirs)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f32::max);
+                assert!(diff < 1e-4, "{name}: text {i} token {t} differs by {diff}");
+            }
+        }
+    }
+    e.use_adapter(None).unwrap();
+    let again = e.embed(&["Paris"]).unwrap();
+    assert_eq!(again.pooled(0), plain_pooled.as_slice());
+    assert!(matches!(
+        e.use_adapter(Some("nope")),
+        Err(Error::Adapter(_))
+    ));
+}
