@@ -32,9 +32,8 @@ impl<S: Adapter> SiteGroups<S> {
     /// Puts `module` in slot `id` (growing the slots), returning what was there.
     pub fn set(&mut self, id: usize, module: Option<S>) -> Option<S> {
         if self.slots.len() <= id {
-            if module.is_none() {
-                return None;
-            }
+            // Nothing to clear beyond the end; grow only to store a module.
+            module.as_ref()?;
             self.slots.resize_with(id + 1, || None);
         }
         std::mem::replace(&mut self.slots[id], module)
