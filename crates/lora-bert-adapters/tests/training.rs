@@ -145,3 +145,37 @@ fn parameter_counts_per_group() {
     assert_eq!(model2.parameter_counts("ner").unwrap().trainable, group);
     assert_eq!(model2.parameter_counts("tc").unwrap().trainable, 0);
 }
+
+#[test]
+fn lora_dropout_acts_in_training_only() {
+    let device = device::autodiff(cpu());
+    let mut model = AdaptedModel::<Lora>::new(BertModel::init(&tiny_config(), false, &device));
+    model
+        .add_group(
+            "g",
+            LoraConfig::new(4, Targets::new(["query", "value"])).dropout(0.5),
+        )
+        .unwrap();
+    perturb_lora(&mut model, "g", 0.3);
+    let input = tiny_input(2, 6, 0, &device);
+    let route = model.route("g").unwrap();
+    let run = |m: &AdaptedModel<Lora>| values(m.forward(&input, &route).unwrap().last_hidden_state);
+    assert_ne!(
+        run(&model),
+        run(&model),
+        "dropout should be active while training"
+    );
+    let eval = burn::module::Module::valid(&model);
+    assert_eq!(run(&eval), run(&eval), "no dropout in evaluation");
+    assert!(
+        max_diff(
+            &run(&eval),
+            &values(
+                eval.forward(&input, &Route::Base)
+                    .unwrap()
+                    .last_hidden_state
+            )
+        ) > 1e-3,
+        "the group still applies in evaluation"
+    );
+}
