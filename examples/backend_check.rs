@@ -46,8 +46,8 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    if a.batch < 2 || a.seq < 4 {
-        return Err("--batch must be at least 2 and --seq at least 4".into());
+    if a.batch == 0 || a.seq < 4 {
+        return Err("--batch must be at least 1 and --seq at least 4".into());
     }
     Ok(a)
 }
