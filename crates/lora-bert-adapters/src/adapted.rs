@@ -145,7 +145,8 @@ impl<S: Adapter<Config = C>, C: AdapterConfig> AdaptedModel<S, C> {
     }
 
     /// Sets `base_model_name_or_path` for saved groups (e.g.
-    /// `sentence-transformers/all-MiniLM-L6-v2`).
+    /// `sentence-transformers/all-MiniLM-L6-v2`). Unless set, the first loaded adapter file's
+    /// value is used; without either it is written as `null`.
     pub fn set_base_model_name(&mut self, name: impl Into<String>) {
         self.table.base_model = Some(name.into());
     }
@@ -204,11 +205,16 @@ impl<S: Adapter<Config = C>, C: AdapterConfig> AdaptedModel<S, C> {
     pub fn load_group(&mut self, name: &str, dir: impl AsRef<Path>) -> Result<usize, AdapterError> {
         let dir = dir.as_ref();
         let config_path = dir.join(CONFIG_FILE);
-        let (mut fields, _base) = peft::read_config(&config_path, C::PEFT_TYPE)?;
+        let (mut fields, base) = peft::read_config(&config_path, C::PEFT_TYPE)?;
         let config = C::from_peft_fields(&mut fields)?;
         fields.finish()?;
         let file = TensorFile::read(&dir.join(WEIGHTS_FILE))?;
-        self.load_group_from(name, config, file)
+        let id = self.load_group_from(name, config, file)?;
+        // Groups saved later name the same base model unless the caller set another.
+        if self.table.base_model.is_none() {
+            self.table.base_model = base;
+        }
+        Ok(id)
     }
 
     /// Loads group `name` with `config` from already parsed tensors (see
@@ -276,7 +282,7 @@ impl<S: Adapter<Config = C>, C: AdapterConfig> AdaptedModel<S, C> {
             .model
             .projections()
             .map(|(site, _)| site)
-            .filter(|site| targets.covers(*site))
+            .filter(|site| targets.covers(*site, num_layers))
             .collect();
         if sites.is_empty() {
             return Err(AdapterError::NoTargets {

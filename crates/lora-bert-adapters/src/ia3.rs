@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use crate::error::AdapterError;
 use crate::peft::{PeftFields, TensorFile};
 use crate::scheme::{Adapter, AdapterConfig};
-use crate::targets::{ModuleSelector, Targets};
+use crate::targets::{Layers, ModuleSelector, Targets};
 
 /// The configuration of one IA³ group (PEFT's `IA3Config`).
 ///
@@ -75,6 +75,13 @@ impl AdapterConfig for Ia3Config {
     }
 
     fn validate(&self) -> Result<(), String> {
+        if self.targets.layers != Layers::All {
+            return Err(
+                "PEFT's IA3Config has no `layers_to_transform`: select layers with a regular \
+                 expression or full module paths"
+                    .into(),
+            );
+        }
         if let ModuleSelector::Regex(re) = &self.feedforward {
             regex::Regex::new(re).map_err(|e| format!("`feedforward_modules` {re:?}: {e}"))?;
         }

@@ -145,6 +145,8 @@ impl AdapterConfig for LoraConfig {
         m.insert("fan_in_fan_out".into(), Value::Bool(false));
         m.insert("use_dora".into(), Value::Bool(false));
         m.insert("lora_bias".into(), Value::Bool(false));
+        m.insert("layers_to_transform".into(), self.targets.layers_json());
+        m.insert("layers_pattern".into(), Value::Null);
         m.insert("rank_pattern".into(), Value::Object(Map::new()));
         m.insert("alpha_pattern".into(), Value::Object(Map::new()));
         m

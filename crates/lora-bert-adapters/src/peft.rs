@@ -270,8 +270,9 @@ pub(crate) fn read_config(
     Ok((PeftFields::new(path, map), base))
 }
 
-/// Builds the JSON of `adapter_config.json`: common fields, then the scheme's, keys sorted as
-/// PEFT writes them.
+/// Builds the JSON of `adapter_config.json`: the fields every PEFT config has, then the
+/// scheme's (which include `layers_to_transform` where the scheme has it), keys sorted as PEFT
+/// writes them.
 pub(crate) fn config_json(
     peft_type: &str,
     base_model: Option<&str>,
@@ -292,8 +293,6 @@ pub(crate) fn config_json(
             .as_ref()
             .map_or(Value::Null, ModuleSelector::to_json),
     );
-    map.insert("layers_to_transform".into(), targets.layers_json());
-    map.insert("layers_pattern".into(), Value::Null);
     map.insert("inference_mode".into(), Value::Bool(true));
     map.insert("task_type".into(), Value::Null);
     map.insert("revision".into(), Value::Null);

@@ -101,9 +101,10 @@ pub trait AdapterConfig: Clone + Debug + Send + Sync + 'static {
     /// Checks value ranges; the message names the field at fault.
     fn validate(&self) -> Result<(), String>;
 
-    /// The scheme's own fields of `adapter_config.json` (everything but `peft_type`,
-    /// `base_model_name_or_path`, `target_modules`, `exclude_modules` and
-    /// `layers_to_transform`, which the caller writes).
+    /// The scheme's own fields of `adapter_config.json`: everything but `peft_type`,
+    /// `base_model_name_or_path`, `target_modules` and `exclude_modules`, which the caller
+    /// writes. A scheme whose PEFT config has `layers_to_transform` writes it here
+    /// ([`Targets::layers_json`](crate::Targets::layers_json)).
     fn to_peft_fields(&self) -> serde_json::Map<String, serde_json::Value>;
 
     /// Reads the scheme's fields. Take every field you understand from `fields`; whatever is

@@ -194,9 +194,10 @@ impl Targets {
         })
     }
 
-    /// Whether the projection at `site` is covered, as PEFT's `check_target_module_exists`
-    /// decides it. Regular expressions must be valid (see [`Targets::resolve`]).
-    pub fn covers(&self, site: ProjectionSite) -> bool {
+    /// Whether the projection at `site` of a model with `num_layers` layers is covered, as
+    /// PEFT's `check_target_module_exists` decides it. An invalid regular expression covers
+    /// nothing ([`AdaptedModel::add_group`](crate::AdaptedModel::add_group) reports it).
+    pub fn covers(&self, site: ProjectionSite, num_layers: usize) -> bool {
         let path = site.hf_path();
         let is = |s: &ModuleSelector| s.matches(&path).unwrap_or(false);
         if self.exclude.as_ref().is_some_and(is) {
@@ -217,16 +218,15 @@ impl Targets {
                     (Layers::All, _) => true,
                     (_, None) => false,
                     (Layers::Only(list), Some(layer)) => list.contains(&layer),
-                    (Layers::Last(_), Some(_)) => {
-                        unreachable!("Targets::covers is called on resolved targets")
-                    }
+                    (Layers::Last(k), Some(layer)) => layer + k >= num_layers,
                 }
             }
         }
     }
 
-    /// The `layers_to_transform` JSON value (`null` for every layer).
-    pub(crate) fn layers_json(&self) -> serde_json::Value {
+    /// The `layers_to_transform` JSON value (`null` for every layer; resolve
+    /// [`Layers::Last`] first).
+    pub fn layers_json(&self) -> serde_json::Value {
         match &self.layers {
             Layers::All | Layers::Last(_) => serde_json::Value::Null,
             Layers::Only(list) => serde_json::Value::from(list.clone()),
@@ -276,7 +276,7 @@ mod tests {
         let t = t.resolve("g", 6).unwrap();
         sites(6, true)
             .into_iter()
-            .filter(|s| t.covers(*s))
+            .filter(|s| t.covers(*s, 6))
             .map(|s| s.hf_path())
             .collect()
     }
@@ -319,7 +319,7 @@ mod tests {
 
     #[test]
     fn suffix_needs_a_dot_boundary() {
-        assert!(!Targets::new(["ery"]).covers(sites(1, false)[0]));
+        assert!(!Targets::new(["ery"]).covers(sites(1, false)[0], 1));
         let c = covered(&Targets::new(["value"]).exclude(ModuleSelector::names([
             "encoder.layer.1.attention.self.value",
         ])));

@@ -265,3 +265,66 @@ fn tensor_files_check_every_tensor() {
         )
         .unwrap();
 }
+
+/// The IA³ adapter PEFT saved loads, reproduces PEFT's outputs and saves back bit for bit.
+#[test]
+fn peft_saved_ia3_adapter_round_trips() {
+    use lora_bert_adapters::{Ia3, Ia3Config};
+    let device = cpu();
+    let mut model = AdaptedModel::<Ia3>::new(minilm(&device));
+    model.load_group("ia3", fixture("ia3-kv-ff")).unwrap();
+    let feedforward: Vec<String> = model
+        .model
+        .projections()
+        .filter_map(|(site, p)| {
+            p.adapter
+                .get(0)
+                .filter(|m| m.feedforward)
+                .map(|_| site.hf_path())
+        })
+        .collect();
+    assert_eq!(
+        feedforward.len(),
+        12,
+        "attention.output.dense and output.dense of 6 layers"
+    );
+    assert!(feedforward.iter().all(|p| p.ends_with("output.dense")));
+    let tmp = tempfile::tempdir().unwrap();
+    model.save_group("ia3", tmp.path()).unwrap();
+    let ours = std::fs::read(tmp.path().join("adapter_model.safetensors")).unwrap();
+    let theirs = std::fs::read(fixture("ia3-kv-ff").join("adapter_model.safetensors")).unwrap();
+    let (ours, theirs) = (
+        safetensors::SafeTensors::deserialize(&ours).unwrap(),
+        safetensors::SafeTensors::deserialize(&theirs).unwrap(),
+    );
+    assert_eq!(ours.len(), theirs.len());
+    for (name, view) in theirs.tensors() {
+        let mine = ours.tensor(&name).unwrap();
+        assert_eq!(
+            (mine.shape(), mine.data()),
+            (view.shape(), view.data()),
+            "{name}"
+        );
+    }
+    let config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("adapter_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(config["peft_type"], "IA3");
+    assert_eq!(
+        config["base_model_name_or_path"],
+        "sentence-transformers/all-MiniLM-L6-v2"
+    );
+    assert!(
+        config.get("layers_to_transform").is_none(),
+        "IA3Config has no such field"
+    );
+    // PEFT's IA³ cannot restrict layers by index.
+    let err = model
+        .add_group(
+            "x",
+            Ia3Config::new(Targets::new(["key"]).layers(Layers::Last(2))),
+        )
+        .unwrap_err();
+    assert!(matches!(err, AdapterError::InvalidConfig { .. }), "{err}");
+}
