@@ -1,0 +1,24 @@
+//! Evaluation metrics for lora-bert, identical to the Python references outside checks use.
+//!
+//! - [`NerReport`]: entity-level precision, recall and F1 per type with micro, macro and
+//!   weighted averages, and token accuracy, as Python `seqeval` computes them, in its default
+//!   (conlleval-compatible) [`Mode::Default`] or its [`Mode::Strict`] mode for every [`Scheme`].
+//! - [`ClassificationReport`]: accuracy, per-class scores, macro and weighted averages and the
+//!   confusion matrix, as scikit-learn computes them.
+//!
+//! Both are checked against the Python libraries on fixtures made by
+//! `scripts/metrics_fixtures.py`.
+#![warn(missing_docs)]
+
+pub mod chunks;
+mod classification;
+mod error;
+mod ner;
+mod prf;
+pub mod scheme;
+
+pub use classification::ClassificationReport;
+pub use error::MetricsError;
+pub use ner::{Mode, NerReport};
+pub use prf::{Averages, Prf};
+pub use scheme::{Entity, Scheme, UnknownScheme};

@@ -1,0 +1,130 @@
+//! Entity-level scores of a tagger, as seqeval computes them.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::chunks::chunks;
+use crate::error::MetricsError;
+use crate::prf::{Averages, Prf, averages};
+use crate::scheme::{Scheme, strict_entities};
+
+/// How entities are read from tags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// seqeval's default, conlleval-compatible chunking: lenient (`I-` without `B-` starts an
+    /// entity); the scheme is not consulted.
+    #[default]
+    Default,
+    /// seqeval's strict mode: entities follow the scheme's rules exactly; a tag the scheme does
+    /// not allow is an error.
+    Strict(Scheme),
+}
+
+/// Entity-level precision, recall and F1 per type and averaged, and token accuracy.
+///
+/// ```
+/// use lora_bert_metrics::{Mode, NerReport};
+///
+/// let gold = vec![vec!["B-PER", "I-PER", "O", "B-LOC"]];
+/// let pred = vec![vec!["B-PER", "I-PER", "O", "O"]];
+/// let r = NerReport::new(&gold, &pred, Mode::Default)?;
+/// assert_eq!(r.averages.micro_avg.precision, 1.0);
+/// assert_eq!(r.averages.micro_avg.recall, 0.5);
+/// assert_eq!(r.per_type["LOC"].f1, 0.0);
+/// assert_eq!(r.accuracy, 0.75);
+/// # Ok::<(), lora_bert_metrics::MetricsError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NerReport {
+    /// Scores per entity type (types of gold and predicted entities, sorted).
+    pub per_type: BTreeMap<String, Prf>,
+    /// Micro, macro and weighted averages over the types.
+    pub averages: Averages,
+    /// Token accuracy: fraction of tokens whose predicted tag equals the gold tag (NaN when
+    /// there is no token).
+    pub accuracy: f64,
+}
+
+/// An entity: type and a position key (sentence, start, end), comparable across gold and pred.
+type Key = (usize, usize, usize);
+
+fn entities<S: AsRef<str>>(
+    sentences: &[Vec<S>],
+    mode: Mode,
+) -> Result<BTreeMap<String, BTreeSet<Key>>, MetricsError> {
+    let mut out: BTreeMap<String, BTreeSet<Key>> = BTreeMap::new();
+    match mode {
+        Mode::Default => {
+            for c in chunks(sentences) {
+                out.entry(c.kind).or_default().insert((0, c.start, c.end));
+            }
+        }
+        Mode::Strict(scheme) => {
+            for (i, sentence) in sentences.iter().enumerate() {
+                for e in strict_entities(sentence, scheme, i)? {
+                    out.entry(e.kind).or_default().insert((i, e.start, e.end));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl NerReport {
+    /// Scores predicted tag sequences against gold ones (at least one sentence; same number of
+    /// sentences, same lengths).
+    pub fn new<S: AsRef<str>>(
+        gold: &[Vec<S>],
+        pred: &[Vec<S>],
+        mode: Mode,
+    ) -> Result<Self, MetricsError> {
+        if gold.is_empty() && pred.is_empty() {
+            return Err(MetricsError::Empty);
+        }
+        if gold.len() != pred.len() {
+            return Err(MetricsError::LengthMismatch {
+                what: "sentences".into(),
+                gold: gold.len(),
+                pred: pred.len(),
+            });
+        }
+        for (i, (g, p)) in gold.iter().zip(pred).enumerate() {
+            if g.len() != p.len() {
+                return Err(MetricsError::LengthMismatch {
+                    what: format!("tags of sentence {i}"),
+                    gold: g.len(),
+                    pred: p.len(),
+                });
+            }
+        }
+        let truth = entities(gold, mode)?;
+        let guess = entities(pred, mode)?;
+        let types: BTreeSet<&String> = truth.keys().chain(guess.keys()).collect();
+        let empty = BTreeSet::new();
+        let counts: Vec<(usize, usize, usize)> = types
+            .iter()
+            .map(|t| {
+                let g = truth.get(*t).unwrap_or(&empty);
+                let p = guess.get(*t).unwrap_or(&empty);
+                (g.intersection(p).count(), p.len(), g.len())
+            })
+            .collect();
+        let scores: Vec<Prf> = counts
+            .iter()
+            .map(|&(tp, predicted, actual)| Prf::from_counts(tp, predicted, actual))
+            .collect();
+        let tokens: usize = gold.iter().map(Vec::len).sum();
+        let correct = gold
+            .iter()
+            .zip(pred)
+            .flat_map(|(g, p)| g.iter().zip(p))
+            .filter(|(g, p)| g.as_ref() == p.as_ref())
+            .count();
+        Ok(Self {
+            averages: averages(&counts, &scores),
+            per_type: types.into_iter().cloned().zip(scores).collect(),
+            accuracy: correct as f64 / tokens as f64,
+        })
+    }
+}
