@@ -41,6 +41,10 @@ pub struct NerReport {
     pub per_type: BTreeMap<String, Prf>,
     /// Micro, macro and weighted averages over the types.
     pub averages: Averages,
+    /// Predicted entities, all types (conlleval's "found").
+    pub found: usize,
+    /// Predicted entities that match a gold entity exactly (conlleval's "correct").
+    pub correct: usize,
     /// Token accuracy: fraction of tokens whose predicted tag equals the gold tag (NaN when
     /// there is no token).
     pub accuracy: f64,
@@ -122,6 +126,8 @@ impl NerReport {
             .filter(|(g, p)| g.as_ref() == p.as_ref())
             .count();
         Ok(Self {
+            found: counts.iter().map(|c| c.1).sum(),
+            correct: counts.iter().map(|c| c.0).sum(),
             averages: averages(&counts, &scores),
             per_type: types.into_iter().cloned().zip(scores).collect(),
             accuracy: correct as f64 / tokens as f64,
