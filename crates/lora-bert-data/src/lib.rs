@@ -1,0 +1,14 @@
+//! Data for lora-bert: readers for real formats, tag schemes, label vocabularies, alignment of
+//! word labels to word pieces and back, batching, multi-task sampling, splits, and a registry
+//! of the real datasets lora-bert trains and evaluates on.
+#![warn(missing_docs)]
+
+mod error;
+mod example;
+
+pub use error::DataError;
+pub use example::{LabeledText, TaggedSentence, TextPair};
+pub use lora_bert_metrics::Scheme;
+
+/// The result type of this crate.
+pub type Result<T, E = DataError> = std::result::Result<T, E>;
