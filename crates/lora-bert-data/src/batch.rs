@@ -431,7 +431,10 @@ impl EncodedRows {
     pub fn batch(&self, indices: &[usize]) -> Result<InputBatch> {
         check_indices(indices, self.len())?;
         let ids: Vec<&[u32]> = indices.iter().map(|&i| self.ids[i].as_slice()).collect();
-        let types: Vec<&[u32]> = indices.iter().map(|&i| self.type_ids[i].as_slice()).collect();
+        let types: Vec<&[u32]> = indices
+            .iter()
+            .map(|&i| self.type_ids[i].as_slice())
+            .collect();
         let (input_ids, seq_len) = pad_rows(&ids, self.pad_id);
         let lengths: Vec<usize> = ids.iter().map(|r| r.len()).collect();
         Ok(InputBatch {
@@ -562,9 +565,7 @@ impl TextEncoder {
     /// An encoder that truncates long texts to the tokenizer's maximum length.
     pub fn new(tokenizer: &BertTokenizer) -> Self {
         Self {
-            tokenizer: tokenizer
-                .clone()
-                .with_length_policy(LengthPolicy::Truncate),
+            tokenizer: tokenizer.clone().with_length_policy(LengthPolicy::Truncate),
         }
     }
 

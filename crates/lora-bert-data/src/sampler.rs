@@ -290,7 +290,11 @@ mod tests {
     fn temperature_probabilities_by_hand() {
         // sizes 1, 4, 16 with T = 2: weights 1, 2, 4 -> 1/7, 2/7, 4/7.
         let s = MultiTaskSampler::new(&[1, 4, 16], Strategy::Temperature(2.0), 0).unwrap();
-        for (p, e) in s.probabilities().iter().zip([1.0 / 7.0, 2.0 / 7.0, 4.0 / 7.0]) {
+        for (p, e) in s
+            .probabilities()
+            .iter()
+            .zip([1.0 / 7.0, 2.0 / 7.0, 4.0 / 7.0])
+        {
             assert!((p - e).abs() < 1e-12, "{p} vs {e}");
         }
         let p = MultiTaskSampler::new(&[1, 3], Strategy::Proportional, 0).unwrap();

@@ -98,7 +98,10 @@ pub fn split_groups<G: Hash + Eq>(groups: &[G], fractions: [f64; 3], seed: u64) 
     order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
     let parts = cut(order, sizes);
     let items = |gs: Vec<usize>| -> Vec<usize> {
-        let mut v: Vec<usize> = gs.iter().flat_map(|&g| members[g].iter().copied()).collect();
+        let mut v: Vec<usize> = gs
+            .iter()
+            .flat_map(|&g| members[g].iter().copied())
+            .collect();
         v.sort_unstable();
         v
     };
@@ -120,7 +123,11 @@ pub fn split_groups<G: Hash + Eq>(groups: &[G], fractions: [f64; 3], seed: u64) 
 ///
 /// [`DataError::Empty`] for no label; [`DataError::InvalidArgument`] for a fraction outside
 /// `(0, 1]`.
-pub fn stratified_subset<L: Hash + Eq>(labels: &[L], fraction: f64, seed: u64) -> Result<Vec<usize>> {
+pub fn stratified_subset<L: Hash + Eq>(
+    labels: &[L],
+    fraction: f64,
+    seed: u64,
+) -> Result<Vec<usize>> {
     if labels.is_empty() {
         return Err(DataError::Empty("labels to subsample".into()));
     }
@@ -145,13 +152,14 @@ pub fn stratified_subset<L: Hash + Eq>(labels: &[L], fraction: f64, seed: u64) -
 /// Sizes of the three parts of `n` items: the largest-remainder (Hamilton) rounding of
 /// `n * fractions`. Each part first gets `floor(n * f)`; the items left over go one each to
 /// the parts with the largest fractional remainders, ties to the earlier part (train, then
-/// dev, then test). The sizes sum to `n` and each is within 1 of `n * f`.
+/// dev, then test). The sizes sum to `n` and each is within 1 of `n * f` (the fractions are
+/// first divided by their sum, which is 1 up to rounding).
 ///
 /// ```
 /// use lora_bert_data::split::part_sizes;
 ///
 /// assert_eq!(part_sizes(10, [0.8, 0.1, 0.1])?, [8, 1, 1]);
-/// assert_eq!(part_sizes(7, [0.5, 0.25, 0.25])?, [4, 2, 1]); // 3.5, 1.75, 1.75
+/// assert_eq!(part_sizes(7, [0.5, 0.25, 0.25])?, [3, 2, 2]); // 3.5, 1.75, 1.75: remainders .5 < .75
 /// # Ok::<(), lora_bert_data::DataError>(())
 /// ```
 ///
@@ -173,13 +181,13 @@ pub fn part_sizes(n: usize, fractions: [f64; 3]) -> Result<[usize; 3]> {
             message: format!("{fractions:?} sum to {sum}, not 1"),
         });
     }
-    let exact = fractions.map(|f| f * n as f64);
+    // Normalised, so a sum off by rounding cannot give more than `n` items.
+    let exact = fractions.map(|f| f / sum * n as f64);
     let mut sizes = exact.map(|x| (x.floor() as usize).min(n));
     let mut by_remainder = [0, 1, 2];
     // Stable sort: equal remainders keep train, dev, test order.
-    by_remainder.sort_by(|&a, &b| {
-        (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor()))
-    });
+    by_remainder
+        .sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())));
     let mut left = n.saturating_sub(sizes.iter().sum());
     for &i in by_remainder.iter().cycle() {
         if left == 0 {
