@@ -3,8 +3,11 @@
 //! of the real datasets lora-bert trains and evaluates on.
 #![warn(missing_docs)]
 
+pub mod batch;
 mod error;
 mod example;
+pub mod sampler;
+pub mod split;
 
 pub use error::DataError;
 pub use example::{LabeledText, TaggedSentence, TextPair};
