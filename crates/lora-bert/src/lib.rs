@@ -7,7 +7,10 @@
 //!   the [`device`] module (the one place a backend is named).
 //! - [`adapters`]: task-routed adapter groups (LoRA, IA³) on one backbone, merge/unmerge,
 //!   PEFT-layout files.
-//! - [`assets`]: fetches the pinned, sha256-checked real weights into a local cache.
+//! - [`data`]: readers for real formats, tag schemes, label alignment to word pieces,
+//!   batching, multi-task sampling and a registry of the real datasets.
+//! - [`metrics`]: seqeval-exact entity scores and scikit-learn-exact classification scores.
+//! - [`assets`]: fetches the pinned, sha256-checked real weights and data into a local cache.
 //! - [`Embedder`]: text in, token states and mean-pooled sentence embeddings out.
 //!
 //! ```no_run
@@ -23,7 +26,9 @@
 
 pub use lora_bert_adapters as adapters;
 pub use lora_bert_assets as assets;
+pub use lora_bert_data as data;
 pub use lora_bert_encoder as encoder;
+pub use lora_bert_metrics as metrics;
 pub use lora_bert_encoder::{
     Backend, BertConfig, BertInput, BertModel, BertOutput, BertTokenizer, Device, LoadReport,
     NoAdapter, Projection, ProjectionAdapter, ProjectionKind, ProjectionSite, Route, device,
