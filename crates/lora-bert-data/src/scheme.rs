@@ -14,8 +14,8 @@
 //! | BILOU | `B I L U` | `B- I-* L-` for longer entities, `U-` for single words |
 //!
 //! [`validate`] checks those rules and names the first tag that breaks one; [`entities`]
-//! reads the spans of a valid sequence (seqeval's strict mode,
-//! [`lora_bert_metrics::scheme::strict_entities`]); [`encode`] writes spans in a scheme, and
+//! reads the spans of a valid sequence (the spans seqeval's strict mode reads, see
+//! [`entities`] for its one IOE1 miss); [`encode`] writes spans in a scheme, and
 //! [`convert`] chains the two. Real data is not always valid: [`entities_lenient`] and
 //! [`convert_lenient`] read any tag sequence the way seqeval's default (conlleval) mode does.
 

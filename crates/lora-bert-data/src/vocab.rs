@@ -259,8 +259,31 @@ impl LabelVocab {
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let text = fs::read_to_string(path).map_err(io_err(path))?;
-        serde_json::from_str(&text).map_err(|e| parse_err(path, e.line().max(1), e.to_string()))
+        let file: VocabFile = serde_json::from_str(&text)
+            .map_err(|e| parse_err(path, e.line().max(1), e.to_string()))?;
+        let mut seen = HashMap::with_capacity(file.labels.len());
+        for label in &file.labels {
+            if seen.insert(label.as_str(), ()).is_some() {
+                return Err(parse_err(
+                    path,
+                    duplicate_line(&text, label),
+                    format!("label `{label}` appears more than once"),
+                ));
+            }
+        }
+        Self::new(file.labels).map_err(|e| parse_err(path, 1, e.to_string()))
     }
+}
+
+/// The 1-based line of the second occurrence of `label` (as JSON writes it) after the list
+/// opens; 1 when it is written some other way (with escapes).
+fn duplicate_line(text: &str, label: &str) -> usize {
+    let quoted = serde_json::to_string(label).unwrap_or_default();
+    let list = text.find('[').unwrap_or(0);
+    text[list..]
+        .match_indices(&quoted)
+        .nth(1)
+        .map_or(1, |(at, _)| text[..list + at].matches('\n').count() + 1)
 }
 
 #[cfg(test)]
@@ -301,5 +324,54 @@ mod tests {
         let err = v.id("y").unwrap_err();
         assert!(matches!(&err, DataError::UnknownLabel { label, .. } if label == "y"));
         assert_eq!(v.label(1), None);
+    }
+
+    #[test]
+    fn save_and_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("labels.json");
+        let v = LabelVocab::for_scheme(&["PER", "geo-loc"], Scheme::Iobes).unwrap();
+        v.save(&path).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("{\n  \"labels\": [\n    \"O\","), "{text}");
+        assert_eq!(LabelVocab::load(&path).unwrap(), v);
+        // Overwrites atomically and leaves no temporary file behind.
+        let w = LabelVocab::from_labels(["b", "a"]).unwrap();
+        w.save(&path).unwrap();
+        assert_eq!(LabelVocab::load(&path).unwrap().labels(), ["a", "b"]);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+
+        let missing = dir.path().join("missing.json");
+        assert!(
+            matches!(LabelVocab::load(&missing), Err(DataError::Io { path, .. }) if path == missing)
+        );
+        for (text, line, part) in [
+            (
+                "{\n  \"labels\": [\"a\",\n \"a\"]\n}",
+                3,
+                "appears more than once",
+            ),
+            ("{\"labels\": []}", 1, "is empty"),
+            ("{\n\"labels\": [\"a\"],\n\"extra\": 1}", 3, "unknown field"),
+            ("[\"a\"]", 1, "invalid type"),
+        ] {
+            fs::write(&path, text).unwrap();
+            match LabelVocab::load(&path) {
+                Err(DataError::Parse {
+                    path: p,
+                    line: l,
+                    message,
+                }) => {
+                    assert_eq!(
+                        (p.as_path(), l),
+                        (path.as_path(), line),
+                        "{text}: {message}"
+                    );
+                    assert!(message.contains(part), "{text}: {message}");
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        assert!(v.save(dir.path().join("no/such/dir/labels.json")).is_err());
     }
 }
