@@ -1,0 +1,235 @@
+//! Tagged sentences encoded into model-ready token-classification examples.
+
+use lora_bert_encoder::tokenizer::{BertTokenizer, Encoding, TokenizerError};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::align::{LabelAligner, LabelAlignment, token_words};
+use crate::{DataError, LabelVocab, Result, TaggedSentence};
+
+/// One encoded sequence (a sentence, or one window of a long sentence) with its training
+/// labels and its map back to the sentence's words.
+///
+/// All per-token vectors have one entry per token, special tokens included, no padding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenExample {
+    /// Token ids, `[CLS] ... [SEP]`.
+    pub input_ids: Vec<u32>,
+    /// Token type ids (all 0 for a single text).
+    pub type_ids: Vec<u32>,
+    /// Training label per token: a label id, or [`IGNORE_INDEX`](crate::align::IGNORE_INDEX)
+    /// for special tokens (and with [`LabelAlignment::FirstSubword`] for all pieces but a
+    /// word's first).
+    pub labels: Vec<i64>,
+    /// The sentence word each token belongs to (`None` for special tokens).
+    pub token_word: Vec<Option<usize>>,
+    /// Index of the sentence in the input of [`encode_tagged`].
+    pub sentence: usize,
+    /// Number of words of the sentence.
+    pub num_words: usize,
+    /// Index of this window within the sentence (0 when it was not windowed).
+    pub window: usize,
+    /// Number of windows of the sentence (1 when it was not windowed).
+    pub num_windows: usize,
+    /// Index of this example's first non-special token among the sentence's non-special
+    /// tokens (0 when not windowed).
+    pub token_start: usize,
+}
+
+impl TokenExample {
+    /// Number of tokens.
+    pub fn len(&self) -> usize {
+        self.input_ids.len()
+    }
+
+    /// `true` when there is no token (never the case for an example [`encode_tagged`] makes).
+    pub fn is_empty(&self) -> bool {
+        self.input_ids.is_empty()
+    }
+}
+
+/// Encodes tagged sentences for token classification, in parallel (rayon), keeping their
+/// order: one [`TokenExample`] per sentence, or several consecutive ones (its windows) when the
+/// tokenizer's [`LengthPolicy`](lora_bert_encoder::tokenizer::LengthPolicy) is `Window` and the
+/// sentence is longer than its `max_length`.
+///
+/// Tokens are mapped to words by byte offset ([`token_words`]), and labels placed as
+/// `alignment` says. A word's *first piece* is its first token in the whole sentence: when a
+/// word is cut by a window edge, the window that lacks its first piece gives its other pieces
+/// the continuation label ([`LabelAlignment::AllSubwords`]) or
+/// [`IGNORE_INDEX`](crate::align::IGNORE_INDEX). Overlapping windows are **all** trained on:
+/// a word in the overlap of two windows is labelled in both, as Hugging Face's
+/// `return_overflowing_tokens` recipes do (more context for the model; at prediction time,
+/// [`stitch`](crate::window::stitch) takes each word from one window only). With the
+/// `Truncate` policy the words cut off get no label.
+///
+/// # Errors
+///
+/// The error of the first failing sentence (lowest index): [`DataError::LengthMismatch`] when
+/// its tokens and tags differ in number; [`DataError::UnknownLabel`] naming the sentence,
+/// word and tag for a tag outside `vocab`; [`DataError::Tokenizer`] with the sentence index
+/// when it is empty or too long for the tokenizer's policy.
+///
+/// ```no_run
+/// use lora_bert_data::{LabelVocab, TaggedSentence, align::LabelAlignment, token::encode_tagged};
+/// use lora_bert_encoder::tokenizer::{BertTokenizer, LengthPolicy};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let tok = BertTokenizer::from_file("tokenizer.json")?
+///     .with_max_length(128)
+///     .with_length_policy(LengthPolicy::Window { stride: 32 });
+/// let sentences = vec![TaggedSentence {
+///     tokens: vec!["Atlanta's".into(), "mayor".into()],
+///     tags: vec!["B-LOC".into(), "O".into()],
+/// }];
+/// let vocab = LabelVocab::from_tags(["O", "B-LOC", "I-LOC"])?;
+/// let examples = encode_tagged(&tok, &sentences, &vocab, LabelAlignment::FirstSubword)?;
+/// // [CLS] atlanta ' s mayor [SEP]
+/// assert_eq!(examples[0].labels, [-100, 1, -100, -100, 0, -100]);
+/// # Ok(())
+/// # }
+/// ```
+pub fn encode_tagged(
+    tokenizer: &BertTokenizer,
+    sentences: &[TaggedSentence],
+    vocab: &LabelVocab,
+    alignment: LabelAlignment,
+) -> Result<Vec<TokenExample>> {
+    let aligner = LabelAligner::new(vocab, alignment);
+    let results: Vec<Result<Vec<TokenExample>>> = sentences
+        .par_iter()
+        .enumerate()
+        .map(|(i, s)| encode_sentence(tokenizer, i, s, vocab, &aligner))
+        .collect();
+    let mut out = Vec::with_capacity(results.len());
+    for r in results {
+        out.extend(r?);
+    }
+    Ok(out)
+}
+
+/// Encodes sentence `index` into its examples.
+fn encode_sentence(
+    tokenizer: &BertTokenizer,
+    index: usize,
+    sentence: &TaggedSentence,
+    vocab: &LabelVocab,
+    aligner: &LabelAligner,
+) -> Result<Vec<TokenExample>> {
+    if sentence.tags.len() != sentence.tokens.len() {
+        return Err(DataError::LengthMismatch {
+            what: format!("tags of sentence {index}"),
+            expected: sentence.tokens.len(),
+            found: sentence.tags.len(),
+        });
+    }
+    let word_labels = sentence
+        .tags
+        .iter()
+        .enumerate()
+        .map(|(w, tag)| {
+            vocab.get(tag).ok_or_else(|| DataError::UnknownLabel {
+                label: tag.clone(),
+                context: Some(format!("sentence {index}, word {w}")),
+            })
+        })
+        .collect::<Result<Vec<u32>>>()?;
+    let (text, spans) = sentence.text_and_spans();
+    let encodings = tokenizer
+        .encode(&text)
+        .map_err(|e| DataError::Tokenizer(reindex(e, index)))?;
+    let token_word = encodings
+        .iter()
+        .map(|e| token_words(e, &spans))
+        .collect::<Result<Vec<_>>>()?;
+    let first = first_pieces(
+        encodings
+            .iter()
+            .zip(&token_word)
+            .map(|(e, tw)| (tw.as_slice(), e.token_start)),
+        spans.len(),
+    );
+    Ok(encodings
+        .into_iter()
+        .zip(token_word)
+        .map(|(e, tw)| {
+            let labels = content_positions(&tw, e.token_start)
+                .map(|(w, g)| match (w, g) {
+                    (Some(w), Some(g)) => aligner.piece_label(word_labels[w], first[w] == Some(g)),
+                    _ => crate::align::IGNORE_INDEX,
+                })
+                .collect();
+            let Encoding {
+                ids,
+                type_ids,
+                window,
+                num_windows,
+                token_start,
+                ..
+            } = e;
+            TokenExample {
+                input_ids: ids,
+                type_ids,
+                labels,
+                token_word: tw,
+                sentence: index,
+                num_words: spans.len(),
+                window,
+                num_windows,
+                token_start,
+            }
+        })
+        .collect())
+}
+
+/// Each token's word and its index among the text's non-special tokens (`None` for special
+/// tokens), given the index of the sequence's first non-special token.
+pub(crate) fn content_positions(
+    token_word: &[Option<usize>],
+    token_start: usize,
+) -> impl Iterator<Item = (Option<usize>, Option<usize>)> + '_ {
+    let mut next = token_start;
+    token_word.iter().map(move |w| {
+        let g = w.map(|_| {
+            next += 1;
+            next - 1
+        });
+        (*w, g)
+    })
+}
+
+/// The index (among the text's non-special tokens) of each word's first piece over all the
+/// windows of a text; `None` for a word with no token.
+pub(crate) fn first_pieces<'a>(
+    windows: impl IntoIterator<Item = (&'a [Option<usize>], usize)>,
+    num_words: usize,
+) -> Vec<Option<usize>> {
+    let mut first: Vec<Option<usize>> = vec![None; num_words];
+    for (tw, start) in windows {
+        for (w, g) in content_positions(tw, start) {
+            if let (Some(w), Some(g)) = (w, g)
+                && let Some(f) = first.get_mut(w)
+            {
+                *f = Some(f.map_or(g, |f| f.min(g)));
+            }
+        }
+    }
+    first
+}
+
+/// The tokenizer error with the sentence index in place of the tokenizer's.
+fn reindex(e: TokenizerError, sentence: usize) -> TokenizerError {
+    match e {
+        TokenizerError::EmptyText { .. } => TokenizerError::EmptyText { index: sentence },
+        TokenizerError::TooLong { tokens, max, .. } => TokenizerError::TooLong {
+            index: sentence,
+            tokens,
+            max,
+        },
+        TokenizerError::Encode { message, .. } => TokenizerError::Encode {
+            index: sentence,
+            message,
+        },
+        other => other,
+    }
+}
