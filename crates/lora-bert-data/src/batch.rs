@@ -709,7 +709,7 @@ fn with_index(e: TokenizerError, index: usize) -> DataError {
     })
 }
 
-fn check_indices(indices: &[usize], len: usize) -> Result<()> {
+pub(crate) fn check_indices(indices: &[usize], len: usize) -> Result<()> {
     if indices.is_empty() {
         return Err(DataError::Empty("batch".into()));
     }

@@ -4,7 +4,8 @@ use lora_bert_encoder::tokenizer::{BertTokenizer, Encoding, TokenizerError};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::align::{LabelAligner, LabelAlignment, token_words};
+use crate::align::{IGNORE_INDEX, LabelAligner, LabelAlignment, token_words};
+use crate::batch::{SeqLen, attention_mask, check_indices, pad_rows, pad_rows_to};
 use crate::{DataError, LabelVocab, Result, TaggedSentence};
 
 /// One encoded sequence (a sentence, or one window of a long sentence) with its training
@@ -45,6 +46,109 @@ impl TokenExample {
     /// `true` when there is no token (never the case for an example [`encode_tagged`] makes).
     pub fn is_empty(&self) -> bool {
         self.input_ids.is_empty()
+    }
+}
+
+impl SeqLen for TokenExample {
+    fn seq_len(&self) -> usize {
+        self.len()
+    }
+}
+
+/// A padded token-classification batch, row-major `[batch, seq_len]`, padded on the right.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenBatch {
+    /// Token ids, `pad_id` in padding.
+    pub input_ids: Vec<u32>,
+    /// Token type ids, 0 in padding.
+    pub type_ids: Vec<u32>,
+    /// 1 for tokens, 0 for padding.
+    pub attention_mask: Vec<u32>,
+    /// Training label per token, [`IGNORE_INDEX`] in padding (and wherever the example has
+    /// it).
+    pub labels: Vec<i64>,
+    /// Length of every row: the longest example of the batch.
+    pub seq_len: usize,
+}
+
+impl TokenBatch {
+    /// Collates `examples[i]` for each of `indices`, in that order, padded to the longest
+    /// with `pad_id` ([`BertTokenizer::pad_id`]) and [`IGNORE_INDEX`]. Plan the indices with a
+    /// [`BatchPlan`](crate::batch::BatchPlan) over the examples.
+    ///
+    /// ```
+    /// use lora_bert_data::token::{TokenBatch, TokenExample};
+    ///
+    /// let ex = |ids: Vec<u32>, labels: Vec<i64>| TokenExample {
+    ///     type_ids: vec![0; ids.len()],
+    ///     token_word: vec![None; ids.len()],
+    ///     input_ids: ids,
+    ///     labels,
+    ///     sentence: 0,
+    ///     num_words: 0,
+    ///     window: 0,
+    ///     num_windows: 1,
+    ///     token_start: 0,
+    /// };
+    /// let examples = [ex(vec![101, 7, 102], vec![-100, 2, -100]), ex(vec![101, 102], vec![-100, -100])];
+    /// let batch = TokenBatch::collate(&examples, &[1, 0], 0)?;
+    /// assert_eq!(batch.input_ids, [101, 102, 0, 101, 7, 102]);
+    /// assert_eq!(batch.labels, [-100, -100, -100, -100, 2, -100]);
+    /// assert_eq!(batch.attention_mask, [1, 1, 0, 1, 1, 1]);
+    /// # Ok::<(), lora_bert_data::DataError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`DataError::Empty`] for no index; [`DataError::InvalidArgument`] for an index out of
+    /// range; [`DataError::LengthMismatch`] for an example whose ids, type ids and labels
+    /// differ in length.
+    pub fn collate(examples: &[TokenExample], indices: &[usize], pad_id: u32) -> Result<Self> {
+        check_indices(indices, examples.len())?;
+        let rows: Vec<&TokenExample> = indices.iter().map(|&i| &examples[i]).collect();
+        if let Some((i, e)) = indices
+            .iter()
+            .zip(&rows)
+            .find(|(_, e)| e.type_ids.len() != e.len() || e.labels.len() != e.len())
+        {
+            return Err(DataError::LengthMismatch {
+                what: format!("type ids and labels of token example {i}"),
+                expected: e.len(),
+                found: if e.type_ids.len() != e.len() {
+                    e.type_ids.len()
+                } else {
+                    e.labels.len()
+                },
+            });
+        }
+        let ids: Vec<&[u32]> = rows.iter().map(|e| e.input_ids.as_slice()).collect();
+        let types: Vec<&[u32]> = rows.iter().map(|e| e.type_ids.as_slice()).collect();
+        let labels: Vec<&[i64]> = rows.iter().map(|e| e.labels.as_slice()).collect();
+        let lengths: Vec<usize> = rows.iter().map(|e| e.len()).collect();
+        let (input_ids, seq_len) = pad_rows(&ids, pad_id);
+        Ok(TokenBatch {
+            input_ids,
+            type_ids: pad_rows_to(&types, 0, seq_len),
+            attention_mask: attention_mask(&lengths, seq_len),
+            labels: pad_rows_to(&labels, IGNORE_INDEX, seq_len),
+            seq_len,
+        })
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.input_ids.len().checked_div(self.seq_len).unwrap_or(0)
+    }
+
+    /// `true` when there is no row (never the case for a batch [`collate`](Self::collate)
+    /// returns).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `[batch, seq_len]`.
+    pub fn shape(&self) -> [usize; 2] {
+        [self.len(), self.seq_len]
     }
 }
 
@@ -156,7 +260,7 @@ fn encode_sentence(
             let labels = content_positions(&tw, e.token_start)
                 .map(|(w, g)| match (w, g) {
                     (Some(w), Some(g)) => aligner.piece_label(word_labels[w], first[w] == Some(g)),
-                    _ => crate::align::IGNORE_INDEX,
+                    _ => IGNORE_INDEX,
                 })
                 .collect();
             let Encoding {

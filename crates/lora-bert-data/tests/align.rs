@@ -870,3 +870,73 @@ fn raw_text_words_follow_the_tokenizer() {
     );
     assert!(split_words(tok, "").unwrap().is_empty());
 }
+
+#[test]
+fn planned_token_batches_hold_each_example_padded() {
+    let tok = tokenizer()
+        .clone()
+        .with_max_length(10)
+        .with_length_policy(LengthPolicy::Window { stride: 3 });
+    let words = [
+        "Visit",
+        "Atlanta's",
+        "tokenization",
+        "museum",
+        "with",
+        "Ada",
+        "Lovelace",
+        "today",
+        "!",
+    ];
+    let sentences: Vec<TaggedSentence> = (1..=words.len())
+        .map(|n| {
+            let tags: Vec<&str> = (0..n)
+                .map(|i| match i % 3 {
+                    0 => "B-PER",
+                    1 => "I-PER",
+                    _ => "O",
+                })
+                .collect();
+            sentence(&words[..n], &tags)
+        })
+        .collect();
+    let examples = encode_tagged(&tok, &sentences, &iob2(), LabelAlignment::FirstSubword).unwrap();
+    assert!(
+        examples.iter().any(|e| e.num_windows > 1),
+        "some sentence is windowed"
+    );
+    let plan = lora_bert_data::batch::BatchPlan::for_examples(
+        &examples,
+        lora_bert_data::batch::BatchConfig::new(3)
+            .shuffled(5)
+            .bucketed(2),
+    )
+    .unwrap();
+    let mut seen = vec![0; examples.len()];
+    for indices in plan.epoch(0) {
+        let batch =
+            lora_bert_data::token::TokenBatch::collate(&examples, &indices, tok.pad_id()).unwrap();
+        let longest = indices.iter().map(|&i| examples[i].len()).max().unwrap();
+        assert_eq!(batch.shape(), [indices.len(), longest]);
+        for (row, &i) in indices.iter().enumerate() {
+            seen[i] += 1;
+            let e = &examples[i];
+            let r = row * longest..(row + 1) * longest;
+            assert_eq!(batch.input_ids[r.clone()][..e.len()], e.input_ids[..]);
+            assert_eq!(batch.labels[r.clone()][..e.len()], e.labels[..]);
+            assert!(
+                batch.input_ids[r.clone()][e.len()..]
+                    .iter()
+                    .all(|&id| id == tok.pad_id())
+            );
+            assert!(batch.labels[r.clone()][e.len()..].iter().all(|&l| l == I));
+            let mask = &batch.attention_mask[r];
+            assert_eq!(mask.iter().filter(|&&m| m == 1).count(), e.len());
+        }
+    }
+    assert!(seen.iter().all(|&n| n == 1), "every example once: {seen:?}");
+    assert!(matches!(
+        lora_bert_data::token::TokenBatch::collate(&examples, &[examples.len()], 0),
+        Err(DataError::InvalidArgument { .. })
+    ));
+}
