@@ -5,6 +5,8 @@
 
 mod error;
 mod example;
+pub mod read;
+pub mod registry;
 
 pub use error::DataError;
 pub use example::{LabeledText, TaggedSentence, TextPair};
