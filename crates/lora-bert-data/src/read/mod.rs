@@ -20,5 +20,6 @@ pub use conll::{ConllFormat, ConllReader, Separator, read_conll};
 pub use delimited::{Column, DelimitedFormat, DelimitedReader, read_delimited};
 pub use jsonl::{JsonlReader, TaggedFields, TextFields, read_jsonl_tagged, read_jsonl_texts};
 pub use nltk::{NltkParagraphs, NltkReader, parse_tagged_line, read_nltk, read_nltk_paragraphs};
+pub(crate) use open::Lines;
 pub use open::{Decoding, decompress, open, read_text};
 pub use pairs::{PairFields, PairTsvReader, read_pairs_jsonl, read_pairs_tsv};
