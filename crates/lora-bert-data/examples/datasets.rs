@@ -6,6 +6,7 @@
 //! cargo run -p lora-bert-data --example datasets -- --dataset bbc-news
 //! ```
 
+use std::process::ExitCode;
 use std::time::Instant;
 
 use lora_bert_assets::AssetCache;
@@ -20,7 +21,17 @@ fn short(text: &str, max: usize) -> String {
     }
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let only = match args.as_slice() {
         [] => None,
