@@ -1,0 +1,103 @@
+//! Lists the registered datasets and pair sources: task, split sizes, labels, licence and a
+//! sample of each.
+//!
+//! ```text
+//! cargo run -p lora-bert-data --example datasets
+//! cargo run -p lora-bert-data --example datasets -- --dataset bbc-news
+//! ```
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use lora_bert_assets::AssetCache;
+use lora_bert_data::registry::{self, Dataset, DatasetId, PairSource};
+
+/// `text` on one line, cut to `max` characters.
+fn short(text: &str, max: usize) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &flat[..end]),
+        None => flat,
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let only = match args.as_slice() {
+        [] => None,
+        [flag, name] if flag == "--dataset" => Some(name.as_str()),
+        _ => return Err("usage: datasets [--dataset NAME]".into()),
+    };
+    let cache = AssetCache::from_env()?;
+    let ids: Vec<DatasetId> = match only {
+        Some(name) => match name.parse::<DatasetId>() {
+            Ok(id) => vec![id],
+            Err(_) if PairSource::ALL.iter().any(|s| s.name() == name) => vec![],
+            Err(e) => return Err(e.into()),
+        },
+        None => DatasetId::ALL.to_vec(),
+    };
+    for id in &ids {
+        let info = id.info();
+        let start = Instant::now();
+        let data = registry::load(*id, &cache)?;
+        let [train, dev, test] = data.sizes();
+        println!("{} ({})", info.name, info.task);
+        println!(
+            "  train {train} / dev {dev} / test {test}   {} labels   loaded in {:.1?}",
+            data.labels().len(),
+            start.elapsed()
+        );
+        println!("  {}", info.description);
+        println!("  splits: {}", info.splits);
+        println!("  licence: {}", info.licence);
+        match &data {
+            Dataset::Tokens(s) => {
+                let sample = &s.train[0];
+                let tagged: Vec<String> = sample
+                    .tokens
+                    .iter()
+                    .zip(&sample.tags)
+                    .map(|(w, t)| format!("{w}/{t}"))
+                    .collect();
+                println!("  sample: {}", short(&tagged.join(" "), 100));
+            }
+            Dataset::Texts(s) => {
+                let sample = &s.train[0];
+                println!("  sample: [{}] {}", sample.label, short(&sample.text, 100));
+            }
+        }
+        println!();
+    }
+    let sources: Vec<PairSource> = PairSource::ALL
+        .into_iter()
+        .filter(|s| only.is_none_or(|name| name == s.name() || name == s.dataset().info().name))
+        .collect();
+    if !sources.is_empty() {
+        println!("text pairs (train splits only)");
+    }
+    for source in sources {
+        let pairs = registry::pairs(source, &cache)?;
+        println!(
+            "  {} (from {} train): {} pairs",
+            source.name(),
+            source.dataset(),
+            pairs.len()
+        );
+        if let Some(pair) = pairs.first() {
+            println!("    anchor:   {}", short(&pair.anchor, 90));
+            println!("    positive: {}", short(&pair.positive, 90));
+        }
+    }
+    Ok(())
+}

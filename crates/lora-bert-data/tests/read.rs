@@ -1,0 +1,542 @@
+//! The readers on small inline and temporary-file inputs, good and bad.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use lora_bert_data::read::{
+    Column, ConllFormat, ConllReader, Decoding, DelimitedFormat, DelimitedReader, JsonlReader,
+    NltkReader, PairFields, PairTsvReader, Separator, TaggedFields, TextFields, read_conll,
+    read_delimited, read_jsonl_tagged, read_nltk, read_nltk_paragraphs, read_pairs_jsonl,
+    read_pairs_tsv, read_text,
+};
+use lora_bert_data::{DataError, LabeledText, TaggedSentence, TextPair};
+
+fn sentence(pairs: &[(&str, &str)]) -> TaggedSentence {
+    TaggedSentence {
+        tokens: pairs.iter().map(|p| p.0.to_owned()).collect(),
+        tags: pairs.iter().map(|p| p.1.to_owned()).collect(),
+    }
+}
+
+/// Asserts a `Parse` error at `line` of `origin` whose message contains `needle`.
+#[track_caller]
+fn assert_parse(err: DataError, origin: &Path, line: usize, needle: &str) {
+    match err {
+        DataError::Parse {
+            path,
+            line: l,
+            message,
+        } => {
+            assert_eq!(path, origin);
+            assert_eq!(l, line, "{message}");
+            assert!(message.contains(needle), "`{message}` lacks `{needle}`");
+        }
+        other => panic!("expected a Parse error, got {other:?}"),
+    }
+}
+
+fn write_temp(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn conll(text: &str, format: ConllFormat) -> Result<Vec<TaggedSentence>, DataError> {
+    ConllReader::new(text.as_bytes(), "mem.conll", format).collect()
+}
+
+#[test]
+fn conll_default_format_breaks_on_blank_whitespace_and_docstart_lines() {
+    let text = "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n   \n\
+                German JJ B-NP B-MISC\n-DOCSTART- -X- -X- O\nPeter NNP B-NP B-PER\n";
+    let got = conll(text, ConllFormat::default()).unwrap();
+    assert_eq!(
+        got,
+        [
+            sentence(&[("EU", "B-ORG"), ("rejects", "O")]),
+            sentence(&[("German", "B-MISC")]),
+            sentence(&[("Peter", "B-PER")]),
+        ]
+    );
+}
+
+#[test]
+fn conll_tab_format_keeps_spaces_and_ends_tweets_on_tab_only_lines() {
+    // WNUT-16 layout: a tweet ends with a line holding only a tab; CRLF line ends too.
+    let text = "@paul\tO\nNew York\tB-geo-loc\n\t\r\nhi\tO\n\t\n";
+    let got = conll(text, ConllFormat::tab()).unwrap();
+    assert_eq!(
+        got,
+        [
+            sentence(&[("@paul", "O"), ("New York", "B-geo-loc")]),
+            sentence(&[("hi", "O")]),
+        ]
+    );
+}
+
+#[test]
+fn conll_explicit_columns_and_docstart_off() {
+    let format = ConllFormat {
+        token_column: 1,
+        tag_column: Some(0),
+        separator: Separator::Whitespace,
+        docstart: false,
+    };
+    let got = conll("B-PER Ann x\nO sings y\n", format).unwrap();
+    assert_eq!(got, [sentence(&[("Ann", "B-PER"), ("sings", "O")])]);
+    // With `docstart` off the line is an ordinary token line.
+    let format = ConllFormat {
+        docstart: false,
+        ..ConllFormat::default()
+    };
+    let got = conll("-DOCSTART- O\n", format).unwrap();
+    assert_eq!(got, [sentence(&[("-DOCSTART-", "O")])]);
+}
+
+#[test]
+fn conll_too_few_columns_names_the_line() {
+    let err = conll("EU B-ORG\nrejects O\n\nGerman\n", ConllFormat::default()).unwrap_err();
+    assert_parse(
+        err,
+        Path::new("mem.conll"),
+        4,
+        "at least 2 columns, found 1",
+    );
+    let format = ConllFormat {
+        tag_column: Some(3),
+        ..ConllFormat::default()
+    };
+    let err = conll("a b c d\na b c\n", format).unwrap_err();
+    assert_parse(
+        err,
+        Path::new("mem.conll"),
+        2,
+        "at least 4 columns, found 3",
+    );
+}
+
+#[test]
+fn conll_invalid_utf8_is_a_parse_error_unless_lossy() {
+    let bytes = b"ok O\n\nbad\xff O\n";
+    let err = ConllReader::new(&bytes[..], "mem", ConllFormat::default())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap_err();
+    assert_parse(err, Path::new("mem"), 3, "invalid UTF-8");
+    let got = ConllReader::new(&bytes[..], "mem", ConllFormat::default())
+        .decoding(Decoding::Lossy)
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    assert_eq!(got[1], sentence(&[("bad\u{fffd}", "O")]));
+}
+
+#[test]
+fn conll_file_errors_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_temp(&dir, "x.conll", b"a O\nb\n");
+    assert_parse(
+        read_conll(&path, &ConllFormat::default()).unwrap_err(),
+        &path,
+        2,
+        "columns",
+    );
+    let missing = dir.path().join("missing.conll");
+    match read_conll(&missing, &ConllFormat::default()).unwrap_err() {
+        DataError::Io { path, .. } => assert_eq!(path, missing),
+        other => panic!("expected Io, got {other:?}"),
+    }
+}
+
+#[test]
+fn nltk_tag_is_after_the_last_slash() {
+    let text = "\n\n\tThe/at 1/2/cd fraction/nn ./.\nIt/pps ran/vbd\n\n\n\tNew/jj-tl ./.\n";
+    let got: Vec<_> = NltkReader::new(text.as_bytes(), "mem")
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        got,
+        [
+            sentence(&[("The", "at"), ("1/2", "cd"), ("fraction", "nn"), (".", ".")]),
+            sentence(&[("It", "pps"), ("ran", "vbd")]),
+            sentence(&[("New", "jj-tl"), (".", ".")]),
+        ]
+    );
+    let paragraphs: Vec<_> = NltkReader::new(text.as_bytes(), "mem")
+        .paragraphs()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(paragraphs.len(), 2);
+    assert_eq!(paragraphs[0], got[..2]);
+    assert_eq!(paragraphs[1], got[2..]);
+}
+
+#[test]
+fn nltk_bad_tokens_name_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_temp(&dir, "cz01", b"The/at dog/nn\n\nA/at cat\n");
+    assert_parse(
+        read_nltk(&path).unwrap_err(),
+        &path,
+        3,
+        "`cat` has no `/tag`",
+    );
+    let path = write_temp(&dir, "cz02", b"\n\nok/uh\nx/ /nn\n");
+    assert_parse(
+        read_nltk_paragraphs(&path).unwrap_err(),
+        &path,
+        4,
+        "`x/` has an empty word or tag",
+    );
+    let err = NltkReader::new(&b"a/b\n/nn\n"[..], "mem")
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap_err();
+    assert_parse(err, Path::new("mem"), 2, "empty word or tag");
+}
+
+#[test]
+fn jsonl_tagged_and_texts() {
+    let text = r#"{"tokens": ["New", "York"], "tags": ["B-LOC", "I-LOC"]}
+
+{"words": ["hi"], "ner": ["O"], "id": 3}
+"#;
+    let got: Vec<_> = JsonlReader::new(
+        text.lines()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join("\n")
+            .as_bytes(),
+        "m",
+        TaggedFields::default(),
+    )
+    .collect::<Result<_, _>>()
+    .unwrap();
+    assert_eq!(got, [sentence(&[("New", "B-LOC"), ("York", "I-LOC")])]);
+    let fields = TaggedFields {
+        tokens: "words".into(),
+        tags: "ner".into(),
+    };
+    let got: Vec<_> = JsonlReader::new(text.lines().nth(2).unwrap().as_bytes(), "m", fields)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(got, [sentence(&[("hi", "O")])]);
+
+    let text = "{\"text\": \"good\", \"label\": \"pos\"}\n{\"text\": \"bad\", \"label\": 0}\n\
+                {\"body\": \"meh\", \"y\": 12}\n";
+    let got: Vec<LabeledText> = JsonlReader::new(text.as_bytes(), "m", TextFields::default())
+        .take(2)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(got[0].label, "pos");
+    assert_eq!(got[1].label, "0");
+    let fields = TextFields {
+        text: "body".into(),
+        label: "y".into(),
+    };
+    let got: Vec<LabeledText> = JsonlReader::new(text.as_bytes(), "m", fields)
+        .skip(2)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        got,
+        [LabeledText {
+            text: "meh".into(),
+            label: "12".into()
+        }]
+    );
+}
+
+#[test]
+fn jsonl_bad_input_names_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_temp(
+        &dir,
+        "t.jsonl",
+        b"{\"tokens\": [\"a\"], \"tags\": [\"O\"]}\n\n{\"tokens\": [\"a\", \"b\"], \"tags\": [\"O\"]}\n",
+    );
+    assert_parse(
+        read_jsonl_tagged(&path, &TaggedFields::default()).unwrap_err(),
+        &path,
+        3,
+        "2 tokens but 1 tags",
+    );
+    let path = write_temp(
+        &dir,
+        "b.jsonl",
+        b"{\"text\": \"a\", \"label\": \"x\"}\n{\"text\": \"b\",\n",
+    );
+    assert_parse(
+        read_jsonl_texts(&path, &TextFields::default()).unwrap_err(),
+        &path,
+        2,
+        "invalid JSON",
+    );
+    for (line, needle) in [
+        ("{\"text\": \"a\", \"label\": 1.5}", "string or an integer"),
+        ("{\"text\": \"a\"}", "missing field `label`"),
+        ("{\"text\": 3, \"label\": \"x\"}", "`text` is not a string"),
+        ("[1, 2]", "expected a JSON object"),
+    ] {
+        let err = JsonlReader::new(line.as_bytes(), "m", TextFields::default())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap_err();
+        assert_parse(err, Path::new("m"), 1, needle);
+    }
+    let err = JsonlReader::new(
+        &b"{\"tokens\": [\"a\", 1], \"tags\": [\"O\", \"O\"]}"[..],
+        "m",
+        TaggedFields::default(),
+    )
+    .collect::<Result<Vec<_>, _>>()
+    .unwrap_err();
+    assert_parse(err, Path::new("m"), 1, "non-string item `1`");
+}
+
+use lora_bert_data::read::read_jsonl_texts;
+
+#[test]
+fn delimited_by_name_and_by_index_with_quotes() {
+    let csv = "category,text,movie\nfresh,\"Warm, \"\"witty\"\"\nand long\",m1\n\nrotten,Dull,m2\n";
+    let format = DelimitedFormat::default().columns("text", "category");
+    let got: Vec<_> = DelimitedReader::new(csv.as_bytes(), "rt.csv", &format)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        got,
+        [
+            LabeledText {
+                text: "Warm, \"witty\"\nand long".into(),
+                label: "fresh".into()
+            },
+            LabeledText {
+                text: "Dull".into(),
+                label: "rotten".into()
+            },
+        ]
+    );
+    let tsv = "spam\tWin \"big\" now\nham\tLunch?\n";
+    let format = DelimitedFormat {
+        has_header: false,
+        ..DelimitedFormat::tsv()
+    }
+    .columns(1, 0);
+    let got: Vec<_> = DelimitedReader::new(tsv.as_bytes(), "m.tsv", &format)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(got[0].text, "Win \"big\" now");
+    assert_eq!(got[1].label, "ham");
+}
+
+#[test]
+fn delimited_bad_input_names_the_line() {
+    let format = DelimitedFormat::default().columns("text", "category");
+    let err = DelimitedReader::new(&b"cat,text\na,b\n"[..], "h.csv", &format)
+        .err()
+        .unwrap();
+    assert_parse(
+        err,
+        Path::new("h.csv"),
+        1,
+        "no column `category` in the header (cat, text)",
+    );
+
+    // A quoted field spanning lines 2-3 moves the short record to line 4.
+    let csv = "category,text\nfresh,\"a\nb\"\nrotten\n";
+    let err = DelimitedReader::new(csv.as_bytes(), "m.csv", &format)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap_err();
+    assert_parse(
+        err,
+        Path::new("m.csv"),
+        4,
+        "expected at least 2 fields, found 1",
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_temp(&dir, "u.csv", b"category,text\nfresh,ok\nrotten,caf\xe9\n");
+    assert_parse(
+        read_delimited(&path, &format).unwrap_err(),
+        &path,
+        3,
+        "invalid UTF-8",
+    );
+    let latin1 = DelimitedFormat {
+        decoding: Decoding::Latin1Fallback,
+        ..format.clone()
+    };
+    assert_eq!(read_delimited(&path, &latin1).unwrap()[1].text, "café");
+
+    let no_header = DelimitedFormat {
+        has_header: false,
+        ..format
+    };
+    assert!(matches!(
+        DelimitedReader::new(&b"a,b\n"[..], "m", &no_header)
+            .err()
+            .unwrap(),
+        DataError::InvalidArgument { what: "column", .. }
+    ));
+    let by_index = DelimitedFormat::default().columns(Column::Index(5), Column::Index(0));
+    let err = DelimitedReader::new(&b"text,label\na,b\n"[..], "m", &by_index)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap_err();
+    assert_parse(
+        err,
+        Path::new("m"),
+        2,
+        "expected at least 6 fields, found 2",
+    );
+}
+
+#[test]
+fn pairs_tsv_and_jsonl() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_temp(&dir, "p.tsv", b"subject\tbody text\n\nq\ta\n");
+    assert_eq!(
+        read_pairs_tsv(&path).unwrap(),
+        [
+            TextPair {
+                anchor: "subject".into(),
+                positive: "body text".into()
+            },
+            TextPair {
+                anchor: "q".into(),
+                positive: "a".into()
+            },
+        ]
+    );
+    let path = write_temp(
+        &dir,
+        "p.jsonl",
+        b"{\"anchor\": \"q\", \"positive\": \"a\"}\n",
+    );
+    assert_eq!(
+        read_pairs_jsonl(&path, &PairFields::default()).unwrap()[0].positive,
+        "a"
+    );
+    let path = write_temp(&dir, "bad.jsonl", b"\n{\"anchor\": \"q\"}\n");
+    assert_parse(
+        read_pairs_jsonl(&path, &PairFields::default()).unwrap_err(),
+        &path,
+        2,
+        "missing field `positive`",
+    );
+    for (text, line, needle) in [
+        ("a\tb\n\na\tb\tc\n", 3, "2 tab-separated columns, found 3"),
+        ("only one\n", 1, "found 1"),
+        ("a\tb\n \tb\n", 2, "empty anchor"),
+    ] {
+        let err = PairTsvReader::new(text.as_bytes(), "m")
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap_err();
+        assert_parse(err, Path::new("m"), line, needle);
+    }
+}
+
+const CONLL: &str = "EU B-ORG\nrejects O\n\nPeter B-PER\n";
+
+fn bz2(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::best());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+fn gz(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+#[test]
+fn compressed_round_trips_detected_by_magic_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = read_conll(
+        &write_temp(&dir, "a.conll", CONLL.as_bytes()),
+        &ConllFormat::default(),
+    )
+    .unwrap();
+    assert_eq!(plain.len(), 2);
+    // Named .txt on purpose: detection is by content, not by extension.
+    for (name, bytes) in [
+        ("b.bz2", bz2(CONLL.as_bytes())),
+        ("g.txt", gz(CONLL.as_bytes())),
+    ] {
+        let path = write_temp(&dir, name, &bytes);
+        assert_eq!(
+            read_conll(&path, &ConllFormat::default()).unwrap(),
+            plain,
+            "{name}"
+        );
+    }
+    // Two concatenated streams are read to the end.
+    let (half1, half2) = CONLL.split_at(CONLL.find("Peter").unwrap());
+    let multi = [bz2(half1.as_bytes()), bz2(half2.as_bytes())].concat();
+    let path = write_temp(&dir, "multi.bz2", &multi);
+    assert_eq!(read_conll(&path, &ConllFormat::default()).unwrap(), plain);
+    let multi = [gz(half1.as_bytes()), gz(half2.as_bytes())].concat();
+    let path = write_temp(&dir, "multi.gz", &multi);
+    assert_eq!(read_text(&path, Decoding::Strict).unwrap(), CONLL);
+}
+
+#[test]
+fn truncated_compressed_input_is_a_parse_error_at_the_line_reading_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let format = ConllFormat::default();
+    // The four lines decode, then the missing end of the stream is met reading line 5.
+    let whole = bz2(CONLL.as_bytes());
+    let path = write_temp(&dir, "end.bz2", &whole[..whole.len() - 10]);
+    assert_parse(
+        read_conll(&path, &format).unwrap_err(),
+        &path,
+        5,
+        "corrupt or truncated",
+    );
+    let whole = gz(CONLL.as_bytes());
+    let path = write_temp(&dir, "end.gz", &whole[..whole.len() - 4]);
+    assert_parse(
+        read_conll(&path, &format).unwrap_err(),
+        &path,
+        5,
+        "corrupt or truncated",
+    );
+
+    // bzip2 decodes whole blocks: cut inside the only block, not even line 1 comes out.
+    let big: String = (0..5000).map(|i| format!("w{i} O\n\n")).collect();
+    let whole = bz2(big.as_bytes());
+    let path = write_temp(&dir, "half.bz2", &whole[..whole.len() / 2]);
+    assert_parse(
+        read_conll(&path, &format).unwrap_err(),
+        &path,
+        1,
+        "corrupt or truncated",
+    );
+    // gzip streams: the error comes somewhere inside the 10,000 lines.
+    let whole = gz(big.as_bytes());
+    let path = write_temp(&dir, "half.gz", &whole[..whole.len() / 2]);
+    match read_conll(&path, &format).unwrap_err() {
+        DataError::Parse { line, .. } => assert!((2..10_000).contains(&line), "{line}"),
+        other => panic!("expected Parse, got {other:?}"),
+    }
+}
+
+#[test]
+fn read_text_reports_the_line_of_invalid_utf8() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_temp(&dir, "m.txt", b"Subject: hi\n\nPrice \xa3 15\n");
+    assert_parse(
+        read_text(&path, Decoding::Strict).unwrap_err(),
+        &path,
+        3,
+        "invalid UTF-8",
+    );
+    assert_eq!(
+        read_text(&path, Decoding::Lossy).unwrap(),
+        "Subject: hi\n\nPrice \u{fffd} 15\n"
+    );
+    assert_eq!(
+        read_text(&path, Decoding::Latin1Fallback).unwrap(),
+        "Subject: hi\n\nPrice £ 15\n"
+    );
+}
