@@ -37,6 +37,26 @@ pub struct Splits<T = usize> {
 }
 
 impl<T> Splits<T> {
+    /// Number of entries in all three parts.
+    pub fn len(&self) -> usize {
+        self.train.len() + self.dev.len() + self.test.len()
+    }
+
+    /// `true` when all three parts are empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `[train, dev, test]` sizes.
+    pub fn sizes(&self) -> [usize; 3] {
+        [self.train.len(), self.dev.len(), self.test.len()]
+    }
+
+    /// All entries: train, then dev, then test.
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.train.iter().chain(&self.dev).chain(&self.test)
+    }
+
     /// Applies `f` to every entry of the three parts.
     pub fn map<U>(self, mut f: impl FnMut(T) -> U) -> Splits<U> {
         Splits {

@@ -28,12 +28,12 @@ pub use lora_bert_adapters as adapters;
 pub use lora_bert_assets as assets;
 pub use lora_bert_data as data;
 pub use lora_bert_encoder as encoder;
-pub use lora_bert_metrics as metrics;
 pub use lora_bert_encoder::{
     Backend, BertConfig, BertInput, BertModel, BertOutput, BertTokenizer, Device, LoadReport,
     NoAdapter, Projection, ProjectionAdapter, ProjectionKind, ProjectionSite, Route, device,
     l2_normalize, mean_pool,
 };
+pub use lora_bert_metrics as metrics;
 
 mod embedder;
 

@@ -47,6 +47,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
+pub use crate::split::Splits;
 use crate::{DataError, LabeledText, Result, TaggedSentence, TextPair};
 
 pub use bbc::{bbc_news, bbc_pairs};
@@ -81,48 +82,6 @@ impl fmt::Display for Task {
             Task::TokenClassification => "token classification",
             Task::TextClassification => "text classification",
         })
-    }
-}
-
-/// Train, dev and test examples.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Splits<T> {
-    /// Training examples.
-    pub train: Vec<T>,
-    /// Development (validation) examples.
-    pub dev: Vec<T>,
-    /// Test examples.
-    pub test: Vec<T>,
-}
-
-impl<T> Splits<T> {
-    /// Number of examples in all three splits.
-    pub fn len(&self) -> usize {
-        self.train.len() + self.dev.len() + self.test.len()
-    }
-
-    /// `true` when all three splits are empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// `[train, dev, test]` sizes.
-    pub fn sizes(&self) -> [usize; 3] {
-        [self.train.len(), self.dev.len(), self.test.len()]
-    }
-
-    /// All examples: train, then dev, then test.
-    pub fn iter(&self) -> impl Iterator<Item = &T> {
-        self.train.iter().chain(&self.dev).chain(&self.test)
-    }
-
-    /// Applies `f` to every example, keeping the splits.
-    pub fn map<U>(self, mut f: impl FnMut(T) -> U) -> Splits<U> {
-        Splits {
-            train: self.train.into_iter().map(&mut f).collect(),
-            dev: self.dev.into_iter().map(&mut f).collect(),
-            test: self.test.into_iter().map(&mut f).collect(),
-        }
     }
 }
 
