@@ -1,0 +1,75 @@
+//! The error type of this crate.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use lora_bert_adapters::AdapterError;
+use lora_bert_data::DataError;
+use lora_bert_encoder::tokenizer::TokenizerError;
+
+/// Everything that can go wrong while building heads, computing objectives, running teachers
+/// or training.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrainError {
+    /// A file could not be read or written.
+    #[error("cannot access {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// A saved file (head, teacher cache, checkpoint) is malformed or does not fit.
+    #[error("{}: {message}", path.display())]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Tensor shapes that do not fit together (logits vs targets, student vs teacher, ...).
+    #[error("shape mismatch in {what}: expected {expected:?}, found {found:?}")]
+    Shape {
+        /// What was being matched.
+        what: String,
+        /// The expected shape.
+        expected: Vec<usize>,
+        /// The shape found.
+        found: Vec<usize>,
+    },
+    /// A parameter that cannot work (a temperature <= 0, a smoothing outside [0, 1), ...).
+    #[error("invalid {what}: {message}")]
+    InvalidArgument {
+        /// The parameter.
+        what: &'static str,
+        /// Why it is refused.
+        message: String,
+    },
+    /// A loss became NaN or infinite.
+    #[error("non-finite loss {value} at step {step}")]
+    NonFiniteLoss {
+        /// The optimizer step.
+        step: usize,
+        /// The loss value.
+        value: f64,
+    },
+    /// Data error (reading, alignment, batching).
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// Adapter error (groups, PEFT files).
+    #[error(transparent)]
+    Adapter(#[from] AdapterError),
+    /// Tokenizer error.
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+}
+
+/// `map_err` helper for I/O errors on `path`.
+#[allow(dead_code)]
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
