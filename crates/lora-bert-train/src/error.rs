@@ -66,7 +66,6 @@ pub enum TrainError {
 }
 
 /// `map_err` helper for I/O errors on `path`.
-#[allow(dead_code)]
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> TrainError + '_ {
     move |source| TrainError::Io {
         path: path.to_path_buf(),

@@ -3,9 +3,15 @@
 //! fine-tuning and pre-finetuning (individual, naive multi-task, MTPF-TPL).
 #![warn(missing_docs)]
 
+mod checkpoint;
+pub mod clip;
 mod error;
+pub mod schedule;
+mod trainer;
 
+pub use checkpoint::{Evaluation, TrainerState};
 pub use error::TrainError;
+pub use trainer::{FitReport, TrainConfig, Trainer};
 
 /// The result type of this crate.
 pub type Result<T, E = TrainError> = std::result::Result<T, E>;

@@ -1,0 +1,358 @@
+//! The training loop every regime runs on: AdamW, warm-up then decay, global-norm clipping,
+//! gradient accumulation, evaluation every N steps, early stopping on the dev metric, the best
+//! model kept, seeded dropout, and checkpoints a killed run resumes from exactly.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::tensor::Tensor;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{self, CheckpointDir, Evaluation, TrainerState};
+use crate::clip::clip_global_norm;
+use crate::schedule::{Decay, LrSchedule};
+use crate::{Result, TrainError};
+
+/// Hyper-parameters of a run. The defaults follow the usual BERT fine-tuning recipe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Optimizer steps of the run.
+    pub max_steps: usize,
+    /// Peak learning rate (default 5e-5).
+    pub learning_rate: f64,
+    /// AdamW decoupled weight decay (default 0.01).
+    pub weight_decay: f64,
+    /// AdamW `beta_1`, `beta_2`, `epsilon` (default 0.9, 0.999, 1e-8, PyTorch's).
+    pub adam: (f32, f32, f32),
+    /// Steps of linear warm-up (default 0).
+    pub warmup_steps: usize,
+    /// Decay after warm-up (default linear).
+    pub decay: Decay,
+    /// Global gradient-norm clipping (default `Some(1.0)`).
+    pub max_grad_norm: Option<f64>,
+    /// Micro-batches per optimizer step; their losses are averaged (default 1).
+    pub accumulation: usize,
+    /// Evaluate every this many steps (and at the end); `None`: only at the end.
+    pub eval_every: Option<usize>,
+    /// Stop after this many evaluations without a better dev metric; `None`: never.
+    pub patience: Option<usize>,
+    /// Checkpoint every this many steps when a checkpoint folder is set; `None`: at every
+    /// evaluation.
+    pub checkpoint_every: Option<usize>,
+    /// Seed of dropout (the device is reseeded at every micro-batch from it).
+    pub seed: u64,
+    /// Print a progress line every this many steps (0: never).
+    pub log_every: usize,
+}
+
+impl TrainConfig {
+    /// A configuration of `max_steps` steps with the defaults.
+    pub fn new(max_steps: usize) -> Self {
+        Self {
+            max_steps,
+            learning_rate: 5e-5,
+            weight_decay: 0.01,
+            adam: (0.9, 0.999, 1e-8),
+            warmup_steps: 0,
+            decay: Decay::Linear,
+            max_grad_norm: Some(1.0),
+            accumulation: 1,
+            eval_every: None,
+            patience: None,
+            checkpoint_every: None,
+            seed: 0,
+            log_every: 0,
+        }
+    }
+
+    /// The learning-rate schedule.
+    pub fn schedule(&self) -> LrSchedule {
+        LrSchedule {
+            peak: self.learning_rate,
+            warmup_steps: self.warmup_steps,
+            total_steps: self.max_steps,
+            decay: self.decay,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |what, message: &str| {
+            Err(TrainError::InvalidArgument {
+                what,
+                message: message.to_owned(),
+            })
+        };
+        if self.max_steps == 0 {
+            return bad("max_steps", "must be at least 1");
+        }
+        if self.accumulation == 0 {
+            return bad("accumulation", "must be at least 1");
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return bad("learning_rate", "must be finite and > 0");
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad("weight_decay", "must be finite and >= 0");
+        }
+        if self
+            .max_grad_norm
+            .is_some_and(|n| !(n.is_finite() && n > 0.0))
+        {
+            return bad("max_grad_norm", "must be finite and > 0");
+        }
+        if self.eval_every == Some(0) || self.checkpoint_every == Some(0) {
+            return bad("eval_every/checkpoint_every", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    fn optimizer(&self) -> ModuleOptimizer {
+        AdamWConfig::new()
+            .with_beta_1(self.adam.0)
+            .with_beta_2(self.adam.1)
+            .with_epsilon(self.adam.2)
+            .with_weight_decay(self.weight_decay as f32)
+            .init()
+    }
+}
+
+/// What [`Trainer::fit`] returns besides the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FitReport {
+    /// Optimizer steps taken in all (resumed runs included).
+    pub steps: usize,
+    /// The step a checkpoint was resumed from, if any.
+    pub resumed_from: Option<usize>,
+    /// Best dev metric and its step (when evaluations ran).
+    pub best: Option<(f64, usize)>,
+    /// `true` when early stopping ended the run before `max_steps`.
+    pub stopped_early: bool,
+    /// Every evaluation.
+    pub history: Vec<Evaluation>,
+    /// Loss of every optimizer step.
+    pub losses: Vec<f64>,
+}
+
+/// Runs training loops; see [`Trainer::fit`].
+#[derive(Debug, Clone)]
+pub struct Trainer {
+    config: TrainConfig,
+    checkpoints: Option<PathBuf>,
+}
+
+impl Trainer {
+    /// A trainer with `config`.
+    pub fn new(config: TrainConfig) -> Self {
+        Self {
+            config,
+            checkpoints: None,
+        }
+    }
+
+    /// Keeps checkpoints, the best model and an evaluation log in `dir`, and resumes from the
+    /// latest checkpoint found there.
+    pub fn with_checkpoints(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.checkpoints = Some(dir.into());
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// Trains `model` (its parameters on an autodiff device; frozen ones stay frozen).
+    ///
+    /// - `batches` yields micro-batches in order: step `s` consumes items
+    ///   `s·accumulation .. (s+1)·accumulation`. They should be cheap descriptions (indices,
+    ///   task ids); `loss` turns one into a scalar loss on the model. When resuming at step `s`
+    ///   the first `s·accumulation` items are skipped, so a deterministic iterator (a
+    ///   [`BatchPlan`](lora_bert_data::batch::BatchPlan) epoch sequence, the
+    ///   [`MultiTaskSampler`](lora_bert_data::sampler::MultiTaskSampler)'s batches) replays
+    ///   exactly. The run ends early if it runs out.
+    /// - `evaluate` returns the dev metric (higher is better) of a model in validation mode.
+    ///
+    /// Returns the best model when evaluations ran (the last one otherwise) and the report.
+    ///
+    /// # Errors
+    ///
+    /// [`TrainError::NonFiniteLoss`] when a loss is NaN or infinite (nothing is written for
+    /// that step; the latest checkpoint stays as it was), errors of `loss` and `evaluate`,
+    /// [`TrainError::InvalidArgument`] for a bad configuration or a checkpoint of another
+    /// configuration, checkpoint I/O errors.
+    pub fn fit<M, B>(
+        &self,
+        model: M,
+        batches: impl IntoIterator<Item = B>,
+        mut loss: impl FnMut(&M, B) -> Result<Tensor<1>>,
+        mut evaluate: impl FnMut(&M) -> Result<f64>,
+    ) -> Result<(M, FitReport)>
+    where
+        M: Module + Clone,
+    {
+        let config = &self.config;
+        config.validate()?;
+        let schedule = config.schedule();
+        let device = model.devices().into_iter().next();
+        let dir = self
+            .checkpoints
+            .as_ref()
+            .map(CheckpointDir::new)
+            .transpose()?;
+
+        let mut model = model;
+        let mut optim = config.optimizer();
+        let mut state = TrainerState {
+            config: config.clone(),
+            step: 0,
+            best: None,
+            evaluations_since_best: 0,
+            history: Vec::new(),
+            losses: Vec::new(),
+        };
+        let mut best_model: Option<M> = None;
+        let mut resumed_from = None;
+        if let Some(dir) = &dir
+            && let Some(latest) = dir.latest()?
+        {
+            let (m, o, s) = checkpoint::load(&latest, model.clone(), optim)?;
+            if s.config != *config {
+                return Err(TrainError::InvalidArgument {
+                    what: "checkpoint",
+                    message: format!(
+                        "{} was written with another configuration; use a new folder or the same configuration",
+                        latest.display()
+                    ),
+                });
+            }
+            (model, optim, state) = (m, o, s);
+            if state.best.is_some() {
+                let path = dir.root().join("best").join("model.bpk");
+                best_model = Some(checkpoint::load_model(&path, model.clone())?);
+            }
+            resumed_from = Some(state.step);
+        }
+
+        let mut batches = batches.into_iter().skip(state.step * config.accumulation);
+        let started = Instant::now();
+        let first_step = state.step;
+        let mut since_eval = Vec::new();
+        let mut stopped_early = false;
+        while state.step < config.max_steps {
+            let step = state.step;
+            let lr = schedule.lr(step);
+            let mut accumulator = GradientsAccumulator::<M>::new();
+            let mut step_loss = 0.0;
+            let mut micro = 0;
+            for batch in batches.by_ref().take(config.accumulation) {
+                if let Some(device) = &device {
+                    device.seed(mix(config.seed, step as u64, micro as u64));
+                }
+                let value = loss(&model, batch)?.div_scalar(config.accumulation as f64);
+                let scalar: f32 = value.clone().into_scalar();
+                if !scalar.is_finite() {
+                    return Err(TrainError::NonFiniteLoss {
+                        step,
+                        value: f64::from(scalar) * config.accumulation as f64,
+                    });
+                }
+                step_loss += f64::from(scalar);
+                accumulator.accumulate(
+                    &model,
+                    GradientsParams::from_grads(value.backward(), &model),
+                );
+                micro += 1;
+            }
+            if micro < config.accumulation {
+                break; // out of batches
+            }
+            let mut grads = accumulator.grads();
+            if let Some(max_norm) = config.max_grad_norm {
+                clip_global_norm(&model, &mut grads, max_norm);
+            }
+            model = optim.step(lr, model, grads);
+            state.step += 1;
+            state.losses.push(step_loss);
+            since_eval.push(step_loss);
+
+            if config.log_every > 0 && state.step.is_multiple_of(config.log_every) {
+                let done = state.step - first_step;
+                let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                let eta = (config.max_steps - state.step) as f64 / rate.max(1e-9);
+                eprintln!(
+                    "step {}/{}  loss {step_loss:.4}  lr {lr:.2e}  {rate:.2} steps/s  eta {eta:.0}s",
+                    state.step, config.max_steps
+                );
+            }
+
+            let last = state.step == config.max_steps;
+            let eval_now = last
+                || config
+                    .eval_every
+                    .is_some_and(|n| state.step.is_multiple_of(n));
+            if eval_now {
+                let metric = evaluate(&model.valid())?;
+                let evaluation = Evaluation {
+                    step: state.step,
+                    metric,
+                    train_loss: since_eval.iter().sum::<f64>() / since_eval.len().max(1) as f64,
+                    lr,
+                };
+                since_eval.clear();
+                if let Some(dir) = &dir {
+                    dir.log(&evaluation)?;
+                }
+                if config.log_every > 0 {
+                    eprintln!("eval at step {}: {metric:.4}", state.step);
+                }
+                state.history.push(evaluation);
+                if state.best.is_none_or(|(b, _)| metric > b) {
+                    state.best = Some((metric, state.step));
+                    state.evaluations_since_best = 0;
+                    best_model = Some(model.clone());
+                    if let Some(dir) = &dir {
+                        dir.save_best(&model, &state)?;
+                    }
+                } else {
+                    state.evaluations_since_best += 1;
+                }
+                stopped_early = config
+                    .patience
+                    .is_some_and(|p| state.evaluations_since_best >= p)
+                    && !last;
+            }
+            let checkpoint_now = match config.checkpoint_every {
+                Some(n) => state.step.is_multiple_of(n),
+                None => eval_now,
+            };
+            if let Some(dir) = &dir
+                && (checkpoint_now || last || stopped_early)
+            {
+                dir.save(&model, &optim, &state)?;
+            }
+            if stopped_early {
+                break;
+            }
+        }
+        let report = FitReport {
+            steps: state.step,
+            resumed_from,
+            best: state.best,
+            stopped_early,
+            history: state.history,
+            losses: state.losses,
+        };
+        Ok((best_model.unwrap_or(model), report))
+    }
+}
+
+/// SplitMix64 of the run seed, step and micro-batch: the dropout seed of one micro-batch.
+fn mix(seed: u64, step: u64, micro: u64) -> u64 {
+    let mut z =
+        seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ micro.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}

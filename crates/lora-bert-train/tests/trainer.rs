@@ -1,0 +1,321 @@
+//! The training loop on a tiny BERT with a classifier: the loss goes down, frozen parameters
+//! stay frozen, early stopping keeps the best model, a NaN stops the run, and a run killed
+//! mid-way resumes to exactly the weights and metrics of an uninterrupted one.
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use lora_bert_encoder::{BertConfig, BertInput, BertModel, Route, device, mean_pool};
+use lora_bert_train::schedule::Decay;
+use lora_bert_train::{TrainConfig, TrainError, Trainer};
+
+#[derive(Module, Debug)]
+struct Classifier {
+    bert: BertModel,
+    head: Param<Tensor<2>>,
+}
+
+fn tiny_config() -> BertConfig {
+    serde_json::from_str(
+        r#"{"vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 2,
+            "num_attention_heads": 2, "intermediate_size": 32, "max_position_embeddings": 32,
+            "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1}"#,
+    )
+    .unwrap()
+}
+
+fn cpu() -> Device {
+    device::autodiff(device::device(device::Backend::NdArray).unwrap())
+}
+
+fn classifier(device: &Device) -> Classifier {
+    device.seed(11);
+    let bert = BertModel::init(&tiny_config(), false, device);
+    let head = Tensor::<2>::random(
+        [16, 2],
+        burn::tensor::Distribution::Normal(0.0, 0.1),
+        device,
+    );
+    Classifier {
+        bert,
+        head: Param::from_tensor(head),
+    }
+}
+
+/// Batch `k`: 4 sequences of 6 ids; class 1 when the ids come from the upper half of the vocab.
+fn batch(k: usize, device: &Device) -> (BertInput, Tensor<1, Int>) {
+    let (mut ids, mut labels) = (Vec::new(), Vec::new());
+    for i in 0..4 {
+        let class = (k + i) % 2;
+        labels.push(class as i64);
+        for j in 0..6 {
+            ids.push(1 + (class * 24 + (k * 5 + i * 7 + j * 3) % 24) as i64);
+        }
+    }
+    let input = BertInput {
+        input_ids: Tensor::from_data(TensorData::new(ids, [4, 6]), device),
+        token_type_ids: Tensor::zeros([4, 6], device),
+        attention_mask: Tensor::ones([4, 6], device),
+    };
+    (
+        input,
+        Tensor::from_data(TensorData::new(labels, [4]), device),
+    )
+}
+
+fn loss_of(model: &Classifier, k: usize) -> lora_bert_train::Result<Tensor<1>> {
+    let device = model.head.val().device();
+    let (input, labels) = batch(k, &device);
+    let out = model.bert.forward(&input, &Route::Base).unwrap();
+    let pooled = mean_pool(out.last_hidden_state, input.attention_mask);
+    let logp = log_softmax(pooled.matmul(model.head.val()), 1);
+    Ok(logp.gather(1, labels.reshape([4, 1])).mean().neg())
+}
+
+/// Dev metric: minus the loss over batches 1000..1004.
+fn dev_metric(model: &Classifier) -> lora_bert_train::Result<f64> {
+    let mut total = 0.0;
+    for k in 1000..1004 {
+        let v: f32 = loss_of(model, k)?.into_scalar();
+        total += f64::from(v);
+    }
+    Ok(-total / 4.0)
+}
+
+struct Values(Vec<Vec<f32>>);
+
+impl ModuleVisitor for Values {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.0
+            .push(param.val().into_data().try_into_vec::<f32>().unwrap());
+    }
+}
+
+fn values<M: Module>(m: &M) -> Vec<Vec<f32>> {
+    let mut v = Values(Vec::new());
+    m.visit(&mut v);
+    v.0
+}
+
+/// Bit-for-bit equality, reported as the largest difference per tensor.
+fn assert_same(a: &[Vec<f32>], b: &[Vec<f32>]) {
+    assert_eq!(a.len(), b.len());
+    let diffs: Vec<f32> = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max))
+        .collect();
+    assert!(diffs.iter().all(|&d| d == 0.0), "max |diff| per tensor: {diffs:?}");
+}
+
+fn config(steps: usize) -> TrainConfig {
+    TrainConfig {
+        learning_rate: 1e-2,
+        warmup_steps: 2,
+        decay: Decay::Linear,
+        seed: 3,
+        ..TrainConfig::new(steps)
+    }
+}
+
+#[test]
+fn the_loss_goes_down() {
+    let device = cpu();
+    let trainer = Trainer::new(config(40));
+    let (_, report) = trainer
+        .fit(classifier(&device), 0.., loss_of, |_| Ok(0.0))
+        .unwrap();
+    let first: f64 = report.losses[..5].iter().sum::<f64>() / 5.0;
+    let last: f64 = report.losses[35..].iter().sum::<f64>() / 5.0;
+    assert_eq!(report.steps, 40);
+    assert!(last < 0.5 * first, "loss {first:.4} -> {last:.4}");
+}
+
+#[test]
+fn frozen_parameters_stay_bit_for_bit() {
+    let device = cpu();
+    let mut model = classifier(&device);
+    model.bert = model.bert.no_grad();
+    let bert0 = values(&model.bert);
+    let head0 = values(&model.head);
+    let (model, _) = Trainer::new(config(5))
+        .fit(model, 0.., loss_of, |_| Ok(0.0))
+        .unwrap();
+    assert_eq!(values(&model.bert), bert0, "a frozen backbone moved");
+    assert_ne!(values(&model.head), head0, "the head did not train");
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_same_weights_and_metrics() {
+    let device = cpu();
+    let cfg = TrainConfig {
+        accumulation: 2,
+        eval_every: Some(3),
+        ..config(12)
+    };
+    let whole = tempfile::tempdir().unwrap();
+    let (reference, reference_report) = Trainer::new(cfg.clone())
+        .with_checkpoints(whole.path())
+        .fit(classifier(&device), 0.., loss_of, dev_metric)
+        .unwrap();
+
+    // Killed while computing step 7 (micro-batches 14, 15): checkpoints exist for steps 3, 6.
+    let dir = tempfile::tempdir().unwrap();
+    let crash = Trainer::new(cfg.clone()).with_checkpoints(dir.path()).fit(
+        classifier(&device),
+        0..,
+        |m, k| {
+            if k == 15 {
+                return Err(TrainError::InvalidArgument {
+                    what: "test",
+                    message: "simulated kill".into(),
+                });
+            }
+            loss_of(m, k)
+        },
+        dev_metric,
+    );
+    assert!(crash.is_err());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("latest")).unwrap(),
+        "step-000006"
+    );
+
+    // A fresh process: a model with other initial values, the same folder.
+    device.seed(999);
+    let other = Classifier {
+        bert: BertModel::init(&tiny_config(), false, &device),
+        head: Param::from_tensor(Tensor::zeros([16, 2], &device)),
+    };
+    let (resumed, report) = Trainer::new(cfg)
+        .with_checkpoints(dir.path())
+        .fit(other, 0.., loss_of, dev_metric)
+        .unwrap();
+    assert_eq!(report.resumed_from, Some(6));
+    assert_eq!(report.steps, 12);
+    assert_eq!(
+        values(&resumed),
+        values(&reference),
+        "weights differ after resume"
+    );
+    assert_eq!(report.losses, reference_report.losses);
+    assert_eq!(report.history, reference_report.history);
+    assert_eq!(report.best, reference_report.best);
+}
+
+#[test]
+fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
+    let device = cpu();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TrainConfig {
+        checkpoint_every: Some(2),
+        ..config(10)
+    };
+    let err = Trainer::new(cfg.clone())
+        .with_checkpoints(dir.path())
+        .fit(
+            classifier(&device),
+            0..,
+            |m, k| {
+                let loss = loss_of(m, k)?;
+                Ok(if k == 5 {
+                    loss.div_scalar(0.0).mul_scalar(0.0)
+                } else {
+                    loss
+                })
+            },
+            |_| Ok(0.0),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, TrainError::NonFiniteLoss { step: 5, value } if value.is_nan()),
+        "{err:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("latest")).unwrap(),
+        "step-000004"
+    );
+    // The checkpoint loads: a resumed run (without the NaN) finishes.
+    let (_, report) = Trainer::new(cfg)
+        .with_checkpoints(dir.path())
+        .fit(classifier(&device), 0.., loss_of, |_| Ok(0.0))
+        .unwrap();
+    assert_eq!((report.resumed_from, report.steps), (Some(4), 10));
+}
+
+#[test]
+fn early_stopping_returns_the_best_model() {
+    let device = cpu();
+    let cfg = TrainConfig {
+        eval_every: Some(1),
+        patience: Some(2),
+        ..config(20)
+    };
+    let scripted = [0.1, 0.5, 0.4, 0.3, 0.9];
+    let mut snapshots = Vec::new();
+    let mut calls = 0;
+    let (best, report) = Trainer::new(cfg)
+        .fit(classifier(&device), 0.., loss_of, |m| {
+            snapshots.push(values(m));
+            calls += 1;
+            Ok(scripted[calls - 1])
+        })
+        .unwrap();
+    assert!(report.stopped_early);
+    assert_eq!(report.steps, 4);
+    assert_eq!(report.best, Some((0.5, 2)));
+    assert_eq!(values(&best), snapshots[1]);
+}
+
+#[test]
+fn a_checkpoint_of_another_configuration_is_refused() {
+    let device = cpu();
+    let dir = tempfile::tempdir().unwrap();
+    Trainer::new(config(2))
+        .with_checkpoints(dir.path())
+        .fit(classifier(&device), 0.., loss_of, |_| Ok(0.0))
+        .unwrap();
+    let err = Trainer::new(config(3))
+        .with_checkpoints(dir.path())
+        .fit(classifier(&device), 0.., loss_of, |_| Ok(0.0))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TrainError::InvalidArgument {
+                what: "checkpoint",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn bad_configurations_are_refused() {
+    let device = cpu();
+    for cfg in [
+        TrainConfig::new(0),
+        TrainConfig {
+            accumulation: 0,
+            ..TrainConfig::new(1)
+        },
+        TrainConfig {
+            learning_rate: f64::NAN,
+            ..TrainConfig::new(1)
+        },
+        TrainConfig {
+            max_grad_norm: Some(0.0),
+            ..TrainConfig::new(1)
+        },
+        TrainConfig {
+            eval_every: Some(0),
+            ..TrainConfig::new(1)
+        },
+    ] {
+        let err = Trainer::new(cfg)
+            .fit(classifier(&device), 0.., loss_of, |_| Ok(0.0))
+            .unwrap_err();
+        assert!(matches!(err, TrainError::InvalidArgument { .. }), "{err:?}");
+    }
+}
