@@ -4,8 +4,19 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod heads;
+pub mod input;
+pub mod loss;
+pub mod pooling;
 
 pub use error::TrainError;
+pub use heads::{
+    ProjectionHead, ProjectionHeadConfig, SequenceClassificationHead,
+    SequenceClassificationHeadConfig, TokenClassificationHead, TokenClassificationHeadConfig,
+};
+pub use input::ToBertInput;
+pub use loss::{CrossEntropy, DistillLoss, DistillProjection};
+pub use pooling::{Pooling, WordMap, WordPooling};
 
 /// The result type of this crate.
 pub type Result<T, E = TrainError> = std::result::Result<T, E>;
