@@ -35,9 +35,9 @@ impl Pooling {
     /// let hidden = Tensor::<3>::from_data(TensorData::new(vec![1.0f32, 3.0, 8.0], [1, 3, 1]), &cpu);
     /// let mask = Tensor::<2, Int>::from_data(TensorData::new(vec![1i64, 1, 0], [1, 3]), &cpu);
     /// let mean = Pooling::Mean.pool(hidden.clone(), mask.clone())?;
-    /// assert_eq!(mean.into_data().to_vec::<f32>()?, [2.0]);
+    /// assert_eq!(mean.into_data().try_to_vec::<f32>()?, [2.0]);
     /// let cls = Pooling::Cls.pool(hidden, mask)?;
-    /// assert_eq!(cls.into_data().to_vec::<f32>()?, [1.0]);
+    /// assert_eq!(cls.into_data().try_to_vec::<f32>()?, [1.0]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -248,7 +248,7 @@ pub struct WordStates {
 /// let map = WordMap::new(&[vec![None, Some(0), Some(1), Some(1), None]], 5)?;
 /// let tokens = Tensor::<3>::from_data(TensorData::new(vec![9.0f32, 1.0, 2.0, 4.0, 9.0], [1, 5, 1]), &cpu);
 /// let words = word_pool(tokens, &map, WordPooling::Mean)?;
-/// assert_eq!(words.states.into_data().to_vec::<f32>()?, [1.0, 3.0]);
+/// assert_eq!(words.states.into_data().try_to_vec::<f32>()?, [1.0, 3.0]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
