@@ -125,9 +125,18 @@ impl Dense {
     ) -> Result<Self> {
         let weight = file.take(&format!("{name}.weight"), &[d_out, d_in])?;
         let bias = file.take(&format!("{name}.bias"), &[d_out])?;
-        let weight = Tensor::<2>::from_data(TensorData::new(weight, [d_out, d_in]), device);
+        // Transposed on the host, so the parameter is a contiguous `[d_in, d_out]` tensor
+        // exactly like a fresh one (a strided view could change the matmul's summation order
+        // and the outputs' last bits).
+        let mut w = vec![0.0f32; d_in * d_out];
+        for (o, row) in weight.chunks_exact(d_in).enumerate() {
+            for (i, &v) in row.iter().enumerate() {
+                w[i * d_out + o] = v;
+            }
+        }
+        let weight = Tensor::<2>::from_data(TensorData::new(w, [d_in, d_out]), device);
         Ok(Self {
-            weight: Param::from_tensor(weight.transpose()),
+            weight: Param::from_tensor(weight),
             bias: Param::from_tensor(Tensor::from_data(TensorData::new(bias, [d_out]), device)),
         })
     }
@@ -311,7 +320,9 @@ impl TokenClassificationHead {
         let HeadFile::TokenClassification(config) = file else {
             return Err(wrong_kind(dir, &file, "token_classification"));
         };
-        config.validate().map_err(|e| format_err(&dir.join(CONFIG_FILE), e))?;
+        config
+            .validate()
+            .map_err(|e| format_err(&dir.join(CONFIG_FILE), e))?;
         let classifier = Dense::load(
             &mut tensors,
             "classifier",
@@ -463,7 +474,9 @@ impl SequenceClassificationHead {
         let HeadFile::SequenceClassification(config) = file else {
             return Err(wrong_kind(dir, &file, "sequence_classification"));
         };
-        config.validate().map_err(|e| format_err(&dir.join(CONFIG_FILE), e))?;
+        config
+            .validate()
+            .map_err(|e| format_err(&dir.join(CONFIG_FILE), e))?;
         let classifier = Dense::load(
             &mut tensors,
             "classifier",
@@ -622,7 +635,12 @@ impl ProjectionHead {
             Some(dense) => dense.tensors("dense")?,
             None => Vec::new(),
         };
-        save_head(dir.as_ref(), &HeadFile::Projection(self.config.clone()), tensors, None)
+        save_head(
+            dir.as_ref(),
+            &HeadFile::Projection(self.config.clone()),
+            tensors,
+            None,
+        )
     }
 
     /// Loads a head saved by [`save`](Self::save).
@@ -636,7 +654,9 @@ impl ProjectionHead {
         let HeadFile::Projection(config) = file else {
             return Err(wrong_kind(dir, &file, "projection"));
         };
-        config.validate().map_err(|e| format_err(&dir.join(CONFIG_FILE), e))?;
+        config
+            .validate()
+            .map_err(|e| format_err(&dir.join(CONFIG_FILE), e))?;
         let dense = match config.dim {
             Some(d) => Some(Dense::load(
                 &mut tensors,
@@ -648,10 +668,7 @@ impl ProjectionHead {
             None => None,
         };
         tensors.finish()?;
-        Ok(Self {
-            dense,
-            config,
-        })
+        Ok(Self { dense, config })
     }
 }
 

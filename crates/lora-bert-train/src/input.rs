@@ -68,7 +68,9 @@ fn build_input(
             found: vec![ids.len()],
         });
     }
-    Ok(BertInput::from_ids(ids, types, mask, shape, config, device)?)
+    Ok(BertInput::from_ids(
+        ids, types, mask, shape, config, device,
+    )?)
 }
 
 impl ToBertInput for TokenBatch {
@@ -169,7 +171,11 @@ pub fn token_labels(batch: &TokenBatch, device: &Device) -> Result<Tensor<2, Int
 /// [`TrainError::Shape`] when the batch holds a number of labels other than its rows of
 /// ids (`input_ids.len() / seq_len`).
 pub fn class_labels(batch: &TextBatch, device: &Device) -> Result<Tensor<1, Int>> {
-    let rows = batch.input_ids.len().checked_div(batch.seq_len).unwrap_or(0);
+    let rows = batch
+        .input_ids
+        .len()
+        .checked_div(batch.seq_len)
+        .unwrap_or(0);
     if rows != batch.labels.len() {
         return Err(TrainError::Shape {
             what: "labels of the text batch (one per row of ids)".into(),

@@ -154,11 +154,7 @@ pub fn token_cross_entropy(
             found: found.to_vec(),
         });
     }
-    cross_entropy(
-        logits.reshape([b * s, c]),
-        labels.reshape([b * s]),
-        options,
-    )
+    cross_entropy(logits.reshape([b * s, c]), labels.reshape([b * s]), options)
 }
 
 /// `Σ_n w_n·((1-ε)·(-log p_{n,t_n}) + ε·mean_c(-log p_{n,c}))`, as a `[1]` tensor.

@@ -156,7 +156,9 @@ fn distill_reference(s: &[f64], t: &[f64], mask: &[i64], h: usize, kind: Distill
         }
         count += 1;
         total += match kind {
-            DistillLoss::Mse => sw.iter().zip(tw).map(|(x, y)| (x - y).powi(2)).sum::<f64>() / h as f64,
+            DistillLoss::Mse => {
+                sw.iter().zip(tw).map(|(x, y)| (x - y).powi(2)).sum::<f64>() / h as f64
+            }
             DistillLoss::Cosine => {
                 let dot: f64 = sw.iter().zip(tw).map(|(x, y)| x * y).sum();
                 let ns = sw.iter().map(|x| x * x).sum::<f64>().sqrt();
@@ -165,7 +167,11 @@ fn distill_reference(s: &[f64], t: &[f64], mask: &[i64], h: usize, kind: Distill
             }
         };
     }
-    if count == 0 { 0.0 } else { total / count as f64 }
+    if count == 0 {
+        0.0
+    } else {
+        total / count as f64
+    }
 }
 
 fn kl_reference(s: &[f64], t: &[f64], c: usize, temp: f64) -> f64 {
@@ -241,7 +247,13 @@ fn ignored_targets_are_neither_summed_nor_counted() {
     );
     assert_rel(ours, expected, 1e-6);
     let err = cross_entropy(t2(&logits, [4, 3], &dev), ints1(&targets, &dev), &opts);
-    assert!(matches!(err, Err(TrainError::InvalidArgument { what: "targets", .. })));
+    assert!(matches!(
+        err,
+        Err(TrainError::InvalidArgument {
+            what: "targets",
+            ..
+        })
+    ));
 
     // No ignore index: every target counts.
     let opts = CrossEntropy::default().with_ignore_index(None);
@@ -273,12 +285,23 @@ fn cross_entropy_rejects_bad_input() {
     // Out of range, both sides.
     for bad in [[0, 3], [-1, 0]] {
         let err = cross_entropy(logits(), ints1(&bad, &dev), &opts).unwrap_err();
-        assert!(matches!(err, TrainError::InvalidArgument { what: "targets", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                TrainError::InvalidArgument {
+                    what: "targets",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
     // Length.
     let err = cross_entropy(logits(), ints1(&[0, 1, 2], &dev), &opts).unwrap_err();
     match err {
-        TrainError::Shape { expected, found, .. } => {
+        TrainError::Shape {
+            expected, found, ..
+        } => {
             assert_eq!(expected, [2]);
             assert_eq!(found, [3]);
         }
@@ -288,7 +311,13 @@ fn cross_entropy_rejects_bad_input() {
     for eps in [-0.1, 1.5, f32::NAN] {
         let opts = CrossEntropy::default().with_label_smoothing(eps);
         let err = cross_entropy(logits(), ints1(&[0, 1], &dev), &opts).unwrap_err();
-        assert!(matches!(err, TrainError::InvalidArgument { what: "label_smoothing", .. }));
+        assert!(matches!(
+            err,
+            TrainError::InvalidArgument {
+                what: "label_smoothing",
+                ..
+            }
+        ));
     }
 }
 
@@ -300,7 +329,13 @@ fn token_cross_entropy_is_the_flat_cross_entropy() {
         let (b, s, c) = (2 + rng.below(3), 3 + rng.below(5), 2 + rng.below(4));
         let logits = rng.vec(b * s * c, 3.0);
         let labels: Vec<i64> = (0..b * s)
-            .map(|i| if i % 4 == 0 { -100 } else { rng.below(c) as i64 })
+            .map(|i| {
+                if i % 4 == 0 {
+                    -100
+                } else {
+                    rng.below(c) as i64
+                }
+            })
             .collect();
         let opts = CrossEntropy::default().with_label_smoothing(0.1);
         let ours = scalar(
@@ -321,7 +356,9 @@ fn token_cross_entropy_is_the_flat_cross_entropy() {
     )
     .unwrap_err();
     match err {
-        TrainError::Shape { expected, found, .. } => {
+        TrainError::Shape {
+            expected, found, ..
+        } => {
             assert_eq!((expected, found), (vec![2, 3], vec![2, 2]));
         }
         other => panic!("{other}"),
@@ -408,7 +445,10 @@ fn symmetric_info_nce_averages_both_directions() {
     };
     let forward = run(&a, &p, false);
     let backward = run(&p, &a, false);
-    assert!((forward - backward).abs() > 1e-3, "directions should differ on random data");
+    assert!(
+        (forward - backward).abs() > 1e-3,
+        "directions should differ on random data"
+    );
     assert_rel(run(&a, &p, true), (forward + backward) / 2.0, 1e-6);
 }
 
@@ -420,13 +460,17 @@ fn aligned_pairs_give_a_low_loss_and_random_pairs_about_ln_b() {
     let a = rng.vec(b * d, 1.0);
     // A positive equal to its anchor (scaled: cosine ignores the norm).
     let scaled: Vec<f64> = a.iter().map(|x| 3.0 * x).collect();
-    let aligned = scalar(info_nce(t2(&a, [b, d], &dev), t2(&scaled, [b, d], &dev), 0.05, true).unwrap());
+    let aligned =
+        scalar(info_nce(t2(&a, [b, d], &dev), t2(&scaled, [b, d], &dev), 0.05, true).unwrap());
     assert!(aligned < 0.01, "aligned loss {aligned}");
     // Independent positives at τ = 1: similarities near 0, loss near ln B.
     let p = rng.vec(b * d, 1.0);
     let random = scalar(info_nce(t2(&a, [b, d], &dev), t2(&p, [b, d], &dev), 1.0, false).unwrap());
     let ln_b = (b as f64).ln();
-    assert!((random - ln_b).abs() < 0.1, "random loss {random} vs ln B {ln_b}");
+    assert!(
+        (random - ln_b).abs() < 0.1,
+        "random loss {random} vs ln B {ln_b}"
+    );
 }
 
 #[test]
@@ -456,11 +500,19 @@ fn info_nce_rejects_bad_input() {
     let x = || t2(&[1.0, 0.0, 0.0, 1.0], [2, 2], &dev);
     for tau in [0.0, -1.0, f64::NAN, f64::INFINITY] {
         let err = info_nce(x(), x(), tau, false).unwrap_err();
-        assert!(matches!(err, TrainError::InvalidArgument { what: "temperature", .. }));
+        assert!(matches!(
+            err,
+            TrainError::InvalidArgument {
+                what: "temperature",
+                ..
+            }
+        ));
     }
     let err = info_nce(x(), t2(&[0.0; 6], [3, 2], &dev), 0.1, false).unwrap_err();
     match err {
-        TrainError::Shape { expected, found, .. } => {
+        TrainError::Shape {
+            expected, found, ..
+        } => {
             assert_eq!((expected, found), (vec![2, 2], vec![3, 2]));
         }
         other => panic!("{other}"),
@@ -512,10 +564,18 @@ fn distill_states_ignores_masked_words_and_keeps_gradients_finite() {
             kind,
         )
         .unwrap();
-        assert_rel(scalar(loss.clone()), distill_reference(&s, &t, &mask, 2, kind), 1e-6);
+        assert_rel(
+            scalar(loss.clone()),
+            distill_reference(&s, &t, &mask, 2, kind),
+            1e-6,
+        );
         let g = values(student.grad(&loss.backward()).expect("gradient"));
         assert!(g.iter().all(|x| x.is_finite()), "{g:?}");
-        assert_eq!([g[2], g[3], g[6], g[7]], [0.0; 4], "masked words got gradients");
+        assert_eq!(
+            [g[2], g[3], g[6], g[7]],
+            [0.0; 4],
+            "masked words got gradients"
+        );
     }
     // No real word: 0.
     let loss = distill_states(
@@ -539,7 +599,9 @@ fn distill_states_rejects_bad_shapes() {
     )
     .unwrap_err();
     match err {
-        TrainError::Shape { expected, found, .. } => {
+        TrainError::Shape {
+            expected, found, ..
+        } => {
             assert_eq!((expected, found), (vec![1, 2, 4], vec![1, 2, 3]));
         }
         other => panic!("{other}"),
@@ -570,7 +632,13 @@ fn distill_projection_maps_widths_and_trains() {
     )
     .unwrap();
     let grads = loss.backward();
-    let g = values(proj.dense.weight.val().grad(&grads).expect("weight gradient"));
+    let g = values(
+        proj.dense
+            .weight
+            .val()
+            .grad(&grads)
+            .expect("weight gradient"),
+    );
     assert!(g.iter().any(|v| *v != 0.0));
     assert!(matches!(
         proj.forward(t3(&[0.0; 8], [2, 2, 2], &dev)),
@@ -614,7 +682,10 @@ fn kl_logits_gradient_reaches_only_the_student() {
     for temp in [0.0, -2.0, f64::NAN] {
         assert!(matches!(
             kl_logits(student.clone(), teacher.clone(), temp),
-            Err(TrainError::InvalidArgument { what: "temperature", .. })
+            Err(TrainError::InvalidArgument {
+                what: "temperature",
+                ..
+            })
         ));
     }
     assert!(matches!(
@@ -643,5 +714,8 @@ fn check_finite_reports_the_step() {
         Err(TrainError::NonFiniteLoss { .. })
     ));
     let two = Tensor::<1>::from_data(TensorData::new(vec![1.0f32, 2.0], [2]), &dev);
-    assert!(matches!(check_finite(&two, 0), Err(TrainError::Shape { .. })));
+    assert!(matches!(
+        check_finite(&two, 0),
+        Err(TrainError::Shape { .. })
+    ));
 }
