@@ -99,8 +99,9 @@ impl WordMap {
     ///
     /// # Errors
     ///
-    /// [`TrainError::InvalidArgument`] for no row or `seq_len` 0; [`TrainError::Shape`] for a
-    /// row longer than `seq_len`.
+    /// [`TrainError::InvalidArgument`] for no row, `seq_len` 0, or a row whose words span more
+    /// than `2 × seq_len` columns (a broken map); [`TrainError::Shape`] for a row longer than
+    /// `seq_len`.
     pub fn new<R: AsRef<[Option<usize>]>>(rows: &[R], seq_len: usize) -> Result<Self> {
         if rows.is_empty() || seq_len == 0 {
             return Err(TrainError::InvalidArgument {
@@ -130,6 +131,18 @@ impl WordMap {
             } else {
                 0
             };
+            // Every word of a row has a token except the rare word that tokenizes to nothing,
+            // so a span far wider than the row is a broken map, not a sentence.
+            if n > 2 * seq_len {
+                return Err(TrainError::InvalidArgument {
+                    what: "word map",
+                    message: format!(
+                        "row {b} spans words {first}..={last} with {} tokens: not a \
+                         token→word map of one sequence",
+                        row.len()
+                    ),
+                });
+            }
             let mut cols = vec![Vec::new(); n];
             for (s, w) in row.iter().enumerate() {
                 if let Some(w) = w {

@@ -195,6 +195,14 @@ fn word_map_errors_and_examples() {
         WordMap::new::<Vec<Option<usize>>>(&[], 4),
         Err(TrainError::InvalidArgument { .. })
     ));
+    // A broken map (words 0 and 1000 in a row of 2 tokens) is refused, not allocated.
+    assert!(matches!(
+        WordMap::new(&[vec![Some(0), Some(1000)]], 4),
+        Err(TrainError::InvalidArgument {
+            what: "word map",
+            ..
+        })
+    ));
     // A row without words pools to a fully masked row.
     let map = WordMap::new(&[vec![None, None], vec![None, Some(0)]], 2).unwrap();
     assert_eq!(map.shape(), [2, 1]);
@@ -777,4 +785,52 @@ fn a_sequence_head_learns_a_separable_task_on_a_frozen_encoder() {
     );
     let predicted: Vec<u32> = logits.chunks(2).map(|l| u32::from(l[1] > l[0])).collect();
     assert_eq!(predicted, labels);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Invariants
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// For any token→word map: a word column with tokens has Mean weights summing to 1
+        /// over exactly its tokens and one First weight on its first token; every other
+        /// column is all zero and masked.
+        #[test]
+        fn word_pooling_weights_follow_the_map(
+            rows in proptest::collection::vec(
+                proptest::collection::vec(proptest::option::of(0usize..6), 0..8),
+                1..4,
+            ),
+            extra in 0usize..3,
+        ) {
+            let seq_len = rows.iter().map(Vec::len).max().unwrap_or(0) + extra + 1;
+            let map = WordMap::new(&rows, seq_len).unwrap();
+            let [b, w] = map.shape();
+            prop_assert_eq!(b, rows.len());
+            let mean = map.weights(WordPooling::Mean);
+            let first = map.weights(WordPooling::First);
+            let mask = map.mask_values();
+            for (r, row) in rows.iter().enumerate() {
+                for j in 0..w {
+                    let word = map.first_word()[r] + j;
+                    let tokens: Vec<usize> = (0..row.len())
+                        .filter(|&s| j < map.num_words()[r] && row[s] == Some(word))
+                        .collect();
+                    let at = |v: &[f32], s: usize| v[(r * w + j) * seq_len + s];
+                    prop_assert_eq!(mask[r * w + j], i64::from(!tokens.is_empty()));
+                    for s in 0..seq_len {
+                        let share = if tokens.contains(&s) { 1.0 / tokens.len() as f32 } else { 0.0 };
+                        prop_assert_eq!(at(&mean, s), share);
+                        let one = if tokens.first() == Some(&s) { 1.0 } else { 0.0 };
+                        prop_assert_eq!(at(&first, s), one);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -719,3 +719,65 @@ fn check_finite_reports_the_step() {
         Err(TrainError::Shape { .. })
     ));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Invariants
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        /// Cross-entropy is non-negative and does not change when a constant is added to a
+        /// row of logits (softmax is shift-invariant).
+        #[test]
+        fn cross_entropy_is_shift_invariant(
+            seed in any::<u64>(),
+            n in 1usize..6,
+            c in 2usize..6,
+            shift in -20.0f64..20.0,
+            eps in 0.0f32..1.0,
+        ) {
+            let dev = cpu();
+            let mut rng = Rng(seed);
+            let logits = rng.vec(n * c, 3.0);
+            let targets: Vec<i64> = (0..n).map(|_| rng.below(c) as i64).collect();
+            let shifted: Vec<f64> = logits.iter().map(|x| x + shift).collect();
+            let opts = CrossEntropy::default().with_label_smoothing(eps);
+            let run = |x: &[f64]| {
+                scalar(cross_entropy(t2(x, [n, c], &dev), ints1(&targets, &dev), &opts).unwrap())
+            };
+            let (a, b) = (run(&logits), run(&shifted));
+            prop_assert!(a >= 0.0);
+            prop_assert!((a - b).abs() <= 1e-4 * a.max(1.0), "{a} vs {b}");
+        }
+
+        /// InfoNCE depends on directions only: scaling rows by positive factors changes
+        /// nothing, and the loss lies in [0, ln B + 2/τ].
+        #[test]
+        fn info_nce_ignores_row_norms(
+            seed in any::<u64>(),
+            b in 1usize..6,
+            d in 2usize..8,
+            tau in 0.05f64..2.0,
+        ) {
+            let dev = cpu();
+            let mut rng = Rng(seed);
+            let a = rng.vec(b * d, 1.0);
+            let p = rng.vec(b * d, 1.0);
+            let scaled: Vec<f64> = a
+                .chunks(d)
+                .enumerate()
+                .flat_map(|(i, r)| r.iter().map(move |x| x * (0.5 + i as f64)))
+                .collect();
+            let run = |x: &[f64]| {
+                scalar(info_nce(t2(x, [b, d], &dev), t2(&p, [b, d], &dev), tau, true).unwrap())
+            };
+            let (l, m) = (run(&a), run(&scaled));
+            prop_assert!((l - m).abs() <= 1e-4 * l.max(1.0), "{l} vs {m}");
+            prop_assert!(l >= -1e-6 && l <= (b as f64).ln() + 2.0 / tau + 1e-4);
+        }
+    }
+}
