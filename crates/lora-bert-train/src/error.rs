@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use lora_bert_adapters::AdapterError;
 use lora_bert_data::DataError;
+use lora_bert_encoder::InputError;
 use lora_bert_encoder::tokenizer::TokenizerError;
 
 /// Everything that can go wrong while building heads, computing objectives, running teachers
@@ -63,6 +64,9 @@ pub enum TrainError {
     /// Tokenizer error.
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
+    /// A batch the encoder refuses (empty, too long, id outside the vocabulary, ...).
+    #[error(transparent)]
+    Input(#[from] InputError),
 }
 
 /// `map_err` helper for I/O errors on `path`.

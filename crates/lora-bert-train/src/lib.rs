@@ -6,11 +6,22 @@
 mod checkpoint;
 pub mod clip;
 mod error;
+pub mod heads;
+pub mod input;
+pub mod loss;
+pub mod pooling;
 pub mod schedule;
 mod trainer;
 
 pub use checkpoint::{Evaluation, TrainerState};
 pub use error::TrainError;
+pub use heads::{
+    ProjectionHead, ProjectionHeadConfig, SequenceClassificationHead,
+    SequenceClassificationHeadConfig, TokenClassificationHead, TokenClassificationHeadConfig,
+};
+pub use input::ToBertInput;
+pub use loss::{CrossEntropy, DistillLoss, DistillProjection};
+pub use pooling::{Pooling, WordMap, WordPooling};
 pub use trainer::{FitReport, TrainConfig, Trainer};
 
 /// The result type of this crate.
