@@ -4,8 +4,10 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod teacher;
 
 pub use error::TrainError;
+pub use teacher::{EncoderTeacher, Teacher, TeacherCache, WordStates};
 
 /// The result type of this crate.
 pub type Result<T, E = TrainError> = std::result::Result<T, E>;
