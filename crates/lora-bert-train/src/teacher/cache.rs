@@ -261,7 +261,8 @@ impl TeacherCache {
                         index_present = false;
                     }
                     let states = teacher.word_states(&corpus[first..end])?;
-                    let bytes = shard_bytes(&expect, &corpus[first..end], &hashes[first..end], &states)?;
+                    let bytes =
+                        shard_bytes(&expect, &corpus[first..end], &hashes[first..end], &states)?;
                     write_atomic(&path, &bytes)?;
                     let words = corpus[first..end].iter().map(|s| s.len()).sum();
                     (words, sha256_hex(&bytes), false)
@@ -371,10 +372,7 @@ impl TeacherCache {
             if shard_words != entry.num_words {
                 return Err(TrainError::Format {
                     path: shard.path,
-                    message: format!(
-                        "{shard_words} words, the index says {}",
-                        entry.num_words
-                    ),
+                    message: format!("{shard_words} words, the index says {}", entry.num_words),
                 });
             }
             for (i, h) in hashes.iter().enumerate() {
@@ -699,7 +697,10 @@ fn shard_bytes(
         })
     }
     let tensors = vec![
-        ("states", view(meta.dtype.safetensors(), vec![words, hidden], &data)?),
+        (
+            "states",
+            view(meta.dtype.safetensors(), vec![words, hidden], &data)?,
+        ),
         ("present", view(Dtype::U8, vec![words], &present)?),
         ("offsets", view(Dtype::I64, vec![n + 1], &offsets)?),
         ("hashes", view(Dtype::U8, vec![n, HASH_LEN], &hash_bytes)?),
@@ -725,8 +726,11 @@ fn read_shard(path: &Path, expect: &ShardMeta) -> Result<(Shard, Vec<SentenceHas
     let file = File::open(path).map_err(io_err(path))?;
     let file_len = file.metadata().map_err(io_err(path))?.len();
     let mut n = [0u8; 8];
-    file.read_exact_at(&mut n, 0)
-        .map_err(|_| bad(format!("{file_len} bytes: too short for a safetensors file")))?;
+    file.read_exact_at(&mut n, 0).map_err(|_| {
+        bad(format!(
+            "{file_len} bytes: too short for a safetensors file"
+        ))
+    })?;
     let n = u64::from_le_bytes(n);
     if n > MAX_HEADER || 8 + n > file_len {
         return Err(bad(format!(
@@ -749,7 +753,11 @@ fn read_shard(path: &Path, expect: &ShardMeta) -> Result<(Shard, Vec<SentenceHas
         .metadata()
         .as_ref()
         .and_then(|m| m.get(META_KEY))
-        .ok_or_else(|| bad(format!("no `{META_KEY}` metadata: not a teacher cache shard")))
+        .ok_or_else(|| {
+            bad(format!(
+                "no `{META_KEY}` metadata: not a teacher cache shard"
+            ))
+        })
         .and_then(|m| {
             serde_json::from_str(m).map_err(|e| bad(format!("invalid `{META_KEY}` metadata: {e}")))
         })?;
@@ -789,7 +797,10 @@ fn read_shard(path: &Path, expect: &ShardMeta) -> Result<(Shard, Vec<SentenceHas
     let offsets = tensor("offsets", Dtype::I64)?;
     let hashes = tensor("hashes", Dtype::U8)?;
     let [words, hidden] = states.shape[..] else {
-        return Err(bad(format!("`states` has shape {:?}, expected 2 dims", states.shape)));
+        return Err(bad(format!(
+            "`states` has shape {:?}, expected 2 dims",
+            states.shape
+        )));
     };
     if hidden != expect.hidden_size {
         return Err(bad(format!(

@@ -217,8 +217,11 @@ impl<A: ProjectionAdapter> EncoderTeacher<A> {
         for chunk in order.chunks(self.batch_size) {
             let seq_len = chunk.iter().map(|&i| rows[i].len()).max().unwrap_or(0);
             let n = chunk.len() * seq_len;
-            let (mut ids, mut types, mut mask) =
-                (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+            let (mut ids, mut types, mut mask) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
             for &i in chunk {
                 let e = rows[i];
                 let pad = seq_len - e.len();
@@ -319,16 +322,18 @@ fn plan_words(
             if pieces.is_empty() {
                 continue;
             }
-            let content_positions = |t: usize| {
-                e.sequence_ids[..t].iter().filter(|s| s.is_some()).count()
-            };
+            let content_positions =
+                |t: usize| e.sequence_ids[..t].iter().filter(|s| s.is_some()).count();
             let c0 = content_positions(pieces[0]);
             let c1 = content_positions(pieces[pieces.len() - 1]);
             if e.token_start + c0 != first {
                 continue;
             }
             let content = e.sequence_ids.iter().filter(|s| s.is_some()).count();
-            let score = (pieces.len() == all_pieces[w].len(), c0.min(content - 1 - c1));
+            let score = (
+                pieces.len() == all_pieces[w].len(),
+                c0.min(content - 1 - c1),
+            );
             if best.is_none_or(|(b, _)| score > b) {
                 best = Some((score, k));
             }

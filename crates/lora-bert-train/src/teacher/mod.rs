@@ -61,7 +61,12 @@ impl WordStates {
     /// # Errors
     ///
     /// [`TrainError::Shape`] when the lengths do not fit.
-    pub fn new(data: Vec<f32>, num_words: usize, hidden: usize, present: Vec<bool>) -> Result<Self> {
+    pub fn new(
+        data: Vec<f32>,
+        num_words: usize,
+        hidden: usize,
+        present: Vec<bool>,
+    ) -> Result<Self> {
         let states = WordStates {
             data,
             num_words,
