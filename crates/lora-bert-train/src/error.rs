@@ -67,6 +67,16 @@ pub enum TrainError {
     /// A batch the encoder refuses (empty, too long, id outside the vocabulary, ...).
     #[error(transparent)]
     Input(#[from] InputError),
+    /// A sentence has no entry in a teacher cache: the cache was built for another corpus.
+    #[error("{}: the teacher cache holds no sentence {sentence} (sentence {index} of the request)", path.display())]
+    NotInCache {
+        /// The cache directory.
+        path: PathBuf,
+        /// Index of the sentence in the request.
+        index: usize,
+        /// The sentence's first words and length.
+        sentence: String,
+    },
 }
 
 /// `map_err` helper for I/O errors on `path`.

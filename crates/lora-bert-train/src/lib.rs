@@ -11,6 +11,7 @@ pub mod input;
 pub mod loss;
 pub mod pooling;
 pub mod schedule;
+pub mod teacher;
 mod trainer;
 
 pub use checkpoint::{Evaluation, TrainerState};
@@ -22,6 +23,7 @@ pub use heads::{
 pub use input::ToBertInput;
 pub use loss::{CrossEntropy, DistillLoss, DistillProjection};
 pub use pooling::{Pooling, WordMap, WordPooling};
+pub use teacher::{EncoderTeacher, Teacher, TeacherCache, WordStates};
 pub use trainer::{FitReport, TrainConfig, Trainer};
 
 /// The result type of this crate.

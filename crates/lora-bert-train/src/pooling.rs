@@ -239,7 +239,7 @@ impl WordMap {
 
 /// Word states and their mask, as [`word_pool`] returns them.
 #[derive(Debug, Clone)]
-pub struct WordStates {
+pub struct PooledWords {
     /// `[B, W, H]`; zeros in masked columns.
     pub states: Tensor<3>,
     /// `[B, W]`: 1 for a word, 0 for padding.
@@ -268,7 +268,7 @@ pub struct WordStates {
 /// # Errors
 ///
 /// [`TrainError::Shape`] when `states` is not `[B, S, H]` for the map's `B` and `S`.
-pub fn word_pool(states: Tensor<3>, map: &WordMap, mode: WordPooling) -> Result<WordStates> {
+pub fn word_pool(states: Tensor<3>, map: &WordMap, mode: WordPooling) -> Result<PooledWords> {
     let [batch, seq_len, _] = states.dims();
     let [rows, width] = map.shape();
     if [batch, seq_len] != [rows, map.seq_len] {
@@ -283,7 +283,7 @@ pub fn word_pool(states: Tensor<3>, map: &WordMap, mode: WordPooling) -> Result<
         TensorData::new(map.weights(mode), [rows, width, seq_len]),
         &device,
     );
-    Ok(WordStates {
+    Ok(PooledWords {
         states: weights.matmul(states),
         mask: map.mask(&device),
     })

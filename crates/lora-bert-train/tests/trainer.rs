@@ -103,9 +103,17 @@ fn assert_same(a: &[Vec<f32>], b: &[Vec<f32>]) {
     let diffs: Vec<f32> = a
         .iter()
         .zip(b)
-        .map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max))
+        .map(|(x, y)| {
+            x.iter()
+                .zip(y)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0.0, f32::max)
+        })
         .collect();
-    assert!(diffs.iter().all(|&d| d == 0.0), "max |diff| per tensor: {diffs:?}");
+    assert!(
+        diffs.iter().all(|&d| d == 0.0),
+        "max |diff| per tensor: {diffs:?}"
+    );
 }
 
 fn config(steps: usize) -> TrainConfig {
@@ -193,11 +201,7 @@ fn a_killed_run_resumes_to_the_same_weights_and_metrics() {
         .unwrap();
     assert_eq!(report.resumed_from, Some(6));
     assert_eq!(report.steps, 12);
-    assert_eq!(
-        values(&resumed),
-        values(&reference),
-        "weights differ after resume"
-    );
+    assert_same(&values(&resumed), &values(&reference));
     assert_eq!(report.losses, reference_report.losses);
     assert_eq!(report.history, reference_report.history);
     assert_eq!(report.best, reference_report.best);
