@@ -176,6 +176,11 @@ impl Trainer {
     ///
     /// Returns the best model when evaluations ran (the last one otherwise) and the report.
     ///
+    /// Dropout is reseeded from `(seed, step, micro-batch)` before every micro-batch, which
+    /// is what makes a resumed run exact. The CPU backends keep one random generator per
+    /// process: exactness holds when nothing else draws from it while `fit` runs (one
+    /// training loop per process, or tests that train one at a time).
+    ///
     /// # Errors
     ///
     /// [`TrainError::NonFiniteLoss`] when a loss is NaN or infinite (nothing is written for

@@ -9,6 +9,14 @@ use lora_bert_encoder::{BertConfig, BertInput, BertModel, Route, device, mean_po
 use lora_bert_train::schedule::Decay;
 use lora_bert_train::{TrainConfig, TrainError, Trainer};
 
+/// The CPU backends draw dropout masks and initial values from one process-wide generator,
+/// which the trainer reseeds at every micro-batch: tests that train run one at a time.
+static BACKEND_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    BACKEND_RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[derive(Module, Debug)]
 struct Classifier {
     bert: BertModel,
@@ -128,6 +136,7 @@ fn config(steps: usize) -> TrainConfig {
 
 #[test]
 fn the_loss_goes_down() {
+    let _rng = serial();
     let device = cpu();
     let trainer = Trainer::new(config(40));
     let (_, report) = trainer
@@ -141,6 +150,7 @@ fn the_loss_goes_down() {
 
 #[test]
 fn frozen_parameters_stay_bit_for_bit() {
+    let _rng = serial();
     let device = cpu();
     let mut model = classifier(&device);
     model.bert = model.bert.no_grad();
@@ -155,6 +165,7 @@ fn frozen_parameters_stay_bit_for_bit() {
 
 #[test]
 fn a_killed_run_resumes_to_the_same_weights_and_metrics() {
+    let _rng = serial();
     let device = cpu();
     let cfg = TrainConfig {
         accumulation: 2,
@@ -209,6 +220,7 @@ fn a_killed_run_resumes_to_the_same_weights_and_metrics() {
 
 #[test]
 fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
+    let _rng = serial();
     let device = cpu();
     let dir = tempfile::tempdir().unwrap();
     let cfg = TrainConfig {
@@ -249,6 +261,7 @@ fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
 
 #[test]
 fn early_stopping_returns_the_best_model() {
+    let _rng = serial();
     let device = cpu();
     let cfg = TrainConfig {
         eval_every: Some(1),
@@ -273,6 +286,7 @@ fn early_stopping_returns_the_best_model() {
 
 #[test]
 fn a_checkpoint_of_another_configuration_is_refused() {
+    let _rng = serial();
     let device = cpu();
     let dir = tempfile::tempdir().unwrap();
     Trainer::new(config(2))
@@ -297,6 +311,7 @@ fn a_checkpoint_of_another_configuration_is_refused() {
 
 #[test]
 fn bad_configurations_are_refused() {
+    let _rng = serial();
     let device = cpu();
     for cfg in [
         TrainConfig::new(0),
