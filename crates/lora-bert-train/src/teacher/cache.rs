@@ -3,8 +3,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::fs::{self, File};
-use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, Metadata, TensorInfo, TensorView};
@@ -471,8 +470,12 @@ impl TeacherCache {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(v) => v.insert(File::open(&shard.path).map_err(io_err(&shard.path))?),
         };
-        f.read_exact_at(&mut bytes, shard.states_at + (w0 * hidden * esize) as u64)
-            .map_err(io_err(&shard.path))?;
+        read_at(
+            f,
+            &mut bytes,
+            shard.states_at + (w0 * hidden * esize) as u64,
+        )
+        .map_err(io_err(&shard.path))?;
         let data: Vec<f32> = match self.index.dtype {
             CacheDtype::F32 => bytes
                 .chunks_exact(4)
@@ -726,7 +729,7 @@ fn read_shard(path: &Path, expect: &ShardMeta) -> Result<(Shard, Vec<SentenceHas
     let file = File::open(path).map_err(io_err(path))?;
     let file_len = file.metadata().map_err(io_err(path))?.len();
     let mut n = [0u8; 8];
-    file.read_exact_at(&mut n, 0).map_err(|_| {
+    read_at(&file, &mut n, 0).map_err(|_| {
         bad(format!(
             "{file_len} bytes: too short for a safetensors file"
         ))
@@ -738,7 +741,7 @@ fn read_shard(path: &Path, expect: &ShardMeta) -> Result<(Shard, Vec<SentenceHas
         )));
     }
     let mut header = vec![0u8; n as usize];
-    file.read_exact_at(&mut header, 8).map_err(io_err(path))?;
+    read_at(&file, &mut header, 8).map_err(io_err(path))?;
     let header: Metadata = serde_json::from_slice(&header)
         .map_err(|e| bad(format!("invalid safetensors header: {e}")))?;
     let data_start = 8 + n;
@@ -787,8 +790,7 @@ fn read_shard(path: &Path, expect: &ShardMeta) -> Result<(Shard, Vec<SentenceHas
     let read = |info: &TensorInfo| -> Result<Vec<u8>> {
         let (s, e) = info.data_offsets;
         let mut buf = vec![0u8; e - s];
-        file.read_exact_at(&mut buf, data_start + s as u64)
-            .map_err(io_err(path))?;
+        read_at(&file, &mut buf, data_start + s as u64).map_err(io_err(path))?;
         Ok(buf)
     };
     let ns = expect.num_sentences;
@@ -844,4 +846,10 @@ fn read_shard(path: &Path, expect: &ShardMeta) -> Result<(Shard, Vec<SentenceHas
         },
         hashes,
     ))
+}
+
+/// Reads `buf.len()` bytes at `offset` (portable: seek, then read).
+fn read_at(mut file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    file.seek(SeekFrom::Start(offset))?;
+    file.read_exact(buf)
 }
