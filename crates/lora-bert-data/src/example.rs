@@ -38,18 +38,31 @@ impl TaggedSentence {
     /// assert_eq!(spans, [(0, 3), (4, 8)]);
     /// ```
     pub fn text_and_spans(&self) -> (String, Vec<(usize, usize)>) {
-        let mut text = String::with_capacity(self.tokens.iter().map(|t| t.len() + 1).sum());
-        let mut spans = Vec::with_capacity(self.tokens.len());
-        for (i, token) in self.tokens.iter().enumerate() {
-            if i > 0 {
-                text.push(' ');
-            }
-            let start = text.len();
-            text.push_str(token);
-            spans.push((start, text.len()));
-        }
-        (text, spans)
+        join_words(&self.tokens)
     }
+}
+
+/// Words joined by single spaces, and the byte range of each word in that text: how every
+/// word-level sequence (a [`TaggedSentence`], a teacher's input) becomes tokenizer input that
+/// maps back to its words.
+///
+/// ```
+/// let (text, spans) = lora_bert_data::join_words(&["Atlanta's", "mayor"]);
+/// assert_eq!(text, "Atlanta's mayor");
+/// assert_eq!(spans, [(0, 9), (10, 15)]);
+/// ```
+pub fn join_words<S: AsRef<str>>(words: &[S]) -> (String, Vec<(usize, usize)>) {
+    let mut text = String::with_capacity(words.iter().map(|t| t.as_ref().len() + 1).sum());
+    let mut spans = Vec::with_capacity(words.len());
+    for (i, word) in words.iter().enumerate() {
+        if i > 0 {
+            text.push(' ');
+        }
+        let start = text.len();
+        text.push_str(word.as_ref());
+        spans.push((start, text.len()));
+    }
+    (text, spans)
 }
 
 /// A text with one label: text classification.

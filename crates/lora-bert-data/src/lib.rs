@@ -53,7 +53,7 @@ mod vocab;
 pub mod window;
 
 pub use error::DataError;
-pub use example::{LabeledText, TaggedSentence, TextPair};
+pub use example::{LabeledText, TaggedSentence, TextPair, join_words};
 pub use lora_bert_metrics::Scheme;
 pub use vocab::LabelVocab;
 

@@ -5,9 +5,10 @@ use lora_bert_data::align::token_words;
 use lora_bert_encoder::tokenizer::{BertTokenizer, Encoding, LengthPolicy};
 use lora_bert_encoder::{BertInput, BertModel, NoAdapter, ProjectionAdapter, Route};
 
-use super::{Teacher, WordStates, text_and_spans};
+use super::{Teacher, WordStates};
 use crate::pooling::WordPooling;
 use crate::{Result, TrainError};
+use lora_bert_data::join_words;
 
 /// Which hidden state of the encoder the word states are pooled from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -371,7 +372,7 @@ impl<A: ProjectionAdapter> Teacher for EncoderTeacher<A> {
                 plans.push(Vec::new());
                 continue;
             }
-            let (text, spans) = text_and_spans(words);
+            let (text, spans) = join_words(words);
             let windows = self.tokenizer.encode(&text).map_err(|e| match e {
                 lora_bert_encoder::TokenizerError::TooLong { tokens, max, .. } => {
                     lora_bert_encoder::TokenizerError::TooLong {

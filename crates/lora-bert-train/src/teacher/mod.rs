@@ -174,22 +174,6 @@ pub fn words_of(sentences: &[TaggedSentence]) -> Vec<&[String]> {
     sentences.iter().map(|s| s.tokens.as_slice()).collect()
 }
 
-/// The words joined by single spaces and each word's byte range in that text, as
-/// [`TaggedSentence::text_and_spans`] does.
-pub(crate) fn text_and_spans(words: &[String]) -> (String, Vec<(usize, usize)>) {
-    let mut text = String::with_capacity(words.iter().map(|t| t.len() + 1).sum());
-    let mut spans = Vec::with_capacity(words.len());
-    for (i, word) in words.iter().enumerate() {
-        if i > 0 {
-            text.push(' ');
-        }
-        let start = text.len();
-        text.push_str(word);
-        spans.push((start, text.len()));
-    }
-    (text, spans)
-}
-
 /// A short, human-readable preview of a sentence for error messages.
 pub(crate) fn preview(words: &[String]) -> String {
     let text = words.join(" ");
