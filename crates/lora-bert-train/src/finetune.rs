@@ -56,7 +56,7 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 use burn::tensor::Tensor;
 use lora_bert_adapters::peft::PEFT_PREFIX;
-use lora_bert_adapters::{AdaptedModel, Layers, Lora, LoraConfig, TensorFile, Targets};
+use lora_bert_adapters::{AdaptedModel, Layers, Lora, LoraConfig, Targets, TensorFile};
 use lora_bert_data::align::{Aggregation, LabelAligner, LabelAlignment, TokenPredictions};
 use lora_bert_data::batch::{BatchConfig, BatchPlan, EncodedRows, EncodedTexts};
 use lora_bert_data::token::{TokenBatch, TokenExample};
@@ -283,7 +283,10 @@ pub fn copy_group(model: &mut AdaptedModel<Lora>, from: &str, to: &str) -> Resul
 
 /// Sets `model` up for `setup` (see the [module docs](self)): adds or copies the task's group
 /// and freezes what the mode does not train.
-fn prepare(mut model: AdaptedModel<Lora>, setup: &AppSetup) -> Result<(AdaptedModel<Lora>, AppInfo)> {
+fn prepare(
+    mut model: AdaptedModel<Lora>,
+    setup: &AppSetup,
+) -> Result<(AdaptedModel<Lora>, AppInfo)> {
     if setup.task.is_empty() {
         return Err(TrainError::InvalidArgument {
             what: "task",
@@ -759,11 +762,7 @@ pub fn predict_word_tags(
         .map(|words| {
             words
                 .into_iter()
-                .map(|id| {
-                    id.and_then(|id| vocab.label(id))
-                        .unwrap_or("O")
-                        .to_owned()
-                })
+                .map(|id| id.and_then(|id| vocab.label(id)).unwrap_or("O").to_owned())
                 .collect()
         })
         .collect())
