@@ -6,6 +6,7 @@
 mod checkpoint;
 pub mod clip;
 mod error;
+pub mod finetune;
 pub mod heads;
 pub mod input;
 pub mod loss;
@@ -16,6 +17,10 @@ mod trainer;
 
 pub use checkpoint::{Evaluation, TrainerState};
 pub use error::TrainError;
+pub use finetune::{
+    AppSetup, FineTuneConfig, FineTuneMode, TextClassifier, TextMetric, TokenClassifier,
+    finetune_texts, finetune_tokens,
+};
 pub use heads::{
     ProjectionHead, ProjectionHeadConfig, SequenceClassificationHead,
     SequenceClassificationHeadConfig, TokenClassificationHead, TokenClassificationHeadConfig,
