@@ -410,6 +410,9 @@ fn teacher_words(
     ))
 }
 
+/// A family and its fixed dev batches.
+type DevBatches = (Family, Vec<Vec<usize>>);
+
 /// Everything the loss and the dev metric need.
 struct Job<'a> {
     variant: Variant,
@@ -417,7 +420,7 @@ struct Job<'a> {
     tc: Option<TcData<'a>>,
     config: &'a PfConfig,
     /// Per family of the variant: its fixed dev batches.
-    dev: Vec<(Family, Vec<Vec<usize>>)>,
+    dev: Vec<DevBatches>,
 }
 
 impl Job<'_> {
@@ -534,7 +537,7 @@ fn check_data<'a>(
     ner: Option<NerData<'a>>,
     tc: Option<TcData<'a>>,
     config: &PfConfig,
-) -> Result<(Vec<BatchPlan>, Vec<(Family, Vec<Vec<usize>>)>)> {
+) -> Result<(Vec<BatchPlan>, Vec<DevBatches>)> {
     config.validate()?;
     let missing = |what: &str| TrainError::InvalidArgument {
         what: "pre-finetuning data",
