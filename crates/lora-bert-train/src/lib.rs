@@ -11,6 +11,7 @@ pub mod heads;
 pub mod input;
 pub mod loss;
 pub mod pooling;
+pub mod pretrain;
 pub mod schedule;
 pub mod teacher;
 mod trainer;
@@ -28,6 +29,10 @@ pub use heads::{
 pub use input::ToBertInput;
 pub use loss::{CrossEntropy, DistillLoss, DistillProjection};
 pub use pooling::{Pooling, WordMap, WordPooling};
+pub use pretrain::{
+    Family, NerData, NerSet, PfConfig, PfModel, PfReport, TcData, Variant, fit_pf, load_pf,
+    pf_batches, pre_finetune, save_pf,
+};
 pub use teacher::{EncoderTeacher, Teacher, TeacherCache, WordStates};
 pub use trainer::{FitReport, TrainConfig, Trainer};
 
