@@ -7,6 +7,7 @@ use lora_bert_adapters::AdapterError;
 use lora_bert_data::DataError;
 use lora_bert_encoder::InputError;
 use lora_bert_encoder::tokenizer::TokenizerError;
+use lora_bert_metrics::MetricsError;
 
 /// Everything that can go wrong while building heads, computing objectives, running teachers
 /// or training.
@@ -77,6 +78,9 @@ pub enum TrainError {
         /// The sentence's first words and length.
         sentence: String,
     },
+    /// Scoring predictions failed (gold and predicted sequences that do not match up).
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
 }
 
 /// `map_err` helper for I/O errors on `path`.

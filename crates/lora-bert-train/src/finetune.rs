@@ -811,10 +811,7 @@ pub fn evaluate_tokens(
         .iter()
         .map(|tags| tags.iter().map(String::as_str).collect())
         .collect();
-    NerReport::new(&gold, &pred, Mode::Default).map_err(|e| TrainError::InvalidArgument {
-        what: "evaluation",
-        message: e.to_string(),
-    })
+    Ok(NerReport::new(&gold, &pred, Mode::Default)?)
 }
 
 /// The predicted class of every row, in batches of `batch_size`, with the model in validation
@@ -883,10 +880,7 @@ pub fn evaluate_texts(
         .map(|&id| name(id))
         .collect::<Result<Vec<_>>>()?;
     let pred = pred.into_iter().map(name).collect::<Result<Vec<_>>>()?;
-    ClassificationReport::new(&gold, &pred).map_err(|e| TrainError::InvalidArgument {
-        what: "evaluation",
-        message: e.to_string(),
-    })
+    Ok(ClassificationReport::new(&gold, &pred)?)
 }
 
 // ---------------------------------------------------------------------------------------------
