@@ -52,8 +52,9 @@ use lora_bert_train::input::token_labels;
 use lora_bert_train::loss::token_cross_entropy;
 use lora_bert_train::pretrain::{NER_GROUP, TC_GROUP};
 use lora_bert_train::{
-    AppSetup, FineTuneConfig, FineTuneMode, FitReport, TextMetric, TokenClassificationHeadConfig,
-    TokenClassifier, ToBertInput, TrainConfig, Trainer, finetune_texts, finetune_tokens, load_pf,
+    AppSetup, FineTuneConfig, FineTuneMode, FitReport, TextMetric, ToBertInput,
+    TokenClassificationHeadConfig, TokenClassifier, TrainConfig, Trainer, finetune_texts,
+    finetune_tokens, load_pf,
 };
 
 const USAGE: &str = "\
@@ -299,9 +300,8 @@ fn run_tokens(
     let train = pick(&splits.train, &keep);
     let dev = cap(&splits.dev, args.max_eval);
     let test = cap(&splits.test, args.max_eval);
-    let encode = |s: &[TaggedSentence]| {
-        encode_tagged(tokenizer, s, &vocab, LabelAlignment::FirstSubword)
-    };
+    let encode =
+        |s: &[TaggedSentence]| encode_tagged(tokenizer, s, &vocab, LabelAlignment::FirstSubword);
     let (train_ex, dev_ex, test_ex) = (encode(&train)?, encode(&dev)?, encode(&test)?);
     println!(
         "{} labels; sentences (windows): train {} ({}), dev {} ({}), test {} ({})",
@@ -355,7 +355,10 @@ fn finetune_pos(
     let classifier = TokenClassifier::new(model, &config.app, &head)?;
     let route = classifier.route()?;
     let lengths = train.iter().map(TokenExample::len).collect();
-    let plan = BatchPlan::new(lengths, BatchConfig::new(config.batch_size).shuffled(config.seed))?;
+    let plan = BatchPlan::new(
+        lengths,
+        BatchConfig::new(config.batch_size).shuffled(config.seed),
+    )?;
     let batches = (0u64..).flat_map(move |e| plan.epoch(e));
     let mut trainer = Trainer::new(config.train.clone());
     if let Some(dir) = &config.checkpoints {

@@ -42,8 +42,8 @@ use lora_bert_encoder::device::Backend;
 use lora_bert_encoder::tokenizer::BertTokenizer;
 use lora_bert_train::teacher::CacheOptions;
 use lora_bert_train::{
-    EncoderTeacher, Family, NerData, NerSet, PfConfig, PfReport, TcData, TeacherCache,
-    TrainConfig, Variant, pre_finetune, save_pf,
+    EncoderTeacher, Family, NerData, NerSet, PfConfig, PfReport, TcData, TeacherCache, TrainConfig,
+    Variant, pre_finetune, save_pf,
 };
 
 const USAGE: &str = "\
@@ -208,7 +208,11 @@ fn tc_pairs(
             .into_iter()
             .filter(|p| !p.anchor.trim().is_empty() && !p.positive.trim().is_empty())
             .collect();
-        println!("TC family: {} {} pairs available", pairs.len(), source.name());
+        println!(
+            "TC family: {} {} pairs available",
+            pairs.len(),
+            source.name()
+        );
         sources.push(pairs);
     }
     Ok(common::interleave(sources, max))
@@ -310,11 +314,7 @@ fn run(args: Args) -> Result<(), CliError> {
              (last hidden state, mean over pieces) until the MPNet teacher lands"
         );
         Some(build_teacher(
-            &files.dir,
-            &tokenizer,
-            &cpu,
-            &sentences,
-            &args.out,
+            &files.dir, &tokenizer, &cpu, &sentences, &args.out,
         )?)
     } else {
         None
