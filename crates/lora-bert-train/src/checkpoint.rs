@@ -23,7 +23,7 @@ use burn::optim::record::OptimizerRecord;
 use burn::store::ModuleRecord;
 use serde::{Deserialize, Serialize};
 
-use crate::error::io_err;
+use crate::error::{io_err, write_atomic};
 use crate::{Result, TrainConfig, TrainError};
 
 /// One evaluation of the dev metric.
@@ -193,12 +193,6 @@ fn write_dir(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
         fs::remove_dir_all(dir).map_err(io_err(dir))?;
     }
     fs::rename(&tmp, dir).map_err(io_err(dir))
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
-    fs::rename(&tmp, path).map_err(io_err(path))
 }
 
 fn format_err(path: &Path, message: impl Into<String>) -> TrainError {

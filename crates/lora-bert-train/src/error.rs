@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use lora_bert_adapters::AdapterError;
 use lora_bert_data::DataError;
 use lora_bert_encoder::InputError;
+use lora_bert_encoder::checkpoint::{CheckpointError, write_atomically};
 use lora_bert_encoder::tokenizer::TokenizerError;
 use lora_bert_metrics::MetricsError;
 
@@ -89,4 +90,16 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> TrainError + '_ {
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// Writes `bytes` to `path` atomically (a temporary file in the same folder, synced, then
+/// renamed), as every file this crate saves is written.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    write_atomically(path, bytes).map_err(|e| match e {
+        CheckpointError::Io { path, source } => TrainError::Io { path, source },
+        other => TrainError::Format {
+            path: path.to_path_buf(),
+            message: other.to_string(),
+        },
+    })
 }

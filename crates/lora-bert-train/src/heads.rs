@@ -34,9 +34,7 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig};
@@ -47,7 +45,7 @@ use lora_bert_encoder::checkpoint::{decode_f32, f32_bytes};
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
-use crate::error::io_err;
+use crate::error::{io_err, write_atomic};
 use crate::pooling::Pooling;
 use crate::{Result, TrainError};
 
@@ -753,13 +751,13 @@ fn save_head(
         .collect();
     let serialized = safetensors::serialize(views, Some(metadata))
         .map_err(|e| format_err(&weights_path, invalid("tensor", e)))?;
-    write_atomically(&weights_path, &serialized)?;
+    write_atomic(&weights_path, &serialized)?;
     if let Some((vocab, _)) = labels {
         vocab.save(dir.join(LABELS_FILE))?;
     }
     let mut json = serde_json::to_vec_pretty(file).map_err(|e| invalid("head config", e))?;
     json.push(b'\n');
-    write_atomically(&dir.join(CONFIG_FILE), &json)
+    write_atomic(&dir.join(CONFIG_FILE), &json)
 }
 
 fn invalid(what: &'static str, e: impl std::fmt::Display) -> TrainError {
@@ -863,29 +861,4 @@ impl TensorFile {
             message: format!("unexpected tensors: {}", names.join(", ")),
         })
     }
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "head".into());
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!(".{name}.tmp{}-{n}", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io_err(path))
 }

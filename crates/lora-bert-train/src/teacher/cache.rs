@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{Teacher, WordStates, preview};
-use crate::error::io_err;
+use crate::error::{io_err, write_atomic};
 use crate::{Result, TrainError};
 
 const FORMAT: &str = "lora-bert-teacher-cache";
@@ -591,25 +591,6 @@ fn read_index(path: &Path) -> Result<Index> {
         path: path.to_path_buf(),
         message: format!("malformed teacher cache index: {e}"),
     })
-}
-
-/// Writes `bytes` to a temporary file next to `path`, then renames it over `path`.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let write = || -> io::Result<()> {
-        let mut f = File::create(&tmp)?;
-        io::Write::write_all(&mut f, bytes)?;
-        f.sync_all()
-    };
-    if let Err(e) = write() {
-        let _ = fs::remove_file(&tmp);
-        return Err(io_err(&tmp)(e));
-    }
-    fs::rename(&tmp, path).map_err(io_err(path))
 }
 
 /// `Some((words, sha256))` when the shard at `path` can be kept.
