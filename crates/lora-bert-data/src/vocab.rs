@@ -1,8 +1,8 @@
 //! Label vocabularies: a fixed, stable mapping between labels and class ids.
 
+use lora_bert_encoder::checkpoint::{CheckpointError, write_atomically};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
-use std::io::Write as _;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -222,31 +222,21 @@ impl LabelVocab {
     /// [`DataError::Io`] naming the file that could not be written.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let name = path.file_name().ok_or_else(|| DataError::InvalidArgument {
+        path.file_name().ok_or_else(|| DataError::InvalidArgument {
             what: "path",
             message: format!("{} names no file", path.display()),
         })?;
-        let mut tmp_name = std::ffi::OsString::from(".");
-        tmp_name.push(name);
-        tmp_name.push(format!(".{}.tmp", std::process::id()));
-        let tmp = path.with_file_name(tmp_name);
-        let json = serde_json::to_vec_pretty(self).map_err(|e| DataError::InvalidArgument {
+        let mut json = serde_json::to_vec_pretty(self).map_err(|e| DataError::InvalidArgument {
             what: "label vocabulary",
             message: e.to_string(),
         })?;
-        let write = || -> std::io::Result<()> {
-            let mut file = fs::File::create(&tmp)?;
-            file.write_all(&json)?;
-            file.write_all(b"\n")?;
-            file.sync_all()
-        };
-        if let Err(e) = write() {
-            let _ = fs::remove_file(&tmp);
-            return Err(io_err(&tmp)(e));
-        }
-        fs::rename(&tmp, path).map_err(|e| {
-            let _ = fs::remove_file(&tmp);
-            io_err(path)(e)
+        json.push(b'\n');
+        write_atomically(path, &json).map_err(|e| match e {
+            CheckpointError::Io { path, source } => DataError::Io { path, source },
+            other => DataError::InvalidArgument {
+                what: "path",
+                message: other.to_string(),
+            },
         })
     }
 
