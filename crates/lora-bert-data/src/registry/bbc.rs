@@ -1,13 +1,12 @@
 //! BBC News: topic classification and headline ↔ first-paragraph pairs.
 
-use std::fs;
 use std::path::Path;
 
 use lora_bert_assets::{AssetCache, packages};
 use rayon::prelude::*;
 
-use super::{DEV_FRACTION, Splits, TEST_FRACTION, cut};
-use crate::error::{io_err, parse_err};
+use super::{DEV_FRACTION, Splits, TEST_FRACTION, cut, txt_files};
+use crate::error::parse_err;
 use crate::read::{Decoding, read_text};
 use crate::{LabeledText, Result, TextPair};
 
@@ -50,13 +49,7 @@ fn articles(cache: &AssetCache) -> Result<Splits<(LabeledText, TextPair)>> {
     let mut files = Vec::new();
     for topic in TOPICS {
         let folder = dir.join(topic);
-        let mut names: Vec<_> = fs::read_dir(&folder)
-            .map_err(io_err(&folder))?
-            .map(|entry| entry.map(|e| e.path()))
-            .collect::<Result<_, _>>()
-            .map_err(io_err(&folder))?;
-        names.retain(|p| p.extension().is_some_and(|e| e == "txt"));
-        names.sort();
+        let names = txt_files(&folder)?;
         files.extend(names.into_iter().map(|p| (p, topic)));
     }
     let articles = files

@@ -477,6 +477,18 @@ fn cut_texts(items: Vec<LabeledText>) -> Splits<LabeledText> {
     )
 }
 
+/// The `.txt` files of `folder`, sorted by path.
+fn txt_files(folder: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut names: Vec<_> = std::fs::read_dir(folder)
+        .map_err(crate::error::io_err(folder))?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(crate::error::io_err(folder))?;
+    names.retain(|p| p.extension().is_some_and(|e| e == "txt"));
+    names.sort();
+    Ok(names)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

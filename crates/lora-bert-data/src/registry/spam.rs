@@ -13,7 +13,7 @@ use std::path::Path;
 use lora_bert_assets::{AssetCache, packages};
 use rayon::prelude::*;
 
-use super::{DEV_FRACTION, Splits, TEST_FRACTION, cut};
+use super::{DEV_FRACTION, Splits, TEST_FRACTION, cut, txt_files};
 use crate::error::{io_err, parse_err};
 use crate::{LabeledText, Result, TextPair};
 
@@ -332,13 +332,7 @@ fn emails(cache: &AssetCache) -> Result<Splits<(LabeledText, Option<TextPair>)>>
     let mut files = Vec::new();
     for group in GROUPS {
         let folder = dir.join(group);
-        let mut names: Vec<_> = fs::read_dir(&folder)
-            .map_err(io_err(&folder))?
-            .map(|entry| entry.map(|e| e.path()))
-            .collect::<Result<_, _>>()
-            .map_err(io_err(&folder))?;
-        names.retain(|p| p.extension().is_some_and(|e| e == "txt"));
-        names.sort();
+        let names = txt_files(&folder)?;
         let label = if group.starts_with("spam") {
             "spam"
         } else {
