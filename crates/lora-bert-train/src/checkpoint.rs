@@ -54,6 +54,13 @@ pub struct TrainerState {
     pub history: Vec<Evaluation>,
     /// Loss of every optimizer step so far.
     pub losses: Vec<f64>,
+    /// Data-parallel replicas of the run (a resume on another number is refused).
+    #[serde(default = "one")]
+    pub replicas: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// The checkpoint folder of a run.

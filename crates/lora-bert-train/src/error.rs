@@ -79,6 +79,14 @@ pub enum TrainError {
         /// The sentence's first words and length.
         sentence: String,
     },
+    /// A chart could not be drawn or written.
+    #[error("cannot draw {}: {message}", path.display())]
+    Plot {
+        /// The image file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
     /// Scoring predictions failed (gold and predicted sequences that do not match up).
     #[error(transparent)]
     Metrics(#[from] MetricsError),

@@ -54,7 +54,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor};
 use lora_bert_adapters::peft::PEFT_PREFIX;
 use lora_bert_adapters::{AdaptedModel, Layers, Lora, LoraConfig, Targets, TensorFile};
 use lora_bert_data::align::{Aggregation, LabelAligner, LabelAlignment, TokenPredictions};
@@ -163,6 +163,17 @@ pub enum TextMetric {
     MacroF1,
 }
 
+/// The dev metric of token classification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenMetric {
+    /// Entity-level micro-F1 (seqeval's default mode), for entity tags (NER, chunking).
+    #[default]
+    EntityF1,
+    /// Fraction of words tagged right, for tags without entity structure (part of speech).
+    Accuracy,
+}
+
 /// Everything [`finetune_tokens`] and [`finetune_texts`] need besides the model and data.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FineTuneConfig {
@@ -194,8 +205,12 @@ pub struct FineTuneConfig {
     pub alignment: LabelAlignment,
     /// The dev metric of text classification (default accuracy).
     pub text_metric: TextMetric,
+    /// The dev metric of token classification (default entity micro-F1).
+    pub token_metric: TokenMetric,
     /// Keep checkpoints (and resume) in this folder (default `None`).
     pub checkpoints: Option<PathBuf>,
+    /// Data-parallel devices ([`Trainer::with_devices`]); empty (default): the model's own.
+    pub devices: Vec<Device>,
 }
 
 impl FineTuneConfig {
@@ -214,12 +229,14 @@ impl FineTuneConfig {
             aggregation: Aggregation::First,
             alignment: LabelAlignment::FirstSubword,
             text_metric: TextMetric::Accuracy,
+            token_metric: TokenMetric::EntityF1,
             checkpoints: None,
+            devices: Vec::new(),
         }
     }
 
     fn trainer(&self) -> Trainer {
-        let trainer = Trainer::new(self.train.clone());
+        let trainer = Trainer::new(self.train.clone()).with_devices(self.devices.clone());
         match &self.checkpoints {
             Some(dir) => trainer.with_checkpoints(dir),
             None => trainer,
@@ -886,11 +903,12 @@ pub fn evaluate_texts(
 // ---------------------------------------------------------------------------------------------
 // The loops
 
-/// Fine-tunes token classification on `train`, evaluated by entity micro-F1 on `dev`: the
+/// Fine-tunes token classification on `train`, evaluated by
+/// [`FineTuneConfig::token_metric`] (entity micro-F1 by default) on `dev`: the
 /// examples and the gold sentences they were encoded from (in the order of
 /// [`TokenExample::sentence`]). `vocab` names the head's classes; `pad_id` is the tokenizer's.
 ///
-/// Returns the best classifier (by dev micro-F1) and the trainer's report.
+/// Returns the best classifier (by the dev metric) and the trainer's report.
 ///
 /// # Errors
 ///
@@ -920,6 +938,7 @@ pub fn finetune_tokens(
         classifier,
         batches,
         |m: &TokenClassifier, indices: Vec<usize>| {
+            let device = m.model.device();
             let batch = TokenBatch::collate(train, &indices, pad_id)?;
             let input = batch.to_input(m.model.config(), &device)?;
             let labels = token_labels(&batch, &device)?;
@@ -927,7 +946,10 @@ pub fn finetune_tokens(
         },
         |m: &TokenClassifier| {
             let report = evaluate_tokens(m, dev_examples, dev_gold, vocab, &options)?;
-            Ok(report.averages.micro_avg.f1)
+            Ok(match config.token_metric {
+                TokenMetric::EntityF1 => report.averages.micro_avg.f1,
+                TokenMetric::Accuracy => report.accuracy,
+            })
         },
     )
 }
@@ -961,6 +983,7 @@ pub fn finetune_texts(
         classifier,
         batches,
         |m: &TextClassifier, indices: Vec<usize>| {
+            let device = m.model.device();
             let batch = train.batch(&indices)?;
             let input = batch.to_input(m.model.config(), &device)?;
             let labels = class_labels(&batch, &device)?;

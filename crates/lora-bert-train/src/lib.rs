@@ -10,8 +10,10 @@ pub mod finetune;
 pub mod heads;
 pub mod input;
 pub mod loss;
+pub mod plot;
 pub mod pooling;
 pub mod pretrain;
+pub mod progress;
 pub mod schedule;
 pub mod teacher;
 mod trainer;
@@ -20,7 +22,7 @@ pub use checkpoint::{Evaluation, TrainerState};
 pub use error::TrainError;
 pub use finetune::{
     AppSetup, FineTuneConfig, FineTuneMode, TextClassifier, TextMetric, TokenClassifier,
-    finetune_texts, finetune_tokens,
+    TokenMetric, finetune_texts, finetune_tokens,
 };
 pub use heads::{
     ProjectionHead, ProjectionHeadConfig, SequenceClassificationHead,

@@ -168,6 +168,8 @@ pub struct PfConfig {
     pub dev_batches: usize,
     /// Checkpoint folder for [`Trainer::with_checkpoints`] (resume included); none by default.
     pub checkpoints: Option<PathBuf>,
+    /// Data-parallel devices ([`Trainer::with_devices`]); empty (default): the model's own.
+    pub devices: Vec<Device>,
 }
 
 impl PfConfig {
@@ -190,6 +192,7 @@ impl PfConfig {
             pad_id: 0,
             dev_batches: 4,
             checkpoints: None,
+            devices: Vec::new(),
         }
     }
 
@@ -631,11 +634,16 @@ pub fn fit_pf(
         config,
         dev,
     };
-    let mut trainer = Trainer::new(config.train.clone());
+    let mut trainer = Trainer::new(config.train.clone()).with_devices(config.devices.clone());
     if let Some(dir) = &config.checkpoints {
         trainer = trainer.with_checkpoints(dir.clone());
     }
+    // The family of every micro-batch handed out, in order (the ones a resume skips and a
+    // last incomplete step are cut below).
     let mut seen = Vec::new();
+    let batches = batches
+        .into_iter()
+        .inspect(|b: &TaskBatch| seen.push(b.task));
     let (model, fit) = trainer.fit(
         pf,
         batches,
@@ -646,18 +654,20 @@ pub fn fit_pf(
                     what: "task batch",
                     message: format!("task {} of {variant:?}'s {families:?}", b.task),
                 })?;
-            seen.push(family);
             job.loss(m, family, &b.indices, false)
         },
         |m: &PfModel| job.dev_metric(m),
     )?;
-    Ok((
-        model,
-        PfReport {
-            fit,
-            families: seen,
-        },
-    ))
+    let per_step = config.train.accumulation * trainer.devices().len().max(1);
+    let skipped = fit.resumed_from.unwrap_or(0) * per_step;
+    let trained = (fit.steps - fit.resumed_from.unwrap_or(0)) * per_step;
+    let families = seen
+        .into_iter()
+        .skip(skipped)
+        .take(trained)
+        .map(|t| families[t])
+        .collect();
+    Ok((model, PfReport { fit, families }))
 }
 
 /// Pre-finetunes `model` (a plain backbone, on an autodiff device) under `variant`:

@@ -3,15 +3,15 @@
 //! model kept, seeded dropout, and checkpoints a killed run resumes from exactly.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, CheckpointDir, Evaluation, TrainerState};
 use crate::clip::clip_global_norm;
+use crate::progress::StepProgress;
 use crate::schedule::{Decay, LrSchedule};
 use crate::{Result, TrainError};
 
@@ -32,7 +32,7 @@ pub struct TrainConfig {
     pub decay: Decay,
     /// Global gradient-norm clipping (default `Some(1.0)`).
     pub max_grad_norm: Option<f64>,
-    /// Micro-batches per optimizer step; their losses are averaged (default 1).
+    /// Micro-batches per optimizer step and device; their losses are averaged (default 1).
     pub accumulation: usize,
     /// Evaluate every this many steps (and at the end); `None`: only at the end.
     pub eval_every: Option<usize>,
@@ -43,7 +43,8 @@ pub struct TrainConfig {
     pub checkpoint_every: Option<usize>,
     /// Seed of dropout (the device is reseeded at every micro-batch from it).
     pub seed: u64,
-    /// Print a progress line every this many steps (0: never).
+    /// Show progress (0: never): a bar with loss, throughput and ETA when standard error is
+    /// a terminal, otherwise a line every this many steps.
     pub log_every: usize,
 }
 
@@ -140,6 +141,7 @@ pub struct FitReport {
 pub struct Trainer {
     config: TrainConfig,
     checkpoints: Option<PathBuf>,
+    devices: Vec<Device>,
 }
 
 impl Trainer {
@@ -148,7 +150,49 @@ impl Trainer {
         Self {
             config,
             checkpoints: None,
+            devices: Vec::new(),
         }
+    }
+
+    /// Trains data-parallel on `devices` (made autodiff devices if they are not), burn's
+    /// multi-device scheme with the optimizer on the model's device: every step, the model
+    /// is forked onto each device, each device runs `accumulation` micro-batches of the step
+    /// in its own thread (micro-batch `i` of the step on device `i mod n`), the gradients
+    /// are moved to the model's device ([`GradientsParams::to_device`]) and summed
+    /// ([`GradientsAccumulator`]), then clipped and applied once. A step thus consumes
+    /// `accumulation × n` micro-batches and equals a one-device step with `n` times the
+    /// accumulation (up to float summation order).
+    ///
+    /// The model's device may be one of `devices`; the same device twice runs two threads
+    /// on it. Dropout is reseeded per micro-batch as on one device, but the CPU backends
+    /// share one random generator, so with dropout on CPU the run is not reproducible;
+    /// each GPU has its own. On several GPUs use one device per GPU
+    /// (`Device::cuda(i)`-style devices of the same backend); burn's collective
+    /// all-reduce (DDP) needs CUDA/NCCL, and this scheme does not.
+    ///
+    /// ```
+    /// # use lora_bert_train::{TrainConfig, Trainer};
+    /// # use burn::tensor::Device;
+    /// let trainer = Trainer::new(TrainConfig::new(100)).with_devices([Device::default(), Device::default()]);
+    /// assert_eq!(trainer.devices().len(), 2);
+    /// ```
+    pub fn with_devices(mut self, devices: impl IntoIterator<Item = Device>) -> Self {
+        self.devices = devices
+            .into_iter()
+            .map(|d| if d.is_autodiff() { d } else { d.autodiff() })
+            .collect();
+        self
+    }
+
+    /// The data-parallel devices ([`with_devices`](Self::with_devices)); empty: the model's
+    /// own device only.
+    pub fn devices(&self) -> &[Device] {
+        &self.devices
+    }
+
+    /// Model replicas per step: the number of data-parallel devices, at least 1.
+    fn replicas(&self) -> usize {
+        self.devices.len().max(1)
     }
 
     /// Keeps checkpoints, the best model and an evaluation log in `dir`, and resumes from the
@@ -166,9 +210,12 @@ impl Trainer {
     /// Trains `model` (its parameters on an autodiff device; frozen ones stay frozen).
     ///
     /// - `batches` yields micro-batches in order: step `s` consumes items
-    ///   `s·accumulation .. (s+1)·accumulation`. They should be cheap descriptions (indices,
-    ///   task ids); `loss` turns one into a scalar loss on the model. When resuming at step `s`
-    ///   the first `s·accumulation` items are skipped, so a deterministic iterator (a
+    ///   `s·k .. (s+1)·k` with `k = accumulation × devices` (one device unless
+    ///   [`with_devices`](Self::with_devices)). They should be cheap descriptions (indices,
+    ///   task ids); `loss` turns one into a scalar loss on the model it is given, on that
+    ///   model's device (a replica's, when data-parallel; `loss` may run on several threads at
+    ///   once then). When resuming at step `s` the first `s·k` items are skipped, so a
+    ///   deterministic iterator (a
     ///   [`BatchPlan`](lora_bert_data::batch::BatchPlan) epoch sequence, the
     ///   [`MultiTaskSampler`](lora_bert_data::sampler::MultiTaskSampler)'s batches) replays
     ///   exactly. The run ends early if it runs out.
@@ -186,21 +233,23 @@ impl Trainer {
     /// [`TrainError::NonFiniteLoss`] when a loss is NaN or infinite (nothing is written for
     /// that step; the latest checkpoint stays as it was), errors of `loss` and `evaluate`,
     /// [`TrainError::InvalidArgument`] for a bad configuration or a checkpoint of another
-    /// configuration, checkpoint I/O errors.
+    /// configuration or device count, checkpoint I/O errors.
     pub fn fit<M, B>(
         &self,
         model: M,
         batches: impl IntoIterator<Item = B>,
-        mut loss: impl FnMut(&M, B) -> Result<Tensor<1>>,
+        loss: impl Fn(&M, B) -> Result<Tensor<1>> + Sync,
         mut evaluate: impl FnMut(&M) -> Result<f64>,
     ) -> Result<(M, FitReport)>
     where
         M: Module + Clone,
+        B: Send,
     {
         let config = &self.config;
         config.validate()?;
+        let replicas = self.replicas();
+        let per_step = config.accumulation * replicas;
         let schedule = config.schedule();
-        let device = model.devices().into_iter().next();
         let dir = self
             .checkpoints
             .as_ref()
@@ -216,6 +265,7 @@ impl Trainer {
             evaluations_since_best: 0,
             history: Vec::new(),
             losses: Vec::new(),
+            replicas,
         };
         let mut best_model: Option<M> = None;
         let mut resumed_from = None;
@@ -232,6 +282,16 @@ impl Trainer {
                     ),
                 });
             }
+            if s.replicas != replicas {
+                return Err(TrainError::InvalidArgument {
+                    what: "checkpoint",
+                    message: format!(
+                        "{} was written by a run on {} device(s), this one has {replicas}",
+                        latest.display(),
+                        s.replicas
+                    ),
+                });
+            }
             (model, optim, state) = (m, o, s);
             if state.best.is_some() {
                 let path = dir.root().join("best").join("model.bpk");
@@ -240,40 +300,22 @@ impl Trainer {
             resumed_from = Some(state.step);
         }
 
-        let mut batches = batches.into_iter().skip(state.step * config.accumulation);
-        let started = Instant::now();
-        let first_step = state.step;
+        let mut batches = batches.into_iter().skip(state.step * per_step);
+        let mut progress = StepProgress::new(config.log_every, state.step, config.max_steps);
         let mut since_eval = Vec::new();
         let mut stopped_early = false;
         while state.step < config.max_steps {
             let step = state.step;
             let lr = schedule.lr(step);
-            let mut accumulator = GradientsAccumulator::<M>::new();
-            let mut step_loss = 0.0;
-            let mut micro = 0;
-            for batch in batches.by_ref().take(config.accumulation) {
-                if let Some(device) = &device {
-                    device.seed(mix(config.seed, step as u64, micro as u64));
-                }
-                let value = loss(&model, batch)?.div_scalar(config.accumulation as f64);
-                let scalar: f32 = value.clone().into_scalar();
-                if !scalar.is_finite() {
-                    return Err(TrainError::NonFiniteLoss {
-                        step,
-                        value: f64::from(scalar) * config.accumulation as f64,
-                    });
-                }
-                step_loss += f64::from(scalar);
-                accumulator.accumulate(
-                    &model,
-                    GradientsParams::from_grads(value.backward(), &model),
-                );
-                micro += 1;
-            }
-            if micro < config.accumulation {
+            let items: Vec<B> = batches.by_ref().take(per_step).collect();
+            if items.len() < per_step {
                 break; // out of batches
             }
-            let mut grads = accumulator.grads();
+            let (mut grads, step_loss) = if self.devices.is_empty() {
+                self.step_here(&model, items, &loss, step)?
+            } else {
+                self.step_parallel(&model, items, &loss, step)?
+            };
             if let Some(max_norm) = config.max_grad_norm {
                 clip_global_norm(&model, &mut grads, max_norm);
             }
@@ -281,16 +323,7 @@ impl Trainer {
             state.step += 1;
             state.losses.push(step_loss);
             since_eval.push(step_loss);
-
-            if config.log_every > 0 && state.step.is_multiple_of(config.log_every) {
-                let done = state.step - first_step;
-                let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
-                let eta = (config.max_steps - state.step) as f64 / rate.max(1e-9);
-                eprintln!(
-                    "step {}/{}  loss {step_loss:.4}  lr {lr:.2e}  {rate:.2} steps/s  eta {eta:.0}s",
-                    state.step, config.max_steps
-                );
-            }
+            progress.step(state.step, step_loss, lr);
 
             let last = state.step == config.max_steps;
             let eval_now = last
@@ -309,9 +342,7 @@ impl Trainer {
                 if let Some(dir) = &dir {
                     dir.log(&evaluation)?;
                 }
-                if config.log_every > 0 {
-                    eprintln!("eval at step {}: {metric:.4}", state.step);
-                }
+                progress.evaluation(state.step, metric);
                 state.history.push(evaluation);
                 if state.best.is_none_or(|(b, _)| metric > b) {
                     state.best = Some((metric, state.step));
@@ -341,6 +372,7 @@ impl Trainer {
                 break;
             }
         }
+        progress.finish(state.step);
         let report = FitReport {
             steps: state.step,
             resumed_from,
@@ -351,6 +383,109 @@ impl Trainer {
         };
         Ok((best_model.unwrap_or(model), report))
     }
+}
+
+impl Trainer {
+    /// The gradients and loss of one step on the model's own device, micro-batch by
+    /// micro-batch.
+    fn step_here<M: Module, B>(
+        &self,
+        model: &M,
+        items: Vec<B>,
+        loss: &impl Fn(&M, B) -> Result<Tensor<1>>,
+        step: usize,
+    ) -> Result<(GradientsParams, f64)> {
+        let device = model.devices().into_iter().next();
+        let mut accumulator = GradientsAccumulator::<M>::new();
+        let scale = items.len();
+        let mut total = 0.0;
+        for (micro, batch) in items.into_iter().enumerate() {
+            if let Some(device) = &device {
+                device.seed(mix(self.config.seed, step as u64, micro as u64));
+            }
+            let (grads, value) = micro_step(model, batch, loss, step, scale)?;
+            total += value;
+            accumulator.accumulate(model, grads);
+        }
+        Ok((accumulator.grads(), total))
+    }
+
+    /// The gradients and loss of one step spread over the data-parallel devices: one
+    /// replica and one thread per device, gradients summed on the model's device.
+    fn step_parallel<M: Module, B: Send>(
+        &self,
+        model: &M,
+        items: Vec<B>,
+        loss: &(impl Fn(&M, B) -> Result<Tensor<1>> + Sync),
+        step: usize,
+    ) -> Result<(GradientsParams, f64)> {
+        let n = self.devices.len();
+        let scale = items.len();
+        let mut shares: Vec<Vec<(usize, B)>> = (0..n).map(|_| Vec::new()).collect();
+        for (micro, batch) in items.into_iter().enumerate() {
+            shares[micro % n].push((micro, batch));
+        }
+        let seed = self.config.seed;
+        let results: Vec<Result<(GradientsParams, f64)>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = self
+                .devices
+                .iter()
+                .zip(shares)
+                .map(|(device, share)| {
+                    let replica = model.clone().fork(device);
+                    scope.spawn(move || {
+                        let mut accumulator = GradientsAccumulator::<M>::new();
+                        let mut total = 0.0;
+                        for (micro, batch) in share {
+                            device.seed(mix(seed, step as u64, micro as u64));
+                            let (grads, value) = micro_step(&replica, batch, loss, step, scale)?;
+                            total += value;
+                            accumulator.accumulate(&replica, grads);
+                        }
+                        Ok((accumulator.grads(), total))
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        let main = model.devices().into_iter().next();
+        let mut accumulator = GradientsAccumulator::<M>::new();
+        let mut total = 0.0;
+        for result in results {
+            let (grads, value) = result?;
+            let grads = match &main {
+                Some(device) => grads.to_device(device, model),
+                None => grads,
+            };
+            accumulator.accumulate(model, grads);
+            total += value;
+        }
+        Ok((accumulator.grads(), total))
+    }
+}
+
+/// The gradients and scaled loss (`loss / scale`) of one micro-batch; a NaN or infinite loss
+/// is an error before anything is applied.
+fn micro_step<M: Module, B>(
+    model: &M,
+    batch: B,
+    loss: &impl Fn(&M, B) -> Result<Tensor<1>>,
+    step: usize,
+    scale: usize,
+) -> Result<(GradientsParams, f64)> {
+    let value = loss(model, batch)?.div_scalar(scale as f64);
+    let scalar: f32 = value.clone().into_scalar();
+    if !scalar.is_finite() {
+        return Err(TrainError::NonFiniteLoss {
+            step,
+            value: f64::from(scalar) * scale as f64,
+        });
+    }
+    let grads = GradientsParams::from_grads(value.backward(), model);
+    Ok((grads, f64::from(scalar)))
 }
 
 /// SplitMix64 of the run seed, step and micro-batch: the dropout seed of one micro-batch.

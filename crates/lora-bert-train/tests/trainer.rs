@@ -37,8 +37,12 @@ fn cpu() -> Device {
 }
 
 fn classifier(device: &Device) -> Classifier {
+    classifier_with(&tiny_config(), device)
+}
+
+fn classifier_with(config: &BertConfig, device: &Device) -> Classifier {
     device.seed(11);
-    let bert = BertModel::init(&tiny_config(), false, device);
+    let bert = BertModel::init(config, false, device);
     let head = Tensor::<2>::random(
         [16, 2],
         burn::tensor::Distribution::Normal(0.0, 0.1),
@@ -337,4 +341,151 @@ fn bad_configurations_are_refused() {
             .unwrap_err();
         assert!(matches!(err, TrainError::InvalidArgument { .. }), "{err:?}");
     }
+}
+
+/// Data parallelism needs dropout off to compare runs: the CPU backends share one generator,
+/// which two replicas would draw from at once.
+fn no_dropout() -> BertConfig {
+    let mut config = tiny_config();
+    config.hidden_dropout_prob = 0.0;
+    config.attention_probs_dropout_prob = 0.0;
+    config
+}
+
+fn flex() -> Device {
+    device::device(device::Backend::Flex).unwrap()
+}
+
+#[test]
+fn two_replicas_equal_one_device_with_twice_the_accumulation() {
+    let _rng = serial();
+    let device = cpu();
+    let one = TrainConfig {
+        accumulation: 2,
+        ..config(6)
+    };
+    let (single, single_report) = Trainer::new(one)
+        .fit(
+            classifier_with(&no_dropout(), &device),
+            0..,
+            loss_of,
+            |_| Ok(0.0),
+        )
+        .unwrap();
+    // The same backend twice: each micro-batch computes exactly as on one device and the
+    // gradients are summed in the same order, so the runs agree bit for bit.
+    let plain = device::device(device::Backend::NdArray).unwrap();
+    let (parallel, parallel_report) = Trainer::new(config(6))
+        .with_devices([plain.clone(), plain])
+        .fit(
+            classifier_with(&no_dropout(), &device),
+            0..,
+            loss_of,
+            |_| Ok(0.0),
+        )
+        .unwrap();
+    assert_eq!(parallel_report.steps, 6);
+    assert_eq!(single_report.losses, parallel_report.losses);
+    assert_same(&values(&single), &values(&parallel));
+}
+
+#[test]
+fn replicas_on_two_cpu_backends_train_like_one_device() {
+    let _rng = serial();
+    let device = cpu();
+    let one = TrainConfig {
+        accumulation: 2,
+        ..config(8)
+    };
+    let (single, single_report) = Trainer::new(one)
+        .fit(
+            classifier_with(&no_dropout(), &device),
+            0..,
+            loss_of,
+            |_| Ok(0.0),
+        )
+        .unwrap();
+    // ndarray and flex: the replica on flex gets its copy of the weights and its gradients
+    // come back to the ndarray model.
+    let seen = std::sync::Mutex::new(Vec::new());
+    let (parallel, parallel_report) = Trainer::new(config(8))
+        .with_devices([device::device(device::Backend::NdArray).unwrap(), flex()])
+        .fit(
+            classifier_with(&no_dropout(), &device),
+            0..,
+            |m: &Classifier, k| {
+                seen.lock().unwrap().push((k, m.head.val().device()));
+                loss_of(m, k)
+            },
+            |_| Ok(0.0),
+        )
+        .unwrap();
+    let seen = seen.into_inner().unwrap();
+    assert_eq!(seen.len(), 16, "8 steps of 2 micro-batches");
+    for (k, d) in &seen {
+        let expected = if k % 2 == 0 {
+            device.clone()
+        } else {
+            flex().autodiff()
+        };
+        assert_eq!(d, &expected, "micro-batch {k} ran on {d:?}");
+    }
+    for (s, (a, b)) in single_report
+        .losses
+        .iter()
+        .zip(&parallel_report.losses)
+        .enumerate()
+    {
+        assert!((a - b).abs() < 1e-4, "step {s}: {a} vs {b}");
+    }
+    let last = parallel_report.losses.last().unwrap();
+    assert!(
+        last < &parallel_report.losses[0],
+        "{:?}",
+        parallel_report.losses
+    );
+    // The trained model stays on the model's device.
+    assert_eq!(parallel.head.val().device(), device);
+    let diff = values(&single)
+        .iter()
+        .zip(values(&parallel))
+        .flat_map(|(x, y)| {
+            x.iter()
+                .zip(y)
+                .map(|(p, q)| (p - q).abs())
+                .collect::<Vec<_>>()
+        })
+        .fold(0.0, f32::max);
+    assert!(diff < 1e-3, "max |weight difference| {diff}");
+}
+
+#[test]
+fn a_checkpoint_of_another_device_count_is_refused() {
+    let _rng = serial();
+    let device = cpu();
+    let dir = tempfile::tempdir().unwrap();
+    let plain = device::device(device::Backend::NdArray).unwrap();
+    Trainer::new(config(2))
+        .with_devices([plain.clone(), plain])
+        .with_checkpoints(dir.path())
+        .fit(
+            classifier_with(&no_dropout(), &device),
+            0..,
+            loss_of,
+            |_| Ok(0.0),
+        )
+        .unwrap();
+    let err = Trainer::new(config(2))
+        .with_checkpoints(dir.path())
+        .fit(
+            classifier_with(&no_dropout(), &device),
+            0..,
+            loss_of,
+            |_| Ok(0.0),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, TrainError::InvalidArgument { message, .. } if message.contains("2 device")),
+        "{err}"
+    );
 }

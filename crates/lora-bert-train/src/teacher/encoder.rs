@@ -335,7 +335,7 @@ fn plan_words(
     plan
 }
 
-impl<A: ProjectionAdapter> Teacher for EncoderTeacher<A> {
+impl<A: ProjectionAdapter + Sync> Teacher for EncoderTeacher<A> {
     fn hidden_size(&self) -> usize {
         self.model.config().hidden_size
     }

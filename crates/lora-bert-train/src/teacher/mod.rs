@@ -131,7 +131,7 @@ impl WordStates {
 ///
 /// Implementations are deterministic: the states of a sentence depend on its words only, not
 /// on the other sentences of the call (no padding leak, no batch effect beyond float noise).
-pub trait Teacher {
+pub trait Teacher: Send + Sync {
     /// Width of a word state.
     fn hidden_size(&self) -> usize;
 
