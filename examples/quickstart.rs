@@ -1,65 +1,481 @@
-//! Quickstart: load all-MiniLM-L6-v2 (fetched into the asset cache on first run), embed a few
-//! sentences in one padded batch and print their cosine-similarity matrix.
+//! Quickstart: the whole idea of lora-bert in a few minutes on a laptop CPU.
 //!
 //! ```text
-//! cargo run --release --example quickstart [-- --backend ndarray|flex|wgpu]
+//! cargo run --release --example quickstart [-- --out runs/quickstart --pf-steps 40 \
+//!     --ner-steps 200 --tc-steps 100 --train 2000 --eval 400 --seed 0 --backend flex|ndarray]
 //! ```
+//!
+//! 1. Fetches all-MiniLM-L6-v2 and the datasets into the asset cache (first run only).
+//! 2. **Pre-finetunes it with MTPF-TPL**, briefly: one shared backbone and two LoRA groups on
+//!    its last 2 layers, `ner` trained by word-level distillation on Brown sentences and `tc`
+//!    by contrastive learning on SpamAssassin subject/body and BBC headline/paragraph pairs
+//!    (train splits). Each batch trains its family's group and the backbone. The teacher is,
+//!    for now, the initial model itself (a self-distillation placeholder until the MPNet
+//!    teacher lands). Saved as a Hugging Face backbone plus one PEFT folder per group, then
+//!    loaded back.
+//! 3. **Fine-tunes two apps** (LoRA + head, backbone frozen), each twice: from the plain model
+//!    with a fresh group of the same shape (no PF), and from the pre-finetuned backbone with a
+//!    copy of its family's group (MTPF-TPL): WNUT-16 NER (entity F1) and VADER movie-review
+//!    sentiment (accuracy). The downstream data never appears in pre-finetuning.
+//! 4. Prints the test scores side by side and the size of each app next to the backbone's,
+//!    and draws the learning curves to PNG files.
+//!
+//! The defaults are a demonstration sized for 2 CPU cores, not a measurement: with a few
+//! dozen steps the differences are mostly noise. `docs/results.md` has the real comparison.
 
+use std::error::Error;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use lora_bert::{Backend, Embedder, device};
+use lora_bert::adapters::{AdaptedModel, Lora};
+use lora_bert::assets::{self, AssetCache, ModelFiles};
+use lora_bert::data::align::LabelAlignment;
+use lora_bert::data::batch::TextEncoder;
+use lora_bert::data::registry::{self, BrownTags, Dataset, DatasetId, PairSource};
+use lora_bert::data::split::stratified_subset;
+use lora_bert::data::token::encode_tagged;
+use lora_bert::data::{LabelVocab, LabeledText, TaggedSentence, TextPair};
+use lora_bert::encoder::tokenizer::{BertTokenizer, LengthPolicy};
+use lora_bert::encoder::{BertModel, Device};
+use lora_bert::train::finetune::{TokenEvalOptions, evaluate_texts, evaluate_tokens};
+use lora_bert::train::teacher::{CacheOptions, words_of};
+use lora_bert::train::{
+    AppSetup, EncoderTeacher, FineTuneConfig, FineTuneMode, FitReport, NerData, NerSet, PfConfig,
+    TcData, TeacherCache, TrainConfig, Variant, finetune_texts, finetune_tokens, load_pf, plot,
+    pre_finetune, save_pf,
+};
+use lora_bert::{Backend, device};
 
-const SENTENCES: [&str; 6] = [
-    "A man is eating food.",
-    "A man is eating a piece of bread.",
-    "The girl is carrying a baby.",
-    "A woman is holding an infant.",
-    "The stock market fell sharply today.",
-    "Shares dropped steeply on Wall Street this afternoon.",
-];
+type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut backend = Backend::default_cpu()?;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--backend" => backend = args.next().ok_or("--backend needs a name")?.parse()?,
-            other => return Err(format!("unknown argument {other}").into()),
+const USAGE: &str = "\
+usage: quickstart [--out DIR] [--pf-steps N] [--ner-steps N] [--tc-steps N] [--train N]
+                  [--eval N] [--seed S] [--backend flex|ndarray]
+
+Pre-finetunes all-MiniLM-L6-v2 with MTPF-TPL (briefly), then fine-tunes WNUT-16 NER and VADER
+movie-review sentiment from the plain model and from the pre-finetuned one, and compares them.
+
+  --out DIR       outputs: pre-finetuned model, apps, curves (default runs/quickstart)
+  --pf-steps N    pre-finetuning steps (default 40)
+  --ner-steps N   fine-tuning steps of each WNUT-16 run (default 200)
+  --tc-steps N    fine-tuning steps of each VADER run (default 100)
+  --train N       at most N downstream training examples per task (default 2000)
+  --eval N        dev and test examples per task (default 400)
+  --seed S        seed of data subsets, batches and new weights (default 0)
+  --backend NAME  CPU backend (default flex)";
+
+struct Args {
+    out: PathBuf,
+    pf_steps: usize,
+    ner_steps: usize,
+    tc_steps: usize,
+    train: usize,
+    eval: usize,
+    seed: u64,
+    backend: Backend,
+}
+
+fn parse_args() -> Result<Option<Args>> {
+    let mut args = Args {
+        out: PathBuf::from("runs/quickstart"),
+        pf_steps: 40,
+        ner_steps: 200,
+        tc_steps: 100,
+        train: 2000,
+        eval: 400,
+        seed: 0,
+        backend: Backend::default_cpu()?,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--out" => args.out = value()?.into(),
+            "--pf-steps" => args.pf_steps = value()?.parse()?,
+            "--ner-steps" => args.ner_steps = value()?.parse()?,
+            "--tc-steps" => args.tc_steps = value()?.parse()?,
+            "--train" => args.train = value()?.parse()?,
+            "--eval" => args.eval = value()?.parse()?,
+            "--seed" => args.seed = value()?.parse()?,
+            "--backend" => args.backend = value()?.parse()?,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(None);
+            }
+            other => return Err(format!("unknown argument `{other}`\n{USAGE}").into()),
         }
     }
-    let device = device::device(backend)?;
-    let start = Instant::now();
-    let embedder = Embedder::all_minilm_l6_v2(&device)?;
-    eprintln!(
-        "loaded all-MiniLM-L6-v2 on {backend} in {:.2?}",
-        start.elapsed()
-    );
-
-    let start = Instant::now();
-    let out = embedder.embed(&SENTENCES)?;
-    eprintln!(
-        "embedded {} sentences ({} tokens padded) in {:.2?}\n",
-        out.len(),
-        out.batch.seq_len,
-        start.elapsed()
-    );
-
-    println!("cosine similarity of mean-pooled embeddings:\n");
-    print!("{:>4}", "");
-    for j in 0..SENTENCES.len() {
-        print!("{j:>7}");
-    }
-    println!();
-    for i in 0..SENTENCES.len() {
-        print!("{i:>4}");
-        for j in 0..SENTENCES.len() {
-            print!("{:>7.3}", out.cosine(i, j));
+    for (flag, n) in [
+        ("--pf-steps", args.pf_steps),
+        ("--ner-steps", args.ner_steps),
+        ("--tc-steps", args.tc_steps),
+        ("--train", args.train),
+        ("--eval", args.eval),
+    ] {
+        if n == 0 {
+            return Err(format!("{flag} must be at least 1").into());
         }
-        println!();
     }
-    println!();
-    for (i, s) in SENTENCES.iter().enumerate() {
-        println!("{i:>4}  {s}");
+    Ok(Some(args))
+}
+
+fn main() -> Result<()> {
+    let Some(args) = parse_args()? else {
+        return Ok(());
+    };
+    let started = Instant::now();
+    let inference = device::device(args.backend)?;
+    let training = device::autodiff(inference.clone());
+    let cache = AssetCache::from_env()?;
+    let files = assets::all_minilm_l6_v2(&cache)?;
+    // 64 tokens per row keeps the demo fast; longer inputs are windowed (NER) or truncated.
+    let tokenizer = BertTokenizer::from_file(&files.tokenizer)?
+        .with_max_length(64)
+        .with_length_policy(LengthPolicy::Window { stride: 16 });
+    println!(
+        "all-MiniLM-L6-v2 from {}, backend {}, outputs in {}\n",
+        files.dir.display(),
+        args.backend,
+        args.out.display()
+    );
+
+    // 1. MTPF-TPL pre-finetuning.
+    let pf_dir = args.out.join("pf");
+    let pf_config = pf_config(&args, &tokenizer);
+    let pf_report = pretrain(&args, &cache, &files, &tokenizer, &inference, &pf_config)?;
+    plot::learning_curves(
+        args.out.join("curves-pf.png"),
+        "MTPF-TPL pre-finetuning (NER distillation and TC contrastive steps)",
+        "metric (minus the mean loss)",
+        &[("MTPF-TPL", &pf_report)],
+    )?;
+    let plain = || -> Result<AdaptedModel<Lora>> {
+        Ok(AdaptedModel::new(BertModel::load(&files.dir, &training)?.0))
+    };
+    let pre_finetuned = || -> Result<AdaptedModel<Lora>> { Ok(load_pf(&pf_dir, &training)?) };
+
+    // 2. Two apps, each from the plain model and from the pre-finetuned one.
+    let mut rows = Vec::new();
+    let ner = registry::wnut16(&cache)?;
+    let tc = match registry::load(DatasetId::VaderMovieReviews, &cache)? {
+        Dataset::Texts(splits) => splits,
+        Dataset::Tokens(_) => unreachable!("VADER movie reviews is a text dataset"),
+    };
+    let ner_vocab = LabelVocab::from_tags(ner.iter().flat_map(|s| s.tags.iter()))?;
+    let tc_vocab = LabelVocab::from_labels(tc.iter().map(|t| t.label.as_str()))?;
+    let mut curves: Vec<(String, FitReport)> = Vec::new();
+    for (variant, model) in [("no PF", plain()?), ("MTPF-TPL", pre_finetuned()?)] {
+        let group = (variant != "no PF").then_some("ner");
+        let (score, fit) = ner_app(
+            &args, &tokenizer, model, group, &ner, &ner_vocab, &pf_config,
+        )?;
+        rows.push((
+            "WNUT-16 NER",
+            "entity F1",
+            ner.test.len().min(args.eval),
+            score,
+        ));
+        curves.push((format!("wnut16/{variant}"), fit));
     }
+    for (variant, model) in [("no PF", plain()?), ("MTPF-TPL", pre_finetuned()?)] {
+        let group = (variant != "no PF").then_some("tc");
+        let (score, fit) = tc_app(&args, &tokenizer, model, group, &tc, &tc_vocab, &pf_config)?;
+        rows.push((
+            "VADER movies",
+            "accuracy",
+            tc.test.len().min(args.eval),
+            score,
+        ));
+        curves.push((format!("vader-movies/{variant}"), fit));
+    }
+    for (task, metric) in [("wnut16", "entity F1"), ("vader-movies", "accuracy")] {
+        let runs: Vec<(&str, &FitReport)> = curves
+            .iter()
+            .filter(|(name, _)| name.starts_with(&format!("{task}/")))
+            .map(|(name, fit)| (&name[task.len() + 1..], fit))
+            .collect();
+        plot::learning_curves(
+            args.out.join(format!("curves-{task}.png")),
+            &format!("{task}: fine-tuning LoRA + head"),
+            metric,
+            &runs,
+        )?;
+    }
+
+    // 3. The table.
+    println!("\n== test scores ==");
+    println!(
+        "{:<14} {:>6} {:<10} {:>8} {:>9} {:>8}",
+        "task", "test", "metric", "no PF", "MTPF-TPL", "delta"
+    );
+    for pair in rows.chunks(2) {
+        let (task, metric, n, base) = pair[0];
+        let (_, _, _, pf) = pair[1];
+        println!(
+            "{task:<14} {n:>6} {metric:<10} {base:>8.4} {pf:>9.4} {:>+8.4}",
+            pf - base
+        );
+    }
+    let backbone = dir_size(&pf_dir.join("model.safetensors"));
+    println!("\n== one backbone, many apps ==");
+    println!(
+        "backbone  {:>9.2} MB  {}",
+        mb(backbone),
+        pf_dir.join("model.safetensors").display()
+    );
+    for app in ["wnut16", "vader-movies"] {
+        let dir = args.out.join("apps").join(app);
+        let size = dir_size(&dir);
+        println!(
+            "app       {:>9.2} MB  {} ({:.2}% of the backbone)",
+            mb(size),
+            dir.display(),
+            100.0 * size as f64 / backbone.max(1) as f64
+        );
+    }
+    println!(
+        "\nlearning curves: {}/curves-{{pf,wnut16,vader-movies}}.png",
+        args.out.display()
+    );
+    println!("wall time {:.1}s", started.elapsed().as_secs_f64());
+    println!(
+        "\nA demonstration sized for a laptop CPU: with this few steps the differences are \
+         mostly noise.\nThe teacher is the initial model itself (a placeholder until the MPNet \
+         teacher lands)."
+    );
     Ok(())
+}
+
+/// Pre-finetuning's configuration, shared with the no-PF apps (same group shape).
+fn pf_config(args: &Args, tokenizer: &BertTokenizer) -> PfConfig {
+    let mut train = TrainConfig::new(args.pf_steps);
+    train.learning_rate = 5e-5;
+    train.warmup_steps = args.pf_steps / 10;
+    train.eval_every = Some((args.pf_steps / 2).max(1));
+    train.seed = args.seed;
+    train.log_every = 10;
+    let mut config = PfConfig::new(train);
+    config.batch_size = 16;
+    config.dev_batches = 2;
+    config.pad_id = tokenizer.pad_id();
+    config.checkpoints = Some(args.out.join("pf-checkpoints"));
+    config
+}
+
+/// MTPF-TPL on Brown sentences (NER family) and spam/BBC pairs (TC family); saves to `out/pf`.
+fn pretrain(
+    args: &Args,
+    cache: &AssetCache,
+    files: &ModelFiles,
+    tokenizer: &BertTokenizer,
+    inference: &Device,
+    config: &PfConfig,
+) -> Result<FitReport> {
+    let n = config.batch_size * args.pf_steps;
+    let sentences: Vec<TaggedSentence> = registry::brown_pos(cache, BrownTags::Raw)?
+        .train
+        .into_iter()
+        .filter(|s| (4..=40).contains(&s.len()))
+        .take(n)
+        .map(|s| TaggedSentence {
+            tags: vec!["O".to_owned(); s.len()],
+            tokens: s.tokens,
+        })
+        .collect();
+    let o_vocab = LabelVocab::new(vec!["O".to_owned()])?;
+    let examples = encode_tagged(
+        tokenizer,
+        &sentences,
+        &o_vocab,
+        LabelAlignment::FirstSubword,
+    )?;
+    let mut pairs: Vec<TextPair> = Vec::new();
+    for source in [
+        PairSource::SpamSubjectBody,
+        PairSource::BbcHeadlineParagraph,
+    ] {
+        pairs.extend(registry::pairs(source, cache)?.into_iter().take(n / 2));
+    }
+    let pairs = TextEncoder::new(tokenizer).encode_pairs(&pairs)?;
+    println!(
+        "pre-finetuning data: {} Brown sentences (NER family), {} text pairs (TC family)",
+        sentences.len(),
+        pairs.len()
+    );
+
+    let teacher = EncoderTeacher::new(
+        BertModel::load(&files.dir, inference)?.0,
+        tokenizer.clone(),
+        inference,
+    )?
+    .with_description("all-MiniLM-L6-v2 (self-distillation placeholder), last layer, mean");
+    let teacher = TeacherCache::build(
+        &teacher,
+        &words_of(&sentences),
+        args.out.join("teacher-cache"),
+        &CacheOptions::default(),
+        |_| {},
+    )?;
+    let model =
+        AdaptedModel::new(BertModel::load(&files.dir, &device::autodiff(inference.clone()))?.0);
+    println!(
+        "MTPF-TPL: groups `ner` and `tc` (LoRA r={} on {:?} of the last {} layers), {} steps",
+        config.rank, config.targets, config.k, args.pf_steps
+    );
+    let (pf, report) = pre_finetune(
+        Variant::MtpfTpl,
+        model,
+        Some(NerData {
+            train: NerSet {
+                sentences: &sentences,
+                examples: &examples,
+            },
+            dev: None,
+            teacher: &teacher,
+        }),
+        Some(TcData {
+            train: &pairs,
+            dev: None,
+        }),
+        config,
+    )?;
+    save_pf(&pf, args.out.join("pf"))?;
+    println!(
+        "pre-finetuned: {} NER and {} TC steps, saved to {}\n",
+        report.steps_of(lora_bert::train::Family::Ner),
+        report.steps_of(lora_bert::train::Family::Tc),
+        args.out.join("pf").display()
+    );
+    Ok(report.fit)
+}
+
+/// The fine-tuning configuration of an app: LoRA + head; a copy of `group` when given, else a
+/// fresh group shaped like the pre-finetuning groups.
+fn app_config(
+    args: &Args,
+    task: &str,
+    steps: usize,
+    group: Option<&str>,
+    pf: &PfConfig,
+) -> FineTuneConfig {
+    let mut setup = AppSetup::new(task, FineTuneMode::LoraHead).with_lora(pf.lora());
+    if let Some(group) = group {
+        setup = setup.with_init_group(group);
+    }
+    let mut train = TrainConfig::new(steps);
+    train.learning_rate = 1e-3;
+    train.warmup_steps = steps / 10;
+    train.eval_every = Some((steps / 4).max(1));
+    train.seed = args.seed;
+    train.log_every = 10;
+    let mut config = FineTuneConfig::new(setup, train);
+    config.seed = args.seed;
+    config
+}
+
+/// WNUT-16 from `model`: returns the test entity F1 and the training report.
+fn ner_app(
+    args: &Args,
+    tokenizer: &BertTokenizer,
+    model: AdaptedModel<Lora>,
+    group: Option<&str>,
+    data: &registry::Splits<TaggedSentence>,
+    vocab: &LabelVocab,
+    pf: &PfConfig,
+) -> Result<(f64, FitReport)> {
+    println!(
+        "WNUT-16 NER from {}",
+        group.map_or("the plain model".into(), |g| format!(
+            "the pre-finetuned model, group `{g}`"
+        ))
+    );
+    let train = subset(&data.train, args.train, args.seed, |_| ());
+    let (dev, test) = (head(&data.dev, args.eval), head(&data.test, args.eval));
+    let encode =
+        |s: &[TaggedSentence]| encode_tagged(tokenizer, s, vocab, LabelAlignment::FirstSubword);
+    let (train_ex, dev_ex, test_ex) = (encode(&train)?, encode(&dev)?, encode(&test)?);
+    let config = app_config(args, "wnut16", args.ner_steps, group, pf);
+    let pad = tokenizer.pad_id();
+    let (classifier, fit) =
+        finetune_tokens(model, &train_ex, (&dev_ex, &dev), vocab, &config, pad)?;
+    let report = evaluate_tokens(
+        &classifier,
+        &test_ex,
+        &test,
+        vocab,
+        &TokenEvalOptions::new(pad),
+    )?;
+    if group.is_some() {
+        classifier.save(args.out.join("apps").join("wnut16"), vocab)?;
+    }
+    Ok((report.averages.micro_avg.f1, fit))
+}
+
+/// VADER movie-review sentiment from `model`: returns the test accuracy and the report.
+fn tc_app(
+    args: &Args,
+    tokenizer: &BertTokenizer,
+    model: AdaptedModel<Lora>,
+    group: Option<&str>,
+    data: &registry::Splits<LabeledText>,
+    vocab: &LabelVocab,
+    pf: &PfConfig,
+) -> Result<(f64, FitReport)> {
+    println!(
+        "VADER movie reviews from {}",
+        group.map_or("the plain model".into(), |g| format!(
+            "the pre-finetuned model, group `{g}`"
+        ))
+    );
+    let train = subset(&data.train, args.train, args.seed, |t| t.label.clone());
+    let (dev, test) = (head(&data.dev, args.eval), head(&data.test, args.eval));
+    let encoder = TextEncoder::new(tokenizer);
+    let encode = |t: &[LabeledText]| encoder.encode_texts(t, |l| vocab.id(l));
+    let (train, dev, test) = (encode(&train)?, encode(&dev)?, encode(&test)?);
+    let config = app_config(args, "vader-movies", args.tc_steps, group, pf);
+    let (classifier, fit) = finetune_texts(model, &train, &dev, vocab, &config)?;
+    let report = evaluate_texts(&classifier, &test, vocab, config.eval_batch_size)?;
+    if group.is_some() {
+        classifier.save(args.out.join("apps").join("vader-movies"), vocab)?;
+    }
+    Ok((report.accuracy, fit))
+}
+
+/// About `n` training items, stratified by `label`, in their original order.
+fn subset<T: Clone, L: std::hash::Hash + Eq>(
+    items: &[T],
+    n: usize,
+    seed: u64,
+    label: impl Fn(&T) -> L,
+) -> Vec<T> {
+    let fraction = (n as f64 / items.len().max(1) as f64).min(1.0);
+    let labels: Vec<L> = items.iter().map(label).collect();
+    let keep = if fraction < 1.0 {
+        stratified_subset(&labels, fraction, seed).unwrap_or_else(|_| (0..items.len()).collect())
+    } else {
+        (0..items.len()).collect()
+    };
+    keep.into_iter().take(n).map(|i| items[i].clone()).collect()
+}
+
+fn head<T: Clone>(items: &[T], n: usize) -> Vec<T> {
+    items[..n.min(items.len())].to_vec()
+}
+
+/// Bytes of a file, or of every file under a folder.
+fn dir_size(path: &Path) -> u64 {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => m.len(),
+        Ok(_) => std::fs::read_dir(path)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| dir_size(&e.path()))
+            .sum(),
+        Err(_) => 0,
+    }
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
 }

@@ -40,21 +40,18 @@ use std::time::Instant;
 use common::{CliError, Flags};
 use lora_bert_adapters::{AdaptedModel, Lora};
 use lora_bert_data::align::LabelAlignment;
-use lora_bert_data::batch::{BatchConfig, BatchPlan, TextEncoder};
+use lora_bert_data::batch::TextEncoder;
 use lora_bert_data::registry::{self, Dataset, DatasetId};
 use lora_bert_data::split::{Splits, stratified_subset};
-use lora_bert_data::token::{TokenBatch, TokenExample, encode_tagged};
+use lora_bert_data::token::encode_tagged;
 use lora_bert_data::{LabelVocab, LabeledText, TaggedSentence};
 use lora_bert_encoder::device::Backend;
 use lora_bert_metrics::{ClassificationReport, NerReport};
 use lora_bert_train::finetune::{TokenEvalOptions, evaluate_texts, evaluate_tokens};
-use lora_bert_train::input::token_labels;
-use lora_bert_train::loss::token_cross_entropy;
 use lora_bert_train::pretrain::{NER_GROUP, TC_GROUP};
 use lora_bert_train::{
-    AppSetup, FineTuneConfig, FineTuneMode, FitReport, TextMetric, ToBertInput,
-    TokenClassificationHeadConfig, TokenClassifier, TrainConfig, Trainer, finetune_texts,
-    finetune_tokens, load_pf,
+    AppSetup, FineTuneConfig, FineTuneMode, FitReport, TextMetric, TokenMetric, TrainConfig,
+    finetune_texts, finetune_tokens, load_pf,
 };
 
 const USAGE: &str = "\
@@ -315,13 +312,15 @@ fn run_tokens(
     );
     let pad_id = tokenizer.pad_id();
     let pos = args.task == DatasetId::BrownPos;
-    let (classifier, fit) = if pos {
+    let mut config = config.clone();
+    if pos {
         println!("dev metric: word accuracy (POS tags)");
-        finetune_pos(model, &train_ex, (&dev_ex, &dev), &vocab, config, pad_id)?
+        config.token_metric = TokenMetric::Accuracy;
     } else {
         println!("dev metric: entity micro-F1 (seqeval default mode)");
-        finetune_tokens(model, &train_ex, (&dev_ex, &dev), &vocab, config, pad_id)?
-    };
+    }
+    let (classifier, fit) =
+        finetune_tokens(model, &train_ex, (&dev_ex, &dev), &vocab, &config, pad_id)?;
     print_fit(&fit, if pos { "word accuracy" } else { "entity F1" });
     let options = TokenEvalOptions::new(pad_id);
     let report = evaluate_tokens(&classifier, &test_ex, &test, &vocab, &options)?;
@@ -336,50 +335,6 @@ fn run_tokens(
     }
     classifier.save(&args.out, &vocab)?;
     Ok(())
-}
-
-/// Token classification whose dev metric is the word accuracy (`finetune_tokens` selects on
-/// entity F1, which means nothing for POS tags): the same head, loss, batches and trainer.
-fn finetune_pos(
-    model: AdaptedModel<Lora>,
-    train: &[TokenExample],
-    dev: (&[TokenExample], &[TaggedSentence]),
-    vocab: &LabelVocab,
-    config: &FineTuneConfig,
-    pad_id: u32,
-) -> Result<(TokenClassifier, FitReport), CliError> {
-    let device = model.device();
-    device.seed(config.seed);
-    let head = TokenClassificationHeadConfig::new(model.config().hidden_size, vocab.len())
-        .with_dropout(config.head_dropout);
-    let classifier = TokenClassifier::new(model, &config.app, &head)?;
-    let route = classifier.route()?;
-    let lengths = train.iter().map(TokenExample::len).collect();
-    let plan = BatchPlan::new(
-        lengths,
-        BatchConfig::new(config.batch_size).shuffled(config.seed),
-    )?;
-    let batches = (0u64..).flat_map(move |e| plan.epoch(e));
-    let mut trainer = Trainer::new(config.train.clone());
-    if let Some(dir) = &config.checkpoints {
-        trainer = trainer.with_checkpoints(dir);
-    }
-    let mut options = TokenEvalOptions::new(pad_id);
-    options.batch_size = config.eval_batch_size;
-    let (dev_examples, dev_gold) = dev;
-    Ok(trainer.fit(
-        classifier,
-        batches,
-        |m: &TokenClassifier, indices: Vec<usize>| {
-            let batch = TokenBatch::collate(train, &indices, pad_id)?;
-            let input = batch.to_input(m.model.config(), &device)?;
-            let labels = token_labels(&batch, &device)?;
-            token_cross_entropy(m.forward(&input, &route)?, labels, &config.cross_entropy)
-        },
-        |m: &TokenClassifier| {
-            Ok(evaluate_tokens(m, dev_examples, dev_gold, vocab, &options)?.accuracy)
-        },
-    )?)
 }
 
 fn run_texts(

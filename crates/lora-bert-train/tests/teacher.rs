@@ -1,9 +1,9 @@
 //! Teachers: word states against a hand computation from the encoder's own hidden states,
 //! batching and padding invariance, windows, and the on-disk cache.
 
-use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use lora_bert_data::align::token_words;
 use lora_bert_encoder::device::{self, Backend, Device};
@@ -479,7 +479,7 @@ fn real_minilm_teacher_matches_the_hand_computation() {
 /// Counts the calls to the teacher; fails from call `fail_at` on.
 struct Counting<'a> {
     inner: &'a dyn Teacher,
-    calls: Cell<usize>,
+    calls: AtomicUsize,
     fail_at: usize,
 }
 
@@ -487,7 +487,7 @@ impl<'a> Counting<'a> {
     fn new(inner: &'a dyn Teacher) -> Self {
         Counting {
             inner,
-            calls: Cell::new(0),
+            calls: AtomicUsize::new(0),
             fail_at: usize::MAX,
         }
     }
@@ -501,8 +501,8 @@ impl Teacher for Counting<'_> {
         self.inner.description()
     }
     fn word_states(&self, sentences: &[&[String]]) -> Result<Vec<WordStates>> {
-        self.calls.set(self.calls.get() + 1);
-        if self.calls.get() > self.fail_at {
+        let calls = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
+        if calls > self.fail_at {
             return Err(TrainError::InvalidArgument {
                 what: "test",
                 message: "interrupted".into(),
@@ -658,7 +658,7 @@ fn build_resumes_and_keeps_complete_shards() {
         reused.push(p.reused)
     })
     .unwrap();
-    assert_eq!(counting.calls.get(), 0);
+    assert_eq!(counting.calls.load(Ordering::Relaxed), 0);
     assert_eq!(reused, [true, true, true]);
     assert_eq!(files(dir.path()), before);
 
@@ -670,7 +670,7 @@ fn build_resumes_and_keeps_complete_shards() {
         reused.push(p.reused)
     })
     .unwrap();
-    assert_eq!(counting.calls.get(), 1);
+    assert_eq!(counting.calls.load(Ordering::Relaxed), 1);
     assert_eq!(reused, [true, false, true]);
     assert_eq!(files(dir.path()), before);
 
@@ -678,7 +678,7 @@ fn build_resumes_and_keeps_complete_shards() {
     corrupt_states(&dir.path().join("shard-00002.safetensors"));
     let counting = Counting::new(&t);
     TeacherCache::build(&counting, &refs(&c), dir.path(), &o, |_| {}).unwrap();
-    assert_eq!(counting.calls.get(), 1);
+    assert_eq!(counting.calls.load(Ordering::Relaxed), 1);
     assert_eq!(files(dir.path()), before);
 }
 
@@ -705,7 +705,7 @@ fn an_interrupted_build_has_no_index_and_resumes() {
 
     let counting = Counting::new(&t);
     TeacherCache::build(&counting, &refs(&c), dir.path(), &o, |_| {}).unwrap();
-    assert_eq!(counting.calls.get(), 2);
+    assert_eq!(counting.calls.load(Ordering::Relaxed), 2);
     assert_eq!(files(dir.path()), files(full.path()));
 }
 

@@ -10,6 +10,8 @@
 //! - [`data`]: readers for real formats, tag schemes, label alignment to word pieces,
 //!   batching, multi-task sampling and a registry of the real datasets.
 //! - [`metrics`]: seqeval-exact entity scores and scikit-learn-exact classification scores.
+//! - [`train`]: heads, objectives, teachers, the trainer (checkpoints, exact resume,
+//!   data-parallel devices), fine-tuning and the pre-finetuning regimes (MTPF-TPL).
 //! - [`assets`]: fetches the pinned, sha256-checked real weights and data into a local cache.
 //! - [`Embedder`]: text in, token states and mean-pooled sentence embeddings out.
 //!
@@ -34,6 +36,7 @@ pub use lora_bert_encoder::{
     l2_normalize, mean_pool,
 };
 pub use lora_bert_metrics as metrics;
+pub use lora_bert_train as train;
 
 mod embedder;
 
