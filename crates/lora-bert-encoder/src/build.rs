@@ -83,7 +83,7 @@ impl WeightSource for RandomInit<'_> {
     }
 }
 
-fn param<S: WeightSource, const D: usize>(
+pub(crate) fn param<S: WeightSource, const D: usize>(
     source: &mut S,
     name: &str,
     shape: [usize; D],
@@ -91,7 +91,7 @@ fn param<S: WeightSource, const D: usize>(
     source.tensor(name, shape).map(Param::from_tensor)
 }
 
-fn dense<S: WeightSource>(
+pub(crate) fn dense<S: WeightSource>(
     source: &mut S,
     name: &str,
     d_in: usize,
@@ -102,7 +102,7 @@ fn dense<S: WeightSource>(
     Ok(Projection::new(weight, Some(bias)))
 }
 
-fn layer_norm<S: WeightSource>(
+pub(crate) fn layer_norm<S: WeightSource>(
     source: &mut S,
     module: &str,
     size: usize,

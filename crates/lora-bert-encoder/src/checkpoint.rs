@@ -89,7 +89,8 @@ pub struct LoadReport {
     pub missing: Vec<String>,
     /// Tensors in the file the model does not use (task heads, ...), as stored.
     pub unexpected: Vec<String>,
-    /// Whether the names carried the `bert.` prefix.
+    /// Whether the names carried the model's prefix (`bert.` for BERT checkpoints, `mpnet.`
+    /// for [`MpnetModel`](crate::MpnetModel) checkpoints).
     pub bert_prefix: bool,
 }
 
@@ -113,25 +114,39 @@ impl ModelDir {
     }
 }
 
-struct Reader<'a> {
+/// Reads a whole checkpoint file, mapping I/O errors to [`CheckpointError::Io`].
+pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>, CheckpointError> {
+    std::fs::read(path).map_err(|source| CheckpointError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// A parsed safetensors file that hands out tensors by their Hugging Face names, records
+/// which ones were used, and reports every problem against the file and the tensor.
+pub(crate) struct Reader<'a> {
     path: &'a Path,
     tensors: SafeTensors<'a>,
-    prefix: &'static str,
+    /// The model prefix the names carry (`bert.`, `mpnet.`), or `""`.
+    pub(crate) prefix: &'static str,
     used: BTreeSet<String>,
 }
 
 impl<'a> Reader<'a> {
-    fn new(path: &'a Path, bytes: &'a [u8]) -> Result<Self, CheckpointError> {
+    /// Parses `bytes`; names are looked up with `model_prefix` (say `bert.`) when the
+    /// embeddings are stored under it, and without any prefix otherwise.
+    pub(crate) fn new(
+        path: &'a Path,
+        bytes: &'a [u8],
+        model_prefix: &'static str,
+    ) -> Result<Self, CheckpointError> {
         let tensors = SafeTensors::deserialize(bytes).map_err(|e| CheckpointError::Corrupt {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
-        let prefix = if tensors
-            .names()
-            .iter()
-            .any(|n| n.starts_with("bert.embeddings."))
-        {
-            "bert."
+        let embeddings = format!("{model_prefix}embeddings.");
+        let prefix = if tensors.names().iter().any(|n| n.starts_with(&embeddings)) {
+            model_prefix
         } else {
             ""
         };
@@ -156,7 +171,8 @@ impl<'a> Reader<'a> {
         candidates.into_iter().find(|c| names.contains(&c.as_str()))
     }
 
-    fn has(&self, name: &str) -> bool {
+    /// Whether the file holds `name` (under the prefix, with LayerNorm aliases).
+    pub(crate) fn has(&self, name: &str) -> bool {
         self.find(name).is_some()
     }
 
@@ -202,7 +218,9 @@ impl<'a> Reader<'a> {
         Ok(Some(values))
     }
 
-    fn unexpected(&self) -> Vec<String> {
+    /// The stored names of every tensor not read so far (the `position_ids` buffer aside),
+    /// sorted.
+    pub(crate) fn unexpected(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .tensors
             .names()
@@ -217,10 +235,22 @@ impl<'a> Reader<'a> {
 
 /// Reads weights from a checkpoint, deferring "missing" errors so one error lists every
 /// missing tensor.
-struct CheckpointSource<'r, 'a> {
-    reader: &'r mut Reader<'a>,
-    device: &'r Device,
-    missing: Vec<String>,
+pub(crate) struct CheckpointSource<'r, 'a> {
+    pub(crate) reader: &'r mut Reader<'a>,
+    pub(crate) device: &'r Device,
+    /// The full names of the tensors asked for but absent.
+    pub(crate) missing: Vec<String>,
+}
+
+impl<'r, 'a> CheckpointSource<'r, 'a> {
+    /// A source reading from `reader` onto `device`.
+    pub(crate) fn new(reader: &'r mut Reader<'a>, device: &'r Device) -> Self {
+        Self {
+            reader,
+            device,
+            missing: Vec::new(),
+        }
+    }
 }
 
 impl WeightSource for CheckpointSource<'_, '_> {
@@ -289,10 +319,7 @@ impl BertModel<NoAdapter> {
         device: &Device,
     ) -> Result<(Self, LoadReport), CheckpointError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let bytes = read_bytes(path)?;
         Self::load_safetensors_bytes(&bytes, path, config, device)
     }
 
@@ -304,14 +331,10 @@ impl BertModel<NoAdapter> {
         device: &Device,
     ) -> Result<(Self, LoadReport), CheckpointError> {
         config.validate()?;
-        let mut reader = Reader::new(path, bytes)?;
+        let mut reader = Reader::new(path, bytes, "bert.")?;
         let bert_prefix = !reader.prefix.is_empty();
         let has_pooler = reader.has("pooler.dense.weight") || reader.has("pooler.dense.bias");
-        let mut source = CheckpointSource {
-            reader: &mut reader,
-            device,
-            missing: Vec::new(),
-        };
+        let mut source = CheckpointSource::new(&mut reader, device);
         let model = build(config, has_pooler, &mut source)?;
         if !source.missing.is_empty() {
             return Err(CheckpointError::Missing {

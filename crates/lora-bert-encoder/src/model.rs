@@ -119,14 +119,42 @@ impl BertInput {
         config: &BertConfig,
         device: &Device,
     ) -> Result<Self, InputError> {
+        Self::checked(
+            input_ids,
+            type_ids,
+            attention_mask,
+            shape,
+            InputLimits {
+                vocab_size: config.vocab_size,
+                type_vocab_size: config.type_vocab_size,
+                max_len: config.max_position_embeddings,
+            },
+            device,
+        )
+    }
+
+    /// [`from_ids`](Self::from_ids) against explicit limits (shared with other encoders).
+    pub(crate) fn checked(
+        input_ids: &[u32],
+        type_ids: &[u32],
+        attention_mask: &[u32],
+        shape: [usize; 2],
+        limits: InputLimits,
+        device: &Device,
+    ) -> Result<Self, InputError> {
+        let InputLimits {
+            vocab_size,
+            type_vocab_size,
+            max_len,
+        } = limits;
         let [batch, seq_len] = shape;
         if batch == 0 || seq_len == 0 {
             return Err(InputError::Empty { batch, seq_len });
         }
-        if seq_len > config.max_position_embeddings {
+        if seq_len > max_len {
             return Err(InputError::TooLong {
                 seq_len,
-                max: config.max_position_embeddings,
+                max: max_len,
             });
         }
         let n = batch * seq_len;
@@ -139,20 +167,20 @@ impl BertInput {
             )));
         }
         for (i, (&id, &ty)) in input_ids.iter().zip(type_ids).enumerate() {
-            if id as usize >= config.vocab_size {
+            if id as usize >= vocab_size {
                 return Err(InputError::TokenOutOfVocab {
                     id,
                     example: i / seq_len,
                     position: i % seq_len,
-                    vocab_size: config.vocab_size,
+                    vocab_size,
                 });
             }
-            if ty as usize >= config.type_vocab_size {
+            if ty as usize >= type_vocab_size {
                 return Err(InputError::TokenTypeOutOfRange {
                     id: ty,
                     example: i / seq_len,
                     position: i % seq_len,
-                    type_vocab_size: config.type_vocab_size,
+                    type_vocab_size,
                 });
             }
         }
@@ -171,6 +199,15 @@ impl BertInput {
     pub fn shape(&self) -> [usize; 2] {
         self.input_ids.dims()
     }
+}
+
+/// The bounds [`BertInput::checked`] enforces.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct InputLimits {
+    pub(crate) vocab_size: usize,
+    pub(crate) type_vocab_size: usize,
+    /// Longest sequence, special tokens included.
+    pub(crate) max_len: usize,
 }
 
 /// What a forward pass returns.
