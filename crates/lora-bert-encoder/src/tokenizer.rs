@@ -375,7 +375,9 @@ impl BertTokenizer {
     ///
     /// Padding and truncation stored in the file (all-MiniLM-L6-v2 ships `Fixed(128)` padding
     /// and truncation at 128) are switched off; the pad id is kept for [`Batch`] padding
-    /// (falling back to the id of `[PAD]`, then 0). Length is then governed by
+    /// (falling back to the id of `[PAD]`, then of `<pad>`, then 0). The special tokens are
+    /// the file's post-processor's: `[CLS] a [SEP]` for BERT, `<s> a </s>` (pad id 1) for
+    /// MPNet. Length is then governed by
     /// [`BertTokenizer::with_max_length`] and [`BertTokenizer::with_length_policy`].
     ///
     /// # Errors
@@ -392,6 +394,7 @@ impl BertTokenizer {
             .get_padding()
             .map(|p| p.pad_id)
             .or_else(|| inner.token_to_id("[PAD]"))
+            .or_else(|| inner.token_to_id("<pad>"))
             .unwrap_or(0);
         inner
             .with_truncation(None)
@@ -501,7 +504,7 @@ impl BertTokenizer {
         self.policy
     }
 
-    /// Id used to pad batches (`[PAD]`, 0 for BERT).
+    /// Id used to pad batches (`[PAD]`, 0, for BERT; `<pad>`, 1, for MPNet).
     pub fn pad_id(&self) -> u32 {
         self.pad_id
     }
