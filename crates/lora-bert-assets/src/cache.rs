@@ -159,7 +159,7 @@ impl AssetCache {
 
     /// The shared part of `fetch` and `install_archive`: `obtain` puts the archive somewhere
     /// (it is given a fresh temporary directory inside the cache to use) and returns its path.
-    fn install_with(
+    pub(crate) fn install_with(
         &self,
         package: &Package,
         obtain: impl FnOnce(&Path) -> Result<PathBuf, AssetError>,

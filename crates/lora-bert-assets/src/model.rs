@@ -1,4 +1,4 @@
-//! The files of a BERT model, and the default model all-MiniLM-L6-v2.
+//! The files of a Hugging Face model, and the default model all-MiniLM-L6-v2.
 
 use std::path::{Path, PathBuf};
 
@@ -23,12 +23,12 @@ const MINILM_SOURCES: [(Package, &str); 2] = [
     ),
 ];
 
-/// A BERT model's files inside the cache, in the Hugging Face layout.
+/// A model's files inside the cache, in the Hugging Face layout (BERT or MPNet).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelFiles {
     /// The model directory.
     pub dir: PathBuf,
-    /// `config.json` (Hugging Face `BertConfig`).
+    /// `config.json` (Hugging Face `BertConfig` or `MPNetConfig`).
     pub config: PathBuf,
     /// `model.safetensors`.
     pub weights: PathBuf,
@@ -128,6 +128,24 @@ pub fn default_model() -> Result<ModelFiles, AssetError> {
 /// Checks the files of an unpacked MiniLM package; `full` recomputes the weights' sha256,
 /// otherwise a size mismatch alone triggers it.
 fn minilm_files(package: &Package, dir: PathBuf, full: bool) -> Result<ModelFiles, AssetError> {
+    model_files(
+        package,
+        dir,
+        full,
+        ALL_MINILM_L6_V2_WEIGHTS_SHA256,
+        ALL_MINILM_L6_V2_WEIGHTS_LEN,
+    )
+}
+
+/// Checks that the four model files exist in `dir`; `full` recomputes the weights' sha256
+/// (against `sha256`), otherwise only a size other than `len` triggers it.
+pub(crate) fn model_files(
+    package: &Package,
+    dir: PathBuf,
+    full: bool,
+    sha256: &str,
+    len: u64,
+) -> Result<ModelFiles, AssetError> {
     let files = ModelFiles::from_dir(dir);
     for path in files.paths() {
         if !path.is_file() {
@@ -137,11 +155,11 @@ fn minilm_files(package: &Package, dir: PathBuf, full: bool) -> Result<ModelFile
             });
         }
     }
-    let len = std::fs::metadata(&files.weights)
+    let actual_len = std::fs::metadata(&files.weights)
         .map_err(crate::error::io_err(&files.weights))?
         .len();
-    if full || len != ALL_MINILM_L6_V2_WEIGHTS_LEN {
-        verify_sha256(&files.weights, ALL_MINILM_L6_V2_WEIGHTS_SHA256)?;
+    if full || actual_len != len {
+        verify_sha256(&files.weights, sha256)?;
     }
     Ok(files)
 }

