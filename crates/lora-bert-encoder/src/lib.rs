@@ -4,6 +4,9 @@
 //! - [`BertConfig`]: Hugging Face `config.json`, validated.
 //! - [`BertModel`]: embeddings, self-attention with a padding mask, feed-forward, post-LN,
 //!   optional pooler; [`mean_pool`] as sentence-transformers pools.
+//! - [`MpnetModel`]: MPNet (all-mpnet-base-v2), the distillation teacher: relative position
+//!   bias, positions after the padding index; loads HF checkpoints through the same
+//!   [`checkpoint`] machinery.
 //! - [`checkpoint`]: safetensors loading (with a [`LoadReport`]) and HF-named saving.
 //! - [`projection`]: the extension point adapters plug into ([`Projection`],
 //!   [`ProjectionAdapter`], [`Route`]).
@@ -29,6 +32,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod device;
 pub mod model;
+pub mod mpnet;
 pub mod projection;
 pub mod tokenizer;
 
@@ -36,6 +40,7 @@ pub use checkpoint::{CheckpointError, LoadReport, ModelDir};
 pub use config::{Activation, BertConfig, ConfigError};
 pub use device::{Backend, Device, DeviceError};
 pub use model::{BertInput, BertModel, BertOutput, InputError, l2_normalize, mean_pool};
+pub use mpnet::{MpnetConfig, MpnetModel, MpnetOutput};
 pub use projection::{
     BaseLinear, NoAdapter, Projection, ProjectionAdapter, ProjectionKind, ProjectionSite, Route,
 };
