@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use lora_bert_data::align::token_words;
 use lora_bert_encoder::device::{self, Backend, Device};
 use lora_bert_encoder::tokenizer::{BertTokenizer, LengthPolicy, TokenizerError};
-use lora_bert_encoder::{BertConfig, BertInput, BertModel, Route};
+use lora_bert_encoder::{BertConfig, BertInput, BertModel, MpnetModel, Route};
 use lora_bert_train::teacher::{
     BuildProgress, CacheDtype, CacheOptions, EncoderTeacher, Teacher, TeacherCache, TeacherLayer,
     WordPooling, WordStates,
@@ -83,6 +83,21 @@ fn reference(
     words: &[String],
     pooling: WordPooling,
 ) -> Vec<Option<Vec<f64>>> {
+    reference_with(tok, words, pooling, |batch| {
+        let input = BertInput::from_batch(batch, model.config(), device).expect("input");
+        let out = model.forward(&input, &Route::Base).expect("forward");
+        (values(out.last_hidden_state), model.config().hidden_size)
+    })
+}
+
+/// [`reference`] for any encoder: `run` gives the last hidden state of a one-row batch and
+/// its width.
+fn reference_with(
+    tok: &BertTokenizer,
+    words: &[String],
+    pooling: WordPooling,
+    run: impl FnOnce(&lora_bert_encoder::tokenizer::Batch) -> (Vec<f32>, usize),
+) -> Vec<Option<Vec<f64>>> {
     let text = words.join(" ");
     let mut spans = Vec::new();
     let mut at = 0;
@@ -93,10 +108,7 @@ fn reference(
     let tok = tok.clone().allow_empty(true);
     let batch = tok.encode_batch(&[text.as_str()]).expect("encode");
     assert_eq!(batch.len(), 1, "reference sentences fit one window");
-    let input = BertInput::from_batch(&batch, model.config(), device).expect("input");
-    let out = model.forward(&input, &Route::Base).expect("forward");
-    let hidden = model.config().hidden_size;
-    let states = values(out.last_hidden_state);
+    let (states, hidden) = run(&batch);
     let map = token_words(&batch.encodings[0], &spans).expect("token words");
     (0..words.len())
         .map(|w| {
@@ -319,7 +331,7 @@ fn refused_settings() {
         &device,
     )
     .unwrap_err();
-    assert!(err.to_string().contains("max_position_embeddings"), "{err}");
+    assert!(err.to_string().contains("longest input 64"), "{err}");
 
     let small_vocab = BertModel::init(&BertConfig::new(100, 16, 1, 2, 32), false, &device);
     assert!(EncoderTeacher::new(small_vocab, tokenizer(), &device).is_err());
@@ -471,6 +483,40 @@ fn real_minilm_teacher_matches_the_hand_computation() {
             1e-4,
         );
     }
+}
+
+/// all-mpnet-base-v2, the distillation teacher: its own tokenizer (`<s> … </s>`, pad 1),
+/// 768-wide states, an MPNet forward pass.
+#[test]
+fn real_mpnet_teacher_matches_the_hand_computation() {
+    let device = cpu();
+    let cache = lora_bert_assets::AssetCache::from_env().expect("cache");
+    let files = lora_bert_assets::all_mpnet_base_v2(&cache).expect("all-mpnet-base-v2");
+    let (model, _) = MpnetModel::load(&files.dir, &device).unwrap();
+    let tok = BertTokenizer::from_file(&files.tokenizer)
+        .unwrap()
+        .with_max_length(128);
+    let t = EncoderTeacher::new(model, tok.clone(), &device)
+        .unwrap()
+        .with_description("all-mpnet-base-v2");
+    assert_eq!(t.hidden_size(), 768);
+    assert!(t.description().starts_with("all-mpnet-base-v2"));
+    let c = corpus();
+    let got = t.word_states(&refs(&c[..3])).unwrap();
+    for (s, g) in c.iter().zip(&got) {
+        let want = reference_with(&tok, s, WordPooling::Mean, |batch| {
+            let input = t.model().input(batch, &device).expect("input");
+            let out = t.model().forward(&input).expect("forward");
+            (values(out.last_hidden_state), 768)
+        });
+        assert_matches_reference(g, &want, 1e-4);
+    }
+    // An adapted route means nothing to MPNet.
+    let err = t
+        .with_route(Route::Group(0))
+        .and_then(|t| t.word_states(&refs(&c[..1])))
+        .unwrap_err();
+    assert!(matches!(err, TrainError::InvalidArgument { .. }), "{err}");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
-//! A teacher that runs an encoder of the encoder crate.
+//! A teacher that runs an encoder of the encoder crate (BERT or MPNet).
 
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 use lora_bert_data::align::token_words;
 use lora_bert_encoder::tokenizer::{BertTokenizer, Encoding, LengthPolicy};
-use lora_bert_encoder::{BertInput, BertModel, NoAdapter, ProjectionAdapter, Route};
+use lora_bert_encoder::{
+    BertInput, BertModel, InputError, MpnetModel, NoAdapter, ProjectionAdapter, Route,
+};
 
 use super::{Teacher, WordStates};
 use crate::pooling::WordPooling;
@@ -22,7 +24,163 @@ pub enum TeacherLayer {
     Hidden(usize),
 }
 
-/// A [`Teacher`] running a [`BertModel`] with its [`BertTokenizer`] on a non-autodiff device.
+/// A padded batch of token rows, row-major.
+#[derive(Debug, Clone, Copy)]
+pub struct PaddedRows<'a> {
+    /// Token ids, `shape[0] * shape[1]`.
+    pub ids: &'a [u32],
+    /// Segment ids (ignored by encoders without token types).
+    pub type_ids: &'a [u32],
+    /// 1 for a real token, 0 for padding.
+    pub mask: &'a [u32],
+    /// `[rows, tokens per row]`.
+    pub shape: [usize; 2],
+}
+
+/// An encoder [`EncoderTeacher`] can run: a [`BertModel`] (with any adapters, under a
+/// [`Route`]) or an [`MpnetModel`] (all-mpnet-base-v2, the distillation teacher).
+pub trait TeacherEncoder: std::fmt::Debug + Send + Sync {
+    /// Width of the hidden states.
+    fn hidden_size(&self) -> usize;
+    /// Transformer layers (hidden states `0..=num_hidden_layers`).
+    fn num_hidden_layers(&self) -> usize;
+    /// Vocabulary size.
+    fn vocab_size(&self) -> usize;
+    /// The longest input in tokens, specials included.
+    fn max_length(&self) -> usize;
+    /// The architecture in a few words, for cache descriptions.
+    fn architecture(&self) -> String;
+    /// The `[rows, tokens, hidden]` states of `layer` for `rows`, under `route`.
+    ///
+    /// # Errors
+    ///
+    /// Input the model refuses; a route the encoder cannot take.
+    fn states(
+        &self,
+        rows: PaddedRows<'_>,
+        layer: TeacherLayer,
+        route: &Route,
+        device: &Device,
+    ) -> Result<Tensor<3>>;
+}
+
+fn input_err(e: InputError) -> TrainError {
+    TrainError::InvalidArgument {
+        what: "teacher input",
+        message: e.to_string(),
+    }
+}
+
+impl<A: ProjectionAdapter + Sync> TeacherEncoder for BertModel<A> {
+    fn hidden_size(&self) -> usize {
+        self.config().hidden_size
+    }
+
+    fn num_hidden_layers(&self) -> usize {
+        self.config().num_hidden_layers
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.config().vocab_size
+    }
+
+    fn max_length(&self) -> usize {
+        self.config().max_position_embeddings
+    }
+
+    fn architecture(&self) -> String {
+        let c = self.config();
+        format!(
+            "bert encoder: {} layers, hidden {}, vocab {}",
+            c.num_hidden_layers, c.hidden_size, c.vocab_size
+        )
+    }
+
+    fn states(
+        &self,
+        rows: PaddedRows<'_>,
+        layer: TeacherLayer,
+        route: &Route,
+        device: &Device,
+    ) -> Result<Tensor<3>> {
+        let PaddedRows {
+            ids,
+            type_ids,
+            mask,
+            shape,
+        } = rows;
+        let input = BertInput::from_ids(ids, type_ids, mask, shape, self.config(), device)
+            .map_err(input_err)?;
+        Ok(match layer {
+            TeacherLayer::Last => {
+                self.forward(&input, route)
+                    .map_err(input_err)?
+                    .last_hidden_state
+            }
+            TeacherLayer::Hidden(l) => {
+                let mut all = self
+                    .forward_all(&input, route)
+                    .map_err(input_err)?
+                    .hidden_states;
+                all.swap_remove(l)
+            }
+        })
+    }
+}
+
+impl TeacherEncoder for MpnetModel {
+    fn hidden_size(&self) -> usize {
+        self.config().hidden_size
+    }
+
+    fn num_hidden_layers(&self) -> usize {
+        self.config().num_hidden_layers
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.config().vocab_size
+    }
+
+    fn max_length(&self) -> usize {
+        self.config().max_sequence_length()
+    }
+
+    fn architecture(&self) -> String {
+        let c = self.config();
+        format!(
+            "mpnet encoder: {} layers, hidden {}, vocab {}",
+            c.num_hidden_layers, c.hidden_size, c.vocab_size
+        )
+    }
+
+    fn states(
+        &self,
+        rows: PaddedRows<'_>,
+        layer: TeacherLayer,
+        route: &Route,
+        device: &Device,
+    ) -> Result<Tensor<3>> {
+        if !matches!(route, Route::Base) {
+            return Err(TrainError::InvalidArgument {
+                what: "teacher route",
+                message: "an MPNet teacher has no adapters: use Route::Base".into(),
+            });
+        }
+        let input = self
+            .input_from_ids(rows.ids, rows.mask, rows.shape, device)
+            .map_err(input_err)?;
+        Ok(match layer {
+            TeacherLayer::Last => self.forward(&input).map_err(input_err)?.last_hidden_state,
+            TeacherLayer::Hidden(l) => {
+                let mut all = self.forward_all(&input).map_err(input_err)?.hidden_states;
+                all.swap_remove(l)
+            }
+        })
+    }
+}
+
+/// A [`Teacher`] running an encoder ([`BertModel`] by default, or [`MpnetModel`]: any
+/// [`TeacherEncoder`]) with its [`BertTokenizer`] on a non-autodiff device.
 ///
 /// A sentence's words are joined by single spaces, encoded, and each token is mapped to the
 /// word whose byte range holds its start ([`token_words`], as the data crate aligns labels). A
@@ -47,8 +205,8 @@ pub enum TeacherLayer {
 /// not depend on the batch size or on the other sentences beyond float noise, since padding is
 /// masked.
 #[derive(Debug)]
-pub struct EncoderTeacher<A: ProjectionAdapter = NoAdapter> {
-    model: BertModel<A>,
+pub struct EncoderTeacher<E: TeacherEncoder = BertModel<NoAdapter>> {
+    model: E,
     tokenizer: BertTokenizer,
     device: Device,
     layer: TeacherLayer,
@@ -58,7 +216,7 @@ pub struct EncoderTeacher<A: ProjectionAdapter = NoAdapter> {
     description: Option<String>,
 }
 
-impl<A: ProjectionAdapter> EncoderTeacher<A> {
+impl<E: TeacherEncoder> EncoderTeacher<E> {
     /// A teacher running `model` (whose weights live on `device`) with `tokenizer`.
     ///
     /// # Errors
@@ -66,8 +224,8 @@ impl<A: ProjectionAdapter> EncoderTeacher<A> {
     /// [`TrainError::InvalidArgument`] when `device` is an autodiff device (the teacher would
     /// build a graph and run dropout), when the tokenizer's policy is
     /// [`LengthPolicy::Truncate`], or when the tokenizer does not fit the model (a
-    /// `max_length` above `max_position_embeddings`, a vocabulary larger than the model's).
-    pub fn new(model: BertModel<A>, tokenizer: BertTokenizer, device: &Device) -> Result<Self> {
+    /// `max_length` above the model's longest input, a vocabulary larger than the model's).
+    pub fn new(model: E, tokenizer: BertTokenizer, device: &Device) -> Result<Self> {
         let invalid = |message: String| TrainError::InvalidArgument {
             what: "encoder teacher",
             message,
@@ -83,19 +241,18 @@ impl<A: ProjectionAdapter> EncoderTeacher<A> {
                     .into(),
             ));
         }
-        let config = model.config();
-        if tokenizer.max_length() > config.max_position_embeddings {
+        if tokenizer.max_length() > model.max_length() {
             return Err(invalid(format!(
-                "tokenizer max_length {} exceeds the model's max_position_embeddings {}",
+                "tokenizer max_length {} exceeds the model's longest input {}",
                 tokenizer.max_length(),
-                config.max_position_embeddings
+                model.max_length()
             )));
         }
-        if tokenizer.vocab_size() > config.vocab_size {
+        if tokenizer.vocab_size() > model.vocab_size() {
             return Err(invalid(format!(
                 "tokenizer vocabulary of {} exceeds the model's vocab_size {}",
                 tokenizer.vocab_size(),
-                config.vocab_size
+                model.vocab_size()
             )));
         }
         Ok(EncoderTeacher {
@@ -116,7 +273,7 @@ impl<A: ProjectionAdapter> EncoderTeacher<A> {
     ///
     /// [`TrainError::InvalidArgument`] for `Hidden(i)` with `i > num_hidden_layers`.
     pub fn with_layer(mut self, layer: TeacherLayer) -> Result<Self> {
-        let layers = self.model.config().num_hidden_layers;
+        let layers = self.model.num_hidden_layers();
         if let TeacherLayer::Hidden(i) = layer
             && i > layers
         {
@@ -176,7 +333,7 @@ impl<A: ProjectionAdapter> EncoderTeacher<A> {
     }
 
     /// The model.
-    pub fn model(&self) -> &BertModel<A> {
+    pub fn model(&self) -> &E {
         &self.model
     }
 
@@ -202,7 +359,7 @@ impl<A: ProjectionAdapter> EncoderTeacher<A> {
 
     /// The unpadded `[len, hidden]` states of each row, in the order given.
     fn forward_rows(&self, rows: &[&Encoding]) -> Result<Vec<Vec<f32>>> {
-        let hidden = self.model.config().hidden_size;
+        let hidden = self.model.hidden_size();
         let mut order: Vec<usize> = (0..rows.len()).collect();
         order.sort_by_key(|&i| rows[i].len());
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); rows.len()];
@@ -224,35 +381,15 @@ impl<A: ProjectionAdapter> EncoderTeacher<A> {
                 mask.extend(std::iter::repeat_n(1, e.len()));
                 mask.extend(std::iter::repeat_n(0, pad));
             }
-            let model_err = |e: lora_bert_encoder::InputError| TrainError::InvalidArgument {
-                what: "teacher input",
-                message: e.to_string(),
+            let rows_in = PaddedRows {
+                ids: &ids,
+                type_ids: &types,
+                mask: &mask,
+                shape: [chunk.len(), seq_len],
             };
-            let input = BertInput::from_ids(
-                &ids,
-                &types,
-                &mask,
-                [chunk.len(), seq_len],
-                self.model.config(),
-                &self.device,
-            )
-            .map_err(model_err)?;
-            let states = match self.layer {
-                TeacherLayer::Last => {
-                    self.model
-                        .forward(&input, &self.route)
-                        .map_err(model_err)?
-                        .last_hidden_state
-                }
-                TeacherLayer::Hidden(l) => {
-                    let mut all = self
-                        .model
-                        .forward_all(&input, &self.route)
-                        .map_err(model_err)?
-                        .hidden_states;
-                    all.swap_remove(l)
-                }
-            };
+            let states = self
+                .model
+                .states(rows_in, self.layer, &self.route, &self.device)?;
             let values = states
                 .into_data()
                 .convert::<f32>()
@@ -335,21 +472,18 @@ fn plan_words(
     plan
 }
 
-impl<A: ProjectionAdapter + Sync> Teacher for EncoderTeacher<A> {
+impl<E: TeacherEncoder> Teacher for EncoderTeacher<E> {
     fn hidden_size(&self) -> usize {
-        self.model.config().hidden_size
+        self.model.hidden_size()
     }
 
     fn description(&self) -> String {
         if let Some(d) = &self.description {
             return format!("{d} ({:?}, {:?})", self.layer, self.pooling);
         }
-        let c = self.model.config();
         format!(
-            "bert encoder: {} layers, hidden {}, vocab {} ({:?}, {:?}, max_length {}, {:?}, {:?})",
-            c.num_hidden_layers,
-            c.hidden_size,
-            c.vocab_size,
+            "{} ({:?}, {:?}, max_length {}, {:?}, {:?})",
+            self.model.architecture(),
             self.layer,
             self.pooling,
             self.tokenizer.max_length(),

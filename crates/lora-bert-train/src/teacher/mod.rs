@@ -26,7 +26,7 @@ mod encoder;
 
 pub use crate::pooling::WordPooling;
 pub use cache::{BuildProgress, CacheDtype, CacheOptions, TeacherCache};
-pub use encoder::{EncoderTeacher, TeacherLayer};
+pub use encoder::{EncoderTeacher, PaddedRows, TeacherEncoder, TeacherLayer};
 
 use lora_bert_data::TaggedSentence;
 
