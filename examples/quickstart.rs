@@ -9,10 +9,10 @@
 //! 2. **Pre-finetunes it with MTPF-TPL**, briefly: one shared backbone and two LoRA groups on
 //!    its last 2 layers, `ner` trained by word-level distillation on Brown sentences and `tc`
 //!    by contrastive learning on SpamAssassin subject/body and BBC headline/paragraph pairs
-//!    (train splits). Each batch trains its family's group and the backbone. The teacher is,
-//!    for now, the initial model itself (a self-distillation placeholder until the MPNet
-//!    teacher lands). Saved as a Hugging Face backbone plus one PEFT folder per group, then
-//!    loaded back.
+//!    (train splits). Each batch trains its family's group and the backbone. The NER teacher is
+//!    all-mpnet-base-v2 (110M parameters, 768-wide states, its own tokenizer; words aligned by
+//!    byte offsets), run once over the sentences into a teacher cache. Saved as a Hugging Face
+//!    backbone plus one PEFT folder per group, then loaded back.
 //! 3. **Fine-tunes two apps** (LoRA + head, backbone frozen), each twice: from the plain model
 //!    with a fresh group of the same shape (no PF), and from the pre-finetuned backbone with a
 //!    copy of its family's group (MTPF-TPL): WNUT-16 NER (entity F1) and VADER movie-review
@@ -36,7 +36,7 @@ use lora_bert::data::split::stratified_subset;
 use lora_bert::data::token::encode_tagged;
 use lora_bert::data::{LabelVocab, LabeledText, TaggedSentence, TextPair};
 use lora_bert::encoder::tokenizer::{BertTokenizer, LengthPolicy};
-use lora_bert::encoder::{BertModel, Device};
+use lora_bert::encoder::{BertModel, Device, MpnetModel};
 use lora_bert::train::finetune::{TokenEvalOptions, evaluate_texts, evaluate_tokens};
 use lora_bert::train::teacher::{CacheOptions, words_of};
 use lora_bert::train::{
@@ -240,8 +240,7 @@ fn main() -> Result<()> {
     println!("wall time {:.1}s", started.elapsed().as_secs_f64());
     println!(
         "\nA demonstration sized for a laptop CPU: with this few steps the differences are \
-         mostly noise.\nThe teacher is the initial model itself (a placeholder until the MPNet \
-         teacher lands)."
+         mostly noise."
     );
     Ok(())
 }
@@ -303,19 +302,28 @@ fn pretrain(
         pairs.len()
     );
 
+    let mpnet = assets::all_mpnet_base_v2(cache)?;
     let teacher = EncoderTeacher::new(
-        BertModel::load(&files.dir, inference)?.0,
-        tokenizer.clone(),
+        MpnetModel::load(&mpnet.dir, inference)?.0,
+        BertTokenizer::from_file(&mpnet.tokenizer)?
+            .with_max_length(128)
+            .with_length_policy(LengthPolicy::Window { stride: 32 }),
         inference,
     )?
-    .with_description("all-MiniLM-L6-v2 (self-distillation placeholder), last layer, mean");
+    .with_description("all-mpnet-base-v2, last layer, mean");
+    let started = Instant::now();
     let teacher = TeacherCache::build(
         &teacher,
         &words_of(&sentences),
-        args.out.join("teacher-cache"),
+        args.out.join("teacher-cache-mpnet"),
         &CacheOptions::default(),
         |_| {},
     )?;
+    println!(
+        "teacher all-mpnet-base-v2: {} sentences cached in {:.1}s",
+        teacher.num_sentences(),
+        started.elapsed().as_secs_f64()
+    );
     let model =
         AdaptedModel::new(BertModel::load(&files.dir, &device::autodiff(inference.clone()))?.0);
     println!(

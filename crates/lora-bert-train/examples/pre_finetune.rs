@@ -14,9 +14,10 @@
 //!   `registry::pairs` (SpamAssassin subject/body, BBC headline/first paragraph, neighbouring
 //!   Brown sentences; train splits only), taken in turn (`--max-pairs N`), truncated to
 //!   `--max-length` tokens.
-//! - **Teacher**: until the MPNet teacher lands, the initial all-MiniLM-L6-v2 itself
-//!   (self-distillation, a placeholder), run once over the NER sentences into a teacher
-//!   cache in `OUT/teacher-cache` (resumed if interrupted).
+//! - **Teacher** (`--teacher`): all-mpnet-base-v2 (`mpnet`, the default; 768-wide states,
+//!   its own tokenizer, words aligned by byte offsets) or the initial all-MiniLM-L6-v2 itself
+//!   (`self`, self-distillation, a quick baseline), run once over the NER sentences into a
+//!   teacher cache in `OUT/teacher-cache-NAME` (resumed if interrupted).
 //! - **Checkpoints** go to `OUT/checkpoints`: rerun the same command to resume.
 //! - **Output**: `OUT/config.json`, `OUT/model.safetensors` (the backbone), `OUT/tokenizer.json`
 //!   and, for `mtpf-tpl`, the `ner` and `tc` groups under `OUT/groups/` in PEFT's layout: what
@@ -38,8 +39,9 @@ use lora_bert_data::batch::TextEncoder;
 use lora_bert_data::registry::{self, BrownTags, PairSource};
 use lora_bert_data::token::encode_tagged;
 use lora_bert_data::{LabelVocab, TaggedSentence, TextPair};
+use lora_bert_encoder::MpnetModel;
 use lora_bert_encoder::device::Backend;
-use lora_bert_encoder::tokenizer::BertTokenizer;
+use lora_bert_encoder::tokenizer::{BertTokenizer, LengthPolicy};
 use lora_bert_train::teacher::CacheOptions;
 use lora_bert_train::{
     EncoderTeacher, Family, NerData, NerSet, PfConfig, PfReport, TcData, TeacherCache, TrainConfig,
@@ -51,12 +53,12 @@ usage: pre_finetune --variant ner|tc|naive|mtpf-tpl --out DIR [options]
 
 Pre-finetunes all-MiniLM-L6-v2 on the NER family (WNUT-16 + Brown train sentences, word-level
 distillation) and/or the TC family (spam/BBC/Brown train text pairs, contrastive), on the CPU.
-The teacher is, for now, the initial all-MiniLM-L6-v2 itself (self-distillation placeholder).
+The NER teacher is all-mpnet-base-v2 (or, with --teacher self, the initial model itself).
 Rerun the same command to resume from DIR/checkpoints.
 
 options:
   --variant V          ner | tc | naive | mtpf-tpl (required)
-  --out DIR            output directory (required); also holds teacher-cache/ and checkpoints/
+  --out DIR            output directory (required); also holds teacher-cache-*/ and checkpoints/
   --steps N            optimizer steps (default 1000)
   --batch-size B       rows per batch, both families (default 32)
   --k K                mtpf-tpl: LoRA on the last K layers (default 2)
@@ -66,6 +68,7 @@ options:
   --max-pairs N        at most N text pairs (default: all)
   --lr LR              peak learning rate (default 5e-5; 10% linear warm-up, linear decay)
   --max-length L       tokens per row, specials included (default 128)
+  --teacher T          mpnet | self (default mpnet: all-mpnet-base-v2, a 440 MB download)
   --eval-every N       dev metric every N steps (default steps/4; always at the end)
   --log-every N        progress line every N steps (default 10; 0: none)
   --backend NAME       flex | ndarray (default flex)
@@ -83,9 +86,28 @@ struct Args {
     max_pairs: Option<usize>,
     lr: f64,
     max_length: usize,
+    teacher: TeacherChoice,
     eval_every: Option<usize>,
     log_every: usize,
     backend: Backend,
+}
+
+/// The NER family's teacher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TeacherChoice {
+    /// all-mpnet-base-v2.
+    Mpnet,
+    /// The initial student (a baseline without a stronger teacher).
+    SelfDistillation,
+}
+
+impl TeacherChoice {
+    fn name(self) -> &'static str {
+        match self {
+            TeacherChoice::Mpnet => "mpnet",
+            TeacherChoice::SelfDistillation => "self",
+        }
+    }
 }
 
 fn parse_variant(name: &str) -> Result<Variant, CliError> {
@@ -118,6 +140,7 @@ fn parse_args() -> Result<Args, CliError> {
         max_pairs: None,
         lr: 5e-5,
         max_length: 128,
+        teacher: TeacherChoice::Mpnet,
         eval_every: None,
         log_every: 10,
         backend: common::default_backend()?,
@@ -137,6 +160,17 @@ fn parse_args() -> Result<Args, CliError> {
             "--max-pairs" => args.max_pairs = Some(common::positive(flags.value(&flag)?, &flag)?),
             "--lr" => args.lr = flags.value(&flag)?,
             "--max-length" => args.max_length = flags.value(&flag)?,
+            "--teacher" => {
+                args.teacher = match flags.value::<String>(&flag)?.as_str() {
+                    "mpnet" => TeacherChoice::Mpnet,
+                    "self" => TeacherChoice::SelfDistillation,
+                    other => {
+                        return Err(CliError::Usage(format!(
+                            "--teacher `{other}`: expected mpnet or self"
+                        )));
+                    }
+                }
+            }
             "--eval-every" => args.eval_every = Some(common::positive(flags.value(&flag)?, &flag)?),
             "--log-every" => args.log_every = flags.value(&flag)?,
             "--backend" => args.backend = common::backend(&flags.value::<String>(&flag)?)?,
@@ -309,12 +343,14 @@ fn run(args: Args) -> Result<(), CliError> {
             examples.len(),
             args.max_length
         );
-        println!(
-            "TEACHER: self-distillation PLACEHOLDER: the initial all-MiniLM-L6-v2 teaches itself \
-             (last hidden state, mean over pieces) until the MPNet teacher lands"
-        );
         Some(build_teacher(
-            &files.dir, &tokenizer, &cpu, &sentences, &args.out,
+            args.teacher,
+            &cache,
+            &files.dir,
+            &tokenizer,
+            &cpu,
+            &sentences,
+            &args.out,
         )?)
     } else {
         None
@@ -383,37 +419,70 @@ fn run(args: Args) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The self-distillation teacher, run once over `sentences` into `out/teacher-cache`.
+/// The teacher, run once over `sentences` into `out/teacher-cache-NAME`: all-mpnet-base-v2
+/// with its own tokenizer (windows of 256 tokens), or the initial student itself.
 fn build_teacher(
-    model_dir: &Path,
-    tokenizer: &BertTokenizer,
+    choice: TeacherChoice,
+    cache: &lora_bert_assets::AssetCache,
+    student_dir: &Path,
+    student_tokenizer: &BertTokenizer,
     cpu: &lora_bert_encoder::Device,
     sentences: &[TaggedSentence],
     out: &Path,
 ) -> Result<TeacherCache, CliError> {
-    let started = Instant::now();
-    let teacher = EncoderTeacher::new(
-        common::load_backbone(model_dir, cpu)?,
-        tokenizer.clone(),
-        cpu,
-    )?
-    .with_description("all-MiniLM-L6-v2 (self-distillation placeholder), last layer, mean");
     let corpus = lora_bert_train::teacher::words_of(sentences);
-    let dir = out.join("teacher-cache");
+    let dir = out.join(format!("teacher-cache-{}", choice.name()));
+    match choice {
+        TeacherChoice::Mpnet => {
+            let files = lora_bert_assets::all_mpnet_base_v2(cache)?;
+            println!(
+                "TEACHER: all-mpnet-base-v2 ({}), last hidden state, mean over pieces",
+                files.dir.display()
+            );
+            let (model, _) =
+                MpnetModel::load(&files.dir, cpu).map_err(|source| CliError::Model {
+                    path: files.dir.clone(),
+                    source,
+                })?;
+            let tokenizer = BertTokenizer::from_file(&files.tokenizer)?
+                .with_max_length(256)
+                .with_length_policy(LengthPolicy::Window { stride: 64 });
+            let teacher = EncoderTeacher::new(model, tokenizer, cpu)?
+                .with_description("all-mpnet-base-v2, last layer, mean");
+            cache_teacher(&teacher, &corpus, &dir)
+        }
+        TeacherChoice::SelfDistillation => {
+            println!(
+                "TEACHER: self-distillation: the initial all-MiniLM-L6-v2 teaches itself (last \
+                 hidden state, mean over pieces)"
+            );
+            let teacher = EncoderTeacher::new(
+                common::load_backbone(student_dir, cpu)?,
+                student_tokenizer.clone(),
+                cpu,
+            )?
+            .with_description("all-MiniLM-L6-v2 (self-distillation), last layer, mean");
+            cache_teacher(&teacher, &corpus, &dir)
+        }
+    }
+}
+
+/// Runs `teacher` over `corpus` into the cache `dir` (resumed if interrupted), with a bar.
+fn cache_teacher(
+    teacher: &dyn lora_bert_train::Teacher,
+    corpus: &[&[String]],
+    dir: &Path,
+) -> Result<TeacherCache, CliError> {
+    let started = Instant::now();
     let options = CacheOptions {
         shard_size: 256,
         ..CacheOptions::default()
     };
-    let cache = TeacherCache::build(&teacher, &corpus, &dir, &options, |p| {
-        println!(
-            "teacher cache: shard {}/{} ({}/{} sentences){}",
-            p.shard + 1,
-            p.num_shards,
-            p.sentences_done,
-            p.num_sentences,
-            if p.reused { ", already on disk" } else { "" }
-        );
+    let bar = lora_bert_train::progress::bar(corpus.len() as u64, "teacher", "sentences");
+    let cache = TeacherCache::build(teacher, corpus, dir, &options, |p| {
+        bar.set_position(p.sentences_done as u64);
     })?;
+    bar.finish_and_clear();
     println!(
         "teacher cache ready in {:.1}s: {} sentences, {} words, {}",
         common::secs(started),
