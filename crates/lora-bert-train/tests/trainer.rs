@@ -352,6 +352,16 @@ fn no_dropout() -> BertConfig {
     config
 }
 
+/// A fresh classifier without dropout trained by `trainer` on batches `0..`, no evaluation.
+fn fit_plain(
+    trainer: Trainer,
+    device: &Device,
+) -> lora_bert_train::Result<(Classifier, lora_bert_train::FitReport)> {
+    trainer.fit(classifier_with(&no_dropout(), device), 0.., loss_of, |_| {
+        Ok(0.0)
+    })
+}
+
 fn flex() -> Device {
     device::device(device::Backend::Flex).unwrap()
 }
@@ -364,26 +374,15 @@ fn two_replicas_equal_one_device_with_twice_the_accumulation() {
         accumulation: 2,
         ..config(6)
     };
-    let (single, single_report) = Trainer::new(one)
-        .fit(
-            classifier_with(&no_dropout(), &device),
-            0..,
-            loss_of,
-            |_| Ok(0.0),
-        )
-        .unwrap();
+    let (single, single_report) = fit_plain(Trainer::new(one), &device).unwrap();
     // The same backend twice: each micro-batch computes exactly as on one device and the
     // gradients are summed in the same order, so the runs agree bit for bit.
     let plain = device::device(device::Backend::NdArray).unwrap();
-    let (parallel, parallel_report) = Trainer::new(config(6))
-        .with_devices([plain.clone(), plain])
-        .fit(
-            classifier_with(&no_dropout(), &device),
-            0..,
-            loss_of,
-            |_| Ok(0.0),
-        )
-        .unwrap();
+    let (parallel, parallel_report) = fit_plain(
+        Trainer::new(config(6)).with_devices([plain.clone(), plain]),
+        &device,
+    )
+    .unwrap();
     assert_eq!(parallel_report.steps, 6);
     assert_eq!(single_report.losses, parallel_report.losses);
     assert_same(&values(&single), &values(&parallel));
@@ -397,14 +396,7 @@ fn replicas_on_two_cpu_backends_train_like_one_device() {
         accumulation: 2,
         ..config(8)
     };
-    let (single, single_report) = Trainer::new(one)
-        .fit(
-            classifier_with(&no_dropout(), &device),
-            0..,
-            loss_of,
-            |_| Ok(0.0),
-        )
-        .unwrap();
+    let (single, single_report) = fit_plain(Trainer::new(one), &device).unwrap();
     // ndarray and flex: the replica on flex gets its copy of the weights and its gradients
     // come back to the ndarray model.
     let seen = std::sync::Mutex::new(Vec::new());
@@ -465,25 +457,10 @@ fn a_checkpoint_of_another_device_count_is_refused() {
     let device = cpu();
     let dir = tempfile::tempdir().unwrap();
     let plain = device::device(device::Backend::NdArray).unwrap();
-    Trainer::new(config(2))
-        .with_devices([plain.clone(), plain])
-        .with_checkpoints(dir.path())
-        .fit(
-            classifier_with(&no_dropout(), &device),
-            0..,
-            loss_of,
-            |_| Ok(0.0),
-        )
-        .unwrap();
-    let err = Trainer::new(config(2))
-        .with_checkpoints(dir.path())
-        .fit(
-            classifier_with(&no_dropout(), &device),
-            0..,
-            loss_of,
-            |_| Ok(0.0),
-        )
-        .unwrap_err();
+    let two = Trainer::new(config(2)).with_devices([plain.clone(), plain]);
+    fit_plain(two.with_checkpoints(dir.path()), &device).unwrap();
+    let one = Trainer::new(config(2)).with_checkpoints(dir.path());
+    let err = fit_plain(one, &device).unwrap_err();
     assert!(
         matches!(&err, TrainError::InvalidArgument { message, .. } if message.contains("2 device")),
         "{err}"
