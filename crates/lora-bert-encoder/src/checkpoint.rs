@@ -331,31 +331,47 @@ impl BertModel<NoAdapter> {
         device: &Device,
     ) -> Result<(Self, LoadReport), CheckpointError> {
         config.validate()?;
-        let mut reader = Reader::new(path, bytes, "bert.")?;
-        let bert_prefix = !reader.prefix.is_empty();
-        let has_pooler = reader.has("pooler.dense.weight") || reader.has("pooler.dense.bias");
-        let mut source = CheckpointSource::new(&mut reader, device);
-        let model = build(config, has_pooler, &mut source)?;
-        if !source.missing.is_empty() {
-            return Err(CheckpointError::Missing {
-                path: path.to_owned(),
-                names: source.missing,
-            });
-        }
-        let report = LoadReport {
-            missing: if has_pooler {
-                Vec::new()
-            } else {
-                vec![
-                    format!("{}pooler.dense.weight", reader.prefix),
-                    format!("{}pooler.dense.bias", reader.prefix),
-                ]
-            },
-            unexpected: reader.unexpected(),
-            bert_prefix,
-        };
-        Ok((model, report))
+        load_checkpoint(bytes, path, "bert.", device, |source, has_pooler| {
+            build(config, has_pooler, source)
+        })
     }
+}
+
+/// What every HF checkpoint loader shares: reads `bytes` (names with or without `prefix`),
+/// builds the model with `build` (told whether the file has a pooler), turns every missing
+/// tensor into one [`CheckpointError::Missing`] and reports the absent pooler and unused
+/// tensors.
+pub(crate) fn load_checkpoint<M>(
+    bytes: &[u8],
+    path: &Path,
+    prefix: &'static str,
+    device: &Device,
+    build: impl FnOnce(&mut CheckpointSource<'_, '_>, bool) -> Result<M, CheckpointError>,
+) -> Result<(M, LoadReport), CheckpointError> {
+    let mut reader = Reader::new(path, bytes, prefix)?;
+    let prefixed = !reader.prefix.is_empty();
+    let has_pooler = reader.has("pooler.dense.weight") || reader.has("pooler.dense.bias");
+    let mut source = CheckpointSource::new(&mut reader, device);
+    let model = build(&mut source, has_pooler)?;
+    if !source.missing.is_empty() {
+        return Err(CheckpointError::Missing {
+            path: path.to_owned(),
+            names: source.missing,
+        });
+    }
+    let report = LoadReport {
+        missing: if has_pooler {
+            Vec::new()
+        } else {
+            vec![
+                format!("{}pooler.dense.weight", reader.prefix),
+                format!("{}pooler.dense.bias", reader.prefix),
+            ]
+        },
+        unexpected: reader.unexpected(),
+        bert_prefix: prefixed,
+    };
+    Ok((model, report))
 }
 
 /// Decodes little-endian safetensors data of a float dtype (F32, F16, BF16, F64) into `f32`s;

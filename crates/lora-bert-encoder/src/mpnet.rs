@@ -29,7 +29,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig};
@@ -40,9 +40,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::build::{WeightSource, dense, layer_norm, param};
-use crate::checkpoint::{
-    CheckpointError, CheckpointSource, LoadReport, ModelDir, Reader, read_bytes,
-};
+use crate::checkpoint::{CheckpointError, LoadReport, ModelDir, load_checkpoint, read_bytes};
 use crate::config::{Activation, ConfigError};
 use crate::model::{BertInput, InputError, InputLimits, LayerNorm};
 use crate::projection::Projection;
@@ -664,30 +662,9 @@ impl MpnetModel {
         device: &Device,
     ) -> Result<(Self, LoadReport), CheckpointError> {
         config.validate()?;
-        let mut reader = Reader::new(path, bytes, "mpnet.")?;
-        let prefixed = !reader.prefix.is_empty();
-        let has_pooler = reader.has("pooler.dense.weight") || reader.has("pooler.dense.bias");
-        let mut source = CheckpointSource::new(&mut reader, device);
-        let model = build(config, has_pooler, &mut source)?;
-        if !source.missing.is_empty() {
-            return Err(CheckpointError::Missing {
-                path: PathBuf::from(path),
-                names: source.missing,
-            });
-        }
-        let report = LoadReport {
-            missing: if has_pooler {
-                Vec::new()
-            } else {
-                vec![
-                    format!("{}pooler.dense.weight", reader.prefix),
-                    format!("{}pooler.dense.bias", reader.prefix),
-                ]
-            },
-            unexpected: reader.unexpected(),
-            bert_prefix: prefixed,
-        };
-        Ok((model, report))
+        load_checkpoint(bytes, path, "mpnet.", device, |source, has_pooler| {
+            build(config, has_pooler, source)
+        })
     }
 
     /// The configuration.
