@@ -1,6 +1,10 @@
-//! Learning curves as PNG ([`plotters`], text in an embedded DejaVu Sans, so no system font
-//! or fontconfig is needed): the training loss per step (with a moving average) above, the dev
-//! metric at each evaluation below, one colour per run.
+//! Charts as PNG ([`plotters`], text in an embedded DejaVu Sans, so no system font or
+//! fontconfig is needed), written atomically:
+//!
+//! * [`learning_curves`]: the training loss per step (with a moving average) above, the dev
+//!   metric at each evaluation below, one colour per run;
+//! * [`grouped_bars`]: one group of bars per category, one colour per series, each bar with an
+//!   error bar (a mean and a standard deviation, say).
 
 use std::path::Path;
 use std::sync::Once;
@@ -45,18 +49,85 @@ pub fn learning_curves(
             message: "need at least one run, each with at least one step".into(),
         });
     }
+    write_atomically(path, |partial| draw(partial, title, metric, runs))
+}
+
+/// One series of [`grouped_bars`]: its name and, per category, a value and its error (drawn as
+/// `value ± error`; 0 draws no error bar).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BarSeries {
+    /// Name in the legend.
+    pub name: String,
+    /// `(value, error)` per category, in the order of the categories.
+    pub values: Vec<(f64, f64)>,
+}
+
+/// Draws a grouped bar chart into the PNG `path` (written atomically): one group per entry of
+/// `categories`, one bar per series in each group (same colour across groups), each with an
+/// error bar, and a line at 0 when the values change sign. Non-finite values draw no bar.
+///
+/// # Errors
+///
+/// [`TrainError::InvalidArgument`] for no category, no series, or a series whose number of
+/// values is not the number of categories; [`TrainError::Plot`] when drawing or writing fails.
+///
+/// ```no_run
+/// use lora_bert_train::plot::{BarSeries, grouped_bars};
+///
+/// let series = [
+///     BarSeries { name: "NER PF".into(), values: vec![(0.8, 0.3), (-1.2, 0.5)] },
+///     BarSeries { name: "MTPF-TPL".into(), values: vec![(0.6, 0.2), (2.1, 0.4)] },
+/// ];
+/// grouped_bars("deltas.png", "gain over no PF", "points", &["NER", "TC"], &series)?;
+/// # Ok::<(), lora_bert_train::TrainError>(())
+/// ```
+pub fn grouped_bars(
+    path: impl AsRef<Path>,
+    title: &str,
+    y_label: &str,
+    categories: &[&str],
+    series: &[BarSeries],
+) -> Result<()> {
+    let path = path.as_ref();
+    if categories.is_empty() || series.is_empty() {
+        return Err(TrainError::InvalidArgument {
+            what: "bar chart",
+            message: "need at least one category and one series".into(),
+        });
+    }
+    if let Some(bad) = series.iter().find(|s| s.values.len() != categories.len()) {
+        return Err(TrainError::InvalidArgument {
+            what: "bar chart",
+            message: format!(
+                "series `{}` has {} values for {} categories",
+                bad.name,
+                bad.values.len(),
+                categories.len()
+            ),
+        });
+    }
+    write_atomically(path, |partial| {
+        draw_bars(partial, title, y_label, categories, series)
+    })
+}
+
+/// Draws with `draw` into a sibling temporary PNG, then renames it over `path`.
+fn write_atomically(path: &Path, draw: impl FnOnce(&Path) -> DrawResult) -> Result<()> {
     register_font();
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "curves.png".into());
+        .unwrap_or_else(|| "chart.png".into());
     // The bitmap backend picks the format from the extension: keep `.png` on the temporary.
     let partial = path.with_file_name(format!(".{file_name}.partial.png"));
     let plot_err = |e: &dyn std::fmt::Display| TrainError::Plot {
         path: path.to_path_buf(),
         message: e.to_string(),
     };
-    draw(&partial, title, metric, runs).map_err(|e| plot_err(&e))?;
+    draw(&partial).map_err(|e| {
+        let _ = std::fs::remove_file(&partial);
+        plot_err(&e)
+    })?;
     std::fs::rename(&partial, path).map_err(|source| {
         let _ = std::fs::remove_file(&partial);
         TrainError::Io {
@@ -142,6 +213,89 @@ fn draw(path: &Path, title: &str, metric: &str, runs: &[(&str, &FitReport)]) -> 
                 .map(|p| Circle::new(p, 4, colour.filled())),
         )?;
     }
+    root.present()?;
+    Ok(())
+}
+
+fn draw_bars(
+    path: &Path,
+    title: &str,
+    y_label: &str,
+    categories: &[&str],
+    series: &[BarSeries],
+) -> DrawResult {
+    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(title, ("sans-serif", 26))?;
+    let ends = series
+        .iter()
+        .flat_map(|s| s.values.iter())
+        .filter(|(v, _)| v.is_finite())
+        .flat_map(|&(v, e)| {
+            let e = if e.is_finite() { e.abs() } else { 0.0 };
+            [v - e, v + e]
+        });
+    // Bars start at 0: keep 0 in the range.
+    let (lo, hi) = bounds(ends.chain([0.0]));
+    let n = categories.len();
+    // Category i is centred on x = i, so the axis's integer key points name the categories.
+    let mut chart = ChartBuilder::on(&root)
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(-0.5f64..n as f64 - 0.5, lo..hi)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n)
+        .x_label_formatter(&|x| {
+            let i = x.round();
+            if (x - i).abs() > 1e-6 || i < 0.0 {
+                return String::new();
+            }
+            categories
+                .get(i as usize)
+                .map(|c| c.to_string())
+                .unwrap_or_default()
+        })
+        .y_desc(y_label)
+        .label_style(("sans-serif", 15))
+        .draw()?;
+    if lo < 0.0 && hi > 0.0 {
+        chart.draw_series(LineSeries::new([(-0.5, 0.0), (n as f64 - 0.5, 0.0)], BLACK))?;
+    }
+    let width = 0.8 / series.len() as f64;
+    for (j, s) in series.iter().enumerate() {
+        let colour = Palette99::pick(j);
+        let bars = s
+            .values
+            .iter()
+            .enumerate()
+            .filter(|(_, (v, _))| v.is_finite());
+        let x0 = |i: usize| i as f64 - 0.4 + j as f64 * width;
+        chart
+            .draw_series(bars.clone().map(|(i, &(v, _))| {
+                Rectangle::new(
+                    [(x0(i) + 0.1 * width, 0.0), (x0(i) + 0.9 * width, v)],
+                    colour.filled(),
+                )
+            }))?
+            .label(s.name.as_str())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 16, y + 6)], colour.filled()));
+        chart.draw_series(bars.filter(|(_, (_, e))| e.is_finite() && *e > 0.0).map(
+            |(i, &(v, e))| {
+                let x = x0(i) + 0.5 * width;
+                PathElement::new([(x, v - e.abs()), (x, v + e.abs())], BLACK.stroke_width(2))
+            },
+        ))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 15))
+        .draw()?;
     root.present()?;
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Learning curves: a PNG of the right size with drawn content, written atomically, and typed
 //! errors for what cannot be drawn.
 
-use lora_bert_train::plot::{SIZE, learning_curves};
+use lora_bert_train::plot::{BarSeries, SIZE, grouped_bars, learning_curves};
 use lora_bert_train::{Evaluation, FitReport, TrainError};
 
 fn report(steps: usize, offset: f64) -> FitReport {
@@ -72,4 +72,57 @@ fn nothing_to_draw_or_nowhere_to_write_is_an_error() {
         matches!(&err, TrainError::Plot { path, .. } if path == &missing),
         "{err}"
     );
+}
+
+fn series(name: &str, values: &[(f64, f64)]) -> BarSeries {
+    BarSeries {
+        name: name.into(),
+        values: values.to_vec(),
+    }
+}
+
+#[test]
+fn grouped_bars_make_a_png_that_depends_on_the_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bars.png");
+    let cats = ["NER 100%", "NER 10%", "TC 100%"];
+    let a = series("NER PF", &[(0.8, 0.3), (-1.2, 0.5), (2.0, 0.0)]);
+    let b = series("MTPF-TPL", &[(0.6, 0.2), (2.1, 0.4), (f64::NAN, 0.0)]);
+    grouped_bars(
+        &path,
+        "gain over no PF",
+        "points",
+        &cats,
+        &[a.clone(), b.clone()],
+    )
+    .unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(png_size(&bytes), SIZE);
+    assert!(bytes.len() > 10_000, "{} bytes", bytes.len());
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["bars.png"]);
+
+    // Another value draws another bar.
+    let other = dir.path().join("other.png");
+    let b2 = series("MTPF-TPL", &[(0.6, 0.2), (1.1, 0.4), (f64::NAN, 0.0)]);
+    grouped_bars(&other, "gain over no PF", "points", &cats, &[a, b2]).unwrap();
+    assert_ne!(std::fs::read(&other).unwrap(), bytes);
+}
+
+#[test]
+fn grouped_bars_refuse_mismatched_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bars.png");
+    let short = series("short", &[(1.0, 0.0)]);
+    let err = grouped_bars(&path, "t", "y", &["a", "b"], &[short]).unwrap_err();
+    assert!(
+        matches!(&err, TrainError::InvalidArgument { message, .. } if message.contains("short")),
+        "{err}"
+    );
+    let err = grouped_bars(&path, "t", "y", &[], &[]).unwrap_err();
+    assert!(matches!(err, TrainError::InvalidArgument { .. }), "{err}");
+    assert!(!path.exists());
 }

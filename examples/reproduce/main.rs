@@ -1,0 +1,352 @@
+//! Reproduces the paper's comparison on real data: does MTPF-TPL keep both families' gains?
+//!
+//! ```text
+//! cargo run --release --example reproduce                      # quick profile, minutes
+//! cargo run --release --example reproduce -- --profile full \
+//!     --report docs/results.md                                 # the full run, hours
+//! cargo run --release --example reproduce -- --profile full --tasks wnut16,vader-tweets \
+//!     --seeds 0 --sweep rank=4,16 --report docs/results.md     # an ablation sweep
+//! ```
+//!
+//! 1. Pre-finetunes all-MiniLM-L6-v2 under each variant: NER PF (word-level distillation from
+//!    all-mpnet-base-v2 on Brown sentences), TC PF (contrastive on text pairs), naive
+//!    multi-task PF (both objectives, one backbone) and MTPF-TPL (both, each family through
+//!    its own LoRA group). `data.rs` says how this data is kept apart from downstream data.
+//! 2. Fine-tunes every downstream task (3 token-level, 7 sentence-level) from the plain
+//!    backbone and from each pre-finetuned model, with 100% and 10% of its training data,
+//!    for each seed, and scores the best dev checkpoint on test.
+//! 3. Writes each run as JSON under `OUT/runs`, all of them next to the report
+//!    (`FILE-runs.json`), and the Markdown report with a chart (`FILE.png`).
+//!
+//! Every stage resumes: a finished pre-finetuning or run is read back, an interrupted
+//! pre-finetuning continues from its checkpoint, the teacher cache keeps its finished shards.
+//! `OUT/plan.json` pins the sizes and protocol of a folder; a rerun that changes them is
+//! refused (use another `--out`).
+
+mod data;
+mod pf;
+mod plan;
+mod report;
+mod runs;
+
+use std::collections::BTreeMap;
+use std::error::Error;
+use std::time::Instant;
+
+use lora_bert::adapters::{AdaptedModel, Lora};
+use lora_bert::assets::{self, AssetCache};
+use lora_bert::device;
+use lora_bert::encoder::BertModel;
+use lora_bert::encoder::tokenizer::{BertTokenizer, LengthPolicy};
+use lora_bert::train::load_pf;
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{Arm, Plan};
+
+pub type Result<T> = std::result::Result<T, Box<dyn Error>>;
+
+/// What `OUT/plan.json` pins: everything that changes a run's result but not its key.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Pinned {
+    profile: String,
+    protocol: String,
+    max_len: usize,
+    pf_steps: usize,
+    pf_batch: usize,
+    pf_lr: f64,
+    pf_sentences: usize,
+    pf_pairs: usize,
+    pf_dev: usize,
+    token_steps: usize,
+    text_steps: usize,
+    batch: usize,
+    lr: f64,
+    evals: usize,
+    dev: usize,
+    test: usize,
+}
+
+impl Pinned {
+    fn of(plan: &Plan) -> Pinned {
+        let s = &plan.sizes;
+        Pinned {
+            profile: plan.profile.name().into(),
+            protocol: runs::protocol_name(plan.protocol).into(),
+            max_len: s.max_len,
+            pf_steps: s.pf_steps,
+            pf_batch: s.pf_batch,
+            pf_lr: s.pf_lr,
+            pf_sentences: s.pf_sentences,
+            pf_pairs: s.pf_pairs,
+            pf_dev: s.pf_dev,
+            token_steps: s.token_steps,
+            text_steps: s.text_steps,
+            batch: s.batch,
+            lr: s.lr,
+            evals: s.evals,
+            dev: s.dev,
+            test: s.test,
+        }
+    }
+}
+
+/// Adds this command line to `OUT/commands.json` (once) and returns every command that wrote
+/// into the folder, in order.
+fn remember_command(plan: &Plan) -> Result<Vec<String>> {
+    let path = plan.out.join("commands.json");
+    let mut commands: Vec<String> = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    if !plan.report_only && !commands.contains(&plan.command) {
+        commands.push(plan.command.clone());
+        runs::write_json(&path, &commands)?;
+    }
+    Ok(commands)
+}
+
+/// Records the plan's sizes in `OUT/plan.json`, or checks them against an earlier run's.
+fn pin(plan: &Plan) -> Result<()> {
+    let path = plan.out.join("plan.json");
+    let mine = Pinned::of(plan);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let theirs: Pinned =
+                serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+            // The protocol is part of each run's key: only the sizes must agree.
+            let same = Pinned {
+                protocol: theirs.protocol.clone(),
+                ..mine
+            };
+            if same != theirs {
+                return Err(format!(
+                    "{} was made with other sizes ({theirs:?}); use another --out or the same \
+                     flags",
+                    path.display()
+                )
+                .into());
+            }
+            Ok(())
+        }
+        Err(_) => runs::write_json(&path, &mine),
+    }
+}
+
+fn main() -> Result<()> {
+    let Some(plan) = plan::parse(std::env::args().skip(1).collect())? else {
+        return Ok(());
+    };
+    let started = Instant::now();
+    std::fs::create_dir_all(&plan.out)?;
+    pin(&plan)?;
+    let cache = AssetCache::from_env()?;
+    let inference = device::device(plan.backend)?;
+    let training = device::autodiff(inference.clone());
+    let files = assets::all_minilm_l6_v2(&cache)?;
+    let tokenizer = BertTokenizer::from_file(&files.tokenizer)?
+        .with_max_length(plan.sizes.max_len)
+        .with_length_policy(LengthPolicy::Window {
+            stride: plan.sizes.max_len / 4,
+        });
+    // Pre-finetuning rows are shorter: its sentences have at most 40 words, and its pairs
+    // (e-mail bodies, news paragraphs) are cut, which halves the cost of a contrastive step.
+    let pf_tokenizer = tokenizer
+        .clone()
+        .with_max_length(plan.sizes.max_len.min(pf::MAX_LEN));
+    let settings = plan.settings()?;
+    let commands = remember_command(&plan)?;
+    println!(
+        "reproduce, profile {}: {} arms x {} tasks x {} fractions x {} seeds{}, protocol {}, \
+         backend {}; outputs in {}",
+        plan.profile,
+        plan.arms.len(),
+        plan.tasks.len(),
+        plan.fractions.len(),
+        plan.seeds.len(),
+        if settings.len() > 1 {
+            format!(" (+ {} ablation settings)", settings.len() - 1)
+        } else {
+            String::new()
+        },
+        runs::protocol_name(plan.protocol),
+        plan.backend,
+        plan.out.display()
+    );
+
+    // Data: the Brown halves, the pre-finetuning corpora and the downstream tasks.
+    let brown = data::Brown::load(&cache)?;
+    let s = &plan.sizes;
+    let pf_data = data::pf_data(&cache, &brown, s.pf_sentences, s.pf_pairs, s.pf_dev)?;
+    let mut tasks = Vec::new();
+    let mut sizes = BTreeMap::new();
+    for def in &plan.tasks {
+        let task = runs::Task::new(def, data::load_task(def, &cache, &brown)?)?;
+        sizes.insert(def.name.to_owned(), task.data.sizes());
+        tasks.push(task);
+    }
+    let planned: usize = settings
+        .iter()
+        .map(|(_, arms)| arms.len() * tasks.len() * plan.fractions.len() * plan.seeds.len())
+        .sum();
+    let unfinished = || {
+        let mut n = 0;
+        for (setting, arms) in &settings {
+            for &arm in arms {
+                for task in &tasks {
+                    for &fraction in &plan.fractions {
+                        for &seed in &plan.seeds {
+                            let path = runs::record_path(
+                                &plan.out,
+                                plan.protocol,
+                                setting,
+                                arm,
+                                task.def,
+                                fraction,
+                                seed,
+                            );
+                            n += usize::from(!path.is_file());
+                        }
+                    }
+                }
+            }
+        }
+        n
+    };
+
+    // Pre-finetuning.
+    let teacher_seconds_path = plan.out.join("pf").join("teacher.json");
+    let mut teacher_seconds: Option<f64> = std::fs::read(&teacher_seconds_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let mut pf_records = Vec::new();
+    if !plan.report_only {
+        let needs_teacher = settings.iter().any(|(setting, arms)| {
+            arms.iter().any(|&a| {
+                matches!(a, Arm::NerPf | Arm::Naive | Arm::MtpfTpl)
+                    && pf::read_record(&plan.out, setting, a).is_none()
+            })
+        });
+        let teacher = if needs_teacher {
+            let t = Instant::now();
+            let cache = pf::teacher_cache(&cache, &pf_data, &plan.out, &inference)?;
+            if teacher_seconds.is_none() {
+                let secs = t.elapsed().as_secs_f64();
+                runs::write_json(&teacher_seconds_path, &secs)?;
+                teacher_seconds = Some(secs);
+            }
+            Some(cache)
+        } else {
+            None
+        };
+        for (setting, arms) in &settings {
+            for &arm in arms.iter().filter(|a| **a != Arm::NoPf) {
+                pf_records.push(pf::ensure(
+                    &plan,
+                    setting,
+                    arm,
+                    &files,
+                    &pf_tokenizer,
+                    &pf_data,
+                    teacher.as_ref(),
+                    &training,
+                )?);
+            }
+        }
+    } else {
+        for (setting, arms) in &settings {
+            pf_records.extend(
+                arms.iter()
+                    .filter_map(|&a| pf::read_record(&plan.out, setting, a)),
+            );
+        }
+    }
+
+    let context = |wall: f64| report::Context {
+        plan: &plan,
+        pf: pf_records.clone(),
+        teacher_seconds,
+        unfinished: unfinished(),
+        commands: commands.clone(),
+        wall_seconds: wall,
+        sizes: sizes.clone(),
+        pf_sources: pf_data
+            .pair_sources
+            .iter()
+            .map(|(n, c)| ((*n).to_owned(), *c))
+            .collect(),
+    };
+
+    // Downstream runs: seed by seed, so a partial run covers every task and arm.
+    if !plan.report_only {
+        let mut done = 0usize;
+        let mut trained = 0usize;
+        let mut run_seconds = 0.0;
+        for &seed in &plan.seeds {
+            for &fraction in &plan.fractions {
+                for task in &tasks {
+                    for (setting, arms) in &settings {
+                        for &arm in arms {
+                            done += 1;
+                            let path = runs::record_path(
+                                &plan.out,
+                                plan.protocol,
+                                setting,
+                                arm,
+                                task.def,
+                                fraction,
+                                seed,
+                            );
+                            if path.is_file() {
+                                continue;
+                            }
+                            let model: AdaptedModel<Lora> = match arm {
+                                Arm::NoPf => {
+                                    AdaptedModel::new(BertModel::load(&files.dir, &training)?.0)
+                                }
+                                _ => load_pf(pf::model_dir(&plan.out, setting, arm), &training)?,
+                            };
+                            let record = runs::run(
+                                &plan, setting, arm, task, fraction, seed, model, &tokenizer,
+                            )?;
+                            runs::write_json(&path, &record)?;
+                            trained += 1;
+                            run_seconds += record.seconds;
+                            let left = planned - done;
+                            println!(
+                                "[{done}/{planned}] {:<9} {:<16} {:>3}% seed {seed} {}: test {} \
+                                 {:.4} (dev {:.4} at step {}) {:.0}s, about {:.0} min left",
+                                arm.name(),
+                                task.def.name,
+                                (fraction * 100.0).round(),
+                                setting.name(),
+                                record.metric,
+                                record.test,
+                                record.dev_best,
+                                record.best_step,
+                                record.seconds,
+                                left as f64 * run_seconds / trained as f64 / 60.0
+                            );
+                            // The report follows the runs, so an interrupted run leaves one.
+                            if trained % 10 == 0 {
+                                report::write(
+                                    &context(started.elapsed().as_secs_f64()),
+                                    &runs::read_records(&plan.out)?,
+                                )?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    report::write(
+        &context(started.elapsed().as_secs_f64()),
+        &runs::read_records(&plan.out)?,
+    )?;
+    println!(
+        "\nreport: {} (wall time {:.0}s)",
+        plan.report.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

@@ -1,0 +1,601 @@
+//! What a run of the harness does: the arms (pre-finetuning variants), the downstream tasks,
+//! the profiles' sizes, the ablation settings, and the command line.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use lora_bert::Backend;
+use lora_bert::data::sampler::Strategy;
+use lora_bert::train::{Family, FineTuneMode, PfConfig, TokenMetric, TrainConfig, Variant};
+
+use crate::Result;
+
+/// One arm of the comparison: the plain backbone or one pre-finetuning variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Arm {
+    NoPf,
+    NerPf,
+    TcPf,
+    Naive,
+    MtpfTpl,
+}
+
+impl Arm {
+    pub const ALL: [Arm; 5] = [Arm::NoPf, Arm::NerPf, Arm::TcPf, Arm::Naive, Arm::MtpfTpl];
+
+    /// Short name (folders, JSON, `--arms`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Arm::NoPf => "no-pf",
+            Arm::NerPf => "ner-pf",
+            Arm::TcPf => "tc-pf",
+            Arm::Naive => "naive",
+            Arm::MtpfTpl => "mtpf-tpl",
+        }
+    }
+
+    /// Name in tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            Arm::NoPf => "no PF",
+            Arm::NerPf => "NER PF",
+            Arm::TcPf => "TC PF",
+            Arm::Naive => "naive MTL PF",
+            Arm::MtpfTpl => "MTPF-TPL",
+        }
+    }
+
+    /// The pre-finetuning variant, `None` for the plain backbone.
+    pub fn variant(self) -> Option<Variant> {
+        match self {
+            Arm::NoPf => None,
+            Arm::NerPf => Some(Variant::Ner),
+            Arm::TcPf => Some(Variant::Tc),
+            Arm::Naive => Some(Variant::Naive),
+            Arm::MtpfTpl => Some(Variant::MtpfTpl),
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Arm> {
+        Arm::ALL.into_iter().find(|a| a.name() == name)
+    }
+}
+
+/// How a downstream task is scored.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Kind {
+    /// Word-level tags, scored by entity F1 or tag accuracy.
+    Token(TokenMetric),
+    /// One label per text, scored by accuracy.
+    Text,
+}
+
+/// A downstream task of the comparison.
+#[derive(Debug)]
+pub struct TaskDef {
+    pub name: &'static str,
+    pub family: Family,
+    pub kind: Kind,
+    /// Multiplies the profile's steps (WNUT-16's entity F1 stays 0 for the first ~150 steps).
+    pub step_scale: usize,
+    /// What the data is and where it comes from.
+    pub about: &'static str,
+}
+
+impl TaskDef {
+    pub fn metric(&self) -> &'static str {
+        match self.kind {
+            Kind::Token(TokenMetric::EntityF1) => "entity F1",
+            Kind::Token(TokenMetric::Accuracy) => "tag accuracy",
+            Kind::Text => "accuracy",
+        }
+    }
+}
+
+pub fn family_name(family: Family) -> &'static str {
+    match family {
+        Family::Ner => "NER",
+        Family::Tc => "TC",
+    }
+}
+
+/// Every downstream task; none of their data reaches pre-finetuning (see `data.rs`).
+pub const TASKS: &[TaskDef] = &[
+    TaskDef {
+        name: "wnut16",
+        family: Family::Ner,
+        kind: Kind::Token(TokenMetric::EntityF1),
+        step_scale: 2,
+        about: "WNUT-16 Twitter NER, 10 entity types (BIO)",
+    },
+    TaskDef {
+        name: "brown-names",
+        family: Family::Ner,
+        kind: Kind::Token(TokenMetric::EntityF1),
+        step_scale: 1,
+        about: "proper-name spans of the Brown corpus (runs of `np*` tags as one NAME entity, BIO), downstream half of the Brown documents",
+    },
+    TaskDef {
+        name: "brown-pos",
+        family: Family::Ner,
+        kind: Kind::Token(TokenMetric::Accuracy),
+        step_scale: 1,
+        about: "Brown part-of-speech tags (simplified: no -tl/-hl/-nc/fw- markers), downstream half of the Brown documents",
+    },
+    TaskDef {
+        name: "rotten-tomatoes",
+        family: Family::Tc,
+        kind: Kind::Text,
+        step_scale: 1,
+        about: "Rotten Tomatoes critics' snippets, fresh vs rotten",
+    },
+    TaskDef {
+        name: "vader-tweets",
+        family: Family::Tc,
+        kind: Kind::Text,
+        step_scale: 1,
+        about: "VADER tweets, positive vs negative human valence",
+    },
+    TaskDef {
+        name: "vader-nyt",
+        family: Family::Tc,
+        kind: Kind::Text,
+        step_scale: 1,
+        about: "VADER NYT editorial sentences, positive vs negative",
+    },
+    TaskDef {
+        name: "vader-amazon",
+        family: Family::Tc,
+        kind: Kind::Text,
+        step_scale: 1,
+        about: "VADER Amazon review sentences, positive vs negative",
+    },
+    TaskDef {
+        name: "reuters-r8",
+        family: Family::Tc,
+        kind: Kind::Text,
+        step_scale: 1,
+        about: "Reuters-21578 R8 topics (8 classes), standard split",
+    },
+    TaskDef {
+        name: "20newsgroups",
+        family: Family::Tc,
+        kind: Kind::Text,
+        step_scale: 1,
+        about: "20 Newsgroups (20 classes), standard split",
+    },
+    TaskDef {
+        name: "brown-genre",
+        family: Family::Tc,
+        kind: Kind::Text,
+        step_scale: 1,
+        about: "genre (15 classes) of a Brown paragraph, downstream half of the Brown documents",
+    },
+];
+
+pub fn task(name: &str) -> Option<&'static TaskDef> {
+    TASKS.iter().find(|t| t.name == name)
+}
+
+/// The ablation knobs of MTPF-TPL's groups and sampler. A setting other than the default
+/// pre-finetunes its own models; its name keys its folders and records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Setting {
+    pub rank: usize,
+    pub k: usize,
+    pub targets: Vec<String>,
+    /// Temperature of the multi-task sampler (`n_i^(1/T)`).
+    pub temperature: f64,
+}
+
+impl Default for Setting {
+    fn default() -> Self {
+        let pf = PfConfig::new(TrainConfig::new(1));
+        let Strategy::Temperature(temperature) = pf.strategy else {
+            unreachable!("PfConfig's default sampler is temperature sampling")
+        };
+        Setting {
+            rank: pf.rank,
+            k: pf.k,
+            targets: pf.targets,
+            temperature,
+        }
+    }
+}
+
+impl Setting {
+    /// `default`, or the knobs that differ from it (`rank=4`, `k=1,targets=query+value`).
+    pub fn name(&self) -> String {
+        let base = Setting::default();
+        let mut parts = Vec::new();
+        if self.rank != base.rank {
+            parts.push(format!("rank={}", self.rank));
+        }
+        if self.k != base.k {
+            parts.push(format!("k={}", self.k));
+        }
+        if self.targets != base.targets {
+            parts.push(format!("targets={}", self.targets.join("+")));
+        }
+        if self.temperature != base.temperature {
+            parts.push(format!("temperature={}", self.temperature));
+        }
+        if parts.is_empty() {
+            "default".into()
+        } else {
+            parts.join(",")
+        }
+    }
+
+    /// Sets knob `key` (`rank`, `k`, `targets`, `temperature`) from its text.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        match key {
+            "rank" => self.rank = positive(key, value)?,
+            "k" => self.k = positive(key, value)?,
+            "targets" => {
+                self.targets = value
+                    .split(['+', ','])
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                if self.targets.is_empty() {
+                    return Err("targets: at least one module name".into());
+                }
+            }
+            "temperature" => {
+                let t: f64 = value.parse()?;
+                if !(t.is_finite() && t > 0.0) {
+                    return Err(format!("temperature {value}: must be finite and > 0").into());
+                }
+                self.temperature = t;
+            }
+            other => {
+                return Err(format!(
+                    "unknown ablation knob `{other}` (rank, k, targets, temperature)"
+                )
+                .into());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn positive(key: &str, value: &str) -> Result<usize> {
+    match value.parse::<usize>()? {
+        0 => Err(format!("{key} must be at least 1").into()),
+        n => Ok(n),
+    }
+}
+
+/// Sizes of one profile.
+#[derive(Debug, Clone)]
+pub struct Sizes {
+    /// Pre-finetuning: optimizer steps, batch size, peak learning rate.
+    pub pf_steps: usize,
+    pub pf_batch: usize,
+    pub pf_lr: f64,
+    /// Pre-finetuning data: Brown sentences (NER family) and text pairs (TC family), each
+    /// plus `pf_dev` held out for the dev metric.
+    pub pf_sentences: usize,
+    pub pf_pairs: usize,
+    pub pf_dev: usize,
+    /// Downstream: steps per run, batch size, peak learning rate, evaluations per run.
+    pub token_steps: usize,
+    pub text_steps: usize,
+    pub batch: usize,
+    pub lr: f64,
+    pub evals: usize,
+    /// Downstream dev and test examples (the first ones of the fixed splits).
+    pub dev: usize,
+    pub test: usize,
+    /// Tokens per row (special tokens included); longer sentences are windowed, longer
+    /// texts truncated.
+    pub max_len: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    Quick,
+    Full,
+}
+
+impl Profile {
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Quick => "quick",
+            Profile::Full => "full",
+        }
+    }
+
+    pub fn sizes(self) -> Sizes {
+        match self {
+            Profile::Quick => Sizes {
+                pf_steps: 24,
+                pf_batch: 16,
+                pf_lr: 5e-5,
+                pf_sentences: 256,
+                pf_pairs: 256,
+                pf_dev: 32,
+                token_steps: 40,
+                text_steps: 30,
+                batch: 16,
+                lr: 1e-3,
+                evals: 2,
+                dev: 100,
+                test: 200,
+                max_len: 64,
+            },
+            Profile::Full => Sizes {
+                pf_steps: 300,
+                pf_batch: 16,
+                pf_lr: 5e-5,
+                pf_sentences: 3000,
+                pf_pairs: 3000,
+                pf_dev: 64,
+                token_steps: 100,
+                text_steps: 60,
+                batch: 16,
+                lr: 1e-3,
+                evals: 2,
+                dev: 200,
+                test: 500,
+                max_len: 64,
+            },
+        }
+    }
+
+    pub fn tasks(self) -> Vec<&'static TaskDef> {
+        match self {
+            Profile::Quick => ["wnut16", "vader-tweets", "reuters-r8"]
+                .into_iter()
+                .filter_map(task)
+                .collect(),
+            // brown-genre stays out of the default: it reads the same documents as the Brown
+            // token tasks, and 3 + 6 tasks keep the full run to a few hours.
+            Profile::Full => TASKS.iter().filter(|t| t.name != "brown-genre").collect(),
+        }
+    }
+
+    pub fn seeds(self) -> Vec<u64> {
+        match self {
+            Profile::Quick => vec![0],
+            Profile::Full => vec![0, 1, 2],
+        }
+    }
+}
+
+/// Everything one invocation does.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub profile: Profile,
+    pub out: PathBuf,
+    pub report: PathBuf,
+    pub arms: Vec<Arm>,
+    pub tasks: Vec<&'static TaskDef>,
+    pub fractions: Vec<f64>,
+    pub seeds: Vec<u64>,
+    pub protocol: FineTuneMode,
+    pub sizes: Sizes,
+    /// The setting of the main comparison.
+    pub setting: Setting,
+    /// Ablation: knob and values; each value fine-tunes MTPF-TPL under its own setting.
+    pub sweep: Option<(String, Vec<String>)>,
+    pub backend: Backend,
+    pub report_only: bool,
+    /// The command line, for the report.
+    pub command: String,
+}
+
+impl Plan {
+    /// The settings to run: the main one, then each sweep value.
+    pub fn settings(&self) -> Result<Vec<(Setting, Vec<Arm>)>> {
+        let mut out = vec![(self.setting.clone(), self.arms.clone())];
+        if let Some((key, values)) = &self.sweep {
+            for value in values {
+                let mut setting = self.setting.clone();
+                setting.set(key, value)?;
+                if setting == self.setting {
+                    if !self.arms.contains(&Arm::MtpfTpl) {
+                        out[0].1.push(Arm::MtpfTpl);
+                    }
+                } else {
+                    out.push((setting, vec![Arm::MtpfTpl]));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The downstream steps of `task`.
+    pub fn steps(&self, task: &TaskDef) -> usize {
+        task.step_scale
+            * match task.kind {
+                Kind::Token(_) => self.sizes.token_steps,
+                Kind::Text => self.sizes.text_steps,
+            }
+    }
+
+    /// Pre-finetuning's configuration under `setting` (checkpoints set by the caller).
+    pub fn pf_config(&self, setting: &Setting, pad_id: u32) -> PfConfig {
+        let s = &self.sizes;
+        let mut train = TrainConfig::new(s.pf_steps);
+        train.learning_rate = s.pf_lr;
+        train.warmup_steps = s.pf_steps / 10;
+        train.eval_every = Some((s.pf_steps / 5).max(1));
+        train.log_every = 20;
+        let mut config = PfConfig::new(train);
+        config.batch_size = s.pf_batch;
+        config.dev_batches = (s.pf_dev / s.pf_batch).max(1);
+        config.pad_id = pad_id;
+        config.rank = setting.rank;
+        config.alpha = 2.0 * setting.rank as f64;
+        config.k = setting.k;
+        config.targets = setting.targets.clone();
+        config.strategy = Strategy::Temperature(setting.temperature);
+        config
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+pub const USAGE: &str = "\
+usage: reproduce [--profile quick|full] [--out DIR] [--report FILE] [--arms A,B,..]
+                 [--tasks T,..] [--fractions F,..] [--seeds S,..] [--protocol lora-head|head-only]
+                 [--pf-steps N] [--token-steps N] [--text-steps N] [--lr X]
+                 [--rank N] [--k N] [--targets M+M] [--temperature T]
+                 [--sweep KNOB=V1,V2,..] [--report-only] [--backend flex|ndarray]
+
+Pre-finetunes all-MiniLM-L6-v2 under each variant (NER PF, TC PF, naive multi-task PF,
+MTPF-TPL), fine-tunes every downstream task from each of them and from the plain backbone,
+with 100% and 10% of the training data and several seeds, and writes every run as JSON and
+a Markdown report with means, standard deviations, family averages, deltas against no PF
+and a chart. Finished runs are kept: rerunning the same command resumes.
+
+  --profile P       quick (3 tasks, 1 seed, tiny pre-finetuning; about 15 minutes on 2
+                    cores) or full (9 tasks, 3 seeds; hours). Default quick
+  --out DIR         models, runs and report (default runs/reproduce-PROFILE)
+  --report FILE     the Markdown report (default OUT/results.md); the chart is written next
+                    to it as FILE-stem.png
+  --arms LIST       no-pf,ner-pf,tc-pf,naive,mtpf-tpl (default all)
+  --tasks LIST      downstream tasks (default the profile's; all: wnut16, brown-names,
+                    brown-pos, rotten-tomatoes, vader-tweets, vader-nyt, vader-amazon,
+                    reuters-r8, 20newsgroups, brown-genre)
+  --fractions LIST  shares of each task's training data (default 1,0.1)
+  --seeds LIST      fine-tuning seeds (default: quick 0, full 0,1,2)
+  --protocol P      lora-head: a LoRA group shaped like the PF groups + a linear head, the
+                    backbone frozen (default); head-only: the head alone (MTPF-TPL keeps its
+                    family group, frozen)
+  --pf-steps N      pre-finetuning steps (quick 24, full 300)
+  --token-steps N   fine-tuning steps of a token task, twice that for wnut16 (quick 40,
+                    full 100)
+  --text-steps N    fine-tuning steps of a text task (quick 30, full 60)
+  --lr X            fine-tuning peak learning rate (default 1e-3)
+  --rank N --k N --targets M+M --temperature T
+                    MTPF-TPL's LoRA rank (8), last layers (2), projections (query+value) and
+                    sampler temperature (2) for the main comparison
+  --sweep KNOB=V,.. ablation: MTPF-TPL pre-finetuned and fine-tuned again for each value of
+                    one knob (rank, k, targets, temperature), e.g. --sweep rank=4,8,16
+  --report-only     rewrite the report from the finished runs, train nothing
+  --backend NAME    CPU backend (default flex)";
+
+fn list<T>(value: &str, parse: impl Fn(&str) -> Result<T>) -> Result<Vec<T>> {
+    let items = value
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(parse)
+        .collect::<Result<Vec<T>>>()?;
+    if items.is_empty() {
+        return Err(format!("empty list `{value}`").into());
+    }
+    Ok(items)
+}
+
+/// Parses the command line; `None` after `--help`.
+pub fn parse(args: Vec<String>) -> Result<Option<Plan>> {
+    let command = std::iter::once("cargo run --release --example reproduce --".to_owned())
+        .chain(args.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut profile = Profile::Quick;
+    // The profile sets the defaults the other flags change: read it first.
+    if let Some(i) = args.iter().position(|a| a == "--profile") {
+        profile = match args.get(i + 1).map(String::as_str) {
+            Some("quick") => Profile::Quick,
+            Some("full") => Profile::Full,
+            other => return Err(format!("--profile quick|full, not {other:?}").into()),
+        };
+    }
+    let mut plan = Plan {
+        profile,
+        out: PathBuf::from(format!("runs/reproduce-{}", profile.name())),
+        report: PathBuf::new(),
+        arms: Arm::ALL.to_vec(),
+        tasks: profile.tasks(),
+        fractions: vec![1.0, 0.1],
+        seeds: profile.seeds(),
+        protocol: FineTuneMode::LoraHead,
+        sizes: profile.sizes(),
+        setting: Setting::default(),
+        sweep: None,
+        backend: Backend::default_cpu()?,
+        report_only: false,
+        command,
+    };
+    let mut report = None;
+    let mut it = args.into_iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--profile" => {
+                value()?;
+            }
+            "--out" => plan.out = value()?.into(),
+            "--report" => report = Some(PathBuf::from(value()?)),
+            "--arms" => {
+                plan.arms = list(&value()?, |a| {
+                    Arm::from_name(a).ok_or_else(|| format!("unknown arm `{a}`").into())
+                })?
+            }
+            "--tasks" => {
+                plan.tasks = list(&value()?, |t| {
+                    task(t).ok_or_else(|| format!("unknown task `{t}`").into())
+                })?
+            }
+            "--fractions" => {
+                plan.fractions = list(&value()?, |f| {
+                    let f: f64 = f.parse()?;
+                    if f > 0.0 && f <= 1.0 {
+                        Ok(f)
+                    } else {
+                        Err(format!("fraction {f} is not in (0, 1]").into())
+                    }
+                })?
+            }
+            "--seeds" => plan.seeds = list(&value()?, |s| Ok(s.parse()?))?,
+            "--protocol" => {
+                plan.protocol = match value()?.as_str() {
+                    "lora-head" => FineTuneMode::LoraHead,
+                    "head-only" => FineTuneMode::HeadOnly,
+                    other => return Err(format!("unknown protocol `{other}`").into()),
+                }
+            }
+            "--pf-steps" => plan.sizes.pf_steps = positive(&flag, &value()?)?,
+            "--token-steps" => plan.sizes.token_steps = positive(&flag, &value()?)?,
+            "--text-steps" => plan.sizes.text_steps = positive(&flag, &value()?)?,
+            "--lr" => plan.sizes.lr = value()?.parse()?,
+            "--rank" | "--k" | "--targets" | "--temperature" => {
+                let v = value()?;
+                plan.setting.set(&flag[2..], &v)?
+            }
+            "--sweep" => {
+                let v = value()?;
+                let (key, values) = v
+                    .split_once('=')
+                    .ok_or("--sweep takes KNOB=V1,V2,.. (e.g. rank=4,8,16)")?;
+                let values: Vec<String> = values
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                // Check every value now rather than after hours of training.
+                for value in &values {
+                    Setting::default().set(key, value)?;
+                }
+                plan.sweep = Some((key.to_owned(), values));
+            }
+            "--report-only" => plan.report_only = true,
+            "--backend" => plan.backend = value()?.parse()?,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(None);
+            }
+            other => return Err(format!("unknown argument `{other}`\n\n{USAGE}").into()),
+        }
+    }
+    plan.report = report.unwrap_or_else(|| plan.out.join("results.md"));
+    Ok(Some(plan))
+}

@@ -1,0 +1,730 @@
+//! The Markdown report: per-task means and standard deviations, family averages, deltas
+//! against no PF (paired by seed), the paper's claims checked against them, the ablation, the
+//! pre-finetuning runs, and a chart.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use lora_bert::train::plot::{BarSeries, grouped_bars};
+
+use crate::Result;
+use crate::pf::PfRecord;
+use crate::plan::{Arm, Plan, Setting, TASKS};
+use crate::runs::{RunRecord, protocol_name};
+
+/// Mean and sample standard deviation (n − 1; 0 for one value).
+pub fn mean_std(values: &[f64]) -> (f64, f64) {
+    let n = values.len();
+    if n == 0 {
+        return (f64::NAN, f64::NAN);
+    }
+    let mean = values.iter().sum::<f64>() / n as f64;
+    if n == 1 {
+        return (mean, 0.0);
+    }
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    (mean, var.sqrt())
+}
+
+/// Scores by (setting, arm, task, fraction in percent) → seed → test score.
+type Scores = BTreeMap<(String, String, String, u32), BTreeMap<u64, f64>>;
+
+fn pct(fraction: f64) -> u32 {
+    (fraction * 100.0).round() as u32
+}
+
+fn index(records: &[RunRecord]) -> Scores {
+    let mut scores = Scores::new();
+    for r in records {
+        scores
+            .entry((
+                r.setting.clone(),
+                r.arm.clone(),
+                r.task.clone(),
+                pct(r.fraction),
+            ))
+            .or_default()
+            .insert(r.seed, r.test);
+    }
+    scores
+}
+
+/// The family average of `arm` minus no PF's (default setting's), per seed present for every
+/// task of the family in both: the mean and standard deviation over those seeds, and the
+/// number of seeds. `None` when no seed is complete.
+fn family_delta(
+    scores: &Scores,
+    setting: &str,
+    arm: &str,
+    family_tasks: &[&str],
+    fraction: u32,
+) -> Option<((f64, f64), usize)> {
+    let get = |setting: &str, arm: &str, task: &str| {
+        scores.get(&(
+            setting.to_owned(),
+            arm.to_owned(),
+            task.to_owned(),
+            fraction,
+        ))
+    };
+    let mut per_seed = Vec::new();
+    let seeds: BTreeSet<u64> = family_tasks
+        .iter()
+        .filter_map(|t| get(setting, arm, t))
+        .flat_map(|m| m.keys().copied())
+        .collect();
+    for seed in seeds {
+        let deltas: Option<Vec<f64>> = family_tasks
+            .iter()
+            .map(|t| {
+                let a = get(setting, arm, t)?.get(&seed)?;
+                let b = get("default", Arm::NoPf.name(), t)?.get(&seed)?;
+                Some(a - b)
+            })
+            .collect();
+        if let Some(d) = deltas {
+            per_seed.push(d.iter().sum::<f64>() / d.len() as f64);
+        }
+    }
+    (!per_seed.is_empty()).then(|| (mean_std(&per_seed), per_seed.len()))
+}
+
+/// `12.34 ± 0.56` in points (scores × 100).
+fn cell(values: &[f64]) -> String {
+    if values.is_empty() {
+        return "–".into();
+    }
+    let (m, s) = mean_std(values);
+    if values.len() == 1 {
+        format!("{:.2}", 100.0 * m)
+    } else {
+        format!("{:.2} ± {:.2}", 100.0 * m, 100.0 * s)
+    }
+}
+
+fn signed(v: f64) -> String {
+    format!("{:+.2}", 100.0 * v)
+}
+
+/// The machine, as far as the program can tell.
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let threads = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!(
+        "{cpu}, {threads} hardware threads, {} {}",
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
+}
+
+/// Today's date (UTC) from the system clock.
+fn today() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    // Howard Hinnant's days-to-civil.
+    let z = secs.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+fn hours(seconds: f64) -> String {
+    if seconds >= 3600.0 {
+        format!("{:.1} h", seconds / 3600.0)
+    } else {
+        format!("{:.1} min", seconds / 60.0)
+    }
+}
+
+/// What the report needs besides the records.
+pub struct Context<'a> {
+    pub plan: &'a Plan,
+    pub pf: Vec<PfRecord>,
+    pub teacher_seconds: Option<f64>,
+    /// Runs of this invocation's plan not finished yet.
+    pub unfinished: usize,
+    /// Every command that wrote into the output folder, in order.
+    pub commands: Vec<String>,
+    /// Wall time of this invocation so far.
+    pub wall_seconds: f64,
+    /// Sizes of each task as used: train (100%), dev, test.
+    pub sizes: BTreeMap<String, [usize; 3]>,
+    pub pf_sources: Vec<(String, usize)>,
+}
+
+/// Writes the report, its chart and the JSON of every run.
+pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
+    let plan = ctx.plan;
+    let records: Vec<RunRecord> = records
+        .iter()
+        .filter(|r| r.protocol == plan.protocol)
+        .cloned()
+        .collect();
+    let scores = index(&records);
+    let report = &plan.report;
+    if let Some(parent) = report.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let stem = report
+        .file_stem()
+        .map_or("results".into(), |s| s.to_string_lossy().into_owned());
+    let chart = report.with_file_name(format!("{stem}.png"));
+    let runs_json = report.with_file_name(format!("{stem}-runs.json"));
+    crate::runs::write_json(&runs_json, &records)?;
+
+    let fractions: Vec<u32> = plan.fractions.iter().map(|&f| pct(f)).collect();
+    let tasks: Vec<&str> = TASKS
+        .iter()
+        .filter(|t| records.iter().any(|r| r.task == t.name))
+        .map(|t| t.name)
+        .collect();
+    let family_tasks = |family: &str| -> Vec<&str> {
+        TASKS
+            .iter()
+            .filter(|t| crate::plan::family_name(t.family) == family && tasks.contains(&t.name))
+            .map(|t| t.name)
+            .collect()
+    };
+    let arms: Vec<Arm> = Arm::ALL
+        .into_iter()
+        .filter(|a| {
+            records
+                .iter()
+                .any(|r| r.setting == "default" && r.arm == a.name())
+        })
+        .collect();
+    let s = &plan.sizes;
+    let pf_default = PfDefaults::of(plan);
+    let compute: f64 = records.iter().map(|r| r.seconds).sum::<f64>()
+        + ctx.pf.iter().map(|p| p.seconds).sum::<f64>()
+        + ctx.teacher_seconds.unwrap_or(0.0);
+
+    let mut md = String::new();
+    let w = &mut md;
+    writeln!(w, "# Results: does MTPF-TPL keep both families' gains?\n")?;
+    writeln!(
+        w,
+        "Written by the `reproduce` example on {} from {} finished runs{}. The commands that \
+         made them (rerunning one resumes it: finished runs are kept):\n",
+        today(),
+        records.len(),
+        if ctx.unfinished > 0 {
+            format!(
+                "; **partial: {} runs of the last command are not finished, the tables cover \
+                 the finished ones only**",
+                ctx.unfinished
+            )
+        } else {
+            String::new()
+        }
+    )?;
+    writeln!(w, "```text\n{}\n```\n", ctx.commands.join("\n"))?;
+    writeln!(w, "- machine: {}; backend {}", machine(), plan.backend)?;
+    writeln!(
+        w,
+        "- compute: {} in all (pre-finetuning, teacher cache and every finished run, summed over \
+         the sessions that ran them); this invocation's wall time {}",
+        hours(compute),
+        hours(ctx.wall_seconds)
+    )?;
+    writeln!(
+        w,
+        "- every run: [`{}`]({}) (one record per arm × task × fraction × seed)\n",
+        runs_json
+            .file_name()
+            .map_or(String::new(), |n| n.to_string_lossy().into_owned()),
+        runs_json
+            .file_name()
+            .map_or(String::new(), |n| n.to_string_lossy().into_owned()),
+    )?;
+
+    writeln!(w, "## Setup\n")?;
+    writeln!(
+        w,
+        "- **Backbone**: all-MiniLM-L6-v2 (6 layers, hidden 384, 22.7M parameters), {} tokens \
+         per row (longer sentences windowed, longer texts truncated).",
+        s.max_len
+    )?;
+    writeln!(
+        w,
+        "- **Pre-finetuning** (`{}` setting): {} steps of {} rows of at most {} tokens, AdamW \
+         lr {} (10% warm-up, linear decay), every parameter of the backbone trained. NER family: word-level MSE \
+         distillation of all-mpnet-base-v2's last hidden layer (mean of each word's pieces, \
+         cached once) on {} Brown sentences; TC family: symmetric InfoNCE (temperature 0.05, \
+         in-batch negatives, mean pooling) on {} text pairs ({}). A further {} sentences and \
+         {} pairs are held out as the pre-finetuning dev set (best checkpoint by dev loss). \
+         Multi-task arms draw each step's family with probability ∝ n^(1/T), T = {}. \
+         MTPF-TPL: LoRA groups `ner` and `tc` (r = {}, alpha = 2r, on {} of the last {} \
+         layers), each batch through its family's group.",
+        plan.setting.name(),
+        s.pf_steps,
+        s.pf_batch,
+        s.max_len.min(crate::pf::MAX_LEN),
+        s.pf_lr,
+        s.pf_sentences,
+        s.pf_pairs,
+        ctx.pf_sources
+            .iter()
+            .map(|(n, c)| format!("{c} {n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        s.pf_dev,
+        s.pf_dev,
+        pf_default.temperature,
+        pf_default.rank,
+        pf_default.targets,
+        pf_default.k,
+    )?;
+    writeln!(
+        w,
+        "- **Kept apart**: the Brown corpus is split by document (10% of each genre's files to \
+         dev, 10% to test); its train documents are halved per genre (alternating in file-name \
+         order). Pre-finetuning reads only the first half (sentences and neighbouring-sentence \
+         pairs) and the train splits of SpamAssassin and BBC News, which are not downstream \
+         tasks; the Brown downstream tasks train on the second half and are scored on the \
+         dev/test documents. The other downstream datasets never reach pre-finetuning."
+    )?;
+    writeln!(
+        w,
+        "- **Downstream protocol**: `{}`{}; {} steps for token tasks, {} for text tasks, \
+         batch {}, AdamW lr {} (10% warm-up, linear decay), {} dev evaluations per run (first \
+         {} dev examples), the best dev checkpoint scored on the first {} test examples; \
+         WNUT-16 runs twice the steps (its entity F1 stays 0 for about 150 steps). \
+         Token tasks are scored on words (first piece); texts by accuracy. With 10% of the \
+         training data the same number of steps runs more epochs. Seeds: {:?} (the seed \
+         draws the 10% subset, the head's initial weights and the batch order).",
+        protocol_name(plan.protocol),
+        match plan.protocol {
+            lora_bert::train::FineTuneMode::HeadOnly =>
+                ": the linear head alone; MTPF-TPL routes through its family's group, frozen",
+            _ =>
+                ": a LoRA group shaped like the pre-finetuning groups plus a linear head, the \
+                 backbone frozen; MTPF-TPL starts from a copy of its family's group, the other \
+                 arms from a fresh group (B = 0)",
+        },
+        s.token_steps,
+        s.text_steps,
+        s.batch,
+        s.lr,
+        s.evals,
+        s.dev,
+        s.test,
+        plan.seeds,
+    )?;
+    writeln!(
+        w,
+        "\n| task | family | metric | train (100%) | dev | test | data |"
+    )?;
+    writeln!(w, "|---|---|---|---:|---:|---:|---|")?;
+    for t in TASKS.iter().filter(|t| tasks.contains(&t.name)) {
+        let [train, dev, test] = ctx.sizes.get(t.name).copied().unwrap_or([0; 3]);
+        writeln!(
+            w,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            t.name,
+            crate::plan::family_name(t.family),
+            t.metric(),
+            train,
+            dev.min(s.dev),
+            test.min(s.test),
+            t.about
+        )?;
+    }
+
+    // Per-task tables.
+    for &fraction in &fractions {
+        writeln!(
+            w,
+            "\n## Test scores, {fraction}% of the training data\n\nMean ± standard deviation \
+             over seeds, in points (score × 100).\n"
+        )?;
+        write!(w, "| task | metric |")?;
+        for arm in &arms {
+            write!(w, " {} |", arm.label())?;
+        }
+        write!(w, "\n|---|---|")?;
+        for _ in &arms {
+            write!(w, "---:|")?;
+        }
+        writeln!(w)?;
+        for t in TASKS.iter().filter(|t| tasks.contains(&t.name)) {
+            write!(w, "| {} | {} |", t.name, t.metric())?;
+            for arm in &arms {
+                let values: Vec<f64> = scores
+                    .get(&("default".into(), arm.name().into(), t.name.into(), fraction))
+                    .map(|m| m.values().copied().collect())
+                    .unwrap_or_default();
+                write!(w, " {} |", cell(&values))?;
+            }
+            writeln!(w)?;
+        }
+        for family in ["NER", "TC"] {
+            let ft = family_tasks(family);
+            if ft.is_empty() {
+                continue;
+            }
+            write!(w, "| **{family} average** | |")?;
+            for arm in &arms {
+                let means: Option<Vec<f64>> = ft
+                    .iter()
+                    .map(|t| {
+                        let m = scores.get(&(
+                            "default".into(),
+                            arm.name().into(),
+                            (*t).into(),
+                            fraction,
+                        ))?;
+                        Some(m.values().sum::<f64>() / m.len() as f64)
+                    })
+                    .collect();
+                match means {
+                    Some(m) => write!(
+                        w,
+                        " **{:.2}** |",
+                        100.0 * m.iter().sum::<f64>() / m.len() as f64
+                    )?,
+                    None => write!(w, " – |")?,
+                }
+            }
+            writeln!(w)?;
+            write!(w, "| {family} Δ vs no PF | |")?;
+            for arm in &arms {
+                match family_delta(&scores, "default", arm.name(), &ft, fraction) {
+                    Some(((m, sd), n)) if n > 1 => {
+                        write!(w, " {} ± {:.2} |", signed(m), 100.0 * sd)?
+                    }
+                    Some(((m, _), _)) => write!(w, " {} |", signed(m))?,
+                    None => write!(w, " – |")?,
+                }
+            }
+            writeln!(w)?;
+        }
+    }
+    writeln!(
+        w,
+        "\nFamily averages are means over the family's tasks of the per-task means. Δ is the \
+         family average minus no PF's, paired by seed (mean ± standard deviation over seeds); \
+         it is shown only for seeds where every task of the family finished in both arms."
+    )?;
+
+    // Chart and paper comparison.
+    let mut categories = Vec::new();
+    let mut series: Vec<BarSeries> = arms
+        .iter()
+        .filter(|a| **a != Arm::NoPf)
+        .map(|a| BarSeries {
+            name: a.label().into(),
+            values: Vec::new(),
+        })
+        .collect();
+    for family in ["NER", "TC"] {
+        let ft = family_tasks(family);
+        if ft.is_empty() {
+            continue;
+        }
+        for &fraction in &fractions {
+            categories.push(format!("{family} {fraction}%"));
+            for (arm, bars) in arms.iter().filter(|a| **a != Arm::NoPf).zip(&mut series) {
+                let v = family_delta(&scores, "default", arm.name(), &ft, fraction)
+                    .map_or((f64::NAN, 0.0), |((m, sd), _)| (100.0 * m, 100.0 * sd));
+                bars.values.push(v);
+            }
+        }
+    }
+    if !categories.is_empty() && !series.is_empty() {
+        let cats: Vec<&str> = categories.iter().map(String::as_str).collect();
+        grouped_bars(
+            &chart,
+            "Family average minus no PF (mean ± sd over seeds)",
+            "points",
+            &cats,
+            &series,
+        )?;
+        writeln!(
+            w,
+            "\n![family-average deltas against no PF]({})\n",
+            chart
+                .file_name()
+                .map_or(String::new(), |n| n.to_string_lossy().into_owned())
+        )?;
+    }
+
+    writeln!(w, "## Against the paper's claims\n")?;
+    writeln!(
+        w,
+        "The paper reports, over 21 tasks, MTPF-TPL's average gain over the plain backbone: \
+         +0.8 F1 on NER, +8.8 accuracy on text classification, and +8.4 F1 on NER with 10% of \
+         the data. Its NER tasks are entity F1 only; our NER family also holds Brown POS (tag \
+         accuracy).\n"
+    )?;
+    writeln!(
+        w,
+        "| family | data | paper (MTPF-TPL) | MTPF-TPL | NER PF | TC PF | naive MTL PF |"
+    )?;
+    writeln!(w, "|---|---:|---:|---:|---:|---:|---:|")?;
+    let delta = |arm: Arm, family: &str, fraction: u32| {
+        family_delta(
+            &scores,
+            "default",
+            arm.name(),
+            &family_tasks(family),
+            fraction,
+        )
+        .map(|((m, _), _)| m)
+    };
+    let show = |v: Option<f64>| v.map_or("–".to_owned(), signed);
+    for family in ["NER", "TC"] {
+        for &fraction in &fractions {
+            let paper = match (family, fraction) {
+                ("NER", 100) => "+0.8",
+                ("TC", 100) => "+8.8",
+                ("NER", 10) => "+8.4",
+                _ => "not reported",
+            };
+            writeln!(
+                w,
+                "| {family} | {fraction}% | {paper} | {} | {} | {} | {} |",
+                show(delta(Arm::MtpfTpl, family, fraction)),
+                show(delta(Arm::NerPf, family, fraction)),
+                show(delta(Arm::TcPf, family, fraction)),
+                show(delta(Arm::Naive, family, fraction)),
+            )?;
+        }
+    }
+    writeln!(
+        w,
+        "\nThe claims, read off the table above (Δ in points against no PF):\n"
+    )?;
+    for &fraction in &fractions {
+        let (ner, tc) = (
+            delta(Arm::NerPf, "NER", fraction),
+            delta(Arm::TcPf, "TC", fraction),
+        );
+        let (naive_ner, naive_tc) = (
+            delta(Arm::Naive, "NER", fraction),
+            delta(Arm::Naive, "TC", fraction),
+        );
+        let (tpl_ner, tpl_tc) = (
+            delta(Arm::MtpfTpl, "NER", fraction),
+            delta(Arm::MtpfTpl, "TC", fraction),
+        );
+        let verdict = |ok: bool| if ok { "holds" } else { "does not hold" };
+        if let (Some(ner), Some(tc)) = (ner, tc) {
+            writeln!(
+                w,
+                "- {fraction}%: each family's own PF helps it (NER PF on NER {}, TC PF on TC \
+                 {}): {}.",
+                signed(ner),
+                signed(tc),
+                verdict(ner > 0.0 && tc > 0.0)
+            )?;
+            if let (Some(nn), Some(nt)) = (naive_ner, naive_tc) {
+                writeln!(
+                    w,
+                    "- {fraction}%: naive multi-task PF loses part of that (NER {} vs {}, TC \
+                     {} vs {}): {}.",
+                    signed(nn),
+                    signed(ner),
+                    signed(nt),
+                    signed(tc),
+                    verdict(nn < ner && nt < tc)
+                )?;
+            }
+            if let (Some(pn), Some(pt)) = (tpl_ner, tpl_tc) {
+                writeln!(
+                    w,
+                    "- {fraction}%: MTPF-TPL against the individual PFs: NER {} vs {} (gap \
+                     {}), TC {} vs {} (gap {}); against naive: NER {}, TC {}.",
+                    signed(pn),
+                    signed(ner),
+                    signed(pn - ner),
+                    signed(pt),
+                    signed(tc),
+                    signed(pt - tc),
+                    naive_ner.map_or("–".into(), |n| signed(pn - n)),
+                    naive_tc.map_or("–".into(), |n| signed(pt - n)),
+                )?;
+            }
+        }
+    }
+    if let (Some(full), Some(low)) = (
+        delta(Arm::MtpfTpl, "NER", 100),
+        delta(Arm::MtpfTpl, "NER", 10),
+    ) {
+        writeln!(
+            w,
+            "- MTPF-TPL's NER gain is larger with 10% of the data ({} vs {} with all): {}.",
+            signed(low),
+            signed(full),
+            if low > full { "holds" } else { "does not hold" }
+        )?;
+    }
+
+    // Ablation.
+    let settings: BTreeSet<&str> = records
+        .iter()
+        .filter(|r| r.arm == Arm::MtpfTpl.name())
+        .map(|r| r.setting.as_str())
+        .collect();
+    if settings.len() > 1 {
+        writeln!(w, "\n## Ablation: MTPF-TPL's knobs\n")?;
+        writeln!(
+            w,
+            "MTPF-TPL pre-finetuned and fine-tuned again with one knob changed (the rest as in \
+             the main setting); Δ against the main setting's no PF, paired by seed, on the \
+             tasks each setting ran ({}).\n",
+            sweep_tasks(&records)
+        )?;
+        write!(w, "| setting |")?;
+        for family in ["NER", "TC"] {
+            for &fraction in &fractions {
+                write!(w, " {family} {fraction}% Δ |")?;
+            }
+        }
+        write!(w, " PF time |\n|---|")?;
+        for _ in 0..2 * fractions.len() {
+            write!(w, "---:|")?;
+        }
+        writeln!(w, "---:|")?;
+        for setting in settings {
+            write!(w, "| `{setting}` |")?;
+            for family in ["NER", "TC"] {
+                let ft: Vec<&str> = family_tasks(family)
+                    .into_iter()
+                    .filter(|t| {
+                        records
+                            .iter()
+                            .any(|r| r.setting == setting && r.arm == "mtpf-tpl" && r.task == *t)
+                    })
+                    .collect();
+                for &fraction in &fractions {
+                    let d = (!ft.is_empty())
+                        .then(|| family_delta(&scores, setting, "mtpf-tpl", &ft, fraction))
+                        .flatten();
+                    match d {
+                        Some(((m, sd), n)) if n > 1 => {
+                            write!(w, " {} ± {:.2} |", signed(m), 100.0 * sd)?
+                        }
+                        Some(((m, _), _)) => write!(w, " {} |", signed(m))?,
+                        None => write!(w, " – |")?,
+                    }
+                }
+            }
+            let seconds = ctx
+                .pf
+                .iter()
+                .find(|p| p.setting == setting && p.arm == "mtpf-tpl")
+                .map_or("–".into(), |p| hours(p.seconds));
+            writeln!(w, " {seconds} |")?;
+        }
+    }
+
+    // Pre-finetuning runs.
+    if !ctx.pf.is_empty() {
+        writeln!(w, "\n## Pre-finetuning runs\n")?;
+        writeln!(
+            w,
+            "| arm | setting | NER steps | TC steps | best dev metric (− loss) at step | time |"
+        )?;
+        writeln!(w, "|---|---|---:|---:|---:|---:|")?;
+        for p in &ctx.pf {
+            writeln!(
+                w,
+                "| {} | `{}` | {} | {} | {} | {} |",
+                Arm::from_name(&p.arm).map_or(p.arm.as_str(), |a| a.label()),
+                p.setting,
+                p.ner_steps,
+                p.tc_steps,
+                p.fit
+                    .best
+                    .map_or("–".into(), |(m, s)| format!("{m:.4} at {s}")),
+                hours(p.seconds)
+            )?;
+        }
+        if let Some(t) = ctx.teacher_seconds {
+            writeln!(
+                w,
+                "\nTeacher cache (all-mpnet-base-v2 over the sentences): {}.",
+                hours(t)
+            )?;
+        }
+        writeln!(
+            w,
+            "\nThe dev metric is minus the mean loss of the held-out batches; for the multi-task \
+             arms it adds both families' losses, so it compares checkpoints of one arm only."
+        )?;
+    }
+    std::fs::write(report.with_extension("md.partial"), &md)?;
+    std::fs::rename(report.with_extension("md.partial"), report)?;
+    Ok(())
+}
+
+fn sweep_tasks(records: &[RunRecord]) -> String {
+    let tasks: BTreeSet<&str> = records
+        .iter()
+        .filter(|r| r.setting != "default")
+        .map(|r| r.task.as_str())
+        .collect();
+    tasks.into_iter().collect::<Vec<_>>().join(", ")
+}
+
+/// The main setting's knobs, as the report prints them.
+struct PfDefaults {
+    rank: usize,
+    k: usize,
+    targets: String,
+    temperature: f64,
+}
+
+impl PfDefaults {
+    fn of(plan: &Plan) -> PfDefaults {
+        let Setting {
+            rank,
+            k,
+            targets,
+            temperature,
+        } = plan.setting.clone();
+        PfDefaults {
+            rank,
+            k,
+            targets: targets.join("/"),
+            temperature,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_std_is_the_sample_standard_deviation() {
+        let (m, s) = mean_std(&[1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(m, 2.5);
+        assert!((s - 1.290_994_448_735_805_6).abs() < 1e-12);
+        assert_eq!(mean_std(&[7.0]), (7.0, 0.0));
+        assert!(mean_std(&[]).0.is_nan());
+    }
+
+    #[test]
+    fn civil_date_is_sane() {
+        let d = today();
+        assert_eq!(d.len(), 10);
+        assert!(d.starts_with("20"));
+    }
+}

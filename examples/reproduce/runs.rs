@@ -1,0 +1,228 @@
+//! One downstream run (arm × task × fraction × seed) and its JSON record. A record on disk
+//! means the run is done: a rerun skips it.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use lora_bert::adapters::{AdaptedModel, Lora};
+use lora_bert::data::LabelVocab;
+use lora_bert::data::align::LabelAlignment;
+use lora_bert::data::batch::TextEncoder;
+use lora_bert::data::token::encode_tagged;
+use lora_bert::encoder::tokenizer::BertTokenizer;
+use lora_bert::train::finetune::{TokenEvalOptions, evaluate_texts, evaluate_tokens};
+use lora_bert::train::{
+    AppSetup, FineTuneConfig, FineTuneMode, TokenMetric, TrainConfig, finetune_texts,
+    finetune_tokens,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+use crate::data::{TaskData, train_subset};
+use crate::plan::{Arm, Kind, Plan, Setting, TaskDef, family_name};
+
+/// Every finished run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub setting: String,
+    pub arm: String,
+    pub task: String,
+    /// `NER` or `TC`.
+    pub family: String,
+    pub fraction: f64,
+    pub seed: u64,
+    /// `lora_head` or `head_only`.
+    pub protocol: FineTuneMode,
+    pub metric: String,
+    /// The test score of the model with the best dev score.
+    pub test: f64,
+    pub dev_best: f64,
+    pub best_step: usize,
+    pub steps: usize,
+    pub train_examples: usize,
+    pub dev_examples: usize,
+    pub test_examples: usize,
+    pub seconds: f64,
+}
+
+/// Writes `value` as pretty JSON, atomically (a sibling temporary renamed over `path`).
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let partial = path.with_extension("json.partial");
+    std::fs::write(&partial, serde_json::to_vec_pretty(value)?)?;
+    std::fs::rename(&partial, path)?;
+    Ok(())
+}
+
+/// Where the record of a run lives.
+pub fn record_path(
+    out: &Path,
+    protocol: FineTuneMode,
+    setting: &Setting,
+    arm: Arm,
+    task: &TaskDef,
+    fraction: f64,
+    seed: u64,
+) -> PathBuf {
+    out.join("runs")
+        .join(protocol_name(protocol))
+        .join(setting.name())
+        .join(arm.name())
+        .join(task.name)
+        .join(format!("{}pct", (fraction * 100.0).round()))
+        .join(format!("seed-{seed}.json"))
+}
+
+pub fn protocol_name(protocol: FineTuneMode) -> &'static str {
+    match protocol {
+        FineTuneMode::HeadOnly => "head-only",
+        FineTuneMode::LoraHead => "lora-head",
+        FineTuneMode::Full => "full",
+    }
+}
+
+/// Every record under `OUT/runs`, in path order.
+pub fn read_records(out: &Path) -> Result<Vec<RunRecord>> {
+    let mut paths = Vec::new();
+    let mut stack = vec![out.join("runs")];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "json") {
+                paths.push(path);
+            }
+        }
+    }
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p)?;
+            serde_json::from_slice(&bytes)
+                .map_err(|e| format!("{}: not a run record: {e}", p.display()).into())
+        })
+        .collect()
+}
+
+/// A downstream task ready to run: its data and label vocabulary.
+pub struct Task {
+    pub def: &'static TaskDef,
+    pub data: TaskData,
+    pub vocab: LabelVocab,
+}
+
+impl Task {
+    pub fn new(def: &'static TaskDef, data: TaskData) -> Result<Task> {
+        let vocab = match &data {
+            TaskData::Tokens(s) => LabelVocab::from_tags(s.iter().flat_map(|x| x.tags.iter()))?,
+            TaskData::Texts(s) => LabelVocab::from_labels(s.iter().map(|x| x.label.as_str()))?,
+        };
+        Ok(Task { def, data, vocab })
+    }
+}
+
+/// Fine-tunes `task` from `model` (the plain backbone, or an arm's pre-finetuned model with
+/// its groups) and scores the best dev model on test.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    plan: &Plan,
+    setting: &Setting,
+    arm: Arm,
+    task: &Task,
+    fraction: f64,
+    seed: u64,
+    model: AdaptedModel<Lora>,
+    tokenizer: &BertTokenizer,
+) -> Result<RunRecord> {
+    let started = Instant::now();
+    let def = task.def;
+    let steps = plan.steps(def);
+    // The task's group is shaped like the pre-finetuning groups; MTPF-TPL starts from a copy
+    // of its family's group, the other arms from a fresh one.
+    let lora = plan.pf_config(setting, tokenizer.pad_id()).lora();
+    let mut setup = AppSetup::new(def.name, plan.protocol).with_lora(lora);
+    if arm == Arm::MtpfTpl {
+        setup = setup.with_init_group(def.family.group());
+    }
+    let mut train = TrainConfig::new(steps);
+    train.learning_rate = plan.sizes.lr;
+    train.warmup_steps = steps / 10;
+    train.eval_every = Some((steps / plan.sizes.evals).max(1));
+    train.seed = seed;
+    let mut config = FineTuneConfig::new(setup, train);
+    config.seed = seed;
+    config.batch_size = plan.sizes.batch;
+    let keep = train_subset(&task.data, fraction, seed)?;
+    let (dev_n, test_n) = (plan.sizes.dev, plan.sizes.test);
+    let pad = tokenizer.pad_id();
+    let (test, fit, n) = match &task.data {
+        TaskData::Tokens(s) => {
+            let Kind::Token(metric) = def.kind else {
+                unreachable!("token data of a text task")
+            };
+            config.token_metric = metric;
+            let train_set: Vec<_> = keep.iter().map(|&i| s.train[i].clone()).collect();
+            let dev = &s.dev[..dev_n.min(s.dev.len())];
+            let test = &s.test[..test_n.min(s.test.len())];
+            let encode =
+                |x: &[_]| encode_tagged(tokenizer, x, &task.vocab, LabelAlignment::FirstSubword);
+            let (train_ex, dev_ex, test_ex) = (encode(&train_set)?, encode(dev)?, encode(test)?);
+            let (classifier, fit) =
+                finetune_tokens(model, &train_ex, (&dev_ex, dev), &task.vocab, &config, pad)?;
+            let report = evaluate_tokens(
+                &classifier,
+                &test_ex,
+                test,
+                &task.vocab,
+                &TokenEvalOptions::new(pad),
+            )?;
+            let score = match metric {
+                TokenMetric::EntityF1 => report.averages.micro_avg.f1,
+                TokenMetric::Accuracy => report.accuracy,
+            };
+            (score, fit, [train_set.len(), dev.len(), test.len()])
+        }
+        TaskData::Texts(s) => {
+            let encoder = TextEncoder::new(tokenizer);
+            let train_set: Vec<_> = keep.iter().map(|&i| s.train[i].clone()).collect();
+            let dev = &s.dev[..dev_n.min(s.dev.len())];
+            let test = &s.test[..test_n.min(s.test.len())];
+            let encode = |x: &[_]| encoder.encode_texts(x, |l| task.vocab.id(l));
+            let (train_enc, dev_enc, test_enc) = (encode(&train_set)?, encode(dev)?, encode(test)?);
+            let (classifier, fit) =
+                finetune_texts(model, &train_enc, &dev_enc, &task.vocab, &config)?;
+            let report = evaluate_texts(&classifier, &test_enc, &task.vocab, 64)?;
+            (
+                report.accuracy,
+                fit,
+                [train_set.len(), dev.len(), test.len()],
+            )
+        }
+    };
+    let (dev_best, best_step) = fit.best.unwrap_or((f64::NAN, fit.steps));
+    Ok(RunRecord {
+        setting: setting.name(),
+        arm: arm.name().into(),
+        task: def.name.into(),
+        family: family_name(def.family).into(),
+        fraction,
+        seed,
+        protocol: plan.protocol,
+        metric: def.metric().into(),
+        test,
+        dev_best,
+        best_step,
+        steps: fit.steps,
+        train_examples: n[0],
+        dev_examples: n[1],
+        test_examples: n[2],
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
