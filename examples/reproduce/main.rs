@@ -226,7 +226,7 @@ fn main() -> Result<()> {
                     && pf::read_record(&plan.out, setting, a).is_none()
             })
         });
-        let teacher = if needs_teacher {
+        let teacher = if needs_teacher && plan.shard.0 == 0 {
             let t = Instant::now();
             let cache = pf::teacher_cache(&cache, &pf_data, &plan.out, &inference)?;
             if teacher_seconds.is_none() {
@@ -240,16 +240,20 @@ fn main() -> Result<()> {
         };
         for (setting, arms) in &settings {
             for &arm in arms.iter().filter(|a| **a != Arm::NoPf) {
-                pf_records.push(pf::ensure(
-                    &plan,
-                    setting,
-                    arm,
-                    &files,
-                    &pf_tokenizer,
-                    &pf_data,
-                    teacher.as_ref(),
-                    &training,
-                )?);
+                pf_records.push(if plan.shard.0 == 0 {
+                    pf::ensure(
+                        &plan,
+                        setting,
+                        arm,
+                        &files,
+                        &pf_tokenizer,
+                        &pf_data,
+                        teacher.as_ref(),
+                        &training,
+                    )?
+                } else {
+                    pf::wait_for(&plan.out, setting, arm)
+                });
             }
         }
     } else {
@@ -279,6 +283,9 @@ fn main() -> Result<()> {
     // Downstream runs: seed by seed, so a partial run covers every task and arm.
     if !plan.report_only {
         let mut done = 0usize;
+        let mut index = 0usize;
+        let (shard, shards) = plan.shard;
+        let mine = (planned + shards - 1 - shard) / shards;
         let mut trained = 0usize;
         let mut run_seconds = 0.0;
         for &seed in &plan.seeds {
@@ -286,6 +293,10 @@ fn main() -> Result<()> {
                 for task in &tasks {
                     for (setting, arms) in &settings {
                         for &arm in arms {
+                            index += 1;
+                            if (index - 1) % shards != shard {
+                                continue;
+                            }
                             done += 1;
                             let path = runs::record_path(
                                 &plan.out,
@@ -311,9 +322,9 @@ fn main() -> Result<()> {
                             runs::write_json(&path, &record)?;
                             trained += 1;
                             run_seconds += record.seconds;
-                            let left = planned - done;
+                            let left = mine - done;
                             println!(
-                                "[{done}/{planned}] {:<9} {:<16} {:>3}% seed {seed} {}: test {} \
+                                "[{done}/{mine}] {:<9} {:<16} {:>3}% seed {seed} {}: test {} \
                                  {:.4} (dev {:.4} at step {}) {:.0}s, about {:.0} min left",
                                 arm.name(),
                                 task.def.name,
@@ -327,7 +338,7 @@ fn main() -> Result<()> {
                                 left as f64 * run_seconds / trained as f64 / 60.0
                             );
                             // The report follows the runs, so an interrupted run leaves one.
-                            if trained % 10 == 0 {
+                            if trained % 10 == 0 && plan.shard.0 == 0 {
                                 report::write(
                                     &context(started.elapsed().as_secs_f64()),
                                     &runs::read_records(&plan.out)?,
@@ -338,6 +349,15 @@ fn main() -> Result<()> {
                 }
             }
         }
+    }
+    if plan.shard.0 != 0 {
+        println!(
+            "\nshard {}/{} done in {:.0}s; the report is shard 0's (or --report-only)",
+            plan.shard.0,
+            plan.shard.1,
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(());
     }
     report::write(
         &context(started.elapsed().as_secs_f64()),

@@ -12,7 +12,7 @@ use lora_bert::data::token::encode_tagged;
 use lora_bert::encoder::tokenizer::BertTokenizer;
 use lora_bert::train::finetune::{TokenEvalOptions, evaluate_texts, evaluate_tokens};
 use lora_bert::train::{
-    AppSetup, FineTuneConfig, FineTuneMode, TokenMetric, TrainConfig, finetune_texts,
+    AppSetup, FineTuneConfig, FineTuneMode, Pooling, TokenMetric, TrainConfig, finetune_texts,
     finetune_tokens,
 };
 use serde::{Deserialize, Serialize};
@@ -159,6 +159,9 @@ pub fn run(
     let mut config = FineTuneConfig::new(setup, train);
     config.seed = seed;
     config.batch_size = plan.sizes.batch;
+    // Mean pooling: all-MiniLM-L6-v2 was trained for it, and the TC family's contrastive
+    // pre-finetuning shapes the mean-pooled embedding.
+    config.pooling = Pooling::Mean;
     let keep = train_subset(&task.data, fraction, seed)?;
     let (dev_n, test_n) = (plan.sizes.dev, plan.sizes.test);
     let pad = tokenizer.pad_id();
