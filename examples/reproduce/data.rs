@@ -59,7 +59,7 @@ impl Brown {
         for (_, mut genre) in by_genre {
             genre.sort_by(|a, b| a.id.cmp(&b.id));
             for (i, doc) in genre.into_iter().enumerate() {
-                if i % 2 == 0 {
+                if i.is_multiple_of(2) {
                     pf.push(doc);
                 } else {
                     downstream.push(doc);

@@ -338,7 +338,7 @@ fn main() -> Result<()> {
                                 left as f64 * run_seconds / trained as f64 / 60.0
                             );
                             // The report follows the runs, so an interrupted run leaves one.
-                            if trained % 10 == 0 && plan.shard.0 == 0 {
+                            if trained.is_multiple_of(10) && plan.shard.0 == 0 {
                                 report::write(
                                     &context(started.elapsed().as_secs_f64()),
                                     &runs::read_records(&plan.out)?,
