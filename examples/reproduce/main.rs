@@ -184,10 +184,6 @@ fn main() -> Result<()> {
         sizes.insert(def.name.to_owned(), task.data.sizes());
         tasks.push(task);
     }
-    let planned: usize = settings
-        .iter()
-        .map(|(_, arms)| arms.len() * tasks.len() * plan.fractions.len() * plan.seeds.len())
-        .sum();
     let unfinished = || {
         let mut n = 0;
         for (setting, arms) in &settings {
@@ -240,8 +236,8 @@ fn main() -> Result<()> {
         };
         for (setting, arms) in &settings {
             for &arm in arms.iter().filter(|a| **a != Arm::NoPf) {
-                pf_records.push(if plan.shard.0 == 0 {
-                    pf::ensure(
+                if plan.shard.0 == 0 {
+                    pf_records.push(pf::ensure(
                         &plan,
                         setting,
                         arm,
@@ -250,10 +246,8 @@ fn main() -> Result<()> {
                         &pf_data,
                         teacher.as_ref(),
                         &training,
-                    )?
-                } else {
-                    pf::wait_for(&plan.out, setting, arm)
-                });
+                    )?);
+                }
             }
         }
     } else {
@@ -282,22 +276,15 @@ fn main() -> Result<()> {
 
     // Downstream runs: seed by seed, so a partial run covers every task and arm.
     if !plan.report_only {
-        let mut done = 0usize;
-        let mut index = 0usize;
         let (shard, shards) = plan.shard;
-        let mine = (planned + shards - 1 - shard) / shards;
-        let mut trained = 0usize;
-        let mut run_seconds = 0.0;
+        let mut jobs = std::collections::VecDeque::new();
+        let mut index = 0usize;
         for &seed in &plan.seeds {
             for &fraction in &plan.fractions {
                 for task in &tasks {
                     for (setting, arms) in &settings {
                         for &arm in arms {
                             index += 1;
-                            if (index - 1) % shards != shard {
-                                continue;
-                            }
-                            done += 1;
                             let path = runs::record_path(
                                 &plan.out,
                                 plan.protocol,
@@ -307,46 +294,66 @@ fn main() -> Result<()> {
                                 fraction,
                                 seed,
                             );
-                            if path.is_file() {
-                                continue;
-                            }
-                            let model: AdaptedModel<Lora> = match arm {
-                                Arm::NoPf => {
-                                    AdaptedModel::new(BertModel::load(&files.dir, &training)?.0)
-                                }
-                                _ => load_pf(pf::model_dir(&plan.out, setting, arm), &training)?,
-                            };
-                            let record = runs::run(
-                                &plan, setting, arm, task, fraction, seed, model, &tokenizer,
-                            )?;
-                            runs::write_json(&path, &record)?;
-                            trained += 1;
-                            run_seconds += record.seconds;
-                            let left = mine - done;
-                            println!(
-                                "[{done}/{mine}] {:<9} {:<16} {:>3}% seed {seed} {}: test {} \
-                                 {:.4} (dev {:.4} at step {}) {:.0}s, about {:.0} min left",
-                                arm.name(),
-                                task.def.name,
-                                (fraction * 100.0).round(),
-                                setting.name(),
-                                record.metric,
-                                record.test,
-                                record.dev_best,
-                                record.best_step,
-                                record.seconds,
-                                left as f64 * run_seconds / trained as f64 / 60.0
-                            );
-                            // The report follows the runs, so an interrupted run leaves one.
-                            if trained.is_multiple_of(10) && plan.shard.0 == 0 {
-                                report::write(
-                                    &context(started.elapsed().as_secs_f64()),
-                                    &runs::read_records(&plan.out)?,
-                                )?;
+                            if (index - 1) % shards == shard && !path.is_file() {
+                                jobs.push_back((seed, fraction, task, setting, arm, path));
                             }
                         }
                     }
                 }
+            }
+        }
+        let total = jobs.len();
+        let (mut trained, mut run_seconds, mut waiting) = (0usize, 0.0, false);
+        // Shard 0 pre-finetuned every model above; the other shards run what they can and
+        // come back to runs whose model shard 0 has not finished yet.
+        let ready = |setting: &plan::Setting, arm: Arm| {
+            arm == Arm::NoPf
+                || pf::model_dir(&plan.out, setting, arm)
+                    .join("config.json")
+                    .is_file()
+        };
+        while let Some(job) = jobs.pop_front() {
+            let (seed, fraction, task, setting, arm, path) = job;
+            if !ready(setting, arm) {
+                jobs.push_back((seed, fraction, task, setting, arm, path));
+                if jobs.iter().all(|j| !ready(j.3, j.4)) {
+                    if !waiting {
+                        println!("waiting for shard 0's pre-finetuned models");
+                        waiting = true;
+                    }
+                    std::thread::sleep(std::time::Duration::from_secs(20));
+                }
+                continue;
+            }
+            waiting = false;
+            let model: AdaptedModel<Lora> = match arm {
+                Arm::NoPf => AdaptedModel::new(BertModel::load(&files.dir, &training)?.0),
+                _ => load_pf(pf::model_dir(&plan.out, setting, arm), &training)?,
+            };
+            let record = runs::run(&plan, setting, arm, task, fraction, seed, model, &tokenizer)?;
+            runs::write_json(&path, &record)?;
+            trained += 1;
+            run_seconds += record.seconds;
+            println!(
+                "[{trained}/{total}] {:<9} {:<16} {:>3}% seed {seed} {}: test {} {:.4} (dev \
+                 {:.4} at step {}) {:.0}s, about {:.0} min left",
+                arm.name(),
+                task.def.name,
+                (fraction * 100.0).round(),
+                setting.name(),
+                record.metric,
+                record.test,
+                record.dev_best,
+                record.best_step,
+                record.seconds,
+                (total - trained) as f64 * run_seconds / trained as f64 / 60.0
+            );
+            // The report follows the runs, so an interrupted run leaves one.
+            if trained.is_multiple_of(10) && shard == 0 {
+                report::write(
+                    &context(started.elapsed().as_secs_f64()),
+                    &runs::read_records(&plan.out)?,
+                )?;
             }
         }
     }

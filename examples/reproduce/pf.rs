@@ -52,27 +52,6 @@ pub fn read_record(out: &Path, setting: &Setting, arm: Arm) -> Option<PfRecord> 
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
-/// Waits until shard 0 has pre-finetuned `arm` under `setting`.
-pub fn wait_for(out: &Path, setting: &Setting, arm: Arm) -> PfRecord {
-    let mut said = false;
-    loop {
-        if let Some(record) = read_record(out, setting, arm)
-            && model_dir(out, setting, arm).join("config.json").is_file()
-        {
-            return record;
-        }
-        if !said {
-            println!(
-                "waiting for shard 0 to pre-finetune {} ({})",
-                arm.name(),
-                setting.name()
-            );
-            said = true;
-        }
-        std::thread::sleep(std::time::Duration::from_secs(20));
-    }
-}
-
 /// The teacher's states of every pre-finetuning sentence (train and dev), built once into
 /// `OUT/pf/teacher-cache` (resumable shard by shard) with all-mpnet-base-v2.
 pub fn teacher_cache(

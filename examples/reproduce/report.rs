@@ -263,7 +263,7 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
     writeln!(
         w,
         "- **Pre-finetuning** (`{}` setting): {} steps of {} rows of at most {} tokens, AdamW \
-         lr {} (10% warm-up, linear decay), every parameter of the backbone trained. NER family: word-level MSE \
+         lr {} (10% warm-up, linear decay), every parameter of the backbone trained. NER family: word-level {} \
          distillation of all-mpnet-base-v2's last hidden layer (mean of each word's pieces, \
          cached once) on {} Brown sentences; TC family: symmetric InfoNCE (temperature 0.05, \
          in-batch negatives, mean pooling) on {} text pairs ({}). A further {} sentences and \
@@ -276,6 +276,10 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
         s.pf_batch,
         s.max_len.min(crate::pf::MAX_LEN),
         s.pf_lr,
+        match plan.setting.distill {
+            lora_bert::train::DistillLoss::Mse => "MSE",
+            lora_bert::train::DistillLoss::Cosine => "cosine (1 − cos per word)",
+        },
         s.pf_sentences,
         s.pf_pairs,
         ctx.pf_sources
@@ -698,6 +702,7 @@ impl PfDefaults {
             k,
             targets,
             temperature,
+            ..
         } = plan.setting.clone();
         PfDefaults {
             rank,
