@@ -307,3 +307,52 @@ mod tests {
         assert_eq!(s.tags, ["O", "B-NAME", "I-NAME", "O", "B-NAME", "O"]);
     }
 }
+
+/// The separation the module docs promise, on the real corpus (fetched into the asset cache).
+#[cfg(test)]
+mod separation {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn pre_finetuning_reads_no_downstream_brown_document() {
+        let cache = AssetCache::from_env().unwrap();
+        let brown = Brown::load(&cache).unwrap();
+        let pf: HashSet<&str> = brown.pf.iter().map(|d| d.id.as_str()).collect();
+        let downstream: Vec<&str> = brown.downstream.iter().map(|d| d.id.as_str()).collect();
+        assert!(downstream.iter().all(|id| !pf.contains(id)));
+        // All 500 documents are used, each once.
+        assert_eq!(pf.len() + downstream.len(), 500);
+        // Every genre is in both halves.
+        let genres = |docs: &mut dyn Iterator<Item = &BrownDocument>| -> HashSet<String> {
+            docs.map(|d| d.genre.clone()).collect()
+        };
+        assert_eq!(
+            genres(&mut brown.pf.iter()),
+            genres(&mut brown.downstream.train.iter())
+        );
+
+        // The pre-finetuning sentences and Brown pairs come from the first half only.
+        let pf_sentences: HashSet<String> = sentences(&brown.pf).map(words).collect();
+        let data = pf_data(&cache, &brown, 500, 500, 50).unwrap();
+        for s in data.sentences.iter().chain(&data.dev_sentences) {
+            assert!(pf_sentences.contains(&words(s)), "{:?}", s.tokens);
+        }
+        assert_eq!(data.sentences.len(), 500);
+        assert_eq!(data.pairs.len() + data.dev_pairs.len(), 550);
+        let brown_pairs: HashSet<(String, String)> = brown
+            .pf
+            .iter()
+            .flat_map(|d| &d.paragraphs)
+            .flat_map(|p| p.windows(2))
+            .map(|w| (words(&w[0]), words(&w[1])))
+            .collect();
+        let from_brown = data
+            .pairs
+            .iter()
+            .filter(|p| brown_pairs.contains(&(p.anchor.clone(), p.positive.clone())))
+            .count();
+        assert!(from_brown > 0);
+    }
+}
