@@ -524,20 +524,40 @@ fn check_hidden(model: &AdaptedModel<Lora>, head_width: usize) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // App files
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What an app classifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-enum AppKind {
+pub enum AppKind {
+    /// Every token ([`TokenClassifier`]: NER, POS).
     TokenClassification,
+    /// The whole text ([`TextClassifier`]).
     SequenceClassification,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// The contents of an app's `app.json` ([`read_app`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AppFile {
-    kind: AppKind,
+pub struct AppManifest {
+    /// What the app classifies.
+    pub kind: AppKind,
+    /// Its task, mode and group.
     #[serde(flatten)]
-    app: AppInfo,
-    backbone: bool,
+    pub app: AppInfo,
+    /// Whether the app brings its own backbone (a [`FineTuneMode::Full`] app).
+    pub backbone: bool,
+}
+
+/// Reads the `app.json` of an app directory written by [`TokenClassifier::save`] or
+/// [`TextClassifier::save`].
+///
+/// # Errors
+///
+/// [`TrainError::Io`] when the file cannot be read, [`TrainError::Format`] when it is not
+/// an app manifest.
+pub fn read_app(dir: impl AsRef<Path>) -> Result<AppManifest> {
+    let path = dir.as_ref().join(APP_FILE);
+    let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
+    serde_json::from_str(&text).map_err(|e| format_error(&path, e))
 }
 
 fn save_parts(
@@ -561,7 +581,7 @@ fn save_parts(
 }
 
 fn write_app(dir: &Path, kind: AppKind, app: &AppInfo) -> Result<()> {
-    let file = AppFile {
+    let file = AppManifest {
         kind,
         app: app.clone(),
         backbone: app.mode == FineTuneMode::Full,
@@ -578,12 +598,10 @@ fn load_parts(
     model: AdaptedModel<Lora>,
     kind: AppKind,
 ) -> Result<(AppInfo, AdaptedModel<Lora>)> {
-    let path = dir.join(APP_FILE);
-    let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
-    let file: AppFile = serde_json::from_str(&text).map_err(|e| format_error(&path, e))?;
+    let file = read_app(dir)?;
     if file.kind != kind {
         return Err(TrainError::Format {
-            path,
+            path: dir.join(APP_FILE),
             message: format!("holds a {:?} app, not a {kind:?} app", file.kind),
         });
     }

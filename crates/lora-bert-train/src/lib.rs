@@ -21,8 +21,8 @@ mod trainer;
 pub use checkpoint::{Evaluation, TrainerState};
 pub use error::TrainError;
 pub use finetune::{
-    AppSetup, FineTuneConfig, FineTuneMode, TextClassifier, TextMetric, TokenClassifier,
-    TokenMetric, finetune_texts, finetune_tokens,
+    AppKind, AppManifest, AppSetup, FineTuneConfig, FineTuneMode, TextClassifier, TextMetric,
+    TokenClassifier, TokenMetric, finetune_texts, finetune_tokens, read_app,
 };
 pub use heads::{
     ProjectionHead, ProjectionHeadConfig, SequenceClassificationHead,

@@ -39,6 +39,7 @@ pub use lora_bert_metrics as metrics;
 pub use lora_bert_train as train;
 
 mod embedder;
+pub mod runtime;
 
 pub use embedder::{Embedder, Embeddings};
 
@@ -63,4 +64,42 @@ pub enum Error {
     /// An adapter could not be loaded or routed.
     #[error(transparent)]
     Adapter(#[from] lora_bert_adapters::AdapterError),
+    /// An app's files (manifest, head, labels) could not be loaded.
+    #[error(transparent)]
+    Train(#[from] lora_bert_train::TrainError),
+    /// No app of that name is registered.
+    #[error("no app `{0}` is registered")]
+    UnknownApp(String),
+    /// An app of that name is registered already.
+    #[error("an app `{0}` is registered already")]
+    AppExists(String),
+    /// The app was fine-tuned in full and brings its own backbone, which a runtime serving
+    /// apps on one shared backbone cannot use.
+    #[error(
+        "app `{name}` ({}) brings its own backbone (fine-tuned in full); the runtime serves \
+         apps on its shared backbone",
+        path.display()
+    )]
+    OwnBackbone {
+        /// The name it was to be registered under.
+        name: String,
+        /// Its directory.
+        path: std::path::PathBuf,
+    },
+    /// The app's head was made for an encoder of another hidden size.
+    #[error("app `{name}`: its head takes {found}-wide states, the backbone gives {expected}")]
+    HeadWidth {
+        /// The app.
+        name: String,
+        /// The head's input width.
+        found: usize,
+        /// The backbone's hidden size.
+        expected: usize,
+    },
+    /// A request the pipeline cannot run (no row, an empty row, ...).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// A bug: something the runtime should have ruled out.
+    #[error("internal error: {0}")]
+    Internal(String),
 }

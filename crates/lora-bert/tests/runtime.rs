@@ -1,0 +1,394 @@
+//! The multi-app runtime on a tiny random BERT: a mixed batch gives each row what its app
+//! gives alone, apps come and go while other threads serve, memory is reported exactly, and
+//! bad input is a typed error.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use burn::tensor::Tensor;
+use lora_bert::adapters::{AdaptedModel, Layers, Lora, LoraConfig, Targets};
+use lora_bert::data::LabelVocab;
+use lora_bert::runtime::{Logits, Row, Runtime};
+use lora_bert::train::{
+    AppSetup, FineTuneMode, SequenceClassificationHeadConfig, TextClassifier,
+    TokenClassificationHeadConfig, TokenClassifier,
+};
+use lora_bert::{Backend, BertConfig, BertInput, BertModel, Device, Error, device};
+use safetensors::SafeTensors;
+use safetensors::tensor::TensorView;
+
+fn cpu() -> Device {
+    device::device(Backend::default_cpu().expect("a CPU backend")).expect("cpu device")
+}
+
+fn config(hidden: usize) -> BertConfig {
+    serde_json::from_str(&format!(
+        r#"{{"vocab_size": 50, "hidden_size": {hidden}, "num_hidden_layers": 2,
+            "num_attention_heads": 2, "intermediate_size": 32, "max_position_embeddings": 32,
+            "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}}"#
+    ))
+    .expect("tiny config")
+}
+
+/// The same random backbone at every call.
+fn backbone(hidden: usize, device: &Device) -> BertModel {
+    device.seed(7);
+    BertModel::init(&config(hidden), false, device)
+}
+
+fn labels(n: usize) -> LabelVocab {
+    LabelVocab::new((0..n).map(|i| format!("L{i}")).collect()).unwrap()
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Tokens,
+    Text,
+}
+
+/// Saves an app (LoRA r4 on query/value + head) into `dir`, its adapter weights replaced by
+/// seeded values: a fresh group's B is 0, which would hide a routing mistake.
+fn save_app(
+    dir: &Path,
+    kind: Kind,
+    num_labels: usize,
+    seed: u32,
+    hidden: usize,
+    mode: FineTuneMode,
+) {
+    let device = cpu();
+    let model = AdaptedModel::<Lora>::new(backbone(hidden, &device));
+    let lora = LoraConfig::new(4, Targets::new(["query", "value"]).layers(Layers::All));
+    let setup = AppSetup::new("task", mode).with_lora(lora);
+    device.seed(u64::from(seed));
+    match kind {
+        Kind::Tokens => TokenClassifier::new(
+            model,
+            &setup,
+            &TokenClassificationHeadConfig::new(hidden, num_labels),
+        )
+        .unwrap()
+        .save(dir, &labels(num_labels))
+        .unwrap(),
+        Kind::Text => TextClassifier::new(
+            model,
+            &setup,
+            &SequenceClassificationHeadConfig::new(hidden, num_labels),
+        )
+        .unwrap()
+        .save(dir, &labels(num_labels))
+        .unwrap(),
+    }
+    let path = dir.join("adapter_model.safetensors");
+    if mode == FineTuneMode::Full {
+        return;
+    }
+    assert!(
+        path.is_file(),
+        "the app's group is saved as {}",
+        path.display()
+    );
+    let bytes = std::fs::read(&path).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, view) in file.tensors() {
+        let n: usize = view.shape().iter().product();
+        let values: Vec<u8> = (0..n)
+            .flat_map(|_| {
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                let v = (state >> 8) as f32 / (1u32 << 24) as f32 - 0.5;
+                (0.4 * v).to_le_bytes()
+            })
+            .collect();
+        tensors.push((name, view.shape().to_vec(), values));
+    }
+    let views: Vec<(&str, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, s, v)| {
+            (
+                n.as_str(),
+                TensorView::new(safetensors::Dtype::F32, s.clone(), v).unwrap(),
+            )
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &path).unwrap();
+}
+
+fn input(ids: &[u32], device: &Device) -> BertInput {
+    let n = ids.len();
+    BertInput::from_ids(ids, &vec![0; n], &vec![1; n], [1, n], &config(16), device).unwrap()
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+}
+
+/// What the app in `dir` gives for `ids` alone, loaded the usual way.
+fn alone(dir: &Path, kind: Kind, ids: &[u32]) -> Vec<f32> {
+    let device = cpu();
+    let model = AdaptedModel::<Lora>::new(backbone(16, &device));
+    let input = input(ids, &device);
+    match kind {
+        Kind::Tokens => {
+            let (app, _) = TokenClassifier::load(dir, model).unwrap();
+            values(app.forward(&input, &app.route().unwrap()).unwrap())
+        }
+        Kind::Text => {
+            let (app, _) = TextClassifier::load(dir, model).unwrap();
+            values(app.forward(&input, &app.route().unwrap()).unwrap())
+        }
+    }
+}
+
+fn flat(logits: &Logits) -> Vec<f32> {
+    match logits {
+        Logits::Sequence(v) => v.clone(),
+        Logits::Tokens(t) => t.iter().flatten().copied().collect(),
+    }
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    ner: std::path::PathBuf,
+    pos: std::path::PathBuf,
+    topic: std::path::PathBuf,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let (ner, pos, topic) = (
+        dir.path().join("ner"),
+        dir.path().join("pos"),
+        dir.path().join("topic"),
+    );
+    save_app(&ner, Kind::Tokens, 5, 1, 16, FineTuneMode::LoraHead);
+    save_app(&pos, Kind::Tokens, 7, 2, 16, FineTuneMode::LoraHead);
+    save_app(&topic, Kind::Text, 3, 3, 16, FineTuneMode::LoraHead);
+    Fixture {
+        _dir: dir,
+        ner,
+        pos,
+        topic,
+    }
+}
+
+const A: &[u32] = &[2, 11, 12, 13, 3];
+const B: &[u32] = &[2, 21, 22, 3];
+const C: &[u32] = &[2, 31, 32, 33, 34, 35, 36, 3];
+
+#[test]
+fn a_mixed_batch_gives_each_row_what_its_app_gives_alone() {
+    let f = fixture();
+    let runtime = Runtime::new(backbone(16, &cpu()));
+    runtime.register("ner", &f.ner).unwrap();
+    runtime.register("pos", &f.pos).unwrap();
+    runtime.register("topic", &f.topic).unwrap();
+    let rows = [
+        Row { app: "ner", ids: A },
+        Row {
+            app: "topic",
+            ids: C,
+        },
+        Row { app: "pos", ids: B },
+        Row { app: "ner", ids: C },
+        Row {
+            app: "topic",
+            ids: B,
+        },
+    ];
+    let out = runtime.logits(&rows).unwrap();
+    let expected = [
+        alone(&f.ner, Kind::Tokens, A),
+        alone(&f.topic, Kind::Text, C),
+        alone(&f.pos, Kind::Tokens, B),
+        alone(&f.ner, Kind::Tokens, C),
+        alone(&f.topic, Kind::Text, B),
+    ];
+    for (i, (got, want)) in out.iter().zip(&expected).enumerate() {
+        let d = max_diff(&flat(got), want);
+        assert!(d < 1e-4, "row {i}: max |diff| {d}");
+    }
+    // Token apps give one vector per token of their row, text apps one per row.
+    assert!(matches!(&out[0], Logits::Tokens(t) if t.len() == A.len() && t[0].len() == 5));
+    assert!(matches!(&out[1], Logits::Sequence(v) if v.len() == 3));
+    // The groups matter: without its group, the app's head gives something else.
+    let plain = {
+        let device = cpu();
+        let model = AdaptedModel::<Lora>::new(backbone(16, &device));
+        let (app, _) = TokenClassifier::load(&f.ner, model).unwrap();
+        values(
+            app.forward(&input(A, &device), &lora_bert::Route::Base)
+                .unwrap(),
+        )
+    };
+    assert!(max_diff(&flat(&out[0]), &plain) > 1e-3);
+    // The two token apps differ on the same row.
+    let (ner_c, pos_c) = (
+        runtime.logits(&[Row { app: "ner", ids: C }]).unwrap(),
+        runtime.logits(&[Row { app: "pos", ids: C }]).unwrap(),
+    );
+    assert_ne!(flat(&ner_c[0])[..5], flat(&pos_c[0])[..5]);
+}
+
+#[test]
+fn apps_come_and_go_and_errors_leave_the_runtime_serving() {
+    let f = fixture();
+    let runtime = Runtime::new(backbone(16, &cpu()));
+    let info = runtime.register("ner", &f.ner).unwrap();
+    assert_eq!(info.labels.len(), 5);
+    assert!(matches!(
+        runtime.register("ner", &f.pos),
+        Err(Error::AppExists(name)) if name == "ner"
+    ));
+    assert!(matches!(
+        runtime.logits(&[Row { app: "pos", ids: A }]),
+        Err(Error::UnknownApp(name)) if name == "pos"
+    ));
+    runtime.register("pos", &f.pos).unwrap();
+    let before = runtime.logits(&[Row { app: "ner", ids: A }]).unwrap();
+    runtime.remove("pos").unwrap();
+    assert!(matches!(runtime.remove("pos"), Err(Error::UnknownApp(_))));
+    assert_eq!(
+        runtime
+            .apps()
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect::<Vec<_>>(),
+        ["ner"]
+    );
+    // Registered again, it is the same app.
+    runtime.register("pos", &f.pos).unwrap();
+    let d = max_diff(
+        &flat(&runtime.logits(&[Row { app: "pos", ids: B }]).unwrap()[0]),
+        &alone(&f.pos, Kind::Tokens, B),
+    );
+    assert!(d < 1e-4, "{d}");
+    assert_eq!(
+        runtime.logits(&[Row { app: "ner", ids: A }]).unwrap(),
+        before
+    );
+}
+
+#[test]
+fn memory_is_the_backbone_once_and_each_app_s_own_parameters() {
+    let f = fixture();
+    let runtime = Runtime::new(backbone(16, &cpu()));
+    runtime.register("ner", &f.ner).unwrap();
+    runtime.register("topic", &f.topic).unwrap();
+    let memory = runtime.memory();
+    // Tiny BERT: embeddings (50 + 32 + 2) x 16 + LayerNorm 32; per layer 4 x (16x16 + 16),
+    // LayerNorm 32, FFN 16x32 + 32 + 32x16 + 16, LayerNorm 32.
+    let layer = 4 * (16 * 16 + 16) + 32 + (16 * 32 + 32) + (32 * 16 + 16) + 32;
+    let backbone = (50 + 32 + 2) * 16 + 32 + 2 * layer;
+    assert_eq!(memory.backbone_bytes, 4 * backbone);
+    // LoRA r4 on query and value of 2 layers: A [4,16] and B [16,4] each.
+    let group = 2 * 2 * (4 * 16 + 16 * 4);
+    assert_eq!(
+        memory.apps,
+        [
+            ("ner".to_owned(), 4 * (group + 16 * 5 + 5)),
+            ("topic".to_owned(), 4 * (group + 16 * 3 + 3)),
+        ]
+    );
+    assert!(memory.share("ner").unwrap() > 0.0);
+}
+
+#[test]
+fn bad_input_is_a_typed_error() {
+    let f = fixture();
+    let runtime = Runtime::new(backbone(16, &cpu()));
+    runtime.register("ner", &f.ner).unwrap();
+    assert!(matches!(runtime.logits(&[]), Err(Error::InvalidInput(_))));
+    assert!(matches!(
+        runtime.logits(&[Row { app: "ner", ids: A }, Row { app: "ner", ids: &[] }]),
+        Err(Error::InvalidInput(m)) if m.contains("row 1")
+    ));
+    // An id outside the vocabulary, a row longer than the positions.
+    assert!(matches!(
+        runtime.logits(&[Row {
+            app: "ner",
+            ids: &[2, 50, 3]
+        }]),
+        Err(Error::Input(_))
+    ));
+    let long: Vec<u32> = (0..40).map(|i| 4 + i % 40).collect();
+    assert!(matches!(
+        runtime.logits(&[Row {
+            app: "ner",
+            ids: &long
+        }]),
+        Err(Error::Input(_))
+    ));
+    assert!(matches!(
+        runtime.register("", &f.ner),
+        Err(Error::InvalidInput(_))
+    ));
+    assert!(matches!(
+        runtime.register("missing", f.ner.join("nowhere")),
+        Err(Error::Train(_))
+    ));
+
+    let dir = tempfile::tempdir().unwrap();
+    // An app fine-tuned in full brings its own backbone.
+    let full = dir.path().join("full");
+    save_app(&full, Kind::Text, 2, 4, 16, FineTuneMode::Full);
+    assert!(matches!(
+        runtime.register("full", &full),
+        Err(Error::OwnBackbone { name, .. }) if name == "full"
+    ));
+    // An app made for an encoder of another width.
+    let narrow = dir.path().join("narrow");
+    save_app(&narrow, Kind::Tokens, 3, 5, 8, FineTuneMode::LoraHead);
+    assert!(matches!(
+        runtime.register("narrow", &narrow),
+        Err(Error::HeadWidth {
+            found: 8,
+            expected: 16,
+            ..
+        })
+    ));
+    // After all that, the runtime serves as before.
+    assert_eq!(runtime.apps().len(), 1);
+    let d = max_diff(
+        &flat(&runtime.logits(&[Row { app: "ner", ids: A }]).unwrap()[0]),
+        &alone(&f.ner, Kind::Tokens, A),
+    );
+    assert!(d < 1e-4, "{d}");
+}
+
+#[test]
+fn threads_share_one_runtime_while_apps_are_added_and_removed() {
+    let f = fixture();
+    let runtime = Arc::new(Runtime::new(backbone(16, &cpu())));
+    runtime.register("ner", &f.ner).unwrap();
+    let want = alone(&f.ner, Kind::Tokens, A);
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let runtime = Arc::clone(&runtime);
+            let want = want.clone();
+            std::thread::spawn(move || {
+                for _ in 0..10 {
+                    let got = runtime.logits(&[Row { app: "ner", ids: A }]).unwrap();
+                    assert!(max_diff(&flat(&got[0]), &want) < 1e-4);
+                }
+            })
+        })
+        .collect();
+    for _ in 0..5 {
+        runtime.register("topic", &f.topic).unwrap();
+        runtime.remove("topic").unwrap();
+    }
+    for w in workers {
+        w.join().unwrap();
+    }
+    assert_eq!(runtime.apps().len(), 1);
+}
