@@ -64,6 +64,8 @@ struct Pinned {
     evals: usize,
     dev: usize,
     test: usize,
+    /// How dev and test examples are sampled.
+    eval_sample: String,
 }
 
 impl Pinned {
@@ -86,6 +88,7 @@ impl Pinned {
             evals: s.evals,
             dev: s.dev,
             test: s.test,
+            eval_sample: format!("stratified, seed {}", runs::EVAL_SEED),
         }
     }
 }

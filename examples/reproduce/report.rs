@@ -306,8 +306,9 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
     writeln!(
         w,
         "- **Downstream protocol**: `{}`{}; {} steps for token tasks, {} for text tasks, \
-         batch {}, AdamW lr {} (10% warm-up, linear decay), {} dev evaluations per run (first \
-         {} dev examples), the best dev checkpoint scored on the first {} test examples; \
+         batch {}, AdamW lr {} (10% warm-up, linear decay), {} dev evaluations per run ({} dev \
+         examples), the best dev checkpoint scored on {} test examples (both fixed samples, \
+         stratified by label, the same for every arm and seed); \
          WNUT-16 runs twice the steps (its entity F1 stays 0 for about 150 steps). \
          Token tasks are scored on words (first piece); texts by accuracy. With 10% of the \
          training data the same number of steps runs more epochs. Seeds: {:?} (the seed \

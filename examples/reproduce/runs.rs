@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use lora_bert::adapters::{AdaptedModel, Lora};
-use lora_bert::data::LabelVocab;
 use lora_bert::data::align::LabelAlignment;
 use lora_bert::data::batch::TextEncoder;
+use lora_bert::data::split::stratified_subset;
 use lora_bert::data::token::encode_tagged;
+use lora_bert::data::{LabelVocab, LabeledText};
 use lora_bert::encoder::tokenizer::BertTokenizer;
 use lora_bert::train::finetune::{TokenEvalOptions, evaluate_texts, evaluate_tokens};
 use lora_bert::train::{
@@ -128,6 +129,30 @@ impl Task {
     }
 }
 
+/// Seed of the dev and test samples: the same examples for every arm and seed.
+pub const EVAL_SEED: u64 = 11;
+
+/// At most `n` of `items`, a stratified sample (by `label`) drawn with [`EVAL_SEED`], in their
+/// order. Some published test splits are sorted by label (20 Newsgroups, Reuters), and Brown's
+/// sentences come document by document, so the first `n` would not be a fair sample.
+pub fn eval_sample<T: Clone, L: std::hash::Hash + Eq>(
+    items: &[T],
+    n: usize,
+    label: impl Fn(&T) -> L,
+) -> Vec<T> {
+    if items.len() <= n {
+        return items.to_vec();
+    }
+    let labels: Vec<L> = items.iter().map(label).collect();
+    let fraction = n as f64 / items.len() as f64;
+    stratified_subset(&labels, fraction, EVAL_SEED)
+        .unwrap_or_else(|_| (0..n).collect())
+        .into_iter()
+        .take(n)
+        .map(|i| items[i].clone())
+        .collect()
+}
+
 /// Fine-tunes `task` from `model` (the plain backbone, or an arm's pre-finetuned model with
 /// its groups) and scores the best dev model on test.
 #[allow(clippy::too_many_arguments)]
@@ -195,8 +220,11 @@ pub fn run(
         TaskData::Texts(s) => {
             let encoder = TextEncoder::new(tokenizer);
             let train_set: Vec<_> = keep.iter().map(|&i| s.train[i].clone()).collect();
-            let dev = &s.dev[..dev_n.min(s.dev.len())];
-            let test = &s.test[..test_n.min(s.test.len())];
+            let label = |t: &LabeledText| t.label.clone();
+            let (dev, test) = (
+                &eval_sample(&s.dev, dev_n, label),
+                &eval_sample(&s.test, test_n, label),
+            );
             let encode = |x: &[_]| encoder.encode_texts(x, |l| task.vocab.id(l));
             let (train_enc, dev_enc, test_enc) = (encode(&train_set)?, encode(dev)?, encode(test)?);
             let (classifier, fit) =
