@@ -8,6 +8,9 @@ use std::sync::Arc;
 use burn::tensor::Tensor;
 use lora_bert::adapters::{AdaptedModel, Layers, Lora, LoraConfig, Targets};
 use lora_bert::data::LabelVocab;
+use lora_bert::encoder::tokenizer::{BertTokenizer, LengthPolicy};
+use lora_bert::metrics::chunks::chunks_of;
+use lora_bert::pipelines::{ClassifierPipeline, NerPipeline, SubwordAggregation};
 use lora_bert::runtime::{Logits, Row, Runtime};
 use lora_bert::train::{
     AppSetup, FineTuneMode, SequenceClassificationHeadConfig, TextClassifier,
@@ -36,8 +39,16 @@ fn backbone(hidden: usize, device: &Device) -> BertModel {
     BertModel::init(&config(hidden), false, device)
 }
 
+/// `n` labels; five are a BIO scheme with two types.
 fn labels(n: usize) -> LabelVocab {
-    LabelVocab::new((0..n).map(|i| format!("L{i}")).collect()).unwrap()
+    let names: Vec<String> = if n == 5 {
+        ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+            .map(String::from)
+            .to_vec()
+    } else {
+        (0..n).map(|i| format!("L{i}")).collect()
+    };
+    LabelVocab::new(names).unwrap()
 }
 
 #[derive(Clone, Copy)]
@@ -391,4 +402,170 @@ fn threads_share_one_runtime_while_apps_are_added_and_removed() {
         w.join().unwrap();
     }
     assert_eq!(runtime.apps().len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pipelines
+
+const VOCAB: &[&str] = &[
+    "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat", "new", "york",
+    "is", "big", "anna", "met", "bob", "in", "paris", "##s", "##ing", "run", ".", ",",
+];
+
+/// A word-piece tokenizer over [`VOCAB`] (ids below the tiny model's 50).
+fn tokenizer(dir: &Path, max_length: usize) -> BertTokenizer {
+    let path = dir.join("vocab.txt");
+    std::fs::write(&path, VOCAB.join("\n")).unwrap();
+    BertTokenizer::from_vocab(&path, true)
+        .unwrap()
+        .with_max_length(max_length)
+}
+
+fn served(f: &Fixture) -> Arc<Runtime> {
+    let runtime = Arc::new(Runtime::new(backbone(16, &cpu())));
+    runtime.register("ner", &f.ner).unwrap();
+    runtime.register("topic", &f.topic).unwrap();
+    runtime
+}
+
+#[test]
+fn ner_entities_are_the_word_labels_read_as_seqeval_does_with_character_offsets() {
+    let f = fixture();
+    let runtime = served(&f);
+    let tok = tokenizer(f._dir.path(), 32);
+    let ner = NerPipeline::new(runtime.clone(), "ner", tok.clone()).unwrap();
+    // Multi-byte characters before the words, and a word of two pieces (`cats`).
+    let text = "Zoë ✓ Anna met Bob in Paris , the cats sat on the big mat .";
+    let got = ner.predict(&[text]).unwrap().remove(0);
+
+    // By hand: the first piece of each word, its best label, seqeval's chunks.
+    let enc = tok.encode(text).unwrap().remove(0);
+    let logits = match runtime
+        .logits(&[Row {
+            app: "ner",
+            ids: &enc.ids,
+        }])
+        .unwrap()
+        .remove(0)
+    {
+        Logits::Tokens(t) => t,
+        Logits::Sequence(_) => unreachable!(),
+    };
+    let names = labels(5);
+    let mut words: Vec<(usize, usize, &str)> = Vec::new(); // byte span, tag
+    for t in 0..enc.len() {
+        let Some(w) = enc.word_ids[t] else { continue };
+        let (s, e) = enc.offsets[t];
+        if words.len() == w as usize {
+            let l = &logits[t];
+            let best = (0..l.len()).max_by(|&a, &b| l[a].total_cmp(&l[b])).unwrap();
+            words.push((s, e, names.labels()[best].as_str()));
+        } else {
+            words[w as usize].1 = e;
+        }
+    }
+    let tags: Vec<&str> = words.iter().map(|w| w.2).collect();
+    let want: Vec<(String, String)> = chunks_of(&tags)
+        .into_iter()
+        .map(|c| (c.kind, text[words[c.start].0..words[c.end].1].to_owned()))
+        .collect();
+    let have: Vec<(String, String)> = got
+        .iter()
+        .map(|e| (e.label.clone(), e.text.clone()))
+        .collect();
+    assert_eq!(have, want);
+    assert!(!got.is_empty(), "a random head tags something in 14 words");
+    let chars: Vec<char> = text.chars().collect();
+    for e in &got {
+        assert_eq!(chars[e.start..e.end].iter().collect::<String>(), e.text);
+        assert!(e.score > 0.0 && e.score <= 1.0);
+    }
+    // Other aggregations run and keep the offsets exact.
+    for aggregation in [SubwordAggregation::Average, SubwordAggregation::Max] {
+        let ner = ner.clone().with_aggregation(aggregation);
+        for e in ner.predict(&[text]).unwrap().remove(0) {
+            assert_eq!(chars[e.start..e.end].iter().collect::<String>(), e.text);
+        }
+    }
+}
+
+#[test]
+fn ner_windows_long_texts_and_batches_many() {
+    let f = fixture();
+    let runtime = served(&f);
+    let ner = NerPipeline::new(runtime, "ner", tokenizer(f._dir.path(), 16))
+        .unwrap()
+        .with_batch_size(7);
+    // About 10,000 characters: hundreds of 16-token windows.
+    let sentence = "anna met bob in new york , the cats sat on the big mat . ";
+    let long = sentence.repeat(10_000 / sentence.len() + 1);
+    assert!(long.len() >= 10_000);
+    let short = "anna met bob in paris .";
+    let out = ner.predict(&[short, "", &long, "   "]).unwrap();
+    assert_eq!(out.len(), 4);
+    assert!(out[1].is_empty() && out[3].is_empty());
+    let chars: Vec<char> = long.chars().collect();
+    for e in &out[2] {
+        assert_eq!(chars[e.start..e.end].iter().collect::<String>(), e.text);
+    }
+    // Entities come in text order and do not overlap.
+    for pair in out[2].windows(2) {
+        assert!(pair[0].end <= pair[1].start, "{pair:?}");
+    }
+    // The short text alone gives what it gives in the batch.
+    assert_eq!(ner.predict(&[short]).unwrap()[0], out[0]);
+    assert!(matches!(ner.predict(&[]), Err(Error::InvalidInput(_))));
+}
+
+#[test]
+fn classifier_labels_are_the_app_s_best_logit_and_bad_input_is_an_error() {
+    let f = fixture();
+    let runtime = served(&f);
+    let tok = tokenizer(f._dir.path(), 32);
+    let clf = ClassifierPipeline::new(runtime.clone(), "topic", tok.clone()).unwrap();
+    let texts = ["the cat sat on the mat .", "anna met bob in paris", "big"];
+    let out = clf.predict(&texts).unwrap();
+    for (text, got) in texts.iter().zip(&out) {
+        let ids = tok.encode(text).unwrap().remove(0).ids;
+        let Logits::Sequence(l) = runtime
+            .logits(&[Row {
+                app: "topic",
+                ids: &ids,
+            }])
+            .unwrap()
+            .remove(0)
+        else {
+            unreachable!()
+        };
+        let best = (0..l.len()).max_by(|&a, &b| l[a].total_cmp(&l[b])).unwrap();
+        assert_eq!(got.label, format!("L{best}"));
+        assert_eq!(got.scores.len(), 3);
+        assert!((got.scores.iter().map(|s| s.1).sum::<f32>() - 1.0).abs() < 1e-5);
+        assert_eq!(got.score, got.scores[best].1);
+    }
+    // A text longer than the model is truncated, not refused.
+    let long = "the cat sat on the mat . ".repeat(400);
+    assert_eq!(clf.predict(&[&long]).unwrap().len(), 1);
+    assert!(matches!(
+        clf.predict(&["fine", ""]),
+        Err(Error::Tokenizer(_))
+    ));
+    assert!(matches!(clf.predict(&[]), Err(Error::InvalidInput(_))));
+    // Pipelines check the app's kind and existence.
+    assert!(matches!(
+        ClassifierPipeline::new(runtime.clone(), "ner", tok.clone()),
+        Err(Error::InvalidInput(_))
+    ));
+    assert!(matches!(
+        NerPipeline::new(
+            runtime.clone(),
+            "topic",
+            tok.clone().with_length_policy(LengthPolicy::Truncate)
+        ),
+        Err(Error::InvalidInput(_))
+    ));
+    assert!(matches!(
+        NerPipeline::new(runtime, "nope", tok),
+        Err(Error::UnknownApp(_))
+    ));
 }
