@@ -693,7 +693,14 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
                 p.fit
                     .best
                     .map_or("–".into(), |(m, s)| format!("{m:.4} at {s}")),
-                hours(p.seconds)
+                match p.fit.resumed_from {
+                    // The step counts and time cover the steps after the resume only.
+                    Some(step) => format!(
+                        "{} (resumed at step {step}: steps and time after it)",
+                        hours(p.seconds)
+                    ),
+                    None => hours(p.seconds),
+                }
             )?;
         }
         if let Some(t) = ctx.teacher_seconds {

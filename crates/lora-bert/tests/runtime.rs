@@ -453,11 +453,10 @@ fn ner_entities_are_the_word_labels_read_as_seqeval_does_with_character_offsets(
     };
     let names = labels(5);
     let mut words: Vec<(usize, usize, &str)> = Vec::new(); // byte span, tag
-    for t in 0..enc.len() {
+    for (t, l) in logits.iter().enumerate() {
         let Some(w) = enc.word_ids[t] else { continue };
         let (s, e) = enc.offsets[t];
         if words.len() == w as usize {
-            let l = &logits[t];
             let best = (0..l.len()).max_by(|&a, &b| l[a].total_cmp(&l[b])).unwrap();
             words.push((s, e, names.labels()[best].as_str()));
         } else {
