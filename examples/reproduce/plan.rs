@@ -188,10 +188,8 @@ pub struct Setting {
     pub targets: Vec<String>,
     /// Temperature of the multi-task sampler (`n_i^(1/T)`).
     pub temperature: f64,
-    /// The NER family's distillation loss. Cosine here, not the library's MSE default: MSE
-    /// towards all-mpnet-base-v2's states shrank the student's last hidden states about 3.5x
-    /// (mean norm 4.26 -> 1.21 after 300 steps), and downstream heads then learned far slower
-    /// (WNUT-16 entity F1 0 after 200 steps where the plain model reached 0.34).
+    /// The NER family's distillation loss (the library's default, cosine: see
+    /// `PfConfig::distill_loss` for what MSE did).
     pub distill: DistillLoss,
 }
 
@@ -206,7 +204,7 @@ impl Default for Setting {
             k: pf.k,
             targets: pf.targets,
             temperature,
-            distill: DistillLoss::Cosine,
+            distill: pf.distill_loss,
         }
     }
 }

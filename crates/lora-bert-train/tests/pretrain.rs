@@ -550,7 +550,9 @@ fn the_ner_loss_matches_a_hand_computation_on_windows() {
         "the `zz` sentence"
     );
 
-    let cfg = config(1, Strategy::RoundRobin);
+    // The hand computation below is the MSE form (the default is cosine).
+    let mut cfg = config(1, Strategy::RoundRobin);
+    cfg.distill_loss = lora_bert_train::DistillLoss::Mse;
     let pf = PfModel::init(Variant::Ner, backbone(&device), Some(TEACHER_HIDDEN), &cfg).unwrap();
     let pf = pf.valid();
     let set = NerSet {
