@@ -197,8 +197,10 @@ pub fn run(
             };
             config.token_metric = metric;
             let train_set: Vec<_> = keep.iter().map(|&i| s.train[i].clone()).collect();
-            let dev = &s.dev[..dev_n.min(s.dev.len())];
-            let test = &s.test[..test_n.min(s.test.len())];
+            let (dev, test) = (
+                &eval_sample(&s.dev, dev_n, |_| 0u8),
+                &eval_sample(&s.test, test_n, |_| 0u8),
+            );
             let encode =
                 |x: &[_]| encode_tagged(tokenizer, x, &task.vocab, LabelAlignment::FirstSubword);
             let (train_ex, dev_ex, test_ex) = (encode(&train_set)?, encode(dev)?, encode(test)?);
