@@ -187,6 +187,17 @@ fn main() -> Result<()> {
         sizes.insert(def.name.to_owned(), task.data.sizes());
         tasks.push(task);
     }
+    let record = |setting, arm, task: &runs::Task, fraction, seed| {
+        runs::record_path(
+            &plan.out,
+            plan.protocol,
+            setting,
+            arm,
+            task.def,
+            fraction,
+            seed,
+        )
+    };
     let unfinished = || {
         let mut n = 0;
         for (setting, arms) in &settings {
@@ -194,16 +205,7 @@ fn main() -> Result<()> {
                 for task in &tasks {
                     for &fraction in &plan.fractions {
                         for &seed in &plan.seeds {
-                            let path = runs::record_path(
-                                &plan.out,
-                                plan.protocol,
-                                setting,
-                                arm,
-                                task.def,
-                                fraction,
-                                seed,
-                            );
-                            n += usize::from(!path.is_file());
+                            n += usize::from(!record(setting, arm, task, fraction, seed).is_file());
                         }
                     }
                 }
@@ -288,15 +290,7 @@ fn main() -> Result<()> {
                     for (setting, arms) in &settings {
                         for &arm in arms {
                             index += 1;
-                            let path = runs::record_path(
-                                &plan.out,
-                                plan.protocol,
-                                setting,
-                                arm,
-                                task.def,
-                                fraction,
-                                seed,
-                            );
+                            let path = record(setting, arm, task, fraction, seed);
                             if (index - 1) % shards == shard && !path.is_file() {
                                 jobs.push_back((seed, fraction, task, setting, arm, path));
                             }

@@ -34,22 +34,28 @@ fn png_size(bytes: &[u8]) -> (u32, u32) {
     (be(&bytes[16..20]), be(&bytes[20..24]))
 }
 
+/// The PNG at `path` (the only file of its folder: the temporary was renamed), checked for
+/// size and for drawn content; returns its bytes.
+fn drawn_png(path: &std::path::Path) -> Vec<u8> {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(png_size(&bytes), SIZE);
+    // A blank white image compresses to a few hundred bytes; curves, axes and text do not.
+    assert!(bytes.len() > 10_000, "{} bytes", bytes.len());
+    let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, [path.file_name().unwrap()]);
+    bytes
+}
+
 #[test]
 fn curves_of_two_runs_make_a_png() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("curves.png");
     let (a, b) = (report(100, 0.0), report(80, 0.1));
     learning_curves(&path, "two runs", "accuracy", &[("a", &a), ("b", &b)]).unwrap();
-    let bytes = std::fs::read(&path).unwrap();
-    assert_eq!(png_size(&bytes), SIZE);
-    // A blank white image compresses to a few hundred bytes; curves, axes and text do not.
-    assert!(bytes.len() > 10_000, "{} bytes", bytes.len());
-    // Nothing but the PNG is left in the folder (the temporary was renamed).
-    let names: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(names, ["curves.png"]);
+    let bytes = drawn_png(&path);
 
     // Text is drawn: the same chart with another title differs.
     let other = dir.path().join("other.png");
@@ -96,14 +102,7 @@ fn grouped_bars_make_a_png_that_depends_on_the_values() {
         &[a.clone(), b.clone()],
     )
     .unwrap();
-    let bytes = std::fs::read(&path).unwrap();
-    assert_eq!(png_size(&bytes), SIZE);
-    assert!(bytes.len() > 10_000, "{} bytes", bytes.len());
-    let names: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(names, ["bars.png"]);
+    let bytes = drawn_png(&path);
 
     // Another value draws another bar.
     let other = dir.path().join("other.png");
