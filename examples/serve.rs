@@ -1,0 +1,119 @@
+//! Serves several apps from one backbone: loads the backbone once, registers each app, runs
+//! every text through every app (NER apps give entities, classifiers a label), and prints
+//! what each app costs in memory next to the backbone.
+//!
+//! ```text
+//! cargo run --release --example quickstart          # makes runs/quickstart/{pf,apps/*}
+//! cargo run --release --example serve -- --backbone runs/quickstart/pf \
+//!     --app ner=runs/quickstart/apps/wnut16 --app sentiment=runs/quickstart/apps/vader-movies \
+//!     "Going to see Coldplay in London tonight !" "A gripping, beautifully shot film."
+//! ```
+//!
+//! Without `--backbone` it serves on all-MiniLM-L6-v2 (fetched into the asset cache); an app
+//! must run on the backbone it was fine-tuned from.
+
+use std::error::Error;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use lora_bert::assets::{self, AssetCache};
+use lora_bert::encoder::tokenizer::BertTokenizer;
+use lora_bert::pipelines::{ClassifierPipeline, NerPipeline};
+use lora_bert::runtime::Runtime;
+use lora_bert::train::AppKind;
+use lora_bert::{Backend, device};
+
+type Result<T> = std::result::Result<T, Box<dyn Error>>;
+
+const USAGE: &str = "\
+usage: serve [--backbone DIR] --app NAME=DIR [--app NAME=DIR ...] [--backend flex|ndarray] TEXT...
+
+Loads the backbone once (default all-MiniLM-L6-v2), registers each app directory (written by
+the quickstart, the finetune example or TokenClassifier/TextClassifier::save), and runs every
+TEXT through every app.";
+
+fn main() -> Result<()> {
+    let mut backbone: Option<PathBuf> = None;
+    let mut apps: Vec<(String, PathBuf)> = Vec::new();
+    let mut texts: Vec<String> = Vec::new();
+    let mut backend = Backend::default_cpu()?;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--backbone" => backbone = Some(value()?.into()),
+            "--app" => {
+                let v = value()?;
+                let (name, dir) = v.split_once('=').ok_or("--app takes NAME=DIR")?;
+                apps.push((name.to_owned(), dir.into()));
+            }
+            "--backend" => backend = value()?.parse()?,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            flag if flag.starts_with("--") => {
+                return Err(format!("unknown flag {flag}\n{USAGE}").into());
+            }
+            _ => texts.push(arg),
+        }
+    }
+    if apps.is_empty() || texts.is_empty() {
+        return Err(format!("give at least one --app and one text\n{USAGE}").into());
+    }
+    let device = device::device(backend)?;
+    // The apps' backbone may be a pre-finetuned copy without a tokenizer: all-MiniLM-L6-v2's
+    // tokenizer fits every backbone made from it.
+    let files = assets::all_minilm_l6_v2(&AssetCache::from_env()?)?;
+    let tokenizer = BertTokenizer::from_file(&files.tokenizer)?.with_max_length(128);
+    let runtime = Arc::new(Runtime::load(
+        backbone.as_ref().unwrap_or(&files.dir),
+        &device,
+    )?);
+    for (name, dir) in &apps {
+        let info = runtime.register(name, dir)?;
+        println!(
+            "registered `{name}` ({:?}, {} labels) from {}",
+            info.kind,
+            info.labels.len(),
+            dir.display()
+        );
+    }
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    for info in runtime.apps() {
+        println!("\n== {} ==", info.name);
+        match info.kind {
+            AppKind::TokenClassification => {
+                let ner = NerPipeline::new(runtime.clone(), &info.name, tokenizer.clone())?;
+                for (text, entities) in texts.iter().zip(ner.predict(&texts)?) {
+                    println!("{text}");
+                    for e in entities {
+                        println!(
+                            "  {:<12} {:<24} {:.2}  [{}, {})",
+                            e.label, e.text, e.score, e.start, e.end
+                        );
+                    }
+                }
+            }
+            AppKind::SequenceClassification => {
+                let clf = ClassifierPipeline::new(runtime.clone(), &info.name, tokenizer.clone())?;
+                for (text, c) in texts.iter().zip(clf.predict(&texts)?) {
+                    println!("{:<12} {:.2}  {text}", c.label, c.score);
+                }
+            }
+        }
+    }
+    let memory = runtime.memory();
+    println!(
+        "\nbackbone {:>10.2} MB (loaded once)",
+        memory.backbone_bytes as f64 / 1e6
+    );
+    for (name, bytes) in &memory.apps {
+        println!(
+            "{name:<8} {:>10.3} MB ({:.2}% of the backbone)",
+            *bytes as f64 / 1e6,
+            100.0 * memory.share(name).unwrap_or(0.0)
+        );
+    }
+    Ok(())
+}
