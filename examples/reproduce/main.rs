@@ -301,6 +301,7 @@ fn main() -> Result<()> {
         }
         let total = jobs.len();
         let (mut trained, mut run_seconds, mut waiting) = (0usize, 0.0, false);
+        let mut failed = 0usize;
         // Shard 0 pre-finetuned every model above; the other shards run what they can and
         // come back to runs whose model shard 0 has not finished yet.
         let ready = |setting: &plan::Setting, arm: Arm| {
@@ -327,7 +328,23 @@ fn main() -> Result<()> {
                 Arm::NoPf => AdaptedModel::new(BertModel::load(&files.dir, &training)?.0),
                 _ => load_pf(pf::model_dir(&plan.out, setting, arm), &training)?,
             };
-            let record = runs::run(&plan, setting, arm, task, fraction, seed, model, &tokenizer)?;
+            // One failed run (a non-finite loss, say) must not end hours of others: it is
+            // reported, left without a record (a rerun tries it again) and the rest go on.
+            let record =
+                match runs::run(&plan, setting, arm, task, fraction, seed, model, &tokenizer) {
+                    Ok(record) => record,
+                    Err(e) => {
+                        eprintln!(
+                            "run {} {} {}% seed {seed} ({}) failed: {e}",
+                            arm.name(),
+                            task.def.name,
+                            (fraction * 100.0).round(),
+                            setting.name()
+                        );
+                        failed += 1;
+                        continue;
+                    }
+                };
             runs::write_json(&path, &record)?;
             trained += 1;
             run_seconds += record.seconds;
@@ -352,6 +369,9 @@ fn main() -> Result<()> {
                     &runs::read_records(&plan.out)?,
                 )?;
             }
+        }
+        if failed > 0 {
+            eprintln!("{failed} runs failed (see above); rerun the command to try them again");
         }
     }
     if plan.shard.0 != 0 {
