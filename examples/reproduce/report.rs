@@ -769,6 +769,53 @@ mod tests {
         assert!(mean_std(&[]).0.is_nan());
     }
 
+    fn record(arm: &str, task: &str, seed: u64, test: f64) -> RunRecord {
+        RunRecord {
+            setting: "default".into(),
+            arm: arm.into(),
+            task: task.into(),
+            family: "TC".into(),
+            fraction: 1.0,
+            seed,
+            protocol: lora_bert::train::FineTuneMode::LoraHead,
+            metric: "accuracy".into(),
+            test,
+            dev_best: test,
+            best_step: 1,
+            steps: 1,
+            train_examples: 1,
+            dev_examples: 1,
+            test_examples: 1,
+            seconds: 1.0,
+        }
+    }
+
+    #[test]
+    fn family_deltas_are_paired_by_seed_and_need_every_task() {
+        let records = [
+            record("no-pf", "a", 0, 0.50),
+            record("no-pf", "b", 0, 0.70),
+            record("tc-pf", "a", 0, 0.60),
+            record("tc-pf", "b", 0, 0.70),
+            record("no-pf", "a", 1, 0.40),
+            record("no-pf", "b", 1, 0.80),
+            record("tc-pf", "a", 1, 0.44),
+            record("tc-pf", "b", 1, 0.84),
+            // Seed 2 lacks task b for tc-pf: it does not count.
+            record("no-pf", "a", 2, 0.10),
+            record("no-pf", "b", 2, 0.10),
+            record("tc-pf", "a", 2, 0.90),
+        ];
+        let scores = index(&records);
+        let ((mean, sd), n) = family_delta(&scores, "default", "tc-pf", &["a", "b"], 100).unwrap();
+        // Seed 0: (0.10 + 0.00) / 2 = 0.05; seed 1: (0.04 + 0.04) / 2 = 0.04.
+        assert_eq!(n, 2);
+        assert!((mean - 0.045).abs() < 1e-12);
+        assert!((sd - (0.005f64 * 0.005 * 2.0).sqrt()).abs() < 1e-12);
+        assert!(family_delta(&scores, "default", "naive", &["a", "b"], 100).is_none());
+        assert!(family_delta(&scores, "default", "tc-pf", &["a", "b"], 10).is_none());
+    }
+
     #[test]
     fn civil_date_is_sane() {
         let d = today();
