@@ -14,7 +14,9 @@
 use std::collections::BTreeMap;
 
 use lora_bert::assets::AssetCache;
-use lora_bert::data::registry::{self, BrownDocument, PairSource, Splits, simplify_brown_tag};
+use lora_bert::data::registry::{
+    self, BrownDocument, BrownTags, PairSource, Splits, simplify_brown_tag,
+};
 use lora_bert::data::split::stratified_subset;
 use lora_bert::data::{LabeledText, TaggedSentence, TextPair};
 use rand::SeedableRng;
@@ -81,24 +83,6 @@ fn sentences(docs: &[BrownDocument]) -> impl Iterator<Item = &TaggedSentence> {
     docs.iter().flat_map(|d| d.paragraphs.iter().flatten())
 }
 
-fn words(sentence: &TaggedSentence) -> String {
-    sentence.tokens.join(" ")
-}
-
-/// Brown POS with simplified tags.
-fn brown_pos(docs: &[BrownDocument]) -> Vec<TaggedSentence> {
-    sentences(docs)
-        .map(|s| TaggedSentence {
-            tokens: s.tokens.clone(),
-            tags: s
-                .tags
-                .iter()
-                .map(|t| simplify_brown_tag(t).to_owned())
-                .collect(),
-        })
-        .collect()
-}
-
 /// Runs of proper-noun tags (`np`, `np$`, `nps`, `np-tl`, ...) as one `NAME` entity, in BIO.
 fn brown_names(docs: &[BrownDocument]) -> Vec<TaggedSentence> {
     sentences(docs)
@@ -126,18 +110,6 @@ fn brown_names(docs: &[BrownDocument]) -> Vec<TaggedSentence> {
         .collect()
 }
 
-/// Each paragraph (its words joined by spaces) labelled with its document's genre.
-fn brown_genre(docs: &[BrownDocument]) -> Vec<LabeledText> {
-    docs.iter()
-        .flat_map(|d| {
-            d.paragraphs.iter().map(|p| LabeledText {
-                text: p.iter().map(words).collect::<Vec<_>>().join(" "),
-                label: d.genre.clone(),
-            })
-        })
-        .collect()
-}
-
 fn brown_task(
     brown: &Brown,
     f: impl Fn(&[BrownDocument]) -> Vec<TaggedSentence>,
@@ -152,12 +124,14 @@ fn brown_task(
 /// Loads a downstream task.
 pub fn load_task(task: &TaskDef, cache: &AssetCache, brown: &Brown) -> Result<TaskData> {
     Ok(match task.name {
-        "brown-pos" => TaskData::Tokens(brown_task(brown, brown_pos)),
+        "brown-pos" => TaskData::Tokens(brown_task(brown, |d| {
+            registry::pos_sentences(d, BrownTags::Simplified)
+        })),
         "brown-names" => TaskData::Tokens(brown_task(brown, brown_names)),
         "brown-genre" => TaskData::Texts(Splits {
-            train: brown_genre(&brown.downstream.train),
-            dev: brown_genre(&brown.downstream.dev),
-            test: brown_genre(&brown.downstream.test),
+            train: registry::genre_paragraphs(&brown.downstream.train),
+            dev: registry::genre_paragraphs(&brown.downstream.dev),
+            test: registry::genre_paragraphs(&brown.downstream.test),
         }),
         name => {
             let id: registry::DatasetId = name.parse()?;
@@ -211,16 +185,7 @@ pub fn pf_data(
     let dev_sentences = pool.split_off(n_sentences);
 
     // Neighbouring sentences of a paragraph, pre-finetuning half only.
-    let brown_pairs: Vec<TextPair> = brown
-        .pf
-        .iter()
-        .flat_map(|d| &d.paragraphs)
-        .flat_map(|p| p.windows(2))
-        .map(|w| TextPair {
-            anchor: words(&w[0]),
-            positive: words(&w[1]),
-        })
-        .collect();
+    let brown_pairs = registry::neighbour_pairs(&brown.pf);
     let mut sources: Vec<(&'static str, Vec<TextPair>)> = vec![
         (
             PairSource::SpamSubjectBody.name(),
@@ -334,6 +299,7 @@ mod separation {
         );
 
         // The pre-finetuning sentences and Brown pairs come from the first half only.
+        let words = |s: &TaggedSentence| s.tokens.join(" ");
         let pf_sentences: HashSet<String> = sentences(&brown.pf).map(words).collect();
         let data = pf_data(&cache, &brown, 500, 500, 50).unwrap();
         for s in data.sentences.iter().chain(&data.dev_sentences) {
@@ -341,12 +307,9 @@ mod separation {
         }
         assert_eq!(data.sentences.len(), 500);
         assert_eq!(data.pairs.len() + data.dev_pairs.len(), 550);
-        let brown_pairs: HashSet<(String, String)> = brown
-            .pf
-            .iter()
-            .flat_map(|d| &d.paragraphs)
-            .flat_map(|p| p.windows(2))
-            .map(|w| (words(&w[0]), words(&w[1])))
+        let brown_pairs: HashSet<(String, String)> = registry::neighbour_pairs(&brown.pf)
+            .into_iter()
+            .map(|p| (p.anchor, p.positive))
             .collect();
         let from_brown = data
             .pairs

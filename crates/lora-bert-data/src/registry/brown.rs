@@ -94,10 +94,12 @@ pub fn brown_documents(cache: &AssetCache) -> Result<Splits<BrownDocument>> {
     ))
 }
 
-fn sentences(documents: Vec<BrownDocument>, tags: BrownTags) -> Vec<TaggedSentence> {
+/// The sentences of `documents` in order, with `tags` (what [`brown_pos`] gives for one split;
+/// use it on your own subset of [`brown_documents`]).
+pub fn pos_sentences(documents: &[BrownDocument], tags: BrownTags) -> Vec<TaggedSentence> {
     let mut sentences: Vec<TaggedSentence> = documents
-        .into_iter()
-        .flat_map(|d| d.paragraphs.into_iter().flatten())
+        .iter()
+        .flat_map(|d| d.paragraphs.iter().flatten().cloned())
         .collect();
     if tags == BrownTags::Simplified {
         for tag in sentences.iter_mut().flat_map(|s| s.tags.iter_mut()) {
@@ -116,9 +118,9 @@ fn sentences(documents: Vec<BrownDocument>, tags: BrownTags) -> Vec<TaggedSenten
 pub fn brown_pos(cache: &AssetCache, tags: BrownTags) -> Result<Splits<TaggedSentence>> {
     let documents = brown_documents(cache)?;
     Ok(Splits {
-        train: sentences(documents.train, tags),
-        dev: sentences(documents.dev, tags),
-        test: sentences(documents.test, tags),
+        train: pos_sentences(&documents.train, tags),
+        dev: pos_sentences(&documents.dev, tags),
+        test: pos_sentences(&documents.test, tags),
     })
 }
 
@@ -126,14 +128,15 @@ fn words(sentence: &TaggedSentence) -> String {
     sentence.tokens.join(" ")
 }
 
-fn paragraphs(documents: Vec<BrownDocument>) -> Vec<LabeledText> {
+/// Each paragraph of `documents` (its tokens joined by spaces) labelled with its document's
+/// genre (what [`brown_genre`] gives for one split).
+pub fn genre_paragraphs(documents: &[BrownDocument]) -> Vec<LabeledText> {
     documents
-        .into_iter()
+        .iter()
         .flat_map(|d| {
-            let genre = d.genre;
-            d.paragraphs.into_iter().map(move |p| LabeledText {
+            d.paragraphs.iter().map(|p| LabeledText {
                 text: p.iter().map(words).collect::<Vec<_>>().join(" "),
-                label: genre.clone(),
+                label: d.genre.clone(),
             })
         })
         .collect()
@@ -148,9 +151,9 @@ fn paragraphs(documents: Vec<BrownDocument>) -> Vec<LabeledText> {
 pub fn brown_genre(cache: &AssetCache) -> Result<Splits<LabeledText>> {
     let documents = brown_documents(cache)?;
     Ok(Splits {
-        train: paragraphs(documents.train),
-        dev: paragraphs(documents.dev),
-        test: paragraphs(documents.test),
+        train: genre_paragraphs(&documents.train),
+        dev: genre_paragraphs(&documents.dev),
+        test: genre_paragraphs(&documents.test),
     })
 }
 
@@ -161,9 +164,13 @@ pub fn brown_genre(cache: &AssetCache) -> Result<Splits<LabeledText>> {
 ///
 /// As [`brown_documents`].
 pub fn brown_pairs(cache: &AssetCache) -> Result<Vec<TextPair>> {
-    let documents = brown_documents(cache)?;
-    Ok(documents
-        .train
+    Ok(neighbour_pairs(&brown_documents(cache)?.train))
+}
+
+/// Neighbouring sentences of one paragraph (tokens joined by spaces) of `documents`, in
+/// order (what [`brown_pairs`] gives for the train documents).
+pub fn neighbour_pairs(documents: &[BrownDocument]) -> Vec<TextPair> {
+    documents
         .iter()
         .flat_map(|d| &d.paragraphs)
         .flat_map(|p| p.windows(2))
@@ -171,5 +178,5 @@ pub fn brown_pairs(cache: &AssetCache) -> Result<Vec<TextPair>> {
             anchor: words(&w[0]),
             positive: words(&w[1]),
         })
-        .collect())
+        .collect()
 }

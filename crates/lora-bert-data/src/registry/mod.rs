@@ -53,7 +53,7 @@ use crate::{DataError, LabeledText, Result, TaggedSentence, TextPair};
 pub use bbc::{bbc_news, bbc_pairs};
 pub use brown::{
     BrownDocument, BrownTags, brown_documents, brown_genre, brown_pairs, brown_pos,
-    simplify_brown_tag,
+    genre_paragraphs, neighbour_pairs, pos_sentences, simplify_brown_tag,
 };
 pub use orange::{newsgroups20, reuters_r8, reuters_r52};
 pub use sentiment::{VaderSource, rotten_tomatoes, vader};
