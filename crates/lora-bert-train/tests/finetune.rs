@@ -3,7 +3,7 @@
 //! dev metrics against an independent computation, app directories round-tripping, and tasks
 //! starting from a copy of a family group.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Distribution, Tensor};
@@ -48,7 +48,23 @@ fn cpu() -> Device {
 
 /// A tiny random BERT with MiniLM's vocabulary and two groups a task must not touch:
 /// `other` (every layer) and the family group `ner` (last layer), both with non-zero `B`.
+///
+/// burn draws from one process-wide generator, lazily (on a parameter's first use), and tests
+/// run on parallel threads, so seeding before `init` does not give every call the same weights;
+/// the first model is kept and cloned (clones share their parameters' initialisation).
 fn base(device: &Device) -> AdaptedModel<Lora> {
+    static MADE: Mutex<Vec<(String, AdaptedModel<Lora>)>> = Mutex::new(Vec::new());
+    let key = format!("{device:?}");
+    let mut made = MADE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, model)) = made.iter().find(|(k, _)| *k == key) {
+        return model.clone();
+    }
+    let model = seeded_base(device);
+    made.push((key, model.clone()));
+    model
+}
+
+fn seeded_base(device: &Device) -> AdaptedModel<Lora> {
     device.seed(5);
     let config = BertConfig::new(30522, 16, 2, 2, 32);
     let mut model = AdaptedModel::<Lora>::new(BertModel::init(&config, false, device));

@@ -4,6 +4,8 @@
 //! down, the sampler's task mix is what the trainer sees, and save → load gives the same
 //! outputs on every route.
 
+use std::sync::Mutex;
+
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
 use lora_bert_adapters::{AdaptedModel, Lora};
@@ -57,9 +59,22 @@ fn tiny_config() -> BertConfig {
     .unwrap()
 }
 
+/// The same tiny backbone at every call of this process.
+///
+/// burn draws from one process-wide generator, lazily (on a parameter's first use), and tests
+/// run on parallel threads, so seeding before `init` does not give every call the same weights;
+/// the first model is kept and cloned (clones share their parameters' initialisation).
 fn backbone(device: &Device) -> AdaptedModel<Lora> {
+    static MADE: Mutex<Vec<(String, AdaptedModel<Lora>)>> = Mutex::new(Vec::new());
+    let key = format!("{device:?}");
+    let mut made = MADE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, model)) = made.iter().find(|(k, _)| *k == key) {
+        return model.clone();
+    }
     device.seed(5);
-    AdaptedModel::new(BertModel::init(&tiny_config(), false, device))
+    let model = AdaptedModel::new(BertModel::init(&tiny_config(), false, device));
+    made.push((key, model.clone()));
+    model
 }
 
 /// Deterministic pseudo-random numbers (SplitMix64).

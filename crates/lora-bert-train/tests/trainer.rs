@@ -2,6 +2,8 @@
 //! stay frozen, early stopping keeps the best model, a NaN stops the run, and a run killed
 //! mid-way resumes to exactly the weights and metrics of an uninterrupted one.
 
+use std::sync::Mutex;
+
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -40,7 +42,24 @@ fn classifier(device: &Device) -> Classifier {
     classifier_with(&tiny_config(), device)
 }
 
+/// The same classifier for a config and device at every call of this process.
+///
+/// burn draws from one process-wide generator, lazily (on a parameter's first use), and tests
+/// run on parallel threads, so seeding before `init` does not give every call the same weights;
+/// the first model is kept and cloned (clones share their parameters' initialisation).
 fn classifier_with(config: &BertConfig, device: &Device) -> Classifier {
+    static MADE: Mutex<Vec<(String, Classifier)>> = Mutex::new(Vec::new());
+    let key = format!("{config:?} {device:?}");
+    let mut made = MADE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, model)) = made.iter().find(|(k, _)| *k == key) {
+        return model.clone();
+    }
+    let model = seeded_classifier(config, device);
+    made.push((key, model.clone()));
+    model
+}
+
+fn seeded_classifier(config: &BertConfig, device: &Device) -> Classifier {
     device.seed(11);
     let bert = BertModel::init(config, false, device);
     let head = Tensor::<2>::random(
