@@ -31,6 +31,7 @@ mod build;
 pub mod checkpoint;
 pub mod config;
 pub mod device;
+pub mod kernels;
 pub mod model;
 pub mod mpnet;
 pub mod projection;

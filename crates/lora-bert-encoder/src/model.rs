@@ -6,7 +6,7 @@
 
 use burn::module::{Module, Param};
 use burn::nn::Dropout;
-use burn::tensor::activation::{gelu, gelu_approximate, relu, softmax, tanh};
+use burn::tensor::activation::{gelu_approximate, relu, softmax, tanh};
 use burn::tensor::module::{attention, embedding, layer_norm};
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
@@ -378,7 +378,7 @@ impl<A: ProjectionAdapter> BertLayer<A> {
             .forward(out.dropout.forward(out.dense.forward(attn, route)) + x);
         let inner = self.intermediate.dense.forward(h.clone(), route);
         let inner = match self.intermediate.activation {
-            Activation::Gelu => gelu(inner),
+            Activation::Gelu => crate::kernels::gelu(inner),
             Activation::GeluNew => gelu_approximate(inner),
             Activation::Relu => relu(inner),
         };

@@ -33,7 +33,7 @@ use std::path::Path;
 
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig};
-use burn::tensor::activation::{gelu, gelu_approximate, relu, softmax, tanh};
+use burn::tensor::activation::{gelu_approximate, relu, softmax, tanh};
 use burn::tensor::module::{attention, embedding};
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -470,7 +470,7 @@ impl MpnetLayer {
         let h = a.layer_norm.forward(a.dropout.forward(attn) + x);
         let inner = self.intermediate.dense.forward_base(h.clone());
         let inner = match self.intermediate.activation {
-            Activation::Gelu => gelu(inner),
+            Activation::Gelu => crate::kernels::gelu(inner),
             Activation::GeluNew => gelu_approximate(inner),
             Activation::Relu => relu(inner),
         };
