@@ -120,7 +120,7 @@ mod tests {
         let a = x.abs();
         let r = if a < 3.0 {
             // erf(x) = 2/√π Σ (-1)^n x^(2n+1) / (n! (2n+1))
-            let (mut sum, mut term, mut n) = (0.0, a, 0.0);
+            let (mut sum, mut term, mut n) = (0.0f64, a, 0.0f64);
             while term.abs() > 1e-17 * sum.abs().max(1e-300) || n < 3.0 {
                 sum += term / (2.0 * n + 1.0);
                 n += 1.0;
@@ -169,8 +169,8 @@ mod tests {
                 .map(|i| ((i as f32 * 0.618_034).fract() - 0.5) * 24.0)
                 .collect();
             let x = Tensor::<2>::from_data(TensorData::new(xs.clone(), [rows, 7]), &device);
-            let ours = gelu(x.clone()).into_data().to_vec::<f32>().unwrap();
-            let burns = activation::gelu(x).into_data().to_vec::<f32>().unwrap();
+            let ours = gelu(x.clone()).into_data().try_to_vec::<f32>().unwrap();
+            let burns = activation::gelu(x).into_data().try_to_vec::<f32>().unwrap();
             for ((a, b), x) in ours.iter().zip(&burns).zip(&xs) {
                 assert!((a - b).abs() <= 1e-6 * (1.0 + x.abs()), "{x}: {a} vs {b}");
             }

@@ -592,7 +592,8 @@ fn classifier_labels_are_the_app_s_best_logit_and_bad_input_is_an_error() {
 }
 
 /// The runtime and the pipelines on every compiled backend give what they give on the CPU.
-/// Built with the `wgpu` feature (CI: on lavapipe), the machine must provide an adapter.
+/// Built with the `wgpu` feature, the machine must provide an adapter (lavapipe will do):
+/// `cargo test -p lora-bert --features wgpu --test runtime`.
 #[test]
 fn every_compiled_backend_serves_what_the_cpu_serves() {
     use burn::module::Module;
@@ -635,8 +636,14 @@ fn every_compiled_backend_serves_what_the_cpu_serves() {
             .unwrap();
         assert_eq!(entities[0].len(), want_entities[0].len(), "{backend}");
         for (g, w) in entities[0].iter().zip(&want_entities[0]) {
-            assert_eq!((&g.label, &g.text, g.start, g.end), (&w.label, &w.text, w.start, w.end));
-            assert!((g.score - w.score).abs() < 1e-4, "{backend}: {g:?} vs {w:?}");
+            assert_eq!(
+                (&g.label, &g.text, g.start, g.end),
+                (&w.label, &w.text, w.start, w.end)
+            );
+            assert!(
+                (g.score - w.score).abs() < 1e-4,
+                "{backend}: {g:?} vs {w:?}"
+            );
         }
         let labels = ClassifierPipeline::new(runtime, "topic", tok.clone())
             .unwrap()
