@@ -601,8 +601,8 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
     )?;
     writeln!(
         w,
-        "- **Distillation loss.** With MSE (the library's default) the NER-family \
-         pre-finetuning shrank the student's last hidden states about 3.5 times (mean norm \
+        "- **Distillation loss.** With MSE (the library's default until this comparison) the \
+         NER-family pre-finetuning shrank the student's last hidden states about 3.5 times (mean norm \
          4.26 → 1.21 after 300 steps; naive and MTPF-TPL about halved them) and the downstream \
          heads then barely moved at the same learning rate (WNUT-16 entity F1 0 after 200 \
          steps, against 0.34 from the plain model); the comparison therefore uses cosine \
