@@ -21,10 +21,10 @@ const CHUNK: usize = 1 << 14;
 /// [`activation::gelu`] by at most about `4e-7 · |x|` (the error of [`erf`]). Elsewhere it is
 /// burn's op.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    if x.dtype() != DType::F32 || !host_inference(&x.device()) {
+    let device = x.device();
+    if x.dtype() != DType::F32 || !host_inference(&device) {
         return activation::gelu(x);
     }
-    let device = x.device();
     let mut data = x.into_data();
     match data.as_mut_slice::<f32>() {
         Ok(values) => {
