@@ -2,13 +2,14 @@
 //! (`scripts/bench_side_by_side.sh` runs it next to `scripts/bench_reference.py`).
 //!
 //! ```text
-//! cargo run --release --example bench_compare -- --mode infer --batch 32 [--backend flex]
+//! cargo run --release --example bench_compare -- --mode infer --batch 32 [--backend flex] [--int8]
 //! cargo run --release --example bench_compare -- --mode train --batch 16
 //! cargo run --release --example bench_compare -- --model-dir   # where all-MiniLM-L6-v2 is
 //! ```
 //!
 //! `infer`: the encoder forward pass of all-MiniLM-L6-v2 on `batch` rows of exactly `--seq`
-//! tokens (real text, truncated, no padding), the last hidden state read back to the host.
+//! tokens (real text, truncated, no padding), the last hidden state read back to the host;
+//! `--int8` runs the int8 backbone (`BertModel::quantize_int8`).
 //! `train`: one LoRA fine-tuning step of a text classifier (LoRA r8, alpha 16 on query/value of
 //! every layer, mean pooling, a linear head over 2 classes, cross-entropy, AdamW at 3e-3,
 //! dropout 0.1 as in the model's config, gradient clipping at 1), through the library's own
@@ -39,7 +40,7 @@ const TEXT: &str = "When the small research team finally gathered in the crowded
     from the northern observatory could not be dismissed as a simple calibration error. ";
 
 const USAGE: &str = "usage: bench_compare --mode infer|train [--batch N] [--seq N] \
-    [--backend flex|ndarray] [--warmup N] [--iters N] | --model-dir";
+    [--backend flex|ndarray] [--int8] [--warmup N] [--iters N] | --model-dir";
 
 struct Args {
     mode: String,
@@ -48,6 +49,7 @@ struct Args {
     backend: Backend,
     warmup: usize,
     iters: usize,
+    int8: bool,
 }
 
 fn main() -> Result<()> {
@@ -58,6 +60,7 @@ fn main() -> Result<()> {
         backend: Backend::default_cpu()?,
         warmup: 2,
         iters: 10,
+        int8: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -69,6 +72,7 @@ fn main() -> Result<()> {
             "--backend" => a.backend = value()?.parse()?,
             "--warmup" => a.warmup = value()?.parse()?,
             "--iters" => a.iters = value()?.parse()?,
+            "--int8" => a.int8 = true,
             "--model-dir" => {
                 let cache = lora_bert::assets::AssetCache::from_env()?;
                 println!(
@@ -101,7 +105,11 @@ fn main() -> Result<()> {
     println!(
         "{}",
         serde_json::json!({
-            "impl": format!("lora-bert ({})", a.backend.name()),
+            "impl": format!(
+                "lora-bert ({}{})",
+                a.backend.name(),
+                if a.int8 { ", int8" } else { "" }
+            ),
             "mode": a.mode,
             "batch": a.batch,
             "seq": a.seq,
@@ -137,10 +145,16 @@ fn infer(a: &Args) -> Result<Vec<f64>> {
     let device = device::device(a.backend)?;
     let embedder = Embedder::all_minilm_l6_v2(&device)?;
     let input = input(&embedder, a)?;
+    let model = embedder.into_backbone();
+    let model = if a.int8 {
+        model.quantize_int8()?
+    } else {
+        model
+    };
     let mut times = Vec::with_capacity(a.iters);
     for i in 0..a.warmup + a.iters {
         let start = Instant::now();
-        let out = embedder.model().forward(&input, &Route::Base)?;
+        let out = model.forward(&input, &Route::Base)?;
         // Reading the data back forces the whole computation.
         std::hint::black_box(out.last_hidden_state.into_data());
         if i >= a.warmup {

@@ -418,6 +418,12 @@ impl<S: Adapter<Config = C>, C: AdapterConfig> AdaptedModel<S, C> {
             let Some(adapter) = projection.adapter.get(id) else {
                 continue;
             };
+            if projection.is_quantized() {
+                return Err(AdapterError::QuantizedBase {
+                    group: self.name_of(id),
+                    site: site.hf_path(),
+                });
+            }
             let weight = projection.weight.val().detach();
             let bias = projection.bias.as_ref().map(|b| b.val().detach());
             let merged =

@@ -171,6 +171,14 @@ pub enum AdapterError {
         /// The projection.
         site: String,
     },
+    /// The base weight at `site` is int8: a group is not merged into it.
+    #[error("adapter group `{group}` cannot be merged at {site}: its base weight is int8")]
+    QuantizedBase {
+        /// The group.
+        group: String,
+        /// The projection.
+        site: String,
+    },
     /// The forward pass refused its input.
     #[error(transparent)]
     Input(#[from] InputError),

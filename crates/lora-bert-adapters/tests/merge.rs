@@ -108,3 +108,25 @@ fn merging_ia3_keeps_outputs_and_unmerging_restores_the_base() {
         "unmerge left the base off by {worst} (relative)"
     );
 }
+
+#[test]
+fn a_group_is_not_merged_into_int8_weights() {
+    let device = cpu();
+    let mut model = AdaptedModel::<Lora>::new(minilm(&device).quantize_int8().unwrap());
+    model.load_group("kd", fixture("key-dense-r2")).unwrap();
+    let expected = expected("key-dense-r2");
+    let input = fixture_input(&expected, model.config(), &device);
+    let route = model.route("kd").unwrap();
+    let before = last_hidden(&model.forward(&input, &route).unwrap());
+    match model.merge("kd") {
+        Err(AdapterError::QuantizedBase { group, site }) => {
+            assert_eq!(group, "kd");
+            assert!(site.starts_with("encoder.layer."), "{site}");
+        }
+        other => panic!("expected QuantizedBase, got {other:?}"),
+    }
+    // Nothing changed: the group still routes, the base weights are untouched.
+    assert_eq!(model.merged(), None);
+    let after = last_hidden(&model.forward(&input, &route).unwrap());
+    assert_eq!(before, after);
+}

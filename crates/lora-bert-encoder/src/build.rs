@@ -132,6 +132,7 @@ pub(crate) fn build<S: WeightSource>(
             "embeddings.word_embeddings.weight",
             [config.vocab_size, h],
         )?,
+        word_embeddings_scale: None,
         position_embeddings: param(
             source,
             "embeddings.position_embeddings.weight",

@@ -405,7 +405,8 @@ pub fn f32_bytes(values: &[f32]) -> Vec<u8> {
 
 impl<A: ProjectionAdapter> BertModel<A> {
     /// The base weights with their Hugging Face names and shapes (linear weights as `[out, in]`),
-    /// in a stable order. Adapters are not included: they are saved by the adapter crate.
+    /// in a stable order. Adapters are not included: they are saved by the adapter crate. Int8
+    /// weights are given dequantized.
     pub fn hf_tensors(&self) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
         let mut out = BTreeMap::new();
         let mut put = |name: String, t: TensorData| {
@@ -416,7 +417,7 @@ impl<A: ProjectionAdapter> BertModel<A> {
         let e = &self.embeddings;
         put(
             "embeddings.word_embeddings.weight".into(),
-            e.word_embeddings.val().into_data(),
+            e.word_embeddings_f32().into_data(),
         );
         put(
             "embeddings.position_embeddings.weight".into(),
@@ -441,7 +442,7 @@ impl<A: ProjectionAdapter> BertModel<A> {
         ) {
             put(
                 format!("{name}.weight"),
-                p.weight.val().transpose().into_data(),
+                p.weight_f32().transpose().into_data(),
             );
             if let Some(bias) = &p.bias {
                 put(format!("{name}.bias"), bias.val().into_data());

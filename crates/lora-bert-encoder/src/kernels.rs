@@ -37,7 +37,7 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 }
 
 /// Whether `device` runs on this CPU without recording a graph.
-fn host_inference(device: &Device) -> bool {
+pub(crate) fn host_inference(device: &Device) -> bool {
     if device.is_autodiff() {
         return false;
     }

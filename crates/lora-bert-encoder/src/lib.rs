@@ -35,6 +35,7 @@ pub mod kernels;
 pub mod model;
 pub mod mpnet;
 pub mod projection;
+pub mod quantize;
 pub mod tokenizer;
 
 pub use checkpoint::{CheckpointError, LoadReport, ModelDir};
@@ -45,4 +46,5 @@ pub use mpnet::{MpnetConfig, MpnetModel, MpnetOutput};
 pub use projection::{
     BaseLinear, NoAdapter, Projection, ProjectionAdapter, ProjectionKind, ProjectionSite, Route,
 };
+pub use quantize::QuantizeError;
 pub use tokenizer::{Batch, BertTokenizer, Encoding, LengthPolicy, TokenizerError};

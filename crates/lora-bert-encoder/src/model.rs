@@ -243,8 +243,10 @@ impl LayerNorm {
 /// Word, position and token-type embeddings, summed and normalised.
 #[derive(Module, Debug)]
 pub struct BertEmbeddings {
-    /// `[vocab_size, hidden]`.
+    /// `[vocab_size, hidden]` (int8 values when `word_embeddings_scale` is set).
     pub word_embeddings: Param<Tensor<2>>,
+    /// Per-row scale of int8 `word_embeddings`, `[vocab_size]`; `None` for float ones.
+    pub word_embeddings_scale: Option<Param<Tensor<1>>>,
     /// `[max_position_embeddings, hidden]`.
     pub position_embeddings: Param<Tensor<2>>,
     /// `[type_vocab_size, hidden]`.
@@ -256,11 +258,39 @@ pub struct BertEmbeddings {
 }
 
 impl BertEmbeddings {
+    fn hidden_size(&self) -> usize {
+        self.word_embeddings.shape().dims::<2>()[1]
+    }
+
+    /// The word embedding table as floats, `[vocab_size, hidden]` (int8 tables dequantized).
+    pub fn word_embeddings_f32(&self) -> Tensor<2> {
+        match &self.word_embeddings_scale {
+            None => self.word_embeddings.val(),
+            Some(scale) => {
+                self.word_embeddings.val().dequantize() * scale.val().unsqueeze_dim::<2>(1)
+            }
+        }
+    }
+
     /// Embeds `[batch, seq]` ids into `[batch, seq, hidden]`.
     pub fn forward(&self, input_ids: Tensor<2, Int>, token_type_ids: Tensor<2, Int>) -> Tensor<3> {
         let [_, seq_len] = input_ids.dims();
         let device = input_ids.device();
-        let words = embedding(self.word_embeddings.val(), input_ids);
+        let words = match &self.word_embeddings_scale {
+            None => embedding(self.word_embeddings.val(), input_ids),
+            Some(scale) => {
+                // Gathers int8 rows (never the whole table) and scales each row.
+                let [batch, seq] = input_ids.dims();
+                let ids = input_ids.reshape([batch * seq]);
+                let rows = self
+                    .word_embeddings
+                    .val()
+                    .select(0, ids.clone())
+                    .dequantize();
+                let scales = scale.val().select(0, ids).unsqueeze_dim::<2>(1);
+                (rows * scales).reshape([batch, seq, self.hidden_size()])
+            }
+        };
         let types = embedding(self.token_type_embeddings.val(), token_type_ids);
         let positions = Tensor::<1, Int>::arange(0..seq_len as i64, &device).unsqueeze::<2>();
         let positions = embedding(self.position_embeddings.val(), positions);

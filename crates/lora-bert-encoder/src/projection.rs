@@ -120,11 +120,16 @@ impl Route {
     }
 }
 
-/// The base linear map of a [`Projection`], as its adapter sees it: `y = x·W + b`.
+/// The base linear map of a [`Projection`], as its adapter sees it: `y = x·W + b`, or
+/// `y = (x·Q)⊙s + b` for an int8 weight `Q` with per-column scales `s`.
 #[derive(Debug, Clone, Copy)]
 pub struct BaseLinear<'a> {
-    /// Weight, `[d_in, d_out]`.
+    /// Weight, `[d_in, d_out]` (int8 values when `weight_scale` is set).
     pub weight: &'a Param<Tensor<2>>,
+    /// Per-output-column scale of an int8 weight, `[d_out]`.
+    pub weight_scale: Option<&'a Param<Tensor<1>>>,
+    /// Per-input-row scale of an int8 weight, `[d_in]`.
+    pub input_scale: Option<&'a Param<Tensor<1>>>,
     /// Bias, `[d_out]`.
     pub bias: Option<&'a Param<Tensor<1>>>,
 }
@@ -132,12 +137,29 @@ pub struct BaseLinear<'a> {
 impl BaseLinear<'_> {
     /// `x·W + b` for `x` of shape `[batch, seq, d_in]`.
     pub fn forward(&self, input: Tensor<3>) -> Tensor<3> {
-        linear(input, self.weight.val(), self.bias.map(|b| b.val()))
+        match self.weight_scale {
+            None => linear(input, self.weight.val(), self.bias.map(|b| b.val())),
+            Some(_) => {
+                let y = self.forward_no_bias(input);
+                match self.bias {
+                    Some(b) => y + b.val().unsqueeze::<3>(),
+                    None => y,
+                }
+            }
+        }
     }
 
     /// `x·W` without the bias.
     pub fn forward_no_bias(&self, input: Tensor<3>) -> Tensor<3> {
-        linear(input, self.weight.val(), None)
+        let input = match self.input_scale {
+            Some(r) => input * r.val().unsqueeze::<3>(),
+            None => input,
+        };
+        let y = linear(input, self.weight.val(), None);
+        match self.weight_scale {
+            Some(s) => y * s.val().unsqueeze::<3>(),
+            None => y,
+        }
     }
 }
 
@@ -171,11 +193,18 @@ impl ProjectionAdapter for NoAdapter {
 /// A linear projection `y = x·W + b`, adapted by `A`.
 ///
 /// `weight` is stored `[d_in, d_out]` (burn's layout); Hugging Face checkpoints hold the
-/// transpose, `[d_out, d_in]`, and the checkpoint code converts between the two.
+/// transpose, `[d_out, d_in]`, and the checkpoint code converts between the two. An int8
+/// projection ([`BertModel::quantize_int8`](crate::BertModel::quantize_int8)) holds the int8
+/// values in `weight` (a quantized tensor of scale 1) and one scale per output column in
+/// `weight_scale`.
 #[derive(Module, Debug)]
 pub struct Projection<A: ProjectionAdapter = NoAdapter> {
     /// Base weight, `[d_in, d_out]`.
     pub weight: Param<Tensor<2>>,
+    /// Per-output-column scale of an int8 `weight`, `[d_out]`; `None` for a float weight.
+    pub weight_scale: Option<Param<Tensor<1>>>,
+    /// Per-input-row scale of an int8 `weight`, `[d_in]`; `None` for a float weight.
+    pub input_scale: Option<Param<Tensor<1>>>,
     /// Base bias, `[d_out]`.
     pub bias: Option<Param<Tensor<1>>>,
     /// The adapter; [`NoAdapter`] for the plain layer.
@@ -187,6 +216,8 @@ impl Projection<NoAdapter> {
     pub fn new(weight: Tensor<2>, bias: Option<Tensor<1>>) -> Self {
         Self {
             weight: Param::from_tensor(weight),
+            weight_scale: None,
+            input_scale: None,
             bias: bias.map(Param::from_tensor),
             adapter: NoAdapter,
         }
@@ -206,6 +237,8 @@ impl<A: ProjectionAdapter> Projection<A> {
     pub fn with_adapter<B: ProjectionAdapter>(self, adapter: B) -> Projection<B> {
         Projection {
             weight: self.weight,
+            weight_scale: self.weight_scale,
+            input_scale: self.input_scale,
             bias: self.bias,
             adapter,
         }
@@ -216,6 +249,8 @@ impl<A: ProjectionAdapter> Projection<A> {
         let adapter = self.adapter;
         let base = Projection {
             weight: self.weight,
+            weight_scale: self.weight_scale,
+            input_scale: self.input_scale,
             bias: self.bias,
             adapter: NoAdapter,
         };
@@ -236,8 +271,29 @@ impl<A: ProjectionAdapter> Projection<A> {
     pub fn base(&self) -> BaseLinear<'_> {
         BaseLinear {
             weight: &self.weight,
+            weight_scale: self.weight_scale.as_ref(),
+            input_scale: self.input_scale.as_ref(),
             bias: self.bias.as_ref(),
         }
+    }
+
+    /// The base weight as floats, `[d_in, d_out]` (an int8 weight dequantized).
+    pub fn weight_f32(&self) -> Tensor<2> {
+        match &self.weight_scale {
+            None => self.weight.val(),
+            Some(scale) => {
+                let w = self.weight.val().dequantize() * scale.val().unsqueeze::<2>();
+                match &self.input_scale {
+                    Some(r) => w * r.val().unsqueeze_dim::<2>(1),
+                    None => w,
+                }
+            }
+        }
+    }
+
+    /// Whether the base weight is int8 ([`BertModel::quantize_int8`](crate::BertModel::quantize_int8)).
+    pub fn is_quantized(&self) -> bool {
+        self.weight_scale.is_some()
     }
 
     /// The base output only, ignoring the adapter.

@@ -53,6 +53,9 @@ pub enum Error {
     /// A checkpoint or config could not be loaded.
     #[error(transparent)]
     Checkpoint(#[from] lora_bert_encoder::CheckpointError),
+    /// The backbone could not be made int8.
+    #[error(transparent)]
+    Quantize(#[from] lora_bert_encoder::QuantizeError),
     /// The tokenizer failed or refused the text.
     #[error(transparent)]
     Tokenizer(#[from] lora_bert_encoder::tokenizer::TokenizerError),

@@ -60,7 +60,8 @@ pub struct AppInfo {
 /// What the runtime holds in memory ([`Runtime::memory`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemoryReport {
-    /// Bytes of the backbone's parameters (f32), shared by every app.
+    /// Bytes of the backbone's parameters as stored (f32, or int8 after
+    /// [`Runtime::load_int8`]), shared by every app.
     pub backbone_bytes: usize,
     /// Bytes of each app's own parameters, by name.
     pub apps: Vec<(String, usize)>,
@@ -127,9 +128,10 @@ fn group_name(app: &str) -> String {
 }
 
 impl Runtime {
-    /// A runtime on `backbone` (its weights move in; nothing is copied), with no app.
+    /// A runtime on `backbone` (its weights move in; nothing is copied), with no app. The
+    /// backbone may be int8 ([`BertModel::quantize_int8`]).
     pub fn new(backbone: BertModel<NoAdapter>) -> Self {
-        let backbone_bytes = backbone.num_params() * std::mem::size_of::<f32>();
+        let backbone_bytes = backbone.param_bytes();
         let model = AdaptedModel::new(backbone);
         Self {
             device: model.device(),
@@ -149,6 +151,19 @@ impl Runtime {
     pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self, Error> {
         let (backbone, _report) = BertModel::load(dir, device)?;
         Ok(Self::new(backbone))
+    }
+
+    /// Loads the backbone like [`load`](Self::load) and makes it int8
+    /// ([`BertModel::quantize_int8`]): about a quarter of the memory, for a small change in the
+    /// outputs (docs/benchmarks.md measures both). Apps register as on a float backbone.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Checkpoint`] as [`load`](Self::load); [`Error::Quantize`] on a device int8
+    /// weights do not run on (autodiff, GPU).
+    pub fn load_int8(dir: impl AsRef<Path>, device: &Device) -> Result<Self, Error> {
+        let (backbone, _report) = BertModel::load(dir, device)?;
+        Ok(Self::new(backbone.quantize_int8()?))
     }
 
     /// The device the runtime computes on.

@@ -312,6 +312,46 @@ fn apps_come_and_go_and_errors_leave_the_runtime_serving() {
 }
 
 #[test]
+fn an_int8_backbone_serves_the_same_apps_in_under_half_the_bytes() {
+    let f = fixture();
+    let device = cpu();
+    let float = Runtime::new(backbone(16, &device));
+    let int8 = Runtime::new(backbone(16, &device).quantize_int8().unwrap());
+    for runtime in [&float, &int8] {
+        runtime.register("ner", &f.ner).unwrap();
+        runtime.register("topic", &f.topic).unwrap();
+    }
+    let rows = [
+        Row { app: "ner", ids: C },
+        Row {
+            app: "topic",
+            ids: A,
+        },
+    ];
+    let (a, b) = (float.logits(&rows).unwrap(), int8.logits(&rows).unwrap());
+    for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+        let (a, b) = (flat(a), flat(b));
+        let scale = a.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let d = max_diff(&a, &b);
+        assert!(
+            d < 0.03 * scale,
+            "row {i}: int8 moved logits by {d} (largest {scale})"
+        );
+        assert!(d > 0.0, "row {i}: int8 changed nothing");
+    }
+    // Int8: one byte per projection and word-embedding value, plus each tensor's scale (4),
+    // per-column and per-row scales (f32); biases, LayerNorms, position and type embeddings
+    // stay f32.
+    let int8_dense = |d_in: usize, d_out: usize| d_in * d_out + 4 + 4 * (d_in + d_out + d_out);
+    let layer = 4 * int8_dense(16, 16) + int8_dense(16, 32) + int8_dense(32, 16) + 4 * 2 * 32;
+    let embeddings = 50 * 16 + 4 + 4 * 50 + 4 * ((32 + 2) * 16 + 32);
+    assert_eq!(int8.memory().backbone_bytes, embeddings + 2 * layer);
+    assert!(int8.memory().backbone_bytes * 2 < float.memory().backbone_bytes);
+    // Apps cost the same on either backbone.
+    assert_eq!(int8.memory().apps, float.memory().apps);
+}
+
+#[test]
 fn memory_is_the_backbone_once_and_each_app_s_own_parameters() {
     let f = fixture();
     let runtime = Runtime::new(backbone(16, &cpu()));
