@@ -1,6 +1,7 @@
 //! What an int8 backbone costs and changes: the quickstart's two apps evaluated on their whole
 //! test sets on the float backbone and on the same backbone made int8
-//! ([`BertModel::quantize_int8`]), with the backbone's bytes and the encoder's speed.
+//! ([`BertModel::quantize_int8`], saved to `DIR/pf-int8` and loaded back from there), with the
+//! backbone's bytes in memory and on disk and the encoder's speed.
 //!
 //! ```text
 //! cargo run --release --example quickstart     # makes runs/quickstart/{pf,apps/*}
@@ -66,6 +67,7 @@ fn main() -> Result<()> {
             .into());
         }
     }
+    let pf_int8 = run.join("pf-int8");
     let device = device::device(backend)?;
     let cache = AssetCache::from_env()?;
     let files = assets::all_minilm_l6_v2(&cache)?;
@@ -96,7 +98,9 @@ fn main() -> Result<()> {
     for int8 in [false, true] {
         let backbone = BertModel::load(&pf, &device)?.0;
         let backbone = if int8 {
-            backbone.quantize_int8()?
+            // Saved and loaded back, as a served int8 backbone would be.
+            backbone.quantize_int8()?.save(&pf_int8)?;
+            BertModel::load(&pf_int8, &device)?.0
         } else {
             backbone
         };
@@ -129,6 +133,16 @@ fn main() -> Result<()> {
         );
         scores.push((f1, accuracy));
     }
+    let file = |dir: &std::path::Path| -> Result<f64> {
+        Ok(std::fs::metadata(dir.join("model.safetensors"))?.len() as f64 / 1e6)
+    };
+    println!(
+        "model.safetensors: {:.2} MB ({}), int8 {:.2} MB ({})",
+        file(&pf)?,
+        pf.display(),
+        file(&pf_int8)?,
+        pf_int8.display()
+    );
     println!(
         "change: WNUT-16 F1 {:+.4}, VADER accuracy {:+.4} ({} and {} test examples)",
         scores[1].0 - scores[0].0,

@@ -32,6 +32,17 @@ pub(crate) trait WeightSource {
         d_in: usize,
         d_out: usize,
     ) -> Result<Tensor<2>, Self::Error>;
+
+    /// When `weight` is stored as int8, its scale stored as `{weight}_{kind}` (`len` values);
+    /// `None` for a float weight. See [`crate::quantize`] for the kinds.
+    fn int8_scale(
+        &mut self,
+        _weight: &str,
+        _kind: &str,
+        _len: usize,
+    ) -> Result<Option<Tensor<1>>, Self::Error> {
+        Ok(None)
+    }
 }
 
 /// Hugging Face's initialisation: normal(0, `initializer_range`) weights, zero biases, LayerNorm
@@ -97,9 +108,15 @@ pub(crate) fn dense<S: WeightSource>(
     d_in: usize,
     d_out: usize,
 ) -> Result<Projection, S::Error> {
-    let weight = source.linear_weight(&format!("{name}.weight"), d_in, d_out)?;
+    let weight_name = format!("{name}.weight");
+    let weight = source.linear_weight(&weight_name, d_in, d_out)?;
+    let weight_scale = source.int8_scale(&weight_name, "scale", d_out)?;
+    let input_scale = source.int8_scale(&weight_name, "input_scale", d_in)?;
     let bias = source.tensor(&format!("{name}.bias"), [d_out])?;
-    Ok(Projection::new(weight, Some(bias)))
+    let mut projection = Projection::new(weight, Some(bias));
+    projection.weight_scale = weight_scale.map(Param::from_tensor);
+    projection.input_scale = input_scale.map(Param::from_tensor);
+    Ok(projection)
 }
 
 pub(crate) fn layer_norm<S: WeightSource>(
@@ -132,7 +149,13 @@ pub(crate) fn build<S: WeightSource>(
             "embeddings.word_embeddings.weight",
             [config.vocab_size, h],
         )?,
-        word_embeddings_scale: None,
+        word_embeddings_scale: source
+            .int8_scale(
+                "embeddings.word_embeddings.weight",
+                "scale",
+                config.vocab_size,
+            )?
+            .map(Param::from_tensor),
         position_embeddings: param(
             source,
             "embeddings.position_embeddings.weight",

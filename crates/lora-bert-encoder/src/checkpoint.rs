@@ -17,8 +17,10 @@ use safetensors::{Dtype, SafeTensors};
 
 use crate::build::{WeightSource, build};
 use crate::config::{BertConfig, ConfigError};
+use crate::kernels::host_inference;
 use crate::model::{BertModel, LayerNorm};
 use crate::projection::{NoAdapter, Projection, ProjectionAdapter};
+use crate::quantize::int8_tensor;
 
 /// Errors raised while reading or writing a checkpoint.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +79,16 @@ pub enum CheckpointError {
         /// The tensor's name as stored.
         name: String,
     },
+    /// The file holds int8 weights and the device cannot run them.
+    #[error(
+        "{path}: holds int8 weights, which run on a CPU device without autodiff, not on {device}"
+    )]
+    Int8Device {
+        /// The file.
+        path: PathBuf,
+        /// The device asked for.
+        device: String,
+    },
     /// The config next to the weights is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -113,6 +125,9 @@ impl ModelDir {
         }
     }
 }
+
+/// The HF name of the word-embedding table.
+const WORD_EMBEDDINGS: &str = "embeddings.word_embeddings.weight";
 
 /// Reads a whole checkpoint file, mapping I/O errors to [`CheckpointError::Io`].
 pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>, CheckpointError> {
@@ -174,6 +189,35 @@ impl<'a> Reader<'a> {
     /// Whether the file holds `name` (under the prefix, with LayerNorm aliases).
     pub(crate) fn has(&self, name: &str) -> bool {
         self.find(name).is_some()
+    }
+
+    /// Whether `name` is stored as int8 (an int8 backbone's projection or word embeddings).
+    pub(crate) fn is_int8(&self, name: &str) -> bool {
+        self.find(name)
+            .and_then(|stored| self.tensors.tensor(&stored).ok())
+            .is_some_and(|view| view.dtype() == Dtype::I8)
+    }
+
+    /// The int8 values of `name`, which must have shape `expected`.
+    fn read_i8(&mut self, name: &str, expected: &[usize]) -> Result<Vec<i8>, CheckpointError> {
+        let stored = self.find(name).unwrap_or_else(|| name.to_owned());
+        let view = self
+            .tensors
+            .tensor(&stored)
+            .map_err(|e| CheckpointError::Corrupt {
+                path: self.path.to_owned(),
+                message: e.to_string(),
+            })?;
+        if view.shape() != expected {
+            return Err(CheckpointError::Shape {
+                path: self.path.to_owned(),
+                name: stored,
+                expected: expected.to_vec(),
+                actual: view.shape().to_vec(),
+            });
+        }
+        self.used.insert(stored);
+        Ok(view.data().iter().map(|&b| b as i8).collect())
     }
 
     fn read(
@@ -240,6 +284,9 @@ pub(crate) struct CheckpointSource<'r, 'a> {
     pub(crate) device: &'r Device,
     /// The full names of the tensors asked for but absent.
     pub(crate) missing: Vec<String>,
+    /// Whether the model being built takes int8 weights (BERT does, MPNet does not): without
+    /// it, an `I8` tensor is a dtype error.
+    pub(crate) int8: bool,
 }
 
 impl<'r, 'a> CheckpointSource<'r, 'a> {
@@ -249,6 +296,7 @@ impl<'r, 'a> CheckpointSource<'r, 'a> {
             reader,
             device,
             missing: Vec::new(),
+            int8: false,
         }
     }
 }
@@ -261,6 +309,13 @@ impl WeightSource for CheckpointSource<'_, '_> {
         name: &str,
         shape: [usize; D],
     ) -> Result<Tensor<D>, CheckpointError> {
+        // Of the plain tensors, only the word embeddings may be int8.
+        if self.int8 && D == 2 && name == WORD_EMBEDDINGS && self.reader.is_int8(name) {
+            self.int8_device()?;
+            let values = self.reader.read_i8(name, &shape)?;
+            let [rows, cols] = [shape[0], shape[1]];
+            return Ok(int8_tensor(values, [rows, cols], self.device).reshape(shape));
+        }
         let values = self.reader.read(name, &shape, &mut self.missing)?;
         Ok(match values {
             Some(v) => Tensor::from_data(TensorData::new(v, shape), self.device),
@@ -275,21 +330,62 @@ impl WeightSource for CheckpointSource<'_, '_> {
         d_in: usize,
         d_out: usize,
     ) -> Result<Tensor<2>, CheckpointError> {
+        if self.int8 && self.reader.is_int8(name) {
+            self.int8_device()?;
+            let values = self.reader.read_i8(name, &[d_out, d_in])?;
+            return Ok(int8_tensor(
+                transpose(&values, d_out, d_in),
+                [d_in, d_out],
+                self.device,
+            ));
+        }
         let Some(values) = self.reader.read(name, &[d_out, d_in], &mut self.missing)? else {
             return Ok(Tensor::zeros([d_in, d_out], self.device));
         };
         // Transpose on the host so the device holds a contiguous [in, out] matrix.
-        let mut t = vec![0f32; values.len()];
-        for (o, row) in values.chunks_exact(d_in).enumerate() {
-            for (i, v) in row.iter().enumerate() {
-                t[i * d_out + o] = *v;
-            }
-        }
         Ok(Tensor::from_data(
-            TensorData::new(t, [d_in, d_out]),
+            TensorData::new(transpose(&values, d_out, d_in), [d_in, d_out]),
             self.device,
         ))
     }
+
+    fn int8_scale(
+        &mut self,
+        weight: &str,
+        kind: &str,
+        len: usize,
+    ) -> Result<Option<Tensor<1>>, CheckpointError> {
+        if !(self.int8 && self.reader.is_int8(weight)) {
+            return Ok(None);
+        }
+        let name = format!("{weight}_{kind}");
+        Ok(Some(self.tensor(&name, [len])?))
+    }
+}
+
+impl CheckpointSource<'_, '_> {
+    /// Refuses int8 weights on a device that cannot run them.
+    fn int8_device(&self) -> Result<(), CheckpointError> {
+        if host_inference(self.device) {
+            Ok(())
+        } else {
+            Err(CheckpointError::Int8Device {
+                path: self.reader.path.to_owned(),
+                device: format!("{:?}", self.device),
+            })
+        }
+    }
+}
+
+/// The transpose of a row-major `[rows, cols]` matrix.
+fn transpose<T: Copy + Default>(values: &[T], rows: usize, cols: usize) -> Vec<T> {
+    let mut t = vec![T::default(); values.len()];
+    for (r, row) in values.chunks_exact(cols).enumerate() {
+        for (c, v) in row.iter().enumerate() {
+            t[c * rows + r] = *v;
+        }
+    }
+    t
 }
 
 impl BertModel<NoAdapter> {
@@ -332,6 +428,7 @@ impl BertModel<NoAdapter> {
     ) -> Result<(Self, LoadReport), CheckpointError> {
         config.validate()?;
         load_checkpoint(bytes, path, "bert.", device, |source, has_pooler| {
+            source.int8 = true;
             build(config, has_pooler, source)
         })
     }
@@ -397,6 +494,9 @@ pub fn decode_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
         _ => return None,
     })
 }
+
+/// A tensor as a safetensors file stores it: dtype, shape, little-endian bytes.
+type Stored = (Dtype, Vec<usize>, Vec<u8>);
 
 /// The little-endian bytes of `values`, as safetensors stores F32 data.
 pub fn f32_bytes(values: &[f32]) -> Vec<u8> {
@@ -474,16 +574,20 @@ impl<A: ProjectionAdapter> BertModel<A> {
     }
 
     /// Saves the base weights as an HF-named safetensors file, atomically (written to a
-    /// temporary file in the same directory, then renamed).
+    /// temporary file in the same directory, then renamed). Int8 weights are written as int8
+    /// with their scales (the layout is in [`crate::quantize`]); [`BertModel::load`] reads them
+    /// back int8.
     pub fn save_safetensors(&self, path: impl AsRef<Path>) -> Result<(), CheckpointError> {
         let path = path.as_ref();
-        let tensors = self.hf_tensors();
-        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        let mut tensors: BTreeMap<String, Stored> = self
+            .hf_tensors()
             .into_iter()
-            .map(|(name, (shape, values))| (name, shape, f32_bytes(&values)))
+            .map(|(name, (shape, values))| (name, (Dtype::F32, shape, f32_bytes(&values))))
             .collect();
-        let views = bytes.iter().map(|(name, shape, data)| {
-            let view = safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), data)
+        // Int8 weights are written as they are held: int8 values and their scales.
+        tensors.extend(self.int8_tensors());
+        let views = tensors.iter().map(|(name, (dtype, shape, data))| {
+            let view = safetensors::tensor::TensorView::new(*dtype, shape.clone(), data)
                 .expect("shape and data agree");
             (name.as_str(), view)
         });
@@ -497,6 +601,50 @@ impl<A: ProjectionAdapter> BertModel<A> {
             }
         })?;
         write_atomically(path, &serialized)
+    }
+
+    /// The int8 weights in the file layout of [`crate::quantize`]: `{weight}` as `I8` (linear
+    /// weights as HF's `[out, in]`), `{weight}_scale` and, for projections,
+    /// `{weight}_input_scale` as `F32`.
+    fn int8_tensors(&self) -> Vec<(String, Stored)> {
+        // The values are held with a per-tensor scale of 1: dequantized, they are the integers.
+        let ints = |t: Tensor<2>| -> Vec<u8> {
+            t.dequantize()
+                .into_data()
+                .iter::<f32>()
+                .map(|v| v as i8 as u8)
+                .collect()
+        };
+        let floats = |t: Tensor<1>| -> Stored {
+            let values: Vec<f32> = t.into_data().iter::<f32>().collect();
+            (Dtype::F32, vec![values.len()], f32_bytes(&values))
+        };
+        let mut out = Vec::new();
+        let e = &self.embeddings;
+        if let Some(scale) = &e.word_embeddings_scale {
+            let name = "embeddings.word_embeddings.weight";
+            let shape = e.word_embeddings.val().dims().to_vec();
+            out.push((
+                name.to_owned(),
+                (Dtype::I8, shape, ints(e.word_embeddings.val())),
+            ));
+            out.push((format!("{name}_scale"), floats(scale.val())));
+        }
+        for (site, p) in self.projections() {
+            let (Some(cols), Some(rows)) = (&p.weight_scale, &p.input_scale) else {
+                continue;
+            };
+            let name = format!("{}.weight", site.hf_path());
+            let [d_in, d_out] = p.weight.val().dims();
+            let values = ints(p.weight.val());
+            let hf: Vec<u8> = (0..d_out * d_in)
+                .map(|k| values[(k % d_in) * d_out + k / d_in])
+                .collect();
+            out.push((name.clone(), (Dtype::I8, vec![d_out, d_in], hf)));
+            out.push((format!("{name}_scale"), floats(cols.val())));
+            out.push((format!("{name}_input_scale"), floats(rows.val())));
+        }
+        out
     }
 
     /// Saves `config.json` and `model.safetensors` into `dir` (created if needed).

@@ -8,7 +8,7 @@ use common::{devices, f32s, golden, minilm_dir, u32s};
 use lora_bert_encoder::device::{self, Backend};
 use lora_bert_encoder::quantize::quantize_symmetric;
 use lora_bert_encoder::{
-    BertConfig, BertInput, BertModel, Device, QuantizeError, Route, mean_pool,
+    BertConfig, BertInput, BertModel, CheckpointError, Device, QuantizeError, Route, mean_pool,
 };
 use proptest::prelude::*;
 
@@ -71,41 +71,153 @@ fn int8_minilm_is_a_quarter_of_the_bytes_and_keeps_the_embeddings() {
             assert!(d < 0.03, "{backend}: first 16 pooled values off by {d}");
         }
     }
+    // Saved, the int8 model is a quarter of the float file.
+    let device = device::device(Backend::default_cpu().unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (model, _) = BertModel::load(minilm_dir(), &device).unwrap();
+    model.quantize_int8().unwrap().save(dir.path()).unwrap();
+    let size = |dir: &std::path::Path| {
+        std::fs::metadata(dir.join("model.safetensors"))
+            .unwrap()
+            .len()
+    };
+    let (float, int8) = (size(&minilm_dir()), size(dir.path()));
+    assert!(int8 * 100 < float * 27, "{int8} vs {float} bytes");
 }
 
-#[test]
-fn a_saved_int8_model_is_its_dequantized_weights() {
-    let device = device::device(Backend::default_cpu().unwrap()).unwrap();
-    let config: BertConfig = serde_json::from_str(
+fn tiny_config() -> BertConfig {
+    serde_json::from_str(
         r#"{"vocab_size": 40, "hidden_size": 16, "num_hidden_layers": 2,
             "num_attention_heads": 2, "intermediate_size": 32, "max_position_embeddings": 16}"#,
     )
-    .unwrap();
-    let int8 = BertModel::init(&config, true, &device)
+    .unwrap()
+}
+
+#[test]
+fn a_saved_int8_model_loads_back_int8_and_exact() {
+    let device = device::device(Backend::default_cpu().unwrap()).unwrap();
+    let int8 = BertModel::init(&tiny_config(), true, &device)
         .quantize_int8()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     int8.save(dir.path()).unwrap();
-    let (back, _) = BertModel::load(dir.path(), &device).unwrap();
-    assert!(!back.is_quantized());
+    let (back, report) = BertModel::load(dir.path(), &device).unwrap();
+    assert!(report.unexpected.is_empty(), "{:?}", report.unexpected);
+    assert!(back.is_quantized());
+    assert_eq!(back.param_bytes(), int8.param_bytes());
     let ids = [2, 7, 39, 0, 5, 3];
-    let (a, b) = (pooled(&int8, &ids, &device), pooled(&back, &ids, &device));
-    let d = a
+    assert_eq!(pooled(&int8, &ids, &device), pooled(&back, &ids, &device));
+    // The file keeps HF's names and layout: int8 values, their scales beside them.
+    let bytes = std::fs::read(dir.path().join("model.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let q = file
+        .tensor("encoder.layer.1.intermediate.dense.weight")
+        .unwrap();
+    assert_eq!(
+        (q.dtype(), q.shape()),
+        (safetensors::Dtype::I8, &[32, 16][..])
+    );
+    let c = file
+        .tensor("encoder.layer.1.intermediate.dense.weight_scale")
+        .unwrap();
+    let r = file
+        .tensor("encoder.layer.1.intermediate.dense.weight_input_scale")
+        .unwrap();
+    assert_eq!((c.shape(), r.shape()), (&[32][..], &[16][..]));
+    // Dequantized from the file by hand, the weight is what the model computes with.
+    let (c, r): (Vec<f32>, Vec<f32>) = (
+        c.data()
+            .chunks(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect(),
+        r.data()
+            .chunks(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect(),
+    );
+    let by_hand: Vec<f32> = (0..16 * 32)
+        .map(|k| {
+            let (i, o) = (k / 32, k % 32); // [d_in, d_out]
+            q.data()[o * 16 + i] as i8 as f32 * c[o] * r[i]
+        })
+        .collect();
+    let held = back.encoder.layer[1].intermediate.dense.weight_f32();
+    let held = held.into_data().try_to_vec::<f32>().unwrap();
+    let d = by_hand
         .iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
+        .zip(&held)
+        .map(|(a, b)| (a - b).abs())
         .fold(0.0f32, f32::max);
-    assert!(d < 1e-5, "int8 vs its f32 save: {d}");
+    assert!(d < 1e-6, "file vs model: {d}");
+}
+
+#[test]
+fn int8_files_are_checked_like_float_ones() {
+    let device = device::device(Backend::default_cpu().unwrap()).unwrap();
+    let int8 = BertModel::init(&tiny_config(), false, &device)
+        .quantize_int8()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    int8.save(dir.path()).unwrap();
+    let path = dir.path().join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    // Rewrite the file without one tensor.
+    let without = |drop: &str| {
+        let kept: Vec<(String, safetensors::tensor::TensorView<'_>)> = file
+            .tensors()
+            .into_iter()
+            .filter(|(name, _)| name != drop)
+            .collect();
+        std::fs::write(&path, safetensors::serialize(kept, None).unwrap()).unwrap();
+    };
+    without("encoder.layer.0.attention.self.query.weight_input_scale");
+    match BertModel::load(dir.path(), &device) {
+        Err(CheckpointError::Missing { names, .. }) => assert_eq!(
+            names,
+            ["encoder.layer.0.attention.self.query.weight_input_scale"]
+        ),
+        other => panic!("expected Missing, got {:?}", other.map(|_| ())),
+    }
+    // Only projections and word embeddings may be int8: any other I8 tensor is refused.
+    let zeros = vec![0u8; 16 * 16];
+    let tensors: Vec<(String, safetensors::tensor::TensorView<'_>)> = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            if name == "embeddings.position_embeddings.weight" {
+                let view = safetensors::tensor::TensorView::new(
+                    safetensors::Dtype::I8,
+                    vec![16, 16],
+                    &zeros,
+                )
+                .unwrap();
+                (name, view)
+            } else {
+                (name, view)
+            }
+        })
+        .collect();
+    std::fs::write(&path, safetensors::serialize(tensors, None).unwrap()).unwrap();
+    match BertModel::load(dir.path(), &device) {
+        Err(CheckpointError::Dtype { name, .. }) => {
+            assert_eq!(name, "embeddings.position_embeddings.weight")
+        }
+        other => panic!("expected Dtype, got {:?}", other.map(|_| ())),
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    // Int8 weights do not load onto a training device.
+    let training = device::autodiff(device.clone());
+    assert!(matches!(
+        BertModel::load(dir.path(), &training),
+        Err(CheckpointError::Int8Device { .. })
+    ));
 }
 
 #[test]
 fn refusals_are_typed() {
     let device = device::device(Backend::default_cpu().unwrap()).unwrap();
-    let config: BertConfig = serde_json::from_str(
-        r#"{"vocab_size": 40, "hidden_size": 16, "num_hidden_layers": 1,
-            "num_attention_heads": 2, "intermediate_size": 32, "max_position_embeddings": 16}"#,
-    )
-    .unwrap();
+    let config = tiny_config();
     let model = BertModel::init(&config, false, &device);
     let twice = model.clone().quantize_int8().unwrap().quantize_int8();
     assert!(matches!(twice, Err(QuantizeError::AlreadyQuantized { .. })));

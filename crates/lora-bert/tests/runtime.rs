@@ -349,6 +349,18 @@ fn an_int8_backbone_serves_the_same_apps_in_under_half_the_bytes() {
     assert!(int8.memory().backbone_bytes * 2 < float.memory().backbone_bytes);
     // Apps cost the same on either backbone.
     assert_eq!(int8.memory().apps, float.memory().apps);
+    // A saved int8 backbone loads as int8 and serves the same logits.
+    let dir = tempfile::tempdir().unwrap();
+    backbone(16, &device)
+        .quantize_int8()
+        .unwrap()
+        .save(dir.path())
+        .unwrap();
+    let loaded = Runtime::load(dir.path(), &device).unwrap();
+    loaded.register("ner", &f.ner).unwrap();
+    loaded.register("topic", &f.topic).unwrap();
+    assert_eq!(loaded.memory(), int8.memory());
+    assert_eq!(loaded.logits(&rows).unwrap(), b);
 }
 
 #[test]
