@@ -59,6 +59,18 @@ fn family_delta(
     family_tasks: &[&str],
     fraction: u32,
 ) -> Option<((f64, f64), usize)> {
+    family_delta_over(scores, setting, arm, family_tasks, fraction, None)
+}
+
+/// [`family_delta`] over the seeds in `only` (all seeds when `None`).
+fn family_delta_over(
+    scores: &Scores,
+    setting: &str,
+    arm: &str,
+    family_tasks: &[&str],
+    fraction: u32,
+    only: Option<&BTreeSet<u64>>,
+) -> Option<((f64, f64), usize)> {
     let get = |setting: &str, arm: &str, task: &str| {
         scores.get(&(
             setting.to_owned(),
@@ -72,6 +84,7 @@ fn family_delta(
         .iter()
         .filter_map(|t| get(setting, arm, t))
         .flat_map(|m| m.keys().copied())
+        .filter(|seed| only.is_none_or(|only| only.contains(seed)))
         .collect();
     for seed in seeds {
         let deltas: Option<Vec<f64>> = family_tasks
@@ -622,13 +635,27 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
         .map(|r| r.setting.as_str())
         .collect();
     if settings.len() > 1 {
+        let swept = |r: &&RunRecord| r.setting != "default" && r.arm == Arm::MtpfTpl.name();
+        let sweep_seeds: BTreeSet<u64> = records.iter().filter(swept).map(|r| r.seed).collect();
+        let sweep_task_set: BTreeSet<&str> = records
+            .iter()
+            .filter(swept)
+            .map(|r| r.task.as_str())
+            .collect();
         writeln!(w, "\n## Ablation: MTPF-TPL's knobs\n")?;
         writeln!(
             w,
             "MTPF-TPL pre-finetuned and fine-tuned again with one knob changed (the rest as in \
              the main setting); Δ against the main setting's no PF, paired by seed, on the \
-             tasks each setting ran ({}).\n",
-            sweep_tasks(&records)
+             tasks and seeds the changed settings ran ({}; seeds {}). The `default` row is the \
+             main setting's MTPF-TPL on those same tasks and seeds, so the rows compare; the \
+             main table above averages all tasks and seeds.\n",
+            sweep_tasks(&records),
+            sweep_seeds
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         )?;
         write!(w, "| setting |")?;
         for family in ["NER", "TC"] {
@@ -647,14 +674,24 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
                 let ft: Vec<&str> = family_tasks(family)
                     .into_iter()
                     .filter(|t| {
-                        records
-                            .iter()
-                            .any(|r| r.setting == setting && r.arm == "mtpf-tpl" && r.task == *t)
+                        sweep_task_set.contains(t)
+                            && records.iter().any(|r| {
+                                r.setting == setting && r.arm == "mtpf-tpl" && r.task == *t
+                            })
                     })
                     .collect();
                 for &fraction in &fractions {
                     let d = (!ft.is_empty())
-                        .then(|| family_delta(&scores, setting, "mtpf-tpl", &ft, fraction))
+                        .then(|| {
+                            family_delta_over(
+                                &scores,
+                                setting,
+                                "mtpf-tpl",
+                                &ft,
+                                fraction,
+                                Some(&sweep_seeds),
+                            )
+                        })
                         .flatten();
                     match d {
                         Some(((m, sd), n)) if n > 1 => {
@@ -814,6 +851,12 @@ mod tests {
         assert!((sd - (0.005f64 * 0.005 * 2.0).sqrt()).abs() < 1e-12);
         assert!(family_delta(&scores, "default", "naive", &["a", "b"], 100).is_none());
         assert!(family_delta(&scores, "default", "tc-pf", &["a", "b"], 10).is_none());
+        // Restricted to seed 1 (as the ablation rows are to the sweep's seeds).
+        let only: BTreeSet<u64> = [1].into();
+        let ((mean, _), n) =
+            family_delta_over(&scores, "default", "tc-pf", &["a", "b"], 100, Some(&only)).unwrap();
+        assert_eq!(n, 1);
+        assert!((mean - 0.04).abs() < 1e-12);
     }
 
     #[test]
