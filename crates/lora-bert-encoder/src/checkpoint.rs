@@ -198,12 +198,15 @@ impl<'a> Reader<'a> {
             .is_some_and(|view| view.dtype() == Dtype::I8)
     }
 
-    /// The int8 values of `name`, which must have shape `expected`.
-    fn read_i8(&mut self, name: &str, expected: &[usize]) -> Result<Vec<i8>, CheckpointError> {
-        let stored = self.find(name).unwrap_or_else(|| name.to_owned());
+    /// The stored tensor `stored`, which must have shape `expected`.
+    fn view(
+        &self,
+        stored: &str,
+        expected: &[usize],
+    ) -> Result<safetensors::tensor::TensorView<'a>, CheckpointError> {
         let view = self
             .tensors
-            .tensor(&stored)
+            .tensor(stored)
             .map_err(|e| CheckpointError::Corrupt {
                 path: self.path.to_owned(),
                 message: e.to_string(),
@@ -211,13 +214,25 @@ impl<'a> Reader<'a> {
         if view.shape() != expected {
             return Err(CheckpointError::Shape {
                 path: self.path.to_owned(),
-                name: stored,
+                name: stored.to_owned(),
                 expected: expected.to_vec(),
                 actual: view.shape().to_vec(),
             });
         }
+        Ok(view)
+    }
+
+    /// The int8 values of `name` (stored as `I8`), which must have shape `expected`.
+    fn read_i8(&mut self, name: &str, expected: &[usize]) -> Result<Vec<i8>, CheckpointError> {
+        let stored = self.find(name).unwrap_or_else(|| name.to_owned());
+        let values = self
+            .view(&stored, expected)?
+            .data()
+            .iter()
+            .map(|&b| b as i8)
+            .collect();
         self.used.insert(stored);
-        Ok(view.data().iter().map(|&b| b as i8).collect())
+        Ok(values)
     }
 
     fn read(
@@ -230,21 +245,7 @@ impl<'a> Reader<'a> {
             missing.push(format!("{}{name}", self.prefix));
             return Ok(None);
         };
-        let view = self
-            .tensors
-            .tensor(&stored)
-            .map_err(|e| CheckpointError::Corrupt {
-                path: self.path.to_owned(),
-                message: e.to_string(),
-            })?;
-        if view.shape() != expected {
-            return Err(CheckpointError::Shape {
-                path: self.path.to_owned(),
-                name: stored,
-                expected: expected.to_vec(),
-                actual: view.shape().to_vec(),
-            });
-        }
+        let view = self.view(&stored, expected)?;
         let Some(values) = decode_f32(view.dtype(), view.data()) else {
             return Err(CheckpointError::Dtype {
                 path: self.path.to_owned(),
