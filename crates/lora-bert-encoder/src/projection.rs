@@ -121,7 +121,8 @@ impl Route {
 }
 
 /// The base linear map of a [`Projection`], as its adapter sees it: `y = x·W + b`, or
-/// `y = (x·Q)⊙s + b` for an int8 weight `Q` with per-column scales `s`.
+/// `y = ((x⊙r)·Q)⊙c + b` for an int8 weight `Q` with input-row scales `r` and output-column
+/// scales `c`.
 #[derive(Debug, Clone, Copy)]
 pub struct BaseLinear<'a> {
     /// Weight, `[d_in, d_out]` (int8 values when `weight_scale` is set).
@@ -137,15 +138,13 @@ pub struct BaseLinear<'a> {
 impl BaseLinear<'_> {
     /// `x·W + b` for `x` of shape `[batch, seq, d_in]`.
     pub fn forward(&self, input: Tensor<3>) -> Tensor<3> {
-        match self.weight_scale {
-            None => linear(input, self.weight.val(), self.bias.map(|b| b.val())),
-            Some(_) => {
-                let y = self.forward_no_bias(input);
-                match self.bias {
-                    Some(b) => y + b.val().unsqueeze::<3>(),
-                    None => y,
-                }
-            }
+        if self.weight_scale.is_none() && self.input_scale.is_none() {
+            return linear(input, self.weight.val(), self.bias.map(|b| b.val()));
+        }
+        let y = self.forward_no_bias(input);
+        match self.bias {
+            Some(b) => y + b.val().unsqueeze::<3>(),
+            None => y,
         }
     }
 
@@ -195,8 +194,8 @@ impl ProjectionAdapter for NoAdapter {
 /// `weight` is stored `[d_in, d_out]` (burn's layout); Hugging Face checkpoints hold the
 /// transpose, `[d_out, d_in]`, and the checkpoint code converts between the two. An int8
 /// projection ([`BertModel::quantize_int8`](crate::BertModel::quantize_int8)) holds the int8
-/// values in `weight` (a quantized tensor of scale 1) and one scale per output column in
-/// `weight_scale`.
+/// values in `weight` (a quantized tensor of scale 1), one scale per output column in
+/// `weight_scale` and one per input row in `input_scale`.
 #[derive(Module, Debug)]
 pub struct Projection<A: ProjectionAdapter = NoAdapter> {
     /// Base weight, `[d_in, d_out]`.
