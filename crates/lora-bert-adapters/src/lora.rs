@@ -269,7 +269,7 @@ impl Adapter for Lora {
         base_output: Tensor<3>,
         _base: BaseLinear<'_>,
     ) -> Tensor<3> {
-        let x = self.dropout.forward(input);
+        let x = lora_bert_encoder::kernels::dropout(&self.dropout, input);
         let low = linear(x, self.a.val(), None);
         base_output + linear(low, self.b.val(), None) * self.scaling
     }

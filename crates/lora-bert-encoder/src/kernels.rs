@@ -1,15 +1,25 @@
-//! Inference kernels of our own for the CPU backends, where burn's generic ops are slow.
+//! Kernels of our own for the CPU backends, where burn's generic ops are slow.
 //!
-//! burn's CPU backends compute `erf` one element at a time through libm on one thread, and the
-//! exact GELU of BERT's feed-forward layers is several whole-tensor passes around it: about a
-//! tenth of all-MiniLM-L6-v2's forward pass on two cores (perf, 32 × 128 on flex). [`gelu`]
-//! does it in one pass, split over rayon's threads, with a rational `erf` that vectorises.
+//! burn's CPU backends compute `erf` and `exp` one element at a time through libm on one
+//! thread, and draw dropout masks from one ChaCha generator, also on one thread. On two cores
+//! that made the exact GELU about a tenth of all-MiniLM-L6-v2's forward pass (perf, 32 × 128 on
+//! flex), and GELU (forward and backward) plus dropout masks about half of a LoRA training step
+//! (perf, 16 × 128). The kernels here do the same work in one parallel pass each, with
+//! arithmetic that vectorises:
 //!
-//! The kernels run only where they can: a CPU device without autodiff (training keeps burn's
-//! ops and their gradients; GPU backends keep their own kernels) and `f32` tensors. Everywhere
-//! else they are burn's ops.
+//! - [`gelu`]: the exact GELU. Without autodiff, one pass over the data. With autodiff, the
+//!   value and the derivative come from one pass and the graph records `x ⊙ d + c` (`d` the
+//!   derivative, `c = gelu(x) − x ⊙ d` a constant), whose gradient is burn's GELU gradient.
+//! - [`dropout`]: burn's [`Dropout`] with the mask drawn by a counter-based generator over
+//!   rayon's threads, seeded from burn's generator (so [`Device::seed`] still makes runs
+//!   repeatable), and applied in one multiplication.
+//!
+//! The kernels run only where they can: a CPU device (flex or ndarray, with or without
+//! autodiff) and `f32` tensors. Everywhere else (GPU backends keep their own kernels) they are
+//! burn's ops.
 
-use burn::tensor::{DType, Device, Tensor, activation};
+use burn::nn::Dropout;
+use burn::tensor::{DType, Device, Distribution, Int, Tensor, TensorData, activation};
 use rayon::prelude::*;
 
 /// Elements per rayon task: big enough that scheduling costs nothing next to the work.
@@ -17,13 +27,16 @@ const CHUNK: usize = 1 << 14;
 
 /// Exact GELU, `x · ½ · (1 + erf(x / √2))`, as HF's `"gelu"`.
 ///
-/// On a CPU device without autodiff, one parallel pass over the data; it differs from burn's
-/// [`activation::gelu`] by at most about `4e-7 · |x|` (the error of [`erf`]). Elsewhere it is
-/// burn's op.
+/// On a CPU device, one parallel pass over the data; it differs from burn's
+/// [`activation::gelu`] by at most about `4e-7 · |x|` (the error of [`erf`]), and so does its
+/// gradient on an autodiff device. Elsewhere it is burn's op.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     let device = x.device();
-    if x.dtype() != DType::F32 || !host_inference(&device) {
+    if x.dtype() != DType::F32 || !host_cpu(&device) {
         return activation::gelu(x);
+    }
+    if device.is_autodiff() {
+        return gelu_recorded(x);
     }
     let mut data = x.into_data();
     match data.as_mut_slice::<f32>() {
@@ -36,21 +49,309 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     }
 }
 
-/// Whether `device` runs on this CPU without recording a graph.
-pub(crate) fn host_inference(device: &Device) -> bool {
-    if device.is_autodiff() {
-        return false;
+/// GELU on an autodiff device: `x ⊙ d + c`, with the derivative `d = Φ(x) + x·φ(x)` and
+/// `c = gelu(x) − x ⊙ d` computed off the graph. The value is `gelu(x)` up to the rounding of
+/// one addition, the gradient is `d`, and the graph keeps `d` where burn's op keeps `x`.
+fn gelu_recorded<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    let device = x.device();
+    let shape = x.shape();
+    let values = x.clone().inner().into_data();
+    let Ok(values) = values.as_slice::<f32>() else {
+        return activation::gelu(x);
+    };
+    let mut derivative = vec![0.0f32; values.len()];
+    let mut constant = vec![0.0f32; values.len()];
+    values
+        .par_chunks(CHUNK)
+        .zip(derivative.par_chunks_mut(CHUNK))
+        .zip(constant.par_chunks_mut(CHUNK))
+        .for_each(|((x, d), c)| gelu_with_derivative(x, d, c));
+    let derivative = Tensor::<D>::from_data(TensorData::new(derivative, shape.clone()), &device);
+    let constant = Tensor::<D>::from_data(TensorData::new(constant, shape), &device);
+    x * derivative + constant
+}
+
+/// Dropout as [`Dropout::forward`]: in training on an autodiff device, zeroes each element
+/// with probability `prob` and scales the others by `1 / (1 − prob)`; otherwise the identity.
+///
+/// On a CPU device the mask comes from a counter-based generator run in parallel, seeded by one
+/// draw from burn's generator: [`Device::seed`] makes it repeatable, and every call draws a new
+/// mask. Elsewhere it is burn's [`Dropout::forward`].
+pub fn dropout<const D: usize>(module: &Dropout, x: Tensor<D>) -> Tensor<D> {
+    let device = x.device();
+    if !module.training.is_enabled() || !device.is_autodiff() || module.prob == 0.0 {
+        return x;
     }
+    if x.dtype() != DType::F32 || !host_cpu(&device) {
+        return module.forward(x);
+    }
+    let keep = 1.0 - module.prob;
+    let seed = draw_seed(&device.clone().without_autodiff());
+    let shape = x.shape();
+    let mask = dropout_mask(shape.num_elements(), keep, seed);
+    x * Tensor::<D>::from_data(TensorData::new(mask, shape), &device)
+}
+
+/// 64 random bits from burn's generator on `device`.
+fn draw_seed(device: &Device) -> u64 {
+    // Four draws of 16 bits: an int tensor may be 32-bit signed.
+    let words = Tensor::<1, Int>::random([4], Distribution::Uniform(0.0, 65_536.0), device)
+        .into_data()
+        .convert::<i64>()
+        .try_to_vec::<i64>()
+        .unwrap_or_default();
+    words
+        .iter()
+        .fold(0u64, |acc, &w| (acc << 16) ^ (w as u64 & 0xffff))
+}
+
+/// `n` dropout factors: `1 / keep` with probability `keep`, else 0. Element `i` depends only
+/// on `seed` and `i` (SplitMix64 of the pair), so the mask is the same for any thread count.
+pub(crate) fn dropout_mask(n: usize, keep: f64, seed: u64) -> Vec<f32> {
+    // keep = 1 - prob with prob in (0, 1): the threshold fits in 32 bits.
+    let threshold = (keep * 4_294_967_296.0).round().min(4_294_967_295.0) as u64;
+    let scale = (1.0 / keep) as f32;
+    let mut mask = vec![0.0f32; n];
+    mask.par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(chunk, out)| {
+            let start = (chunk * CHUNK) as u64;
+            for (i, m) in out.iter_mut().enumerate() {
+                let bits =
+                    splitmix64(seed ^ (start + i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                *m = if (bits >> 32) < threshold { scale } else { 0.0 };
+            }
+        });
+    mask
+}
+
+/// SplitMix64's output function: a bijective mix of 64 bits.
+#[inline(always)]
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// BERT's self-attention for inference on the CPU: `softmax(q·kᵀ / √d + mask)·v` for every
+/// example and head, from the projections' `[batch, seq, hidden]` outputs straight to the
+/// context in the same layout (no head split or merge copies).
+///
+/// `mask` is the `[batch, heads, seq, seq]` mask of [`attention_mask`](crate::model::attention_mask)
+/// (true where the key is padding). A query whose keys are all padding attends to all of them
+/// evenly, as Hugging Face's additive mask makes it. Each (example, head) pair is one rayon task:
+/// two `gemm` products with strides into the inputs and the output, and a softmax over each score
+/// row with a vectorised [`exp`].
+///
+/// Gives `q`, `k` and `v` back (and the caller runs burn's attention) off the CPU, with
+/// autodiff, or for tensors that are not `f32`.
+#[cfg(feature = "flex")]
+pub(crate) fn attention(
+    q: Tensor<3>,
+    k: Tensor<3>,
+    v: Tensor<3>,
+    mask: &Tensor<4, burn::tensor::Bool>,
+    heads: usize,
+) -> Result<Tensor<3>, Box<[Tensor<3>; 3]>> {
+    let device = q.device();
+    let [batch, seq, hidden] = q.dims();
+    let applies = q.dtype() == DType::F32
+        && k.dtype() == DType::F32
+        && v.dtype() == DType::F32
+        && host_inference(&device)
+        && heads > 0
+        && hidden % heads == 0
+        && k.dims() == q.dims()
+        && v.dims() == q.dims()
+        && mask.dims() == [batch, heads, seq, seq];
+    if !applies {
+        return Err(Box::new([q, k, v]));
+    }
+    let head_dim = hidden / heads;
+    let key_padding = mask
+        .clone()
+        .slice([0..batch, 0..1, 0..1, 0..seq])
+        .into_data()
+        .try_to_vec::<bool>();
+    let (q, k, v) = (q.into_data(), k.into_data(), v.into_data());
+    let (Ok(key_padding), Ok(qs), Ok(ks), Ok(vs)) = (
+        key_padding,
+        q.as_slice::<f32>(),
+        k.as_slice::<f32>(),
+        v.as_slice::<f32>(),
+    ) else {
+        // Not reachable for f32 tensors and a bool mask.
+        let back = |data: &TensorData| Tensor::from_data(data.clone(), &device);
+        return Err(Box::new([back(&q), back(&k), back(&v)]));
+    };
+    let (q, k, v) = (qs, ks, vs);
+    let mut out = vec![0.0f32; batch * seq * hidden];
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    let gemm = gemm_f32::gemm::f32::get_gemm_fn();
+    let scale = (head_dim as f32).sqrt().recip();
+    let (seq_i, hidden_i) = (seq as isize, hidden as isize);
+    (0..batch * heads).into_par_iter().for_each_init(
+        || vec![0.0f32; seq * seq],
+        |scores, pair| {
+            let (b, h) = (pair / heads, pair % heads);
+            let at = b * seq * hidden + h * head_dim;
+            // SAFETY: every pointer stays inside its buffer: rows b·seq .. (b+1)·seq of width
+            // `hidden`, columns h·head_dim .. (h+1)·head_dim; `scores` is seq × seq. Tasks
+            // write disjoint column blocks of `out`, which outlives the parallel loop.
+            unsafe {
+                // scores (seq × seq) = scale · q_bh (seq × d) · k_bhᵀ (d × seq)
+                gemm(
+                    seq,
+                    seq,
+                    head_dim,
+                    scores.as_mut_ptr(),
+                    1,
+                    seq_i,
+                    false,
+                    q.as_ptr().add(at),
+                    1,
+                    hidden_i,
+                    k.as_ptr().add(at),
+                    hidden_i,
+                    1,
+                    0.0,
+                    scale,
+                    false,
+                    false,
+                    false,
+                    gemm_common::Parallelism::None,
+                );
+            }
+            softmax_rows(scores, &key_padding[b * seq..(b + 1) * seq]);
+            // SAFETY: as above.
+            unsafe {
+                // out_bh (seq × d) = probs (seq × seq) · v_bh (seq × d)
+                gemm(
+                    seq,
+                    head_dim,
+                    seq,
+                    out_ptr.get().add(at),
+                    1,
+                    hidden_i,
+                    false,
+                    scores.as_ptr(),
+                    1,
+                    seq_i,
+                    v.as_ptr().add(at),
+                    1,
+                    hidden_i,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm_common::Parallelism::None,
+                );
+            }
+        },
+    );
+    Ok(Tensor::from_data(
+        TensorData::new(out, [batch, seq, hidden]),
+        &device,
+    ))
+}
+
+/// A pointer the attention tasks share; each writes its own block.
+#[cfg(feature = "flex")]
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+
+// SAFETY: the tasks that share it write disjoint elements (see `attention`).
+#[cfg(feature = "flex")]
+unsafe impl Send for SendPtr {}
+// SAFETY: as above.
+#[cfg(feature = "flex")]
+unsafe impl Sync for SendPtr {}
+
+#[cfg(feature = "flex")]
+impl SendPtr {
+    /// The pointer (a method, so closures capture the `Sync` wrapper, not the raw field).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// Softmax of each row of `scores` (rows as long as `padding`) over the keys that are not
+/// padding; padding keys get 0. A row whose keys are all padding gets the even distribution.
+fn softmax_rows(scores: &mut [f32], padding: &[bool]) {
+    let all_padding = padding.iter().all(|&p| p);
+    for row in scores.chunks_exact_mut(padding.len()) {
+        if all_padding {
+            row.fill(1.0 / padding.len() as f32);
+        } else {
+            softmax_row(row, padding);
+        }
+    }
+}
+
+fn softmax_row(row: &mut [f32], padding: &[bool]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has the feature the function is compiled for.
+            return unsafe { softmax_row_avx512(row, padding) };
+        }
+        if is_x86_feature_detected!("avx2") {
+            // SAFETY: as above.
+            return unsafe { softmax_row_avx2(row, padding) };
+        }
+    }
+    softmax_row_any(row, padding);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn softmax_row_avx512(row: &mut [f32], padding: &[bool]) {
+    softmax_row_any(row, padding);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn softmax_row_avx2(row: &mut [f32], padding: &[bool]) {
+    softmax_row_any(row, padding);
+}
+
+#[inline(always)]
+fn softmax_row_any(row: &mut [f32], padding: &[bool]) {
+    let mut max = f32::NEG_INFINITY;
+    for (&x, &p) in row.iter().zip(padding) {
+        max = max.max(if p { f32::NEG_INFINITY } else { x });
+    }
+    let mut sum = 0.0f32;
+    for (x, &p) in row.iter_mut().zip(padding) {
+        let e = exp(*x - max);
+        *x = if p { 0.0 } else { e };
+        sum += *x;
+    }
+    let inv = 1.0 / sum;
+    row.iter_mut().for_each(|x| *x *= inv);
+}
+
+/// Whether `device` computes on this CPU (flex or ndarray), with or without autodiff.
+pub(crate) fn host_cpu(device: &Device) -> bool {
+    let device = device.clone().without_autodiff();
     #[cfg(feature = "flex")]
-    if *device == Device::flex() {
+    if device == Device::flex() {
         return true;
     }
     #[cfg(feature = "ndarray")]
     #[allow(deprecated)]
-    if *device == Device::ndarray() {
+    if device == Device::ndarray() {
         return true;
     }
+    let _ = device;
     false
+}
+
+/// Whether `device` computes on this CPU without recording a graph.
+pub(crate) fn host_inference(device: &Device) -> bool {
+    !device.is_autodiff() && host_cpu(device)
 }
 
 /// GELU over a slice, with the widest vectors this CPU has.
@@ -81,6 +382,47 @@ fn gelu_avx2(values: &mut [f32]) {
     values.iter_mut().for_each(|v| *v = gelu_f32(*v));
 }
 
+/// GELU's derivative `d` and the constant `c = gelu(x) − x·d` over a slice (see [`gelu`]).
+fn gelu_with_derivative(x: &[f32], d: &mut [f32], c: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has the feature the function is compiled for.
+            return unsafe { gelu_with_derivative_avx512(x, d, c) };
+        }
+        if is_x86_feature_detected!("avx2") {
+            // SAFETY: as above.
+            return unsafe { gelu_with_derivative_avx2(x, d, c) };
+        }
+    }
+    gelu_with_derivative_any(x, d, c);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn gelu_with_derivative_avx512(x: &[f32], d: &mut [f32], c: &mut [f32]) {
+    gelu_with_derivative_any(x, d, c);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn gelu_with_derivative_avx2(x: &[f32], d: &mut [f32], c: &mut [f32]) {
+    gelu_with_derivative_any(x, d, c);
+}
+
+#[inline(always)]
+fn gelu_with_derivative_any(x: &[f32], d: &mut [f32], c: &mut [f32]) {
+    /// `1 / √(2π)`.
+    const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
+    for ((&x, d), c) in x.iter().zip(d).zip(c) {
+        let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+        let pdf = FRAC_1_SQRT_2PI * exp(-0.5 * x * x);
+        let derivative = cdf + x * pdf;
+        *d = derivative;
+        *c = x * cdf - x * derivative;
+    }
+}
+
 #[inline(always)]
 fn gelu_f32(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
@@ -107,6 +449,28 @@ pub fn erf(x: f32) -> f32 {
     q = x2 * q - 7.373_329_3e-3;
     q = x2 * q - 1.426_473_9e-2;
     x * p / q
+}
+
+/// `eˣ` in `f32` (Cephes' `expf`: `2^k · e^r` with `|r| ≤ ln 2 / 2` and a degree-7
+/// polynomial), without branches or library calls so that a loop over it vectorises. Relative
+/// error below `2e-7` on `[-87, 88]`; inputs outside are clamped to it (so `exp(-∞)` is about
+/// `1.6e-38`, not 0, and NaN stays NaN).
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    let x = x.clamp(-87.0, 88.0);
+    // Round x / ln 2 to the nearest integer by adding and removing 1.5 · 2²³.
+    let k = (x * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
+    // r = x − k·ln 2, with ln 2 split so that k·0.693359375 is exact.
+    let r = x - k * 0.693_359_4;
+    let r = r + k * 2.121_944_4e-4;
+    let mut p = r * 1.987_569_1e-4 + 1.398_2e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let p = p * (r * r) + r + 1.0;
+    // 2^k through the exponent bits (k is in [-126, 127] after the clamp).
+    p * f32::from_bits(((k as i32 + 127) as u32) << 23)
 }
 
 #[cfg(test)]
@@ -175,5 +539,201 @@ mod tests {
                 assert!((a - b).abs() <= 1e-6 * (1.0 + x.abs()), "{x}: {a} vs {b}");
             }
         }
+    }
+
+    fn cpu_devices() -> Vec<Device> {
+        crate::device::Backend::compiled()
+            .into_iter()
+            .filter(|b| *b != crate::device::Backend::Wgpu)
+            .map(|b| crate::device::device(b).unwrap())
+            .collect()
+    }
+
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+    }
+
+    #[test]
+    fn exp_is_within_its_stated_error() {
+        let mut worst = 0.0f64;
+        for i in -870_000..=880_000 {
+            let x = i as f32 * 1e-4;
+            let want = f64::from(x).exp();
+            worst = worst.max((f64::from(exp(x)) - want).abs() / want);
+        }
+        assert!(worst < 2e-7, "largest relative error {worst}");
+        assert_eq!(exp(0.0), 1.0);
+        assert!(exp(-1e30) < 2e-38 && exp(-1e30) >= 0.0);
+        assert!(exp(f32::NAN).is_nan());
+    }
+
+    /// On an autodiff CPU device, the recorded GELU has burn's value, and the exact gradient
+    /// (computed here in f64). burn's own GELU gradient is not the reference: ndarray's is the
+    /// derivative of the tanh approximation (off by up to about 2e-3 · |x|).
+    #[test]
+    fn gelu_with_autodiff_has_burns_value_and_the_exact_gradient() {
+        for device in cpu_devices() {
+            let device = device.autodiff();
+            assert!(host_cpu(&device));
+            let rows = CHUNK / 4 + 3;
+            let n = 5 * rows;
+            let xs: Vec<f32> = (0..n)
+                .map(|i| ((i as f32 * 0.618_034).fract() - 0.5) * 20.0)
+                .collect();
+            let upstream: Vec<f32> = (0..n).map(|i| ((i * 7919) % 13) as f32 - 6.0).collect();
+            let upstream_t =
+                Tensor::<2>::from_data(TensorData::new(upstream.clone(), [rows, 5]), &device);
+            let x = Tensor::<2>::from_data(TensorData::new(xs.clone(), [rows, 5]), &device)
+                .require_grad();
+            let y = gelu(x.clone());
+            let grads = (y.clone() * upstream_t).sum().backward();
+            let ours = values(y);
+            let grad = values(x.grad(&grads).expect("gradient"));
+            let burns = values(activation::gelu(x.inner()));
+            for (i, &x) in xs.iter().enumerate() {
+                let tol = 2e-6 * (1.0 + x.abs());
+                assert!(
+                    (ours[i] - burns[i]).abs() <= tol,
+                    "gelu({x}): {} vs {}",
+                    ours[i],
+                    burns[i]
+                );
+                let x64 = f64::from(x);
+                let pdf = (-0.5 * x64 * x64).exp() / (2.0 * std::f64::consts::PI).sqrt();
+                let want = (0.5 * (1.0 + erf64(x64 / std::f64::consts::SQRT_2)) + x64 * pdf)
+                    * f64::from(upstream[i]);
+                assert!(
+                    (f64::from(grad[i]) - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                    "gelu'({x}) · {}: {} vs {want}",
+                    upstream[i],
+                    grad[i]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn dropout_keeps_scales_and_routes_the_gradient_through_its_mask() {
+        for device in cpu_devices() {
+            let device = device.autodiff();
+            let module = burn::nn::DropoutConfig::new(0.1).init();
+            let n = 200_000;
+            device.seed(11);
+            let x = Tensor::<1>::ones([n], &device).require_grad();
+            let y = dropout(&module, x.clone());
+            let grads = y.clone().sum().backward();
+            let y = values(y);
+            let grad = values(x.grad(&grads).expect("gradient"));
+            let scale = (1.0 / 0.9f64) as f32;
+            assert!(y.iter().all(|&v| v == 0.0 || v == scale));
+            // The gradient of sum(x ⊙ mask) is the mask.
+            assert_eq!(grad, y);
+            // Kept fraction within 5 standard deviations of 0.9.
+            let kept = y.iter().filter(|&&v| v != 0.0).count() as f64 / n as f64;
+            let sd = (0.9 * 0.1 / n as f64).sqrt();
+            assert!((kept - 0.9).abs() < 5.0 * sd, "kept {kept}");
+            // Neighbours are independent: both dropped about 1% of the time.
+            let both = y.windows(2).filter(|w| w[0] == 0.0 && w[1] == 0.0).count() as f64;
+            let p = both / (n - 1) as f64;
+            assert!(
+                (p - 0.01).abs() < 5.0 * (0.01 * 0.99 / n as f64).sqrt(),
+                "{p}"
+            );
+
+            // Seeding repeats the mask; the next call draws another.
+            device.seed(11);
+            let again = values(dropout(&module, Tensor::<1>::ones([n], &device)));
+            assert_eq!(again, y);
+            let next = values(dropout(&module, Tensor::<1>::ones([n], &device)));
+            assert_ne!(next, y);
+
+            // Identity off the training path: no autodiff, or the flag cleared.
+            let inner = device.clone().without_autodiff();
+            let plain = Tensor::<1>::ones([8], &inner);
+            assert_eq!(values(dropout(&module, plain)), vec![1.0; 8]);
+            let frozen = burn::module::Module::freeze(module.clone());
+            assert_eq!(
+                values(dropout(&frozen, Tensor::<1>::ones([8], &device))),
+                vec![1.0; 8]
+            );
+        }
+    }
+
+    #[test]
+    fn dropout_masks_do_not_depend_on_chunking() {
+        let long = dropout_mask(3 * CHUNK + 17, 0.75, 42);
+        let short = dropout_mask(CHUNK + 5, 0.75, 42);
+        assert_eq!(&long[..short.len()], &short[..]);
+        assert_ne!(dropout_mask(1000, 0.75, 43), dropout_mask(1000, 0.75, 42));
+    }
+
+    /// The host attention equals burn's on a padded batch, and a query whose keys are all
+    /// padding averages the values evenly.
+    #[cfg(feature = "flex")]
+    #[test]
+    fn attention_on_the_cpu_is_burns_attention() {
+        use burn::tensor::ops::AttentionModuleOptions;
+        let device = Device::flex();
+        let (batch, seq, heads, head_dim) = (3, 7, 3, 4);
+        let hidden = heads * head_dim;
+        let n = batch * seq * hidden;
+        let make = |salt: f32| {
+            let xs: Vec<f32> = (0..n)
+                .map(|i| ((i as f32 * 0.618_034 + salt).fract() - 0.5) * 6.0)
+                .collect();
+            Tensor::<3>::from_data(TensorData::new(xs, [batch, seq, hidden]), &device)
+        };
+        let (q, k, v) = (make(0.1), make(0.4), make(0.7));
+        // Example 0: no padding; example 1: its last 3 tokens; example 2: every token.
+        let lengths = [seq, seq - 3, 0];
+        let padding: Vec<i64> = lengths
+            .iter()
+            .flat_map(|&len| (0..seq).map(move |j| i64::from(j < len)))
+            .collect();
+        let padding = Tensor::<2, Int>::from_data(TensorData::new(padding, [batch, seq]), &device);
+        let mask = crate::model::attention_mask(&padding, heads);
+        let ours = values(
+            attention(q.clone(), k.clone(), v.clone(), &mask, heads)
+                .unwrap_or_else(|_| panic!("the host kernel applies on flex")),
+        );
+        let split = |t: Tensor<3>| t.reshape([batch, seq, heads, head_dim]).swap_dims(1, 2);
+        let burns = burn::tensor::module::attention(
+            split(q),
+            split(k),
+            split(v.clone()),
+            Some(mask),
+            None,
+            AttentionModuleOptions::default(),
+        );
+        let burns = values(burns.swap_dims(1, 2).reshape([batch, seq, hidden]));
+        let per_example = seq * hidden;
+        for i in 0..2 * per_example {
+            assert!(
+                (ours[i] - burns[i]).abs() < 1e-5,
+                "{i}: {} vs {}",
+                ours[i],
+                burns[i]
+            );
+        }
+        // All padding: every query gets the mean of example 2's value rows.
+        let v = values(v);
+        for c in 0..hidden {
+            let mean = (0..seq)
+                .map(|j| v[2 * per_example + j * hidden + c])
+                .sum::<f32>()
+                / seq as f32;
+            for i in 0..seq {
+                let got = ours[2 * per_example + i * hidden + c];
+                assert!(
+                    (got - mean).abs() < 1e-5,
+                    "query {i}, column {c}: {got} vs {mean}"
+                );
+            }
+        }
+        // Not the host path: an autodiff device gives the tensors back.
+        let ad = device.autodiff();
+        let t = Tensor::<3>::zeros([1, 2, hidden], &ad);
+        let m = crate::model::attention_mask(&Tensor::<2, Int>::ones([1, 2], &ad), heads);
+        assert!(attention(t.clone(), t.clone(), t, &m, heads).is_err());
     }
 }

@@ -295,7 +295,7 @@ impl BertEmbeddings {
         let positions = Tensor::<1, Int>::arange(0..seq_len as i64, &device).unsqueeze::<2>();
         let positions = embedding(self.position_embeddings.val(), positions);
         let x = words + types + positions;
-        self.dropout.forward(self.layer_norm.forward(x))
+        crate::kernels::dropout(&self.dropout, self.layer_norm.forward(x))
     }
 }
 
@@ -321,16 +321,22 @@ impl<A: ProjectionAdapter> BertSelfAttention<A> {
         let [batch, seq_len, hidden] = x.dims();
         let heads = self.num_heads;
         let head_dim = hidden / heads;
+        let q = self.query.forward(x.clone(), route);
+        let k = self.key.forward(x.clone(), route);
+        let v = self.value.forward(x, route);
+        #[cfg(feature = "flex")]
+        let [q, k, v] = match crate::kernels::attention(q, k, v, mask, heads) {
+            Ok(context) => return context,
+            Err(qkv) => *qkv,
+        };
         let split = |t: Tensor<3>| t.reshape([batch, seq_len, heads, head_dim]).swap_dims(1, 2);
-        let q = split(self.query.forward(x.clone(), route));
-        let k = split(self.key.forward(x.clone(), route));
-        let v = split(self.value.forward(x, route));
+        let (q, k, v) = (split(q), split(k), split(v));
         let mask = mask.clone();
         let context = if self.dropout_active(&q) {
             let scale = (head_dim as f64).sqrt().recip();
             let scores = q.matmul(k.swap_dims(2, 3)) * scale;
             let probs = softmax(scores.mask_fill(mask, f32::NEG_INFINITY), 3);
-            self.dropout.forward(probs).matmul(v)
+            crate::kernels::dropout(&self.dropout, probs).matmul(v)
         } else {
             attention(q, k, v, Some(mask), None, AttentionModuleOptions::default())
         };
@@ -405,7 +411,7 @@ impl<A: ProjectionAdapter> BertLayer<A> {
         let out = &self.attention.output;
         let h = out
             .layer_norm
-            .forward(out.dropout.forward(out.dense.forward(attn, route)) + x);
+            .forward(crate::kernels::dropout(&out.dropout, out.dense.forward(attn, route)) + x);
         let inner = self.intermediate.dense.forward(h.clone(), route);
         let inner = match self.intermediate.activation {
             Activation::Gelu => crate::kernels::gelu(inner),
@@ -414,7 +420,7 @@ impl<A: ProjectionAdapter> BertLayer<A> {
         };
         let out = &self.output;
         out.layer_norm
-            .forward(out.dropout.forward(out.dense.forward(inner, route)) + h)
+            .forward(crate::kernels::dropout(&out.dropout, out.dense.forward(inner, route)) + h)
     }
 
     fn map_projections<B: ProjectionAdapter>(

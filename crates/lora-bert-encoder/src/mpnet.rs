@@ -403,7 +403,7 @@ impl MpnetSelfAttention {
         let context = if dropout_active {
             let scale = (head_dim as f64).sqrt().recip();
             let scores = q.matmul(k.swap_dims(2, 3)) * scale + bias.clone();
-            self.dropout.forward(softmax(scores, 3)).matmul(v)
+            crate::kernels::dropout(&self.dropout, softmax(scores, 3)).matmul(v)
         } else {
             attention(
                 q,
@@ -467,7 +467,9 @@ impl MpnetLayer {
     pub fn forward(&self, x: Tensor<3>, bias: &Tensor<4>) -> Tensor<3> {
         let a = &self.attention;
         let attn = a.attn.forward(x.clone(), bias);
-        let h = a.layer_norm.forward(a.dropout.forward(attn) + x);
+        let h = a
+            .layer_norm
+            .forward(crate::kernels::dropout(&a.dropout, attn) + x);
         let inner = self.intermediate.dense.forward_base(h.clone());
         let inner = match self.intermediate.activation {
             Activation::Gelu => crate::kernels::gelu(inner),
@@ -476,7 +478,7 @@ impl MpnetLayer {
         };
         let out = &self.output;
         out.layer_norm
-            .forward(out.dropout.forward(out.dense.forward_base(inner)) + h)
+            .forward(crate::kernels::dropout(&out.dropout, out.dense.forward_base(inner)) + h)
     }
 }
 

@@ -42,6 +42,7 @@ use burn::tensor::module::linear;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use lora_bert_data::LabelVocab;
 use lora_bert_encoder::checkpoint::{decode_f32, f32_bytes};
+use lora_bert_encoder::kernels;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
@@ -280,7 +281,9 @@ impl TokenClassificationHead {
             &hidden.dims(),
             self.config.hidden_size,
         )?;
-        Ok(self.classifier.forward(self.dropout.forward(hidden)))
+        Ok(self
+            .classifier
+            .forward(kernels::dropout(&self.dropout, hidden)))
     }
 
     /// The configuration.
@@ -439,7 +442,9 @@ impl SequenceClassificationHead {
             self.config.hidden_size,
         )?;
         let pooled = self.config.pooling.pool(hidden, attention_mask)?;
-        Ok(self.classifier.forward(self.dropout.forward(pooled)))
+        Ok(self
+            .classifier
+            .forward(kernels::dropout(&self.dropout, pooled)))
     }
 
     /// The configuration.

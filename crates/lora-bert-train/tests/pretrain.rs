@@ -408,31 +408,45 @@ fn first_last(
     (mean(&losses[..n]), mean(&losses[losses.len() - n..]))
 }
 
+/// Over three seeds: with batches of 4 and 15 steps per family, one run's contrastive loss is
+/// too noisy to fall reliably (one seed in ten does not), their mean is not.
 #[test]
 fn mtpf_tpl_losses_go_down() {
     let _rng = serial();
     let device = cpu();
     let data = Data::new();
-    let mut cfg = config(30, Strategy::RoundRobin);
-    cfg.train.eval_every = Some(10);
-    let (_, report) = pre_finetune(
-        Variant::MtpfTpl,
-        backbone(&device),
-        Some(data.ner()),
-        Some(data.tc()),
-        &cfg,
-    )
-    .unwrap();
-    assert_eq!(report.fit.steps, 30);
-    for family in [Family::Ner, Family::Tc] {
-        let (first, last) = first_last(&report, family, 4);
-        eprintln!("{family:?}: first {first:.4}, last {last:.4}");
-        assert!(last < 0.8 * first, "{family:?}: {first} → {last}");
+    let seeds = [9, 10, 11];
+    let mut sums = [(0.0, 0.0); 2];
+    for seed in seeds {
+        let mut cfg = config(30, Strategy::RoundRobin);
+        cfg.train.seed = seed;
+        cfg.train.eval_every = Some(10);
+        let (_, report) = pre_finetune(
+            Variant::MtpfTpl,
+            backbone(&device),
+            Some(data.ner()),
+            Some(data.tc()),
+            &cfg,
+        )
+        .unwrap();
+        assert_eq!(report.fit.steps, 30);
+        for (sum, family) in sums.iter_mut().zip([Family::Ner, Family::Tc]) {
+            let (first, last) = first_last(&report, family, 4);
+            eprintln!("seed {seed}, {family:?}: first {first:.4}, last {last:.4}");
+            sum.0 += first;
+            sum.1 += last;
+        }
+        // The dev metric (minus the mean dev loss) improves too.
+        let h = &report.fit.history;
+        assert_eq!(h.len(), 3);
+        assert!(h[2].metric > h[0].metric, "seed {seed}: {h:?}");
     }
-    // The dev metric (minus the mean dev loss) improves too.
-    let h = &report.fit.history;
-    assert_eq!(h.len(), 3);
-    assert!(h[2].metric > h[0].metric, "{h:?}");
+    for ((first, last), family) in sums.into_iter().zip([Family::Ner, Family::Tc]) {
+        assert!(
+            last < 0.8 * first,
+            "{family:?}: {first} → {last} (sums over seeds {seeds:?})"
+        );
+    }
 }
 
 #[test]
