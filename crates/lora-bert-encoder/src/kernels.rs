@@ -317,20 +317,36 @@ fn softmax_row_avx2(row: &mut [f32], padding: &[bool]) {
     softmax_row_any(row, padding);
 }
 
+/// Independent accumulators for the row reductions: a float sum or maximum in one accumulator is
+/// a chain the compiler may not reorder, in [`LANES`] of them it is one vector operation.
+const LANES: usize = 16;
+
 #[inline(always)]
 fn softmax_row_any(row: &mut [f32], padding: &[bool]) {
-    let mut max = f32::NEG_INFINITY;
-    for (&x, &p) in row.iter().zip(padding) {
-        max = max.max(if p { f32::NEG_INFINITY } else { x });
-    }
-    let mut sum = 0.0f32;
     for (x, &p) in row.iter_mut().zip(padding) {
-        let e = exp(*x - max);
-        *x = if p { 0.0 } else { e };
-        sum += *x;
+        *x = if p { f32::NEG_INFINITY } else { *x };
     }
-    let inv = 1.0 / sum;
+    let max = reduce(row, f32::NEG_INFINITY, f32::max);
+    for (x, &p) in row.iter_mut().zip(padding) {
+        *x = if p { 0.0 } else { exp(*x - max) };
+    }
+    let inv = 1.0 / reduce(row, 0.0, |a, b| a + b);
     row.iter_mut().for_each(|x| *x *= inv);
+}
+
+/// Folds `values` with `f` over [`LANES`] accumulators, then folds those.
+#[inline(always)]
+fn reduce(values: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut lanes = [init; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (lane, &x) in lanes.iter_mut().zip(chunk) {
+            *lane = f(*lane, x);
+        }
+    }
+    let folded = rest.iter().fold(init, |acc, &x| f(acc, x));
+    lanes.into_iter().fold(folded, f)
 }
 
 /// Whether `device` computes on this CPU (flex or ndarray), with or without autodiff.
