@@ -60,6 +60,7 @@ fn setup() -> (AdaptedModel<Lora>, BertInput) {
 }
 
 fn forward(c: &mut Criterion) {
+    lora_bert::malloc::keep_freed_memory();
     let (mut model, input) = setup();
     let mut group = c.benchmark_group("adapter_forward");
     group

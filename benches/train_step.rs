@@ -28,6 +28,7 @@ const TEXT: &str = "When the small research team finally gathered in the crowded
     from the northern observatory could not be dismissed as a simple calibration error. ";
 
 fn train_step(c: &mut Criterion) {
+    lora_bert::malloc::keep_freed_memory();
     let mut group = c.benchmark_group("lora_train_step");
     group
         .sample_size(10)

@@ -16,7 +16,9 @@
 //! trainer: a step's time is the time between two consecutive steps.
 //!
 //! Prints one JSON line: the median and every time in seconds after `--warmup` untimed
-//! iterations, and the process's peak resident memory (VmHWM) in bytes.
+//! iterations, and the process's peak resident memory (VmHWM) in bytes. The process first calls
+//! `lora_bert::malloc::keep_freed_memory` (as the other examples do); `--system-malloc` leaves
+//! glibc's malloc as it is.
 
 use std::error::Error;
 use std::sync::Mutex;
@@ -40,7 +42,7 @@ const TEXT: &str = "When the small research team finally gathered in the crowded
     from the northern observatory could not be dismissed as a simple calibration error. ";
 
 const USAGE: &str = "usage: bench_compare --mode infer|train [--batch N] [--seq N] \
-    [--backend flex|ndarray] [--int8] [--warmup N] [--iters N] | --model-dir";
+    [--backend flex|ndarray] [--int8] [--system-malloc] [--warmup N] [--iters N] | --model-dir";
 
 struct Args {
     mode: String,
@@ -50,6 +52,8 @@ struct Args {
     warmup: usize,
     iters: usize,
     int8: bool,
+    /// Leave glibc's malloc thresholds as they are (no `malloc::keep_freed_memory`).
+    system_malloc: bool,
 }
 
 fn main() -> Result<()> {
@@ -61,6 +65,7 @@ fn main() -> Result<()> {
         warmup: 2,
         iters: 10,
         int8: false,
+        system_malloc: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -73,6 +78,7 @@ fn main() -> Result<()> {
             "--warmup" => a.warmup = value()?.parse()?,
             "--iters" => a.iters = value()?.parse()?,
             "--int8" => a.int8 = true,
+            "--system-malloc" => a.system_malloc = true,
             "--model-dir" => {
                 let cache = lora_bert::assets::AssetCache::from_env()?;
                 println!(
@@ -89,6 +95,11 @@ fn main() -> Result<()> {
             format!("--batch, --iters must be positive and --seq at least 2\n{USAGE}").into(),
         );
     }
+    let malloc = if a.system_malloc {
+        "system".to_string()
+    } else {
+        lora_bert::malloc::keep_freed_memory().to_string()
+    };
     let times = match a.mode.as_str() {
         "infer" => infer(&a)?,
         "train" => train(&a)?,
@@ -113,6 +124,7 @@ fn main() -> Result<()> {
             "mode": a.mode,
             "batch": a.batch,
             "seq": a.seq,
+            "malloc": malloc,
             "median_s": median,
             "times_s": times,
             "peak_rss_bytes": peak_rss_bytes()?,

@@ -42,6 +42,8 @@ const TEXT: &str = "When the small research team finally gathered in the crowded
     from the northern observatory could not be dismissed as a simple calibration error. ";
 
 fn main() -> Result<()> {
+    // Faster CPU passes: see lora_bert::malloc.
+    lora_bert::malloc::keep_freed_memory();
     let mut run = PathBuf::from("runs/quickstart");
     let mut backend = Backend::default_cpu()?;
     let mut args = std::env::args().skip(1);

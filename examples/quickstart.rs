@@ -120,6 +120,8 @@ fn parse_args() -> Result<Option<Args>> {
 }
 
 fn main() -> Result<()> {
+    // Faster CPU passes: see lora_bert::malloc.
+    lora_bert::malloc::keep_freed_memory();
     let Some(args) = parse_args()? else {
         return Ok(());
     };

@@ -33,6 +33,8 @@ the quickstart, the finetune example or TokenClassifier/TextClassifier::save), a
 TEXT through every app.";
 
 fn main() -> Result<()> {
+    // Faster CPU passes: see lora_bert::malloc.
+    lora_bert::malloc::keep_freed_memory();
     let mut backbone: Option<PathBuf> = None;
     let mut apps: Vec<(String, PathBuf)> = Vec::new();
     let mut texts: Vec<String> = Vec::new();

@@ -136,6 +136,8 @@ fn pin(plan: &Plan) -> Result<()> {
 }
 
 fn main() -> Result<()> {
+    // Faster CPU passes: see lora_bert::malloc.
+    lora_bert::malloc::keep_freed_memory();
     let Some(plan) = plan::parse(std::env::args().skip(1).collect())? else {
         return Ok(());
     };

@@ -39,6 +39,7 @@ pub use lora_bert_metrics as metrics;
 pub use lora_bert_train as train;
 
 mod embedder;
+pub mod malloc;
 pub mod pipelines;
 pub mod runtime;
 
