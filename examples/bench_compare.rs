@@ -117,9 +117,10 @@ fn main() -> Result<()> {
         "{}",
         serde_json::json!({
             "impl": format!(
-                "lora-bert ({}{})",
+                "lora-bert ({}{}{})",
                 a.backend.name(),
-                if a.int8 { ", int8" } else { "" }
+                if a.int8 { ", int8" } else { "" },
+                if a.system_malloc { ", system malloc" } else { "" }
             ),
             "mode": a.mode,
             "batch": a.batch,

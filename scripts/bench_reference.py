@@ -231,8 +231,12 @@ def all_(args):
         for r in range(args.rounds):
             for impl in impls:
                 if impl.startswith("rust-"):
+                    # rust-<backend>, or rust-<backend>-system-malloc for glibc's own settings
+                    backend = impl[len("rust-"):].removesuffix("-system-malloc")
                     cmd = [args.rust, "--mode", mode, "--batch", str(batch), "--backend",
-                           impl[len("rust-"):], "--warmup", "2", "--iters", str(iters)]
+                           backend, "--warmup", "2", "--iters", str(iters)]
+                    if impl.endswith("-system-malloc"):
+                        cmd.append("--system-malloc")
                 else:
                     cmd = me + ["--impl", impl, "--mode", mode, "--batch", str(batch),
                                 "--warmup", "2", "--iters", str(iters)]
@@ -305,7 +309,7 @@ def main():
     a = sub.add_parser("all")
     a.add_argument("--rust", default="target/release/examples/bench_compare")
     a.add_argument("--model-dir")
-    a.add_argument("--impls", default="torch,ort,rust-flex,rust-ndarray")
+    a.add_argument("--impls", default="torch,ort,rust-flex,rust-flex-system-malloc,rust-ndarray")
     a.add_argument("--rounds", type=int, default=3)
     a.add_argument("--threads", type=int, default=os.cpu_count())
     a.add_argument("--cache", default="target/bench-reference")

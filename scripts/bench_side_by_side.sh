@@ -4,7 +4,7 @@
 # environment of its own, builds the Rust side and runs scripts/bench_reference.py, which
 # prints the table for docs/benchmarks.md and writes target/bench-side-by-side.json.
 #
-#   scripts/bench_side_by_side.sh [--rounds 3] [--impls torch,ort,rust-flex,rust-ndarray]
+#   scripts/bench_side_by_side.sh [--rounds 3] [--impls torch,ort,rust-flex,rust-flex-system-malloc,rust-ndarray]
 #
 # BENCH_VENV chooses the environment (default target/bench-venv); run it on a quiet machine.
 set -euo pipefail

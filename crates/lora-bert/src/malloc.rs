@@ -5,8 +5,9 @@
 //! blocks that large with `mmap` and hands them back to the kernel on `free`, so the next tensor
 //! touches fresh pages, and each first touch is a page fault that zeroes a page. On this
 //! project's 2-core build machine that was about a tenth of all-MiniLM-L6-v2's forward pass
-//! (perf), and [`keep_freed_memory`] took 14–17 % off a forward pass at 32 × 128 and off a LoRA
-//! training step at 16 × 128, with the same peak memory (docs/benchmarks.md).
+//! (perf). With [`keep_freed_memory`], a forward pass at 32 × 128 took 527 ms instead of 659 ms
+//! and a LoRA training step at 16 × 128 1.04 s instead of 1.32 s, with the same peak memory; one
+//! sentence (1 × 128, small tensors) gained 2 % (docs/benchmarks.md, side-by-side run).
 //!
 //! It is a setting of the whole process, so the library never applies it by itself: call it at
 //! the start of `main`, as the examples do.

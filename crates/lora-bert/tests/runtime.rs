@@ -645,7 +645,7 @@ fn classifier_labels_are_the_app_s_best_logit_and_bad_input_is_an_error() {
 
 /// The runtime and the pipelines on every compiled backend give what they give on the CPU.
 /// Built with the `wgpu` feature, the machine must provide an adapter (lavapipe will do):
-/// `cargo test -p lora-bert --features wgpu --test runtime`.
+/// `cargo test --workspace --features lora-bert/wgpu --test runtime` (CI runs it on lavapipe).
 #[test]
 fn every_compiled_backend_serves_what_the_cpu_serves() {
     use burn::module::Module;
