@@ -733,7 +733,11 @@ mod tests {
         let b = dropout_mask(CHUNK, 0.5, 8);
         let sd = (0.25 / CHUNK as f64).sqrt();
         for (x, y) in [(&a[..CHUNK], &a[CHUNK..]), (&a[..CHUNK], &b[..])] {
-            let agree = x.iter().zip(y).filter(|(p, q)| (**p == 0.0) == (**q == 0.0)).count();
+            let agree = x
+                .iter()
+                .zip(y)
+                .filter(|(p, q)| (**p == 0.0) == (**q == 0.0))
+                .count();
             let agree = agree as f64 / CHUNK as f64;
             assert!((agree - 0.5).abs() < 5.0 * sd, "{agree}");
         }
