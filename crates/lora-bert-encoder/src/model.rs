@@ -333,9 +333,13 @@ impl<A: ProjectionAdapter> BertSelfAttention<A> {
         let (q, k, v) = (split(q), split(k), split(v));
         let mask = mask.clone();
         let context = if self.dropout_active(&q) {
+            // Training. Scaling `q` (head_dim values per row) costs a fraction of scaling the
+            // scores (seq_len per row), and an additive mask (Hugging Face's: the float minimum
+            // on padding keys) passes the gradient through where `mask_fill` needs a pass.
             let scale = (head_dim as f64).sqrt().recip();
-            let scores = q.matmul(k.swap_dims(2, 3)) * scale;
-            let probs = softmax(scores.mask_fill(mask, f32::NEG_INFINITY), 3);
+            let padding = mask.slice([0..batch, 0..1, 0..1, 0..seq_len]).float() * f32::MIN;
+            let scores = (q * scale).matmul(k.swap_dims(2, 3)) + padding;
+            let probs = softmax(scores, 3);
             crate::kernels::dropout(&self.dropout, probs).matmul(v)
         } else {
             attention(q, k, v, Some(mask), None, AttentionModuleOptions::default())

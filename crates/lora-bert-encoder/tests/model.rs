@@ -55,6 +55,35 @@ fn dropout_is_active_only_when_training_on_autodiff() {
     assert_eq!(run(&eval, &x, &Route::Base), run(&eval, &x, &Route::Base));
 }
 
+/// The training path of self-attention (explicit scores, additive padding mask, dropout)
+/// computes what the inference path computes, on a batch with padding and with an example that
+/// is all padding (whose queries attend evenly, as with Hugging Face's additive mask).
+#[test]
+fn training_attention_computes_what_inference_attention_computes() {
+    let mut c = config();
+    // Active, so the training path runs, but it drops about one element in ten million.
+    c.hidden_dropout_prob = 1e-7;
+    c.attention_probs_dropout_prob = 1e-7;
+    let ids = [2, 5, 8, 3, 2, 9, 3, 0, 2, 0, 0, 0];
+    let mask = [1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0];
+    let plain = cpu();
+    let model = BertModel::init(&c, false, &plain);
+    let x = BertInput::from_ids(&ids, &[0; 12], &mask, [3, 4], &c, &plain).unwrap();
+    let want = run(&model, &x, &Route::Base);
+
+    let train = device::autodiff(plain.clone());
+    let model = model.to_device(&train);
+    let x = BertInput::from_ids(&ids, &[0; 12], &mask, [3, 4], &c, &train).unwrap();
+    let got = run(&model, &x, &Route::Base);
+    assert!(got.iter().all(|v| v.is_finite()));
+    let diff = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(diff < 1e-4, "max |diff| {diff}");
+}
+
 /// A per-group additive bias on the output of one kind of projection: enough to exercise
 /// routing through the extension point.
 #[derive(Module, Debug)]
