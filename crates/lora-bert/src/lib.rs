@@ -14,6 +14,8 @@
 //!   data-parallel devices), fine-tuning and the pre-finetuning regimes (MTPF-TPL).
 //! - [`assets`]: fetches the pinned, sha256-checked real weights and data into a local cache.
 //! - [`Embedder`]: text in, token states and mean-pooled sentence embeddings out.
+//! - [`malloc`]: one call at the start of `main` that keeps glibc from handing every freed
+//!   tensor buffer back to the kernel (a fifth less time per CPU pass at 32 × 128 here).
 //!
 //! ```no_run
 //! use lora_bert::{Embedder, device};
