@@ -18,7 +18,7 @@ pub struct TokenExample {
     pub input_ids: Vec<u32>,
     /// Token type ids (all 0 for a single text).
     pub type_ids: Vec<u32>,
-    /// Training label per token: a label id, or [`IGNORE_INDEX`](crate::align::IGNORE_INDEX)
+    /// Training label per token: a label id, or [`IGNORE_INDEX`]
     /// for special tokens (and with [`LabelAlignment::FirstSubword`] for all pieces but a
     /// word's first).
     pub labels: Vec<i64>,
@@ -161,7 +161,7 @@ impl TokenBatch {
 /// `alignment` says. A word's *first piece* is its first token in the whole sentence: when a
 /// word is cut by a window edge, the window that lacks its first piece gives its other pieces
 /// the continuation label ([`LabelAlignment::AllSubwords`]) or
-/// [`IGNORE_INDEX`](crate::align::IGNORE_INDEX). Overlapping windows are **all** trained on:
+/// [`IGNORE_INDEX`]. Overlapping windows are **all** trained on:
 /// a word in the overlap of two windows is labelled in both, as Hugging Face's
 /// `return_overflowing_tokens` recipes do (more context for the model; at prediction time,
 /// [`stitch`](crate::window::stitch) takes each word from one window only). With the

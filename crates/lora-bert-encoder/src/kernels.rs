@@ -9,14 +9,18 @@
 //!
 //! - [`gelu`]: the exact GELU. Without autodiff, one pass over the data. With autodiff, the
 //!   value and the derivative come from one pass and the graph records `x ⊙ d + c` (`d` the
-//!   derivative, `c = gelu(x) − x ⊙ d` a constant), whose gradient is burn's GELU gradient.
+//!   derivative, `c = gelu(x) − x ⊙ d` a constant), whose gradient is the exact derivative
+//!   (burn's on flex; ndarray's own is the tanh approximation's).
 //! - [`dropout`]: burn's [`Dropout`] with the mask drawn by a counter-based generator over
 //!   rayon's threads, seeded from burn's generator (so [`Device::seed`] still makes runs
 //!   repeatable), and applied in one multiplication.
+//! - `attention` (crate-internal, the encoder's inference path): per example and head, two
+//!   strided `gemm` calls and a softmax, without burn's head split and merge copies.
+//! - [`erf`] and [`exp`]: the branch-free scalar functions the loops above are made of.
 //!
-//! The kernels run only where they can: a CPU device (flex or ndarray, with or without
-//! autodiff) and `f32` tensors. Everywhere else (GPU backends keep their own kernels) they are
-//! burn's ops.
+//! The kernels run only where they can: a CPU device (flex or ndarray; with or without
+//! autodiff, except `attention`, which is for inference) and `f32` tensors. Everywhere else
+//! (GPU backends keep their own kernels) they are burn's ops.
 
 use burn::nn::Dropout;
 use burn::tensor::{DType, Device, Distribution, Int, Tensor, TensorData, activation};
@@ -25,11 +29,44 @@ use rayon::prelude::*;
 /// Elements per rayon task: big enough that scheduling costs nothing next to the work.
 const CHUNK: usize = 1 << 14;
 
+/// Defines `fn $name(args)` that runs `$any(args)` compiled for AVX-512 or AVX2 when the CPU
+/// has them (checked at run time), and as plain code otherwise. `$any` is `#[inline(always)]`
+/// and written so that its loops vectorise: plain multiply-adds (`mul_add` without FMA enabled
+/// at compile time is a slow library call), no branches, reductions over several accumulators.
+macro_rules! widest_vectors {
+    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) => $any:ident) => {
+        $(#[$doc])*
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                fn avx512($($arg: $ty),*) {
+                    $any($($arg),*)
+                }
+                #[target_feature(enable = "avx2")]
+                fn avx2($($arg: $ty),*) {
+                    $any($($arg),*)
+                }
+                if is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has the feature the function is compiled for.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if is_x86_feature_detected!("avx2") {
+                    // SAFETY: as above.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $any($($arg),*)
+        }
+    };
+}
+
 /// Exact GELU, `x · ½ · (1 + erf(x / √2))`, as HF's `"gelu"`.
 ///
 /// On a CPU device, one parallel pass over the data; it differs from burn's
-/// [`activation::gelu`] by at most about `4e-7 · |x|` (the error of [`erf`]), and so does its
-/// gradient on an autodiff device. Elsewhere it is burn's op.
+/// [`activation::gelu`] by at most about `4e-7 · |x|` (the error of [`erf`]), and on an
+/// autodiff device its gradient is the exact derivative to about the same accuracy. Elsewhere
+/// it is burn's op.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     let device = x.device();
     if x.dtype() != DType::F32 || !host_cpu(&device) {
@@ -123,32 +160,9 @@ pub(crate) fn dropout_mask(n: usize, keep: f64, seed: u64) -> Vec<f32> {
     mask
 }
 
-/// One block of [`dropout_mask`], with the widest vectors this CPU has.
-fn mask_block(out: &mut [f32], key: u64, threshold: u32, scale: f32) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has the feature the function is compiled for.
-            return unsafe { mask_block_avx512(out, key, threshold, scale) };
-        }
-        if is_x86_feature_detected!("avx2") {
-            // SAFETY: as above.
-            return unsafe { mask_block_avx2(out, key, threshold, scale) };
-        }
-    }
-    mask_block_any(out, key, threshold, scale);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn mask_block_avx512(out: &mut [f32], key: u64, threshold: u32, scale: f32) {
-    mask_block_any(out, key, threshold, scale);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn mask_block_avx2(out: &mut [f32], key: u64, threshold: u32, scale: f32) {
-    mask_block_any(out, key, threshold, scale);
+widest_vectors! {
+    /// One block of [`dropout_mask`], with the widest vectors this CPU has.
+    fn mask_block(out: &mut [f32], key: u64, threshold: u32, scale: f32) => mask_block_any
 }
 
 #[inline(always)]
@@ -336,31 +350,9 @@ fn softmax_rows(scores: &mut [f32], padding: &[bool]) {
     }
 }
 
-fn softmax_row(row: &mut [f32], padding: &[bool]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has the feature the function is compiled for.
-            return unsafe { softmax_row_avx512(row, padding) };
-        }
-        if is_x86_feature_detected!("avx2") {
-            // SAFETY: as above.
-            return unsafe { softmax_row_avx2(row, padding) };
-        }
-    }
-    softmax_row_any(row, padding);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn softmax_row_avx512(row: &mut [f32], padding: &[bool]) {
-    softmax_row_any(row, padding);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn softmax_row_avx2(row: &mut [f32], padding: &[bool]) {
-    softmax_row_any(row, padding);
+widest_vectors! {
+    /// Softmax of one score row over its non-padding keys (see [`softmax_rows`]).
+    fn softmax_row(row: &mut [f32], padding: &[bool]) => softmax_row_any
 }
 
 /// Independent accumulators for the row reductions: a float sum or maximum in one accumulator is
@@ -416,60 +408,19 @@ pub(crate) fn host_inference(device: &Device) -> bool {
     !device.is_autodiff() && host_cpu(device)
 }
 
-/// GELU over a slice, with the widest vectors this CPU has.
-fn gelu_in_place(values: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has the feature the function is compiled for.
-            return unsafe { gelu_avx512(values) };
-        }
-        if is_x86_feature_detected!("avx2") {
-            // SAFETY: as above.
-            return unsafe { gelu_avx2(values) };
-        }
-    }
+widest_vectors! {
+    /// GELU over a slice, with the widest vectors this CPU has.
+    fn gelu_in_place(values: &mut [f32]) => gelu_in_place_any
+}
+
+#[inline(always)]
+fn gelu_in_place_any(values: &mut [f32]) {
     values.iter_mut().for_each(|v| *v = gelu_f32(*v));
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn gelu_avx512(values: &mut [f32]) {
-    values.iter_mut().for_each(|v| *v = gelu_f32(*v));
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn gelu_avx2(values: &mut [f32]) {
-    values.iter_mut().for_each(|v| *v = gelu_f32(*v));
-}
-
-/// GELU's derivative `d` and the constant `c = gelu(x) − x·d` over a slice (see [`gelu`]).
-fn gelu_with_derivative(x: &[f32], d: &mut [f32], c: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has the feature the function is compiled for.
-            return unsafe { gelu_with_derivative_avx512(x, d, c) };
-        }
-        if is_x86_feature_detected!("avx2") {
-            // SAFETY: as above.
-            return unsafe { gelu_with_derivative_avx2(x, d, c) };
-        }
-    }
-    gelu_with_derivative_any(x, d, c);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn gelu_with_derivative_avx512(x: &[f32], d: &mut [f32], c: &mut [f32]) {
-    gelu_with_derivative_any(x, d, c);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn gelu_with_derivative_avx2(x: &[f32], d: &mut [f32], c: &mut [f32]) {
-    gelu_with_derivative_any(x, d, c);
+widest_vectors! {
+    /// GELU's derivative `d` and the constant `c = gelu(x) − x·d` over a slice (see [`gelu`]).
+    fn gelu_with_derivative(x: &[f32], d: &mut [f32], c: &mut [f32]) => gelu_with_derivative_any
 }
 
 #[inline(always)]
