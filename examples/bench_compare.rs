@@ -9,7 +9,9 @@
 //!
 //! `infer`: the encoder forward pass of all-MiniLM-L6-v2 on `batch` rows of exactly `--seq`
 //! tokens (real text, truncated, no padding), the last hidden state read back to the host;
-//! `--int8` runs the int8 backbone (`BertModel::quantize_int8`).
+//! `--int8` runs the int8 backbone (`BertModel::quantize_int8`); `--ragged` gives the rows
+//! lengths spread evenly up to `--seq` (row i keeps the first (i + 1) / batch of the words),
+//! padded to the longest, as a batch of real requests is.
 //! `train`: one LoRA fine-tuning step of a text classifier (LoRA r8, alpha 16 on query/value of
 //! every layer, mean pooling, a linear head over 2 classes, cross-entropy, AdamW at 3e-3,
 //! dropout 0.1 as in the model's config, gradient clipping at 1), through the library's own
@@ -42,7 +44,8 @@ const TEXT: &str = "When the small research team finally gathered in the crowded
     from the northern observatory could not be dismissed as a simple calibration error. ";
 
 const USAGE: &str = "usage: bench_compare --mode infer|train [--batch N] [--seq N] \
-    [--backend flex|ndarray] [--int8] [--system-malloc] [--warmup N] [--iters N] | --model-dir";
+    [--backend flex|ndarray] [--int8] [--system-malloc] [--ragged] [--warmup N] [--iters N] \
+    | --model-dir";
 
 struct Args {
     mode: String,
@@ -54,6 +57,8 @@ struct Args {
     int8: bool,
     /// Leave glibc's malloc thresholds as they are (no `malloc::keep_freed_memory`).
     system_malloc: bool,
+    /// Rows of spread-out lengths, padded to the longest (`--seq`).
+    ragged: bool,
 }
 
 fn main() -> Result<()> {
@@ -66,6 +71,7 @@ fn main() -> Result<()> {
         iters: 10,
         int8: false,
         system_malloc: false,
+        ragged: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -79,6 +85,7 @@ fn main() -> Result<()> {
             "--iters" => a.iters = value()?.parse()?,
             "--int8" => a.int8 = true,
             "--system-malloc" => a.system_malloc = true,
+            "--ragged" => a.ragged = true,
             "--model-dir" => {
                 let cache = lora_bert::assets::AssetCache::from_env()?;
                 println!(
@@ -126,6 +133,7 @@ fn main() -> Result<()> {
             "batch": a.batch,
             "seq": a.seq,
             "malloc": malloc,
+            "ragged": a.ragged,
             "median_s": median,
             "times_s": times,
             "peak_rss_bytes": peak_rss_bytes()?,
@@ -142,7 +150,17 @@ fn input(embedder: &Embedder, a: &Args) -> Result<BertInput> {
         .with_max_length(a.seq)
         .with_length_policy(LengthPolicy::Truncate);
     let text = TEXT.repeat(a.seq / 16 + 1);
-    let batch = tokenizer.encode_batch(&vec![text.as_str(); a.batch])?;
+    let texts: Vec<String> = if a.ragged {
+        // Row i keeps the first (i + 1) / batch of the words (the last row all of them, so
+        // the batch is still --seq tokens wide once padded to its longest row).
+        let words: Vec<&str> = text.split_whitespace().collect();
+        (0..a.batch)
+            .map(|i| words[..(words.len() * (i + 1)).div_ceil(a.batch)].join(" "))
+            .collect()
+    } else {
+        vec![text; a.batch]
+    };
+    let batch = tokenizer.encode_batch(&texts.iter().map(String::as_str).collect::<Vec<_>>())?;
     if batch.shape() != [a.batch, a.seq] {
         return Err(format!("the text gives {:?} tokens, not {}", batch.shape(), a.seq).into());
     }

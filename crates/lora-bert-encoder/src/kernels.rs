@@ -250,24 +250,35 @@ pub(crate) fn attention(
     let out_ptr = SendPtr(out.as_mut_ptr());
     let gemm = gemm_f32::gemm::f32::get_gemm_fn();
     let scale = (head_dim as f32).sqrt().recip();
-    let (seq_i, hidden_i) = (seq as isize, hidden as isize);
+    let hidden_i = hidden as isize;
     (0..batch * heads).into_par_iter().for_each_init(
         || vec![0.0f32; seq * seq],
         |scores, pair| {
             let (b, h) = (pair / heads, pair % heads);
             let at = b * seq * hidden + h * head_dim;
+            // Keys after the example's last real token are padding that every query ignores:
+            // leave them out of both products (an example that is all padding keeps them all,
+            // to attend to them evenly). Every query row is still computed.
+            let padding = &key_padding[b * seq..(b + 1) * seq];
+            let keys = padding
+                .iter()
+                .rposition(|&p| !p)
+                .map_or(seq, |last| last + 1);
+            let padding = &padding[..keys];
+            let scores = &mut scores[..seq * keys];
             // SAFETY: every pointer stays inside its buffer: rows b·seq .. (b+1)·seq of width
-            // `hidden`, columns h·head_dim .. (h+1)·head_dim; `scores` is seq × seq. Tasks
-            // write disjoint column blocks of `out`, which outlives the parallel loop.
+            // `hidden`, columns h·head_dim .. (h+1)·head_dim, of which the products read the
+            // first `keys` rows of k and v; `scores` holds seq × keys. Tasks write disjoint
+            // column blocks of `out`, which outlives the parallel loop.
             unsafe {
-                // scores (seq × seq) = scale · q_bh (seq × d) · k_bhᵀ (d × seq)
+                // scores (seq × keys) = scale · q_bh (seq × d) · k_bh[..keys]ᵀ (d × keys)
                 gemm(
                     seq,
-                    seq,
+                    keys,
                     head_dim,
                     scores.as_mut_ptr(),
                     1,
-                    seq_i,
+                    keys as isize,
                     false,
                     q.as_ptr().add(at),
                     1,
@@ -283,21 +294,21 @@ pub(crate) fn attention(
                     gemm_common::Parallelism::None,
                 );
             }
-            softmax_rows(scores, &key_padding[b * seq..(b + 1) * seq]);
+            softmax_rows(scores, padding);
             // SAFETY: as above.
             unsafe {
-                // out_bh (seq × d) = probs (seq × seq) · v_bh (seq × d)
+                // out_bh (seq × d) = probs (seq × keys) · v_bh[..keys] (keys × d)
                 gemm(
                     seq,
                     head_dim,
-                    seq,
+                    keys,
                     out_ptr.get().add(at),
                     1,
                     hidden_i,
                     false,
                     scores.as_ptr(),
                     1,
-                    seq_i,
+                    keys as isize,
                     v.as_ptr().add(at),
                     1,
                     hidden_i,
@@ -701,7 +712,7 @@ mod tests {
     fn attention_on_the_cpu_is_burns_attention() {
         use burn::tensor::ops::AttentionModuleOptions;
         let device = Device::flex();
-        let (batch, seq, heads, head_dim) = (3, 7, 3, 4);
+        let (batch, seq, heads, head_dim) = (4, 7, 3, 4);
         let hidden = heads * head_dim;
         let n = batch * seq * hidden;
         let make = |salt: f32| {
@@ -711,12 +722,15 @@ mod tests {
             Tensor::<3>::from_data(TensorData::new(xs, [batch, seq, hidden]), &device)
         };
         let (q, k, v) = (make(0.1), make(0.4), make(0.7));
-        // Example 0: no padding; example 1: its last 3 tokens; example 2: every token.
-        let lengths = [seq, seq - 3, 0];
-        let padding: Vec<i64> = lengths
-            .iter()
-            .flat_map(|&len| (0..seq).map(move |j| i64::from(j < len)))
-            .collect();
+        // Example 0: no padding; 1: its last 3 tokens; 2: every token; 3: tokens 2, 5 and 6
+        // (padding inside the sequence stays masked, the trailing keys are left out).
+        let padding: Vec<i64> = [
+            [1, 1, 1, 1, 1, 1, 1],
+            [1, 1, 1, 1, 0, 0, 0],
+            [0, 0, 0, 0, 0, 0, 0],
+            [1, 1, 0, 1, 1, 0, 0],
+        ]
+        .concat();
         let padding = Tensor::<2, Int>::from_data(TensorData::new(padding, [batch, seq]), &device);
         let mask = crate::model::attention_mask(&padding, heads);
         let ours = values(
@@ -734,7 +748,7 @@ mod tests {
         );
         let burns = values(burns.swap_dims(1, 2).reshape([batch, seq, hidden]));
         let per_example = seq * hidden;
-        for i in 0..2 * per_example {
+        for i in (0..2 * per_example).chain(3 * per_example..4 * per_example) {
             assert!(
                 (ours[i] - burns[i]).abs() < 1e-5,
                 "{i}: {} vs {}",
