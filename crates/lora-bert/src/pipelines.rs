@@ -100,13 +100,22 @@ fn check_app(runtime: &Runtime, app: &str, kind: AppKind) -> Result<Vec<String>,
     Ok(info.labels)
 }
 
-/// Runs `rows` through the runtime in batches of `batch_size`.
+/// Runs `rows` through the runtime in batches of `batch_size` and returns their logits in the
+/// order of `rows`. A batch pads to its longest row, so the rows go in order of length: texts
+/// of similar length share a batch and little of it is padding.
 fn run(runtime: &Runtime, rows: &[Row<'_>], batch_size: usize) -> Result<Vec<Logits>, Error> {
-    let mut out = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(batch_size.max(1)) {
-        out.extend(runtime.logits(chunk)?);
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by_key(|&i| rows[i].ids.len());
+    let mut out: Vec<Option<Logits>> = vec![None; rows.len()];
+    for chunk in order.chunks(batch_size.max(1)) {
+        let batch: Vec<Row<'_>> = chunk.iter().map(|&i| rows[i]).collect();
+        for (&i, logits) in chunk.iter().zip(runtime.logits(&batch)?) {
+            out[i] = Some(logits);
+        }
     }
-    Ok(out)
+    out.into_iter().collect::<Option<Vec<_>>>().ok_or_else(|| {
+        Error::InvalidInput("the runtime returned fewer rows than it was given".into())
+    })
 }
 
 /// Named-entity recognition with a token app of a [`Runtime`].
@@ -159,7 +168,8 @@ impl NerPipeline {
         self
     }
 
-    /// Runs at most `n` windows per forward pass.
+    /// Runs at most `n` windows per forward pass. Windows go into batches in order of length
+    /// (a batch pads to its longest), and the results come back in the order of the texts.
     pub fn with_batch_size(mut self, n: usize) -> Self {
         self.batch_size = n.max(1);
         self
@@ -341,7 +351,8 @@ impl ClassifierPipeline {
         })
     }
 
-    /// Runs at most `n` texts per forward pass.
+    /// Runs at most `n` texts per forward pass. Texts go into batches in order of length (a
+    /// batch pads to its longest), and the results come back in the order given.
     pub fn with_batch_size(mut self, n: usize) -> Self {
         self.batch_size = n.max(1);
         self

@@ -616,6 +616,25 @@ fn classifier_labels_are_the_app_s_best_logit_and_bad_input_is_an_error() {
         assert!((got.scores.iter().map(|s| s.1).sum::<f32>() - 1.0).abs() < 1e-5);
         assert_eq!(got.score, got.scores[best].1);
     }
+    // Batches of 2 over texts in no order of length (the pipeline runs them sorted by
+    // length): every text gets what it gets alone, in the order given.
+    let mixed = [
+        "anna met bob in paris",
+        "big",
+        "the cat sat on the mat . the big cat sat .",
+        "bob",
+        "the mat is big",
+    ];
+    let batched = clf.clone().with_batch_size(2).predict(&mixed).unwrap();
+    assert_eq!(batched.len(), mixed.len());
+    for (text, got) in mixed.iter().zip(&batched) {
+        let alone = clf.predict(&[text]).unwrap().remove(0);
+        assert_eq!(got.label, alone.label, "{text}");
+        assert!(
+            (got.score - alone.score).abs() < 1e-5,
+            "{text}: {got:?} vs {alone:?}"
+        );
+    }
     // A text longer than the model is truncated, not refused.
     let long = "the cat sat on the mat . ".repeat(400);
     assert_eq!(clf.predict(&[&long]).unwrap().len(), 1);
