@@ -1,6 +1,8 @@
 //! Model behaviour on tiny random models: dropout only in training, the projection extension
 //! point and routing.
 
+mod common;
+
 use burn::module::{Module, Param};
 use burn::tensor::Tensor;
 use lora_bert_encoder::device::{self, Backend, Device};
@@ -76,11 +78,7 @@ fn training_attention_computes_what_inference_attention_computes() {
     let x = BertInput::from_ids(&ids, &[0; 12], &mask, [3, 4], &c, &train).unwrap();
     let got = run(&model, &x, &Route::Base);
     assert!(got.iter().all(|v| v.is_finite()));
-    let diff = got
-        .iter()
-        .zip(&want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
+    let diff = common::max_abs_diff(&got, &want);
     assert!(diff < 1e-4, "max |diff| {diff}");
 }
 

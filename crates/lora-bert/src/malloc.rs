@@ -25,7 +25,8 @@ pub enum Tuning {
     /// glibc now serves blocks up to [`MMAP_THRESHOLD`] bytes from its heap and keeps freed
     /// memory for reuse.
     Applied,
-    /// glibc refused a setting; nothing else was changed.
+    /// glibc refused a setting (the mmap threshold is set first: if only the trim threshold
+    /// was refused, the mmap threshold stays raised).
     Refused,
     /// Not a glibc target: the platform's allocator is left as it is.
     Unsupported,
