@@ -3,8 +3,8 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig};
-use burn::tensor::module::linear;
 use burn::tensor::{Device, Distribution, Tensor};
+use lora_bert_encoder::projection::linear;
 use lora_bert_encoder::{BaseLinear, ProjectionSite};
 use serde_json::{Map, Value};
 
@@ -270,8 +270,9 @@ impl Adapter for Lora {
         _base: BaseLinear<'_>,
     ) -> Tensor<3> {
         let x = lora_bert_encoder::kernels::dropout(&self.dropout, input);
-        let low = linear(x, self.a.val(), None);
-        base_output + linear(low, self.b.val(), None) * self.scaling
+        // Scaling the rank-r activations costs d_out / r times less than scaling the output.
+        let low = linear(x, self.a.val(), None) * self.scaling;
+        base_output + linear(low, self.b.val(), None)
     }
 
     fn merge(

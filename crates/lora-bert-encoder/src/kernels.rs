@@ -328,6 +328,146 @@ pub(crate) fn attention(
     ))
 }
 
+/// Training attention's probabilities, `dropout(softmax(scores + padding))` over the last
+/// dimension, recorded as an affine map of `scores` whose gradient is exactly theirs.
+///
+/// burn's autodiff softmax records five ops on the `[batch, heads, seq, seq]` scores (a
+/// maximum, a shift, a libm `exp`, a sum and a division) and dropout one more: six passes over
+/// the largest tensors of a training step, each on one thread, and as many in the backward
+/// pass. Here one parallel pass computes the probabilities `p` (padding keys get 0; a query
+/// whose keys are all padding attends evenly, as with Hugging Face's additive mask), the
+/// dropout factors `m` (as [`dropout`] draws them) and `a = m ⊙ p`, and the graph records
+///
+/// ```text
+/// z = a ⊙ (s − Σₖ p ⊙ s) + c,     c = a − a ⊙ (s − Σₖ p ⊙ s) computed off the graph
+/// ```
+///
+/// Its value is `a` up to rounding, and its vector–Jacobian product,
+/// `a ⊙ g − p ⊙ Σₖ (a ⊙ g) = p ⊙ (m ⊙ g − Σₖ p ⊙ m ⊙ g)`, is that of `m ⊙ softmax(s)`.
+///
+/// `mask` is the `[batch, heads, seq, seq]` mask of
+/// [`attention_mask`](crate::model::attention_mask). Gives `scores` back (and the caller runs
+/// burn's ops) off the CPU, without autodiff, or for tensors that are not `f32`.
+pub(crate) fn attention_probs(
+    scores: Tensor<4>,
+    mask: &Tensor<4, burn::tensor::Bool>,
+    module: &Dropout,
+) -> Result<Tensor<4>, Box<Tensor<4>>> {
+    let device = scores.device();
+    if scores.dtype() != DType::F32
+        || !device.is_autodiff()
+        || !host_cpu(&device)
+        || mask.dims() != scores.dims()
+    {
+        return Err(Box::new(scores));
+    }
+    let keep = if module.training.is_enabled() && module.prob > 0.0 {
+        1.0 - module.prob
+    } else {
+        1.0
+    };
+    let seed = if keep < 1.0 {
+        draw_seed(&device.clone().without_autodiff())
+    } else {
+        0
+    };
+    attention_probs_seeded(scores, mask, keep, seed)
+}
+
+/// [`attention_probs`] with dropout's keep probability and mask seed given.
+fn attention_probs_seeded(
+    scores: Tensor<4>,
+    mask: &Tensor<4, burn::tensor::Bool>,
+    keep: f64,
+    seed: u64,
+) -> Result<Tensor<4>, Box<Tensor<4>>> {
+    let device = scores.device();
+    let shape = scores.shape();
+    let [batch, heads, queries, keys] = scores.dims();
+    let key_padding = mask
+        .clone()
+        .slice([0..batch, 0..1, 0..1, 0..keys])
+        .into_data()
+        .try_to_vec::<bool>();
+    let data = scores.clone().inner().into_data();
+    let (Ok(key_padding), Ok(s)) = (key_padding, data.as_slice::<f32>()) else {
+        // Not reachable for an f32 tensor and a bool mask.
+        return Err(Box::new(scores));
+    };
+    let n = s.len();
+    let factors = if keep < 1.0 {
+        dropout_mask(n, keep, seed)
+    } else {
+        vec![1.0; n]
+    };
+    let (mut p, mut a, mut c) = (vec![0.0f32; n], vec![0.0f32; n], vec![0.0f32; n]);
+    let block = queries * keys;
+    p.par_chunks_mut(block)
+        .zip(a.par_chunks_mut(block))
+        .zip(c.par_chunks_mut(block))
+        .enumerate()
+        .for_each(|(pair, ((p, a), c))| {
+            let example = pair / heads;
+            let padding = &key_padding[example * keys..(example + 1) * keys];
+            let range = pair * block..(pair + 1) * block;
+            let (s, m) = (&s[range.clone()], &factors[range]);
+            let all_padding = padding.iter().all(|&p| p);
+            for at in (0..block).step_by(keys) {
+                let row = at..at + keys;
+                let p = &mut p[row.clone()];
+                if all_padding {
+                    p.fill(1.0 / keys as f32);
+                } else {
+                    p.copy_from_slice(&s[row.clone()]);
+                    softmax_row(p, padding);
+                }
+                probs_affine(
+                    &s[row.clone()],
+                    &m[row.clone()],
+                    p,
+                    &mut a[row.clone()],
+                    &mut c[row],
+                );
+            }
+        });
+    let constant =
+        |values: Vec<f32>| Tensor::<4>::from_data(TensorData::new(values, shape.clone()), &device);
+    let (p, a, c) = (constant(p), constant(a), constant(c));
+    let expected = (scores.clone() * p).sum_dim(3);
+    Ok((scores - expected) * a + c)
+}
+
+widest_vectors! {
+    /// `a = m ⊙ p` and `c = a − a ⊙ (s − Σ p ⊙ s)` for one row (see [`attention_probs`]).
+    fn probs_affine(s: &[f32], m: &[f32], p: &[f32], a: &mut [f32], c: &mut [f32]) => probs_affine_any
+}
+
+#[inline(always)]
+fn probs_affine_any(s: &[f32], m: &[f32], p: &[f32], a: &mut [f32], c: &mut [f32]) {
+    let mut lanes = [0.0f32; LANES];
+    let (pairs, rest) = (
+        s.chunks_exact(LANES).zip(p.chunks_exact(LANES)),
+        s.len() % LANES,
+    );
+    for (s, p) in pairs {
+        for ((lane, &s), &p) in lanes.iter_mut().zip(s).zip(p) {
+            *lane += p * s;
+        }
+    }
+    let tail = s.len() - rest;
+    let folded = s[tail..]
+        .iter()
+        .zip(&p[tail..])
+        .map(|(&s, &p)| p * s)
+        .sum::<f32>();
+    let expected = lanes.into_iter().sum::<f32>() + folded;
+    for ((((&s, &m), &p), a), c) in s.iter().zip(m).zip(p).zip(a).zip(c) {
+        let scaled = m * p;
+        *a = scaled;
+        *c = scaled - scaled * (s - expected);
+    }
+}
+
 /// A pointer the attention tasks share; each writes its own block.
 #[cfg(feature = "flex")]
 #[derive(Clone, Copy)]
@@ -702,6 +842,84 @@ mod tests {
                 .count();
             let agree = agree as f64 / CHUNK as f64;
             assert!((agree - 0.5).abs() < 5.0 * sd, "{agree}");
+        }
+    }
+
+    /// The recorded training probabilities have the value and the gradient of burn's
+    /// `mask ⊙ softmax(scores + additive padding)`, with and without dropout, on a padded batch
+    /// that includes an example made only of padding.
+    #[test]
+    fn training_attention_probs_are_burns_softmax_and_dropout() {
+        use burn::tensor::activation::softmax;
+        for device in cpu_devices() {
+            let device = device.autodiff();
+            let (batch, heads, seq) = (3, 2, 37);
+            let n = batch * heads * seq * seq;
+            let shape = [batch, heads, seq, seq];
+            let raw: Vec<f32> = (0..n)
+                .map(|i| ((i as f32 * 0.618_034).fract() - 0.5) * 16.0)
+                .collect();
+            let scores = || {
+                Tensor::<4>::from_data(TensorData::new(raw.clone(), shape), &device).require_grad()
+            };
+            let upstream: Vec<f32> = (0..n).map(|i| ((i * 7919) % 13) as f32 - 6.0).collect();
+            let upstream = Tensor::<4>::from_data(TensorData::new(upstream, shape), &device);
+            // Example 0: no padding; 1: its last 20 tokens; 2: every token.
+            let real = [seq, seq - 20, 0];
+            let padding: Vec<i64> = (0..batch * seq)
+                .map(|i| i64::from(i % seq < real[i / seq]))
+                .collect();
+            let padding =
+                Tensor::<2, Int>::from_data(TensorData::new(padding, [batch, seq]), &device);
+            let mask = crate::model::attention_mask(&padding, heads);
+            for keep in [1.0, 0.9] {
+                let x = scores();
+                let ours =
+                    attention_probs_seeded(x.clone(), &mask, keep, 99).unwrap_or_else(|_| {
+                        panic!("the host kernel applies on an autodiff CPU device")
+                    });
+                let grads = (ours.clone() * upstream.clone()).sum().backward();
+                let (ours, ours_grad) = (values(ours), values(x.grad(&grads).unwrap()));
+
+                let x = scores();
+                let additive = mask.clone().float() * f32::MIN;
+                let factors = if keep < 1.0 {
+                    dropout_mask(n, keep, 99)
+                } else {
+                    vec![1.0; n]
+                };
+                let factors = Tensor::<4>::from_data(TensorData::new(factors, shape), &device);
+                let burns = softmax(x.clone() + additive, 3) * factors;
+                let grads = (burns.clone() * upstream.clone()).sum().backward();
+                let (burns, burns_grad) = (values(burns), values(x.grad(&grads).unwrap()));
+                for i in 0..n {
+                    assert!(
+                        (ours[i] - burns[i]).abs() < 4e-6,
+                        "keep {keep}, value {i}: {} vs {}",
+                        ours[i],
+                        burns[i]
+                    );
+                    assert!(
+                        (ours_grad[i] - burns_grad[i]).abs() < 1e-5 * (1.0 + burns_grad[i].abs()),
+                        "keep {keep}, gradient {i}: {} vs {}",
+                        ours_grad[i],
+                        burns_grad[i]
+                    );
+                }
+                // Padding keys get nothing and pass no gradient; dropped ones likewise.
+                let last_real = (heads * seq * seq) + (seq - 21);
+                assert_eq!(ours[last_real + 1], 0.0);
+                assert_eq!(ours_grad[last_real + 1], 0.0);
+                if keep < 1.0 {
+                    assert!(ours.iter().take(heads * seq * seq).any(|&z| z == 0.0));
+                }
+            }
+            // Without autodiff the kernel declines.
+            let plain = device.clone().without_autodiff();
+            let t = Tensor::<4>::zeros([1, 1, 2, 2], &plain);
+            let m = crate::model::attention_mask(&Tensor::<2, Int>::ones([1, 2], &plain), 1);
+            let module = burn::nn::DropoutConfig::new(0.1).init();
+            assert!(attention_probs(t, &m, &module).is_err());
         }
     }
 

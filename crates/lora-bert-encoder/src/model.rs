@@ -336,11 +336,17 @@ impl<A: ProjectionAdapter> BertSelfAttention<A> {
             // Training. Scaling `q` (head_dim values per row) costs a fraction of scaling the
             // scores (seq_len per row), and an additive mask (Hugging Face's: the float minimum
             // on padding keys) passes the gradient through where `mask_fill` needs a pass.
+            // On the CPU, softmax and dropout are one recorded op (`kernels::attention_probs`).
             let scale = (head_dim as f64).sqrt().recip();
-            let padding = mask.slice([0..batch, 0..1, 0..1, 0..seq_len]).float() * f32::MIN;
-            let scores = (q * scale).matmul(k.swap_dims(2, 3)) + padding;
-            let probs = softmax(scores, 3);
-            crate::kernels::dropout(&self.dropout, probs).matmul(v)
+            let scores = (q * scale).matmul(k.swap_dims(2, 3));
+            let probs = match crate::kernels::attention_probs(scores, &mask, &self.dropout) {
+                Ok(probs) => probs,
+                Err(scores) => {
+                    let padding = mask.slice([0..batch, 0..1, 0..1, 0..seq_len]).float() * f32::MIN;
+                    crate::kernels::dropout(&self.dropout, softmax(*scores + padding, 3))
+                }
+            };
+            probs.matmul(v)
         } else {
             attention(q, k, v, Some(mask), None, AttentionModuleOptions::default())
         };

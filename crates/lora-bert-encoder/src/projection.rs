@@ -53,7 +53,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use burn::module::{Module, ModuleDisplay, Param};
-use burn::tensor::{Device, Tensor, module::linear};
+use burn::tensor::{Device, Tensor, module};
 
 /// Which adapter group a forward pass uses.
 ///
@@ -118,6 +118,35 @@ impl Route {
             _ => None,
         }
     }
+}
+
+/// `x·W + b` for `x` of shape `[batch, seq, d_in]`, `W` of shape `[d_in, d_out]` and `b` of
+/// shape `[d_out]`, as one `[batch·seq, d_in] × [d_in, d_out]` product.
+///
+/// burn's [`linear`](burn::tensor::module::linear) keeps a 3-D input batched when its rows fill
+/// the matmul tiles (a sequence of 128 tokens does): one product per example, each packing `W`
+/// again, and a weight that is not row-major (the encoder keeps Hugging Face's `[d_out, d_in]`
+/// storage on the CPU and uses its transposed view) copied on every call to broadcast it. The
+/// rows of `x` are contiguous, so folding them is a view, and one product reads `W` in place.
+///
+/// ```
+/// use burn::tensor::Tensor;
+///
+/// let device = lora_bert_encoder::device::device(
+///     lora_bert_encoder::device::Backend::default_cpu()?,
+/// )?;
+/// let x = Tensor::<3>::ones([2, 3, 4], &device);
+/// let w = Tensor::<2>::ones([4, 5], &device);
+/// let b = Tensor::<1>::ones([5], &device);
+/// let y = lora_bert_encoder::projection::linear(x, w, Some(b));
+/// assert_eq!(y.dims(), [2, 3, 5]);
+/// assert_eq!(y.into_data().try_into_vec::<f32>().unwrap(), vec![5.0; 30]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn linear(input: Tensor<3>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<3> {
+    let [batch, seq, d_in] = input.dims();
+    let d_out = weight.dims()[1];
+    module::linear(input.reshape([batch * seq, d_in]), weight, bias).reshape([batch, seq, d_out])
 }
 
 /// The base linear map of a [`Projection`], as its adapter sees it: `y = x·W + b`, or
