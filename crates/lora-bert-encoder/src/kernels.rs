@@ -383,58 +383,107 @@ fn attention_probs_seeded(
 ) -> Result<Tensor<4>, Box<Tensor<4>>> {
     let device = scores.device();
     let shape = scores.shape();
-    let [batch, heads, queries, keys] = scores.dims();
-    let key_padding = mask
+    let dims = scores.dims();
+    let [batch, _, _, keys] = dims;
+    let Ok(key_padding) = mask
         .clone()
         .slice([0..batch, 0..1, 0..1, 0..keys])
         .into_data()
-        .try_to_vec::<bool>();
-    let data = scores.clone().inner().into_data();
-    let (Ok(key_padding), Ok(s)) = (key_padding, data.as_slice::<f32>()) else {
-        // Not reachable for an f32 tensor and a bool mask.
+        .try_to_vec::<bool>()
+    else {
+        // Not reachable for a bool mask.
         return Err(Box::new(scores));
     };
+    // On flex, one op of our own with a host backward pass.
+    #[cfg(feature = "flex")]
+    let scores = match recorded::attention_probs(scores, &key_padding, keep, seed) {
+        Ok(probs) => return Ok(probs),
+        Err(scores) => *scores,
+    };
+    // Elsewhere (ndarray), the affine map of burn's ops.
+    let data = scores.clone().inner().into_data();
+    let Ok(s) = data.as_slice::<f32>() else {
+        // Not reachable for an f32 tensor.
+        return Err(Box::new(scores));
+    };
+    let Probs { p, a, c } = probs(s, &key_padding, dims, keep, seed, true);
+    let constant =
+        |values: Vec<f32>| Tensor::<4>::from_data(TensorData::new(values, shape.clone()), &device);
+    let (p, a, c) = (constant(p), constant(a), constant(c));
+    let expected = (scores.clone() * p).sum_dim(3);
+    Ok((scores - expected) * a + c)
+}
+
+/// What the host pass of [`attention_probs`] computes.
+struct Probs {
+    /// The probabilities, `softmax(s)` over the keys that are not padding.
+    p: Vec<f32>,
+    /// `m ⊙ p`, the dropped-out probabilities (`m` the dropout factors).
+    a: Vec<f32>,
+    /// `a − a ⊙ (s − Σ p ⊙ s)`, if asked for (empty otherwise).
+    c: Vec<f32>,
+}
+
+/// The host pass of [`attention_probs`] over scores `s` of shape `dims`
+/// (`[batch, heads, queries, keys]`), one rayon task per (example, head).
+fn probs(
+    s: &[f32],
+    key_padding: &[bool],
+    dims: [usize; 4],
+    keep: f64,
+    seed: u64,
+    constant: bool,
+) -> Probs {
+    let [_, heads, queries, keys] = dims;
     let n = s.len();
     let factors = if keep < 1.0 {
         dropout_mask(n, keep, seed)
     } else {
         vec![1.0; n]
     };
-    let (mut p, mut a, mut c) = (vec![0.0f32; n], vec![0.0f32; n], vec![0.0f32; n]);
+    let mut p = vec![0.0f32; n];
+    let mut a = vec![0.0f32; n];
+    let mut c = vec![0.0f32; if constant { n } else { 0 }];
     let block = queries * keys;
-    p.par_chunks_mut(block)
-        .zip(a.par_chunks_mut(block))
-        .zip(c.par_chunks_mut(block))
-        .enumerate()
-        .for_each(|(pair, ((p, a), c))| {
-            let example = pair / heads;
-            let padding = &key_padding[example * keys..(example + 1) * keys];
-            let range = pair * block..(pair + 1) * block;
-            let (s, m) = (&s[range.clone()], &factors[range]);
-            let all_padding = padding.iter().all(|&p| p);
-            for at in (0..block).step_by(keys) {
-                let row = at..at + keys;
-                let p = &mut p[row.clone()];
-                if all_padding {
-                    p.fill(1.0 / keys as f32);
-                } else {
-                    p.copy_from_slice(&s[row.clone()]);
-                    softmax_row(p, padding);
-                }
-                probs_affine(
-                    &s[row.clone()],
-                    &m[row.clone()],
-                    p,
-                    &mut a[row.clone()],
-                    &mut c[row],
-                );
+    // One (example, head): its rows of p and a, and of c if asked for.
+    let pair_pass = |pair: usize, p: &mut [f32], a: &mut [f32], mut c: Option<&mut [f32]>| {
+        let example = pair / heads;
+        let padding = &key_padding[example * keys..(example + 1) * keys];
+        let range = pair * block..(pair + 1) * block;
+        let (s, m) = (&s[range.clone()], &factors[range]);
+        let all_padding = padding.iter().all(|&p| p);
+        for at in (0..block).step_by(keys) {
+            let row = at..at + keys;
+            let p = &mut p[row.clone()];
+            if all_padding {
+                p.fill(1.0 / keys as f32);
+            } else {
+                p.copy_from_slice(&s[row.clone()]);
+                softmax_row(p, padding);
             }
-        });
-    let constant =
-        |values: Vec<f32>| Tensor::<4>::from_data(TensorData::new(values, shape.clone()), &device);
-    let (p, a, c) = (constant(p), constant(a), constant(c));
-    let expected = (scores.clone() * p).sum_dim(3);
-    Ok((scores - expected) * a + c)
+            let (s, m, a) = (&s[row.clone()], &m[row.clone()], &mut a[row.clone()]);
+            match c.as_deref_mut() {
+                Some(c) => probs_affine(s, m, p, a, &mut c[row]),
+                None => a
+                    .iter_mut()
+                    .zip(m)
+                    .zip(p.iter())
+                    .for_each(|((a, &m), &p)| *a = m * p),
+            }
+        }
+    };
+    let pairs = p.par_chunks_mut(block).zip(a.par_chunks_mut(block));
+    if constant {
+        pairs
+            .zip(c.par_chunks_mut(block))
+            .enumerate()
+            .for_each(|(pair, ((p, a), c))| pair_pass(pair, p, a, Some(c)));
+    } else {
+        pairs
+            .enumerate()
+            .for_each(|(pair, (p, a))| pair_pass(pair, p, a, None));
+    }
+    Probs { p, a, c }
 }
 
 widest_vectors! {
@@ -444,27 +493,139 @@ widest_vectors! {
 
 #[inline(always)]
 fn probs_affine_any(s: &[f32], m: &[f32], p: &[f32], a: &mut [f32], c: &mut [f32]) {
-    let mut lanes = [0.0f32; LANES];
-    let (pairs, rest) = (
-        s.chunks_exact(LANES).zip(p.chunks_exact(LANES)),
-        s.len() % LANES,
-    );
-    for (s, p) in pairs {
-        for ((lane, &s), &p) in lanes.iter_mut().zip(s).zip(p) {
-            *lane += p * s;
-        }
-    }
-    let tail = s.len() - rest;
-    let folded = s[tail..]
-        .iter()
-        .zip(&p[tail..])
-        .map(|(&s, &p)| p * s)
-        .sum::<f32>();
-    let expected = lanes.into_iter().sum::<f32>() + folded;
+    let expected = dot(s, p);
     for ((((&s, &m), &p), a), c) in s.iter().zip(m).zip(p).zip(a).zip(c) {
         let scaled = m * p;
         *a = scaled;
         *c = scaled - scaled * (s - expected);
+    }
+}
+
+widest_vectors! {
+    /// The gradient of one row of [`attention_probs`]: `a ⊙ g − p ⊙ Σ (a ⊙ g)`.
+    fn probs_backward_row(g: &[f32], p: &[f32], a: &[f32], out: &mut [f32]) => probs_backward_row_any
+}
+
+#[inline(always)]
+fn probs_backward_row_any(g: &[f32], p: &[f32], a: &[f32], out: &mut [f32]) {
+    let total = dot(g, a);
+    for (((o, &g), &p), &a) in out.iter_mut().zip(g).zip(p).zip(a) {
+        *o = a * g - p * total;
+    }
+}
+
+/// `Σ x ⊙ y` over [`LANES`] accumulators.
+#[inline(always)]
+fn dot(x: &[f32], y: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    for (x, y) in x.chunks_exact(LANES).zip(y.chunks_exact(LANES)) {
+        for ((lane, &x), &y) in lanes.iter_mut().zip(x).zip(y) {
+            *lane += x * y;
+        }
+    }
+    let tail = x.len() - x.len() % LANES;
+    let rest = x[tail..]
+        .iter()
+        .zip(&y[tail..])
+        .map(|(&x, &y)| x * y)
+        .sum::<f32>();
+    lanes.into_iter().sum::<f32>() + rest
+}
+
+/// Ops recorded on `Autodiff<Flex>` with host code for both passes: one op where burn's
+/// autodiff records several, each of them a single-threaded pass over the data on flex.
+#[cfg(feature = "flex")]
+mod recorded {
+    use burn::tensor::{Tensor, TensorData};
+    use burn_autodiff::Autodiff;
+    use burn_autodiff::checkpoint::base::Checkpointer;
+    use burn_autodiff::checkpoint::strategy::NoCheckpointing;
+    use burn_autodiff::grads::Gradients;
+    use burn_autodiff::ops::{Backward, Ops, OpsKind, unary};
+    use burn_flex::{Flex, FlexTensor};
+    use rayon::prelude::*;
+
+    /// Rows of the scores per rayon task in the backward pass.
+    const ROWS: usize = 64;
+
+    /// `t` with a contiguous layout from its first element (a copy only if it is a view).
+    fn contiguous(t: FlexTensor) -> FlexTensor {
+        if t.is_contiguous() && t.layout().start_offset() == 0 {
+            t
+        } else {
+            t.to_contiguous()
+        }
+    }
+
+    /// A flex tensor of `values` shaped like `like`.
+    fn shaped_like(values: Vec<f32>, like: &FlexTensor) -> FlexTensor {
+        FlexTensor::from_data(TensorData::new(values, like.layout().shape().clone()))
+    }
+
+    /// [`attention_probs`](super::attention_probs) as one op: the forward pass is the host
+    /// pass, the backward pass `a ⊙ g − p ⊙ Σ (a ⊙ g)` row by row. Gives `scores` back if it
+    /// is not an `Autodiff<Flex>` tensor.
+    pub(super) fn attention_probs(
+        scores: Tensor<4>,
+        key_padding: &[bool],
+        keep: f64,
+        seed: u64,
+    ) -> Result<Tensor<4>, Box<Tensor<4>>> {
+        let dims = scores.dims();
+        let Ok(tensor) = scores.clone().try_into_primitive::<Autodiff<Flex>>() else {
+            return Err(Box::new(scores));
+        };
+        let input = contiguous(tensor.clone().into_primitive());
+        let super::Probs { p, a, .. } =
+            super::probs(input.storage::<f32>(), key_padding, dims, keep, seed, false);
+        let (p, a) = (shaped_like(p, &input), shaped_like(a, &input));
+        let output = match ProbsBackward
+            .prepare::<NoCheckpointing>([tensor.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((p, a.clone()), a),
+            OpsKind::UnTracked(prep) => prep.finish(a),
+        };
+        Ok(Tensor::from_primitive::<Autodiff<Flex>>(output))
+    }
+
+    /// The backward pass of [`attention_probs`]; its state is `(p, a)`.
+    #[derive(Debug)]
+    struct ProbsBackward;
+
+    impl Backward<Flex, 1> for ProbsBackward {
+        type State = (FlexTensor, FlexTensor);
+
+        fn backward(
+            self,
+            ops: Ops<Self::State, 1>,
+            grads: &mut Gradients,
+            _checkpointer: &mut Checkpointer,
+        ) {
+            let (p, a) = ops.state;
+            unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
+                let grad = contiguous(grad);
+                let keys = *p.layout().shape().last().unwrap_or(&1);
+                let mut out = vec![0.0f32; grad.layout().num_elements()];
+                let task = ROWS * keys;
+                out.par_chunks_mut(task)
+                    .zip(grad.storage::<f32>().par_chunks(task))
+                    .zip(p.storage::<f32>().par_chunks(task))
+                    .zip(a.storage::<f32>().par_chunks(task))
+                    .for_each(|(((out, g), p), a)| {
+                        for (((out, g), p), a) in out
+                            .chunks_exact_mut(keys)
+                            .zip(g.chunks_exact(keys))
+                            .zip(p.chunks_exact(keys))
+                            .zip(a.chunks_exact(keys))
+                        {
+                            super::probs_backward_row(g, p, a, out);
+                        }
+                    });
+                shaped_like(out, &grad)
+            });
+        }
     }
 }
 
