@@ -7,7 +7,7 @@
 use burn::module::{Module, Param};
 use burn::nn::Dropout;
 use burn::tensor::activation::{gelu_approximate, relu, softmax, tanh};
-use burn::tensor::module::{attention, embedding, layer_norm};
+use burn::tensor::module::{attention, embedding};
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
@@ -236,7 +236,7 @@ pub struct LayerNorm {
 impl LayerNorm {
     /// Normalises the last dimension.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        layer_norm(x, self.weight.val(), Some(self.bias.val()), self.eps)
+        crate::kernels::layer_norm(x, self.weight.val(), self.bias.val(), self.eps)
     }
 }
 
