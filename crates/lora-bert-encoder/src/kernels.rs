@@ -542,6 +542,31 @@ fn probs_backward_row_any(g: &[f32], p: &[f32], a: &[f32], out: &mut [f32]) {
     }
 }
 
+widest_vectors! {
+    /// `out = x ⊙ y` over a slice.
+    fn times(x: &[f32], y: &[f32], out: &mut [f32]) => times_any
+}
+
+#[inline(always)]
+fn times_any(x: &[f32], y: &[f32], out: &mut [f32]) {
+    for ((o, &x), &y) in out.iter_mut().zip(x).zip(y) {
+        *o = x * y;
+    }
+}
+
+widest_vectors! {
+    /// [`probs_backward_row`] in place: `g` becomes the gradient of the scores.
+    fn probs_backward_in_place(g: &mut [f32], p: &[f32], a: &[f32]) => probs_backward_in_place_any
+}
+
+#[inline(always)]
+fn probs_backward_in_place_any(g: &mut [f32], p: &[f32], a: &[f32]) {
+    let total = dot(g, a);
+    for ((g, &p), &a) in g.iter_mut().zip(p).zip(a) {
+        *g = a * *g - p * total;
+    }
+}
+
 /// `Σ x ⊙ y` over [`LANES`] accumulators.
 #[inline(always)]
 fn dot(x: &[f32], y: &[f32]) -> f32 {
@@ -635,6 +660,337 @@ mod recorded {
 
     /// Rows of the scores per rayon task in the backward pass.
     const ROWS: usize = 64;
+
+    /// What the backward pass of [`attention`] keeps: the inputs, and per (example, head) the
+    /// probabilities and their dropped-out version, `seq × keys` each at the start of a
+    /// `seq × seq` block.
+    #[derive(Debug, Clone)]
+    struct AttentionState {
+        q: FlexTensor,
+        k: FlexTensor,
+        v: FlexTensor,
+        p: std::sync::Arc<[f32]>,
+        a: std::sync::Arc<[f32]>,
+        /// Keys each example attends over (its trailing padding left out).
+        keys: std::sync::Arc<[usize]>,
+        heads: usize,
+    }
+
+    /// Keys example `b` attends over: up to its last real token (all of them if it has none).
+    fn attended_keys(padding: &[bool]) -> usize {
+        padding
+            .iter()
+            .rposition(|&p| !p)
+            .map_or(padding.len(), |last| last + 1)
+    }
+
+    /// [`attention_recorded`](super::attention_recorded) once the dropout draw is made.
+    pub(super) fn attention(
+        q: Tensor<3>,
+        k: Tensor<3>,
+        v: Tensor<3>,
+        key_padding: &[bool],
+        heads: usize,
+        keep: f64,
+        seed: u64,
+    ) -> Result<Tensor<3>, Box<[Tensor<3>; 3]>> {
+        let [batch, seq, hidden] = q.dims();
+        let primitives = (
+            q.clone().try_into_primitive::<Autodiff<Flex>>(),
+            k.clone().try_into_primitive::<Autodiff<Flex>>(),
+            v.clone().try_into_primitive::<Autodiff<Flex>>(),
+        );
+        let (Ok(qt), Ok(kt), Ok(vt)) = primitives else {
+            return Err(Box::new([q, k, v]));
+        };
+        let qf = contiguous(qt.clone().into_primitive());
+        let kf = contiguous(kt.clone().into_primitive());
+        let vf = contiguous(vt.clone().into_primitive());
+        let head_dim = hidden / heads;
+        let scale = (head_dim as f32).sqrt().recip();
+        let block = seq * seq;
+        let factors = (keep < 1.0).then(|| super::dropout_mask(batch * heads * block, keep, seed));
+        let keys: Vec<usize> = key_padding.chunks(seq).map(attended_keys).collect();
+        let (mut p, mut a) = (
+            vec![0.0f32; batch * heads * block],
+            vec![0.0f32; batch * heads * block],
+        );
+        let mut out = vec![0.0f32; batch * seq * hidden];
+        let out_ptr = super::SendPtr(out.as_mut_ptr());
+        let (qs, ks, vs) = (
+            qf.storage::<f32>(),
+            kf.storage::<f32>(),
+            vf.storage::<f32>(),
+        );
+        let gemm = gemm_f32::gemm::f32::get_gemm_fn();
+        let hidden_i = hidden as isize;
+        p.par_chunks_mut(block)
+            .zip(a.par_chunks_mut(block))
+            .enumerate()
+            .for_each(|(pair, (p, a))| {
+                let b = pair / heads;
+                let at = b * seq * hidden + (pair % heads) * head_dim;
+                let n = keys[b];
+                let padding = &key_padding[b * seq..b * seq + n];
+                let (p, a) = (&mut p[..seq * n], &mut a[..seq * n]);
+                // SAFETY: as in `kernels::attention`: rows b·seq .. (b+1)·seq of width hidden,
+                // columns of head `pair % heads`; p holds seq × n.
+                unsafe {
+                    gemm(
+                        seq,
+                        n,
+                        head_dim,
+                        p.as_mut_ptr(),
+                        1,
+                        n as isize,
+                        false,
+                        qs.as_ptr().add(at),
+                        1,
+                        hidden_i,
+                        ks.as_ptr().add(at),
+                        hidden_i,
+                        1,
+                        0.0,
+                        scale,
+                        false,
+                        false,
+                        false,
+                        gemm_common::Parallelism::None,
+                    );
+                }
+                super::softmax_rows(p, padding);
+                match &factors {
+                    Some(m) => {
+                        for (row, (a, p)) in
+                            a.chunks_exact_mut(n).zip(p.chunks_exact(n)).enumerate()
+                        {
+                            let m = &m[pair * block + row * seq..][..n];
+                            super::times(p, m, a);
+                        }
+                    }
+                    None => a.copy_from_slice(p),
+                }
+                // SAFETY: as above; tasks write disjoint column blocks of `out`.
+                unsafe {
+                    gemm(
+                        seq,
+                        head_dim,
+                        n,
+                        out_ptr.get().add(at),
+                        1,
+                        hidden_i,
+                        false,
+                        a.as_ptr(),
+                        1,
+                        n as isize,
+                        vs.as_ptr().add(at),
+                        1,
+                        hidden_i,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm_common::Parallelism::None,
+                    );
+                }
+            });
+        let output = shaped_like(out, &qf);
+        let output = match AttentionBackward
+            .prepare::<NoCheckpointing>([qt.node(), kt.node(), vt.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let state = AttentionState {
+                    q: qf,
+                    k: kf,
+                    v: vf,
+                    p: p.into(),
+                    a: a.into(),
+                    keys: keys.into(),
+                    heads,
+                };
+                prep.finish(state, output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(output),
+        };
+        Ok(Tensor::from_primitive::<Autodiff<Flex>>(output))
+    }
+
+    /// The backward pass of [`attention`].
+    #[derive(Debug)]
+    struct AttentionBackward;
+
+    impl Backward<Flex, 3> for AttentionBackward {
+        type State = AttentionState;
+
+        fn backward(
+            self,
+            ops: Ops<Self::State, 3>,
+            grads: &mut Gradients,
+            _checkpointer: &mut Checkpointer,
+        ) {
+            let [q_node, k_node, v_node] = ops.parents;
+            let d_out = contiguous(grads.consume::<Flex>(&ops.node));
+            let AttentionState {
+                q,
+                k,
+                v,
+                p,
+                a,
+                keys,
+                heads,
+            } = ops.state;
+            let dims = q.layout().shape().clone();
+            let (batch, seq, hidden) = (dims[0], dims[1], dims[2]);
+            let head_dim = hidden / heads;
+            let scale = (head_dim as f32).sqrt().recip();
+            let block = seq * seq;
+            let n_total = batch * seq * hidden;
+            // Keys after an example's last real token get no gradient: zeros stay there.
+            let (mut dq, mut dk, mut dv) = (
+                vec![0.0f32; n_total],
+                vec![0.0f32; n_total],
+                vec![0.0f32; n_total],
+            );
+            let ptrs = [
+                super::SendPtr(dq.as_mut_ptr()),
+                super::SendPtr(dk.as_mut_ptr()),
+                super::SendPtr(dv.as_mut_ptr()),
+            ];
+            let (qs, ks, vs, gs) = (
+                q.storage::<f32>(),
+                k.storage::<f32>(),
+                v.storage::<f32>(),
+                d_out.storage::<f32>(),
+            );
+            let gemm = gemm_f32::gemm::f32::get_gemm_fn();
+            let h = hidden as isize;
+            (0..batch * heads).into_par_iter().for_each_init(
+                || vec![0.0f32; block],
+                |ds, pair| {
+                    let b = pair / heads;
+                    let at = b * seq * hidden + (pair % heads) * head_dim;
+                    let n = keys[b];
+                    let ni = n as isize;
+                    let p = &p[pair * block..][..seq * n];
+                    let a = &a[pair * block..][..seq * n];
+                    let ds = &mut ds[..seq * n];
+                    let [dq, dk, dv] = ptrs;
+                    let none = gemm_common::Parallelism::None;
+                    // SAFETY: every pointer stays in its buffer (rows b·seq .. (b+1)·seq of
+                    // width hidden, the head's columns; ds, p and a hold seq × n); tasks write
+                    // disjoint column blocks of dq, dk and dv.
+                    unsafe {
+                        // dA (seq × n) = dO (seq × d) · v[..n]ᵀ (d × n)
+                        gemm(
+                            seq,
+                            n,
+                            head_dim,
+                            ds.as_mut_ptr(),
+                            1,
+                            ni,
+                            false,
+                            gs.as_ptr().add(at),
+                            1,
+                            h,
+                            vs.as_ptr().add(at),
+                            h,
+                            1,
+                            0.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
+                            none,
+                        );
+                        // dv[..n] (n × d) = aᵀ (n × seq) · dO (seq × d)
+                        gemm(
+                            n,
+                            head_dim,
+                            seq,
+                            dv.get().add(at),
+                            1,
+                            h,
+                            false,
+                            a.as_ptr(),
+                            ni,
+                            1,
+                            gs.as_ptr().add(at),
+                            1,
+                            h,
+                            0.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
+                            none,
+                        );
+                    }
+                    for ((ds, p), a) in ds
+                        .chunks_exact_mut(n)
+                        .zip(p.chunks_exact(n))
+                        .zip(a.chunks_exact(n))
+                    {
+                        super::probs_backward_in_place(ds, p, a);
+                    }
+                    // SAFETY: as above.
+                    unsafe {
+                        // dq (seq × d) = scale · dS (seq × n) · k[..n] (n × d)
+                        gemm(
+                            seq,
+                            head_dim,
+                            n,
+                            dq.get().add(at),
+                            1,
+                            h,
+                            false,
+                            ds.as_ptr(),
+                            1,
+                            ni,
+                            ks.as_ptr().add(at),
+                            1,
+                            h,
+                            0.0,
+                            scale,
+                            false,
+                            false,
+                            false,
+                            none,
+                        );
+                        // dk[..n] (n × d) = scale · dSᵀ (n × seq) · q (seq × d)
+                        gemm(
+                            n,
+                            head_dim,
+                            seq,
+                            dk.get().add(at),
+                            1,
+                            h,
+                            false,
+                            ds.as_ptr(),
+                            ni,
+                            1,
+                            qs.as_ptr().add(at),
+                            1,
+                            h,
+                            0.0,
+                            scale,
+                            false,
+                            false,
+                            false,
+                            none,
+                        );
+                    }
+                },
+            );
+            for (node, grad) in [(q_node, dq), (k_node, dk), (v_node, dv)] {
+                if let Some(node) = node {
+                    grads.register::<Flex>(node.id, shaped_like(grad, &q));
+                }
+            }
+        }
+    }
 
     /// `t` with a contiguous layout from its first element (a copy only if it is a view).
     fn contiguous(t: FlexTensor) -> FlexTensor {
@@ -845,6 +1201,69 @@ mod recorded {
             }
         }
     }
+}
+
+/// BERT's self-attention with dropout on the probabilities, recorded on `Autodiff<Flex>` as one
+/// op: the training counterpart of [`attention`], from the projections' `[batch, seq, hidden]`
+/// outputs to the context in the same layout.
+///
+/// burn records the head split, the two batched products, the softmax and the dropout as
+/// separate ops, and flex allocates each product's output twice (a zeroed buffer, then an
+/// aligned copy of it) on one thread. Here the forward pass is, per example and head, the two
+/// strided `gemm` products of [`attention`] with the softmax and dropout between them (the
+/// probabilities `p` and their dropped-out version `a = m ⊙ p` are kept), and the backward
+/// pass five strided products per example and head:
+///
+/// ```text
+/// dA = dO·vᵀ   dv = aᵀ·dO   dS = a ⊙ dA − p ⊙ Σₖ (a ⊙ dA)   dq = scale·dS·k   dk = scale·dSᵀ·q
+/// ```
+///
+/// Trailing padding keys are left out of every product, as in [`attention`]: their
+/// probabilities are 0, so they receive no gradient. `mask` is the `[batch, heads, seq, seq]`
+/// mask of [`attention_mask`](crate::model::attention_mask). Gives `q`, `k` and `v` back where
+/// it does not apply (not `Autodiff<Flex>`, not `f32`, shapes that do not agree).
+#[cfg(feature = "flex")]
+pub(crate) fn attention_recorded(
+    q: Tensor<3>,
+    k: Tensor<3>,
+    v: Tensor<3>,
+    mask: &Tensor<4, burn::tensor::Bool>,
+    heads: usize,
+    module: &Dropout,
+) -> Result<Tensor<3>, Box<[Tensor<3>; 3]>> {
+    let [batch, seq, hidden] = q.dims();
+    let applies = q.dtype() == DType::F32
+        && k.dtype() == DType::F32
+        && v.dtype() == DType::F32
+        && q.device().is_autodiff()
+        && host_cpu(&q.device())
+        && heads > 0
+        && hidden % heads == 0
+        && k.dims() == q.dims()
+        && v.dims() == q.dims()
+        && mask.dims() == [batch, heads, seq, seq];
+    if !applies {
+        return Err(Box::new([q, k, v]));
+    }
+    let keep = if module.training.is_enabled() && module.prob > 0.0 {
+        1.0 - module.prob
+    } else {
+        1.0
+    };
+    let seed = if keep < 1.0 {
+        draw_seed(&q.device().without_autodiff())
+    } else {
+        0
+    };
+    let Ok(key_padding) = mask
+        .clone()
+        .slice([0..batch, 0..1, 0..1, 0..seq])
+        .into_data()
+        .try_to_vec::<bool>()
+    else {
+        return Err(Box::new([q, k, v]));
+    };
+    recorded::attention(q, k, v, &key_padding, heads, keep, seed)
 }
 
 /// A pointer the attention tasks share; each writes its own block.
@@ -1396,6 +1815,107 @@ mod tests {
             let m = crate::model::attention_mask(&Tensor::<2, Int>::ones([1, 2], &plain), 1);
             let module = burn::nn::DropoutConfig::new(0.1).init();
             assert!(attention_probs(t, &m, &module).is_err());
+        }
+    }
+
+    /// The recorded training attention has the value and the gradients (for q, k and v) of
+    /// burn's ops with the same dropout mask, on a padded batch with an all-padding example.
+    #[cfg(feature = "flex")]
+    #[test]
+    fn recorded_attention_is_burns_attention_with_dropout() {
+        use burn::tensor::activation::softmax;
+        let device = Device::flex().autodiff();
+        let (batch, seq, heads, head_dim) = (3, 19, 2, 8);
+        let hidden = heads * head_dim;
+        let n = batch * seq * hidden;
+        let raw = |salt: f32| -> Vec<f32> {
+            (0..n)
+                .map(|i| ((i as f32 * 0.618_034 + salt).fract() - 0.5) * 4.0)
+                .collect()
+        };
+        let (qs, ks, vs) = (raw(0.1), raw(0.4), raw(0.7));
+        let upstream: Vec<f32> = (0..n).map(|i| ((i * 7919) % 13) as f32 - 6.0).collect();
+        let upstream =
+            Tensor::<3>::from_data(TensorData::new(upstream, [batch, seq, hidden]), &device);
+        // Example 0: no padding; 1: its last 7 tokens; 2: every token.
+        let real = [seq, seq - 7, 0];
+        let padding: Vec<i64> = (0..batch * seq)
+            .map(|i| i64::from(i % seq < real[i / seq]))
+            .collect();
+        let padding = Tensor::<2, Int>::from_data(TensorData::new(padding, [batch, seq]), &device);
+        let mask = crate::model::attention_mask(&padding, heads);
+        let key_padding = mask
+            .clone()
+            .slice([0..batch, 0..1, 0..1, 0..seq])
+            .into_data()
+            .try_to_vec::<bool>()
+            .unwrap();
+        let leaf = |values: &Vec<f32>| {
+            Tensor::<3>::from_data(
+                TensorData::new(values.clone(), [batch, seq, hidden]),
+                &device,
+            )
+            .require_grad()
+        };
+        for keep in [1.0, 0.8] {
+            let run = |ours: bool| {
+                let (q, k, v) = (leaf(&qs), leaf(&ks), leaf(&vs));
+                let out = if ours {
+                    recorded::attention(
+                        q.clone(),
+                        k.clone(),
+                        v.clone(),
+                        &key_padding,
+                        heads,
+                        keep,
+                        5,
+                    )
+                    .unwrap_or_else(|_| panic!("the recorded op applies on Autodiff<Flex>"))
+                } else {
+                    let split =
+                        |t: Tensor<3>| t.reshape([batch, seq, heads, head_dim]).swap_dims(1, 2);
+                    let scale = (head_dim as f64).sqrt().recip();
+                    let scores = (split(q.clone()) * scale)
+                        .matmul(split(k.clone()).swap_dims(2, 3))
+                        + mask.clone().float() * f32::MIN;
+                    let factors = if keep < 1.0 {
+                        dropout_mask(batch * heads * seq * seq, keep, 5)
+                    } else {
+                        vec![1.0; batch * heads * seq * seq]
+                    };
+                    let factors = Tensor::<4>::from_data(
+                        TensorData::new(factors, [batch, heads, seq, seq]),
+                        &device,
+                    );
+                    (softmax(scores, 3) * factors)
+                        .matmul(split(v.clone()))
+                        .swap_dims(1, 2)
+                        .reshape([batch, seq, hidden])
+                };
+                let grads = (out.clone() * upstream.clone()).sum().backward();
+                [
+                    values(out),
+                    values(q.grad(&grads).unwrap()),
+                    values(k.grad(&grads).unwrap()),
+                    values(v.grad(&grads).unwrap()),
+                ]
+            };
+            let (ours, burns) = (run(true), run(false));
+            for (what, (a, b)) in ["context", "q gradient", "k gradient", "v gradient"]
+                .iter()
+                .zip(ours.iter().zip(&burns))
+            {
+                for (i, (a, b)) in a.iter().zip(b).enumerate() {
+                    assert!(
+                        (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                        "keep {keep}, {what} {i}: {a} vs {b}"
+                    );
+                }
+            }
+            // Keys of padding get no gradient.
+            let padded_key = (seq + seq - 1) * hidden;
+            assert_eq!(ours[2][padded_key], 0.0);
+            assert_eq!(ours[3][padded_key], 0.0);
         }
     }
 

@@ -329,6 +329,12 @@ impl<A: ProjectionAdapter> BertSelfAttention<A> {
             Ok(context) => return context,
             Err(qkv) => *qkv,
         };
+        #[cfg(feature = "flex")]
+        let [q, k, v] =
+            match crate::kernels::attention_recorded(q, k, v, mask, heads, &self.dropout) {
+                Ok(context) => return context,
+                Err(qkv) => *qkv,
+            };
         let split = |t: Tensor<3>| t.reshape([batch, seq_len, heads, head_dim]).swap_dims(1, 2);
         let (q, k, v) = (split(q), split(k), split(v));
         let mask = mask.clone();
