@@ -125,9 +125,8 @@ impl Route {
 ///
 /// burn's [`linear`](burn::tensor::module::linear) keeps a 3-D input batched when its rows fill
 /// the matmul tiles (a sequence of 128 tokens does): one product per example, each packing `W`
-/// again, and a weight that is not row-major (the encoder keeps Hugging Face's `[d_out, d_in]`
-/// storage on the CPU and uses its transposed view) copied on every call to broadcast it. The
-/// rows of `x` are contiguous, so folding them is a view, and one product reads `W` in place.
+/// again. The rows of `x` are contiguous, so folding them is a view, and one product packs `W`
+/// once.
 ///
 /// ```
 /// use burn::tensor::Tensor;
