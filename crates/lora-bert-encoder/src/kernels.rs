@@ -4,8 +4,9 @@
 //! thread, and draw dropout masks from one ChaCha generator, also on one thread. On two cores
 //! that made the exact GELU about a tenth of all-MiniLM-L6-v2's forward pass (perf, 32 × 128 on
 //! flex), and GELU (forward and backward) plus dropout masks about half of a LoRA training step
-//! (perf, 16 × 128). The kernels here do the same work in one parallel pass each, with
-//! arithmetic that vectorises:
+//! (perf, 16 × 128). In training, flex also runs every element-wise op on one thread, and
+//! burn's autodiff records softmax and layer norm as many such ops each. The kernels here do
+//! the same work in one parallel pass each, with arithmetic that vectorises:
 //!
 //! - [`gelu`]: the exact GELU. Without autodiff, one pass over the data. With autodiff, the
 //!   value and the derivative come from one pass and the graph records `x ⊙ d + c` (`d` the
@@ -16,7 +17,19 @@
 //!   repeatable), and applied in one multiplication.
 //! - `attention` (crate-internal, the encoder's inference path): per example and head, two
 //!   strided `gemm` calls and a softmax, without burn's head split and merge copies.
+//! - `attention_recorded` (crate-internal, the training path on flex): the same, with dropout
+//!   on the probabilities, recorded on `Autodiff<Flex>` as one op whose backward pass is five
+//!   strided `gemm` calls and a row pass per example and head.
+//! - `attention_probs` (crate-internal, the training path on ndarray): softmax and dropout
+//!   recorded as an affine map of the scores with the same value and gradient.
+//! - [`layer_norm`]: burn's layer norm; with autodiff on flex, one op of our own with a
+//!   parallel pass each way.
 //! - [`erf`] and [`exp`]: the branch-free scalar functions the loops above are made of.
+//!
+//! The ops recorded on `Autodiff<Flex>` use burn's extension API
+//! ([`Tensor::try_into_primitive`] and burn-autodiff's `Backward` trait):
+//! their forward pass reads the flex buffers in place and their backward pass registers the
+//! gradients of the inputs that need one.
 //!
 //! The kernels run only where they can: a CPU device (flex or ndarray; with or without
 //! autodiff, except `attention`, which is for inference) and `f32` tensors. Everywhere else
@@ -422,19 +435,12 @@ fn attention_probs_seeded(
         // Not reachable for a bool mask.
         return Err(Box::new(scores));
     };
-    // On flex, one op of our own with a host backward pass.
-    #[cfg(feature = "flex")]
-    let scores = match recorded::attention_probs(scores, &key_padding, keep, seed) {
-        Ok(probs) => return Ok(probs),
-        Err(scores) => *scores,
-    };
-    // Elsewhere (ndarray), the affine map of burn's ops.
     let data = scores.clone().inner().into_data();
     let Ok(s) = data.as_slice::<f32>() else {
         // Not reachable for an f32 tensor.
         return Err(Box::new(scores));
     };
-    let Probs { p, a, c } = probs(s, &key_padding, dims, keep, seed, true);
+    let Probs { p, a, c } = probs(s, &key_padding, dims, keep, seed);
     let constant =
         |values: Vec<f32>| Tensor::<4>::from_data(TensorData::new(values, shape.clone()), &device);
     let (p, a, c) = (constant(p), constant(a), constant(c));
@@ -448,20 +454,13 @@ struct Probs {
     p: Vec<f32>,
     /// `m ⊙ p`, the dropped-out probabilities (`m` the dropout factors).
     a: Vec<f32>,
-    /// `a − a ⊙ (s − Σ p ⊙ s)`, if asked for (empty otherwise).
+    /// `a − a ⊙ (s − Σ p ⊙ s)`.
     c: Vec<f32>,
 }
 
 /// The host pass of [`attention_probs`] over scores `s` of shape `dims`
 /// (`[batch, heads, queries, keys]`), one rayon task per (example, head).
-fn probs(
-    s: &[f32],
-    key_padding: &[bool],
-    dims: [usize; 4],
-    keep: f64,
-    seed: u64,
-    constant: bool,
-) -> Probs {
+fn probs(s: &[f32], key_padding: &[bool], dims: [usize; 4], keep: f64, seed: u64) -> Probs {
     let [_, heads, queries, keys] = dims;
     let n = s.len();
     let factors = if keep < 1.0 {
@@ -469,48 +468,31 @@ fn probs(
     } else {
         vec![1.0; n]
     };
-    let mut p = vec![0.0f32; n];
-    let mut a = vec![0.0f32; n];
-    let mut c = vec![0.0f32; if constant { n } else { 0 }];
+    let (mut p, mut a, mut c) = (vec![0.0f32; n], vec![0.0f32; n], vec![0.0f32; n]);
     let block = queries * keys;
-    // One (example, head): its rows of p and a, and of c if asked for.
-    let pair_pass = |pair: usize, p: &mut [f32], a: &mut [f32], mut c: Option<&mut [f32]>| {
-        let example = pair / heads;
-        let padding = &key_padding[example * keys..(example + 1) * keys];
-        let range = pair * block..(pair + 1) * block;
-        let (s, m) = (&s[range.clone()], &factors[range]);
-        let all_padding = padding.iter().all(|&p| p);
-        for at in (0..block).step_by(keys) {
-            let row = at..at + keys;
-            let p = &mut p[row.clone()];
-            if all_padding {
-                p.fill(1.0 / keys as f32);
-            } else {
-                p.copy_from_slice(&s[row.clone()]);
-                softmax_row(p, padding);
+    p.par_chunks_mut(block)
+        .zip(a.par_chunks_mut(block))
+        .zip(c.par_chunks_mut(block))
+        .enumerate()
+        .for_each(|(pair, ((p, a), c))| {
+            let example = pair / heads;
+            let padding = &key_padding[example * keys..(example + 1) * keys];
+            let range = pair * block..(pair + 1) * block;
+            let (s, m) = (&s[range.clone()], &factors[range]);
+            let all_padding = padding.iter().all(|&p| p);
+            for at in (0..block).step_by(keys) {
+                let row = at..at + keys;
+                let p = &mut p[row.clone()];
+                if all_padding {
+                    p.fill(1.0 / keys as f32);
+                } else {
+                    p.copy_from_slice(&s[row.clone()]);
+                    softmax_row(p, padding);
+                }
+                let (s, m) = (&s[row.clone()], &m[row.clone()]);
+                probs_affine(s, m, p, &mut a[row.clone()], &mut c[row]);
             }
-            let (s, m, a) = (&s[row.clone()], &m[row.clone()], &mut a[row.clone()]);
-            match c.as_deref_mut() {
-                Some(c) => probs_affine(s, m, p, a, &mut c[row]),
-                None => a
-                    .iter_mut()
-                    .zip(m)
-                    .zip(p.iter())
-                    .for_each(|((a, &m), &p)| *a = m * p),
-            }
-        }
-    };
-    let pairs = p.par_chunks_mut(block).zip(a.par_chunks_mut(block));
-    if constant {
-        pairs
-            .zip(c.par_chunks_mut(block))
-            .enumerate()
-            .for_each(|(pair, ((p, a), c))| pair_pass(pair, p, a, Some(c)));
-    } else {
-        pairs
-            .enumerate()
-            .for_each(|(pair, (p, a))| pair_pass(pair, p, a, None));
-    }
+        });
     Probs { p, a, c }
 }
 
@@ -530,15 +512,16 @@ fn probs_affine_any(s: &[f32], m: &[f32], p: &[f32], a: &mut [f32], c: &mut [f32
 }
 
 widest_vectors! {
-    /// The gradient of one row of [`attention_probs`]: `a ⊙ g − p ⊙ Σ (a ⊙ g)`.
-    fn probs_backward_row(g: &[f32], p: &[f32], a: &[f32], out: &mut [f32]) => probs_backward_row_any
+    /// The gradient of one row of attention scores, in place: `g` (the gradient of the
+    /// dropped-out probabilities `a = m ⊙ p`) becomes `a ⊙ g − p ⊙ Σ (a ⊙ g)`.
+    fn probs_backward_in_place(g: &mut [f32], p: &[f32], a: &[f32]) => probs_backward_in_place_any
 }
 
 #[inline(always)]
-fn probs_backward_row_any(g: &[f32], p: &[f32], a: &[f32], out: &mut [f32]) {
+fn probs_backward_in_place_any(g: &mut [f32], p: &[f32], a: &[f32]) {
     let total = dot(g, a);
-    for (((o, &g), &p), &a) in out.iter_mut().zip(g).zip(p).zip(a) {
-        *o = a * g - p * total;
+    for ((g, &p), &a) in g.iter_mut().zip(p).zip(a) {
+        *g = a * *g - p * total;
     }
 }
 
@@ -551,19 +534,6 @@ widest_vectors! {
 fn times_any(x: &[f32], y: &[f32], out: &mut [f32]) {
     for ((o, &x), &y) in out.iter_mut().zip(x).zip(y) {
         *o = x * y;
-    }
-}
-
-widest_vectors! {
-    /// [`probs_backward_row`] in place: `g` becomes the gradient of the scores.
-    fn probs_backward_in_place(g: &mut [f32], p: &[f32], a: &[f32]) => probs_backward_in_place_any
-}
-
-#[inline(always)]
-fn probs_backward_in_place_any(g: &mut [f32], p: &[f32], a: &[f32]) {
-    let total = dot(g, a);
-    for ((g, &p), &a) in g.iter_mut().zip(p).zip(a) {
-        *g = a * *g - p * total;
     }
 }
 
@@ -654,11 +624,11 @@ mod recorded {
     use burn_autodiff::checkpoint::base::Checkpointer;
     use burn_autodiff::checkpoint::strategy::NoCheckpointing;
     use burn_autodiff::grads::Gradients;
-    use burn_autodiff::ops::{Backward, Ops, OpsKind, unary};
+    use burn_autodiff::ops::{Backward, Ops, OpsKind};
     use burn_flex::{Flex, FlexTensor};
     use rayon::prelude::*;
 
-    /// Rows of the scores per rayon task in the backward pass.
+    /// Rows per rayon task.
     const ROWS: usize = 64;
 
     /// What the backward pass of [`attention`] keeps: the inputs, and per (example, head) the
@@ -1004,72 +974,6 @@ mod recorded {
     /// A flex tensor of `values` shaped like `like`.
     fn shaped_like(values: Vec<f32>, like: &FlexTensor) -> FlexTensor {
         FlexTensor::from_data(TensorData::new(values, like.layout().shape().clone()))
-    }
-
-    /// [`attention_probs`](super::attention_probs) as one op: the forward pass is the host
-    /// pass, the backward pass `a ⊙ g − p ⊙ Σ (a ⊙ g)` row by row. Gives `scores` back if it
-    /// is not an `Autodiff<Flex>` tensor.
-    pub(super) fn attention_probs(
-        scores: Tensor<4>,
-        key_padding: &[bool],
-        keep: f64,
-        seed: u64,
-    ) -> Result<Tensor<4>, Box<Tensor<4>>> {
-        let dims = scores.dims();
-        let Ok(tensor) = scores.clone().try_into_primitive::<Autodiff<Flex>>() else {
-            return Err(Box::new(scores));
-        };
-        let input = contiguous(tensor.clone().into_primitive());
-        let super::Probs { p, a, .. } =
-            super::probs(input.storage::<f32>(), key_padding, dims, keep, seed, false);
-        let (p, a) = (shaped_like(p, &input), shaped_like(a, &input));
-        let output = match ProbsBackward
-            .prepare::<NoCheckpointing>([tensor.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish((p, a.clone()), a),
-            OpsKind::UnTracked(prep) => prep.finish(a),
-        };
-        Ok(Tensor::from_primitive::<Autodiff<Flex>>(output))
-    }
-
-    /// The backward pass of [`attention_probs`]; its state is `(p, a)`.
-    #[derive(Debug)]
-    struct ProbsBackward;
-
-    impl Backward<Flex, 1> for ProbsBackward {
-        type State = (FlexTensor, FlexTensor);
-
-        fn backward(
-            self,
-            ops: Ops<Self::State, 1>,
-            grads: &mut Gradients,
-            _checkpointer: &mut Checkpointer,
-        ) {
-            let (p, a) = ops.state;
-            unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
-                let grad = contiguous(grad);
-                let keys = *p.layout().shape().last().unwrap_or(&1);
-                let mut out = vec![0.0f32; grad.layout().num_elements()];
-                let task = ROWS * keys;
-                out.par_chunks_mut(task)
-                    .zip(grad.storage::<f32>().par_chunks(task))
-                    .zip(p.storage::<f32>().par_chunks(task))
-                    .zip(a.storage::<f32>().par_chunks(task))
-                    .for_each(|(((out, g), p), a)| {
-                        for (((out, g), p), a) in out
-                            .chunks_exact_mut(keys)
-                            .zip(g.chunks_exact(keys))
-                            .zip(p.chunks_exact(keys))
-                            .zip(a.chunks_exact(keys))
-                        {
-                            super::probs_backward_row(g, p, a, out);
-                        }
-                    });
-                shaped_like(out, &grad)
-            });
-        }
     }
 
     /// The inputs of [`layer_norm`], given back.
