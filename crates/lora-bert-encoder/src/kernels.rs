@@ -234,6 +234,7 @@ pub(crate) fn attention(
         && v.dtype() == DType::F32
         && host_inference(&device)
         && heads > 0
+        && seq > 0
         && hidden % heads == 0
         && k.dims() == q.dims()
         && v.dims() == q.dims()
@@ -399,6 +400,7 @@ pub(crate) fn attention_probs(
         || !device.is_autodiff()
         || !host_cpu(&device)
         || mask.dims() != scores.dims()
+        || scores.dims()[3] == 0
     {
         return Err(Box::new(scores));
     }
@@ -1142,6 +1144,7 @@ pub(crate) fn attention_recorded(
         && q.device().is_autodiff()
         && host_cpu(&q.device())
         && heads > 0
+        && seq > 0
         && hidden % heads == 0
         && k.dims() == q.dims()
         && v.dims() == q.dims()
