@@ -514,11 +514,13 @@ fn probs_affine_any(s: &[f32], m: &[f32], p: &[f32], a: &mut [f32], c: &mut [f32
 }
 
 widest_vectors! {
+    #[cfg(feature = "flex")]
     /// The gradient of one row of attention scores, in place: `g` (the gradient of the
     /// dropped-out probabilities `a = m ⊙ p`) becomes `a ⊙ g − p ⊙ Σ (a ⊙ g)`.
     fn probs_backward_in_place(g: &mut [f32], p: &[f32], a: &[f32]) => probs_backward_in_place_any
 }
 
+#[cfg(feature = "flex")]
 #[inline(always)]
 fn probs_backward_in_place_any(g: &mut [f32], p: &[f32], a: &[f32]) {
     let total = dot(g, a);
@@ -528,10 +530,12 @@ fn probs_backward_in_place_any(g: &mut [f32], p: &[f32], a: &[f32]) {
 }
 
 widest_vectors! {
+    #[cfg(feature = "flex")]
     /// `out = x ⊙ y` over a slice.
     fn times(x: &[f32], y: &[f32], out: &mut [f32]) => times_any
 }
 
+#[cfg(feature = "flex")]
 #[inline(always)]
 fn times_any(x: &[f32], y: &[f32], out: &mut [f32]) {
     for ((o, &x), &y) in out.iter_mut().zip(x).zip(y) {
@@ -558,10 +562,12 @@ fn dot(x: &[f32], y: &[f32]) -> f32 {
 }
 
 widest_vectors! {
+    #[cfg(feature = "flex")]
     /// One row of [`layer_norm`]: writes `x̂` and `y`, returns `1 / √(var + eps)`.
     fn layer_norm_row(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, xhat: &mut [f32], y: &mut [f32]) -> f32 => layer_norm_row_any
 }
 
+#[cfg(feature = "flex")]
 #[inline(always)]
 fn layer_norm_row_any(
     x: &[f32],
@@ -586,12 +592,14 @@ fn layer_norm_row_any(
 }
 
 widest_vectors! {
+    #[cfg(feature = "flex")]
     /// The input gradient of one row of [`layer_norm`]:
     /// `rstd · (d − mean(d) − x̂ · mean(d ⊙ x̂))` with `d = g ⊙ gamma`; adds `g ⊙ x̂` to
     /// `dgamma` and `g` to `dbeta`.
     fn layer_norm_backward_row(g: &[f32], xhat: &[f32], gamma: &[f32], rstd: f32, dx: &mut [f32], dgamma: &mut [f32], dbeta: &mut [f32]) => layer_norm_backward_row_any
 }
 
+#[cfg(feature = "flex")]
 #[inline(always)]
 fn layer_norm_backward_row_any(
     g: &[f32],
