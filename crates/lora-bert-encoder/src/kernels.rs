@@ -262,7 +262,6 @@ pub(crate) fn attention(
     let (q, k, v) = (qs, ks, vs);
     let mut out = vec![0.0f32; batch * seq * hidden];
     let out_ptr = SendPtr(out.as_mut_ptr());
-    let gemm = gemm_f32::gemm::f32::get_gemm_fn();
     let scale = (head_dim as f32).sqrt().recip();
     let hidden_i = hidden as isize;
     (0..batch * heads).into_par_iter().for_each_init(
@@ -286,52 +285,30 @@ pub(crate) fn attention(
             // column blocks of `out`, which outlives the parallel loop.
             unsafe {
                 // scores (seq × keys) = scale · q_bh (seq × d) · k_bh[..keys]ᵀ (d × keys)
-                gemm(
-                    seq,
-                    keys,
-                    head_dim,
+                product(
+                    [seq, keys, head_dim],
                     scores.as_mut_ptr(),
-                    1,
-                    keys as isize,
-                    false,
+                    [keys as isize, 1],
                     q.as_ptr().add(at),
-                    1,
-                    hidden_i,
+                    [hidden_i, 1],
                     k.as_ptr().add(at),
-                    hidden_i,
-                    1,
-                    0.0,
+                    [1, hidden_i],
                     scale,
-                    false,
-                    false,
-                    false,
-                    gemm_common::Parallelism::None,
                 );
             }
             softmax_rows(scores, padding);
             // SAFETY: as above.
             unsafe {
                 // out_bh (seq × d) = probs (seq × keys) · v_bh[..keys] (keys × d)
-                gemm(
-                    seq,
-                    head_dim,
-                    keys,
+                product(
+                    [seq, head_dim, keys],
                     out_ptr.get().add(at),
-                    1,
-                    hidden_i,
-                    false,
+                    [hidden_i, 1],
                     scores.as_ptr(),
-                    1,
-                    keys as isize,
+                    [keys as isize, 1],
                     v.as_ptr().add(at),
-                    1,
-                    hidden_i,
-                    0.0,
+                    [hidden_i, 1],
                     1.0,
-                    false,
-                    false,
-                    false,
-                    gemm_common::Parallelism::None,
                 );
             }
         },
@@ -702,7 +679,6 @@ mod recorded {
             kf.storage::<f32>(),
             vf.storage::<f32>(),
         );
-        let gemm = gemm_f32::gemm::f32::get_gemm_fn();
         let hidden_i = hidden as isize;
         p.par_chunks_mut(block)
             .zip(a.par_chunks_mut(block))
@@ -716,26 +692,15 @@ mod recorded {
                 // SAFETY: as in `kernels::attention`: rows b·seq .. (b+1)·seq of width hidden,
                 // columns of head `pair % heads`; p holds seq × n.
                 unsafe {
-                    gemm(
-                        seq,
-                        n,
-                        head_dim,
+                    super::product(
+                        [seq, n, head_dim],
                         p.as_mut_ptr(),
-                        1,
-                        n as isize,
-                        false,
+                        [n as isize, 1],
                         qs.as_ptr().add(at),
-                        1,
-                        hidden_i,
+                        [hidden_i, 1],
                         ks.as_ptr().add(at),
-                        hidden_i,
-                        1,
-                        0.0,
+                        [1, hidden_i],
                         scale,
-                        false,
-                        false,
-                        false,
-                        gemm_common::Parallelism::None,
                     );
                 }
                 super::softmax_rows(p, padding);
@@ -752,26 +717,15 @@ mod recorded {
                 }
                 // SAFETY: as above; tasks write disjoint column blocks of `out`.
                 unsafe {
-                    gemm(
-                        seq,
-                        head_dim,
-                        n,
+                    super::product(
+                        [seq, head_dim, n],
                         out_ptr.get().add(at),
-                        1,
-                        hidden_i,
-                        false,
+                        [hidden_i, 1],
                         a.as_ptr(),
-                        1,
-                        n as isize,
+                        [n as isize, 1],
                         vs.as_ptr().add(at),
-                        1,
-                        hidden_i,
-                        0.0,
+                        [hidden_i, 1],
                         1.0,
-                        false,
-                        false,
-                        false,
-                        gemm_common::Parallelism::None,
                     );
                 }
             });
@@ -845,7 +799,6 @@ mod recorded {
                 v.storage::<f32>(),
                 d_out.storage::<f32>(),
             );
-            let gemm = gemm_f32::gemm::f32::get_gemm_fn();
             let h = hidden as isize;
             (0..batch * heads).into_par_iter().for_each_init(
                 || vec![0.0f32; block],
@@ -858,54 +811,31 @@ mod recorded {
                     let a = &a[pair * block..][..seq * n];
                     let ds = &mut ds[..seq * n];
                     let [dq, dk, dv] = ptrs;
-                    let none = gemm_common::Parallelism::None;
                     // SAFETY: every pointer stays in its buffer (rows b·seq .. (b+1)·seq of
                     // width hidden, the head's columns; ds, p and a hold seq × n); tasks write
                     // disjoint column blocks of dq, dk and dv.
                     unsafe {
                         // dA (seq × n) = dO (seq × d) · v[..n]ᵀ (d × n)
-                        gemm(
-                            seq,
-                            n,
-                            head_dim,
+                        super::product(
+                            [seq, n, head_dim],
                             ds.as_mut_ptr(),
-                            1,
-                            ni,
-                            false,
+                            [ni, 1],
                             gs.as_ptr().add(at),
-                            1,
-                            h,
+                            [h, 1],
                             vs.as_ptr().add(at),
-                            h,
-                            1,
-                            0.0,
+                            [1, h],
                             1.0,
-                            false,
-                            false,
-                            false,
-                            none,
                         );
                         // dv[..n] (n × d) = aᵀ (n × seq) · dO (seq × d)
-                        gemm(
-                            n,
-                            head_dim,
-                            seq,
+                        super::product(
+                            [n, head_dim, seq],
                             dv.get().add(at),
-                            1,
-                            h,
-                            false,
+                            [h, 1],
                             a.as_ptr(),
-                            ni,
-                            1,
+                            [1, ni],
                             gs.as_ptr().add(at),
-                            1,
-                            h,
-                            0.0,
+                            [h, 1],
                             1.0,
-                            false,
-                            false,
-                            false,
-                            none,
                         );
                     }
                     for ((ds, p), a) in ds
@@ -918,48 +848,26 @@ mod recorded {
                     // SAFETY: as above.
                     unsafe {
                         // dq (seq × d) = scale · dS (seq × n) · k[..n] (n × d)
-                        gemm(
-                            seq,
-                            head_dim,
-                            n,
+                        super::product(
+                            [seq, head_dim, n],
                             dq.get().add(at),
-                            1,
-                            h,
-                            false,
+                            [h, 1],
                             ds.as_ptr(),
-                            1,
-                            ni,
+                            [ni, 1],
                             ks.as_ptr().add(at),
-                            1,
-                            h,
-                            0.0,
+                            [h, 1],
                             scale,
-                            false,
-                            false,
-                            false,
-                            none,
                         );
                         // dk[..n] (n × d) = scale · dSᵀ (n × seq) · q (seq × d)
-                        gemm(
-                            n,
-                            head_dim,
-                            seq,
+                        super::product(
+                            [n, head_dim, seq],
                             dk.get().add(at),
-                            1,
-                            h,
-                            false,
+                            [h, 1],
                             ds.as_ptr(),
-                            ni,
-                            1,
+                            [1, ni],
                             qs.as_ptr().add(at),
-                            1,
-                            h,
-                            0.0,
+                            [h, 1],
                             scale,
-                            false,
-                            false,
-                            false,
-                            none,
                         );
                     }
                 },
@@ -1179,6 +1087,52 @@ pub(crate) fn attention_recorded(
         return Err(Box::new([q, k, v]));
     };
     recorded::attention(q, k, v, &key_padding, heads, keep, seed)
+}
+
+/// `dst (m × n) = scale · lhs (m × k) · rhs (k × n)` on the calling thread, each matrix given
+/// by its first element and its (row, column) strides, as `gemm_f32` takes them.
+///
+/// # Safety
+///
+/// Every element the strides reach must lie inside its buffer, and `dst` must not overlap the
+/// inputs.
+#[cfg(feature = "flex")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn product(
+    [m, n, k]: [usize; 3],
+    dst: *mut f32,
+    [dst_rs, dst_cs]: [isize; 2],
+    lhs: *const f32,
+    [lhs_rs, lhs_cs]: [isize; 2],
+    rhs: *const f32,
+    [rhs_rs, rhs_cs]: [isize; 2],
+    scale: f32,
+) {
+    let gemm = gemm_f32::gemm::f32::get_gemm_fn();
+    // SAFETY: the caller's strides keep every access inside its buffer.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst,
+            dst_cs,
+            dst_rs,
+            false,
+            lhs,
+            lhs_cs,
+            lhs_rs,
+            rhs,
+            rhs_cs,
+            rhs_rs,
+            0.0,
+            scale,
+            false,
+            false,
+            false,
+            gemm_common::Parallelism::None,
+        );
+    }
 }
 
 /// A pointer the attention tasks share; each writes its own block.
