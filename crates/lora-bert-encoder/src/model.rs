@@ -342,7 +342,8 @@ impl<A: ProjectionAdapter> BertSelfAttention<A> {
             // Training. Scaling `q` (head_dim values per row) costs a fraction of scaling the
             // scores (seq_len per row), and an additive mask (Hugging Face's: the float minimum
             // on padding keys) passes the gradient through where `mask_fill` needs a pass.
-            // On the CPU, softmax and dropout are one recorded op (`kernels::attention_probs`).
+            // On ndarray (flex took `attention_recorded` above), softmax and dropout are one
+            // recorded affine map of the scores (`kernels::attention_probs`).
             let scale = (head_dim as f64).sqrt().recip();
             let scores = (q * scale).matmul(k.swap_dims(2, 3));
             let probs = match crate::kernels::attention_probs(scores, &mask, &self.dropout) {
