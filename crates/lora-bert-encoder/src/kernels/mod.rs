@@ -142,6 +142,51 @@ pub fn dropout<const D: usize>(module: &Dropout, x: Tensor<D>) -> Tensor<D> {
     x * Tensor::<D>::from_data(TensorData::new(mask, shape), &device)
 }
 
+/// Dropout's keep probability for `module` (1 when it is not training) and, if it drops
+/// anything, the seed of its mask drawn from burn's generator on `device`.
+fn dropout_draw(module: &Dropout, device: &Device) -> (f64, u64) {
+    if module.training.is_enabled() && module.prob > 0.0 {
+        (
+            1.0 - module.prob,
+            draw_seed(&device.clone().without_autodiff()),
+        )
+    } else {
+        (1.0, 0)
+    }
+}
+
+/// Whether the attention kernels take these operands: `f32` projections of one shape
+/// `[batch, seq, hidden]` with `seq > 0` and `hidden` a multiple of `heads`, and a
+/// `[batch, heads, seq, seq]` mask.
+#[cfg(feature = "flex")]
+fn attention_applies(
+    q: &Tensor<3>,
+    k: &Tensor<3>,
+    v: &Tensor<3>,
+    mask: &Tensor<4, burn::tensor::Bool>,
+    heads: usize,
+) -> bool {
+    let [batch, seq, hidden] = q.dims();
+    [q, k, v].iter().all(|t| t.dtype() == DType::F32)
+        && heads > 0
+        && seq > 0
+        && hidden % heads == 0
+        && k.dims() == q.dims()
+        && v.dims() == q.dims()
+        && mask.dims() == [batch, heads, seq, seq]
+}
+
+/// Which keys are padding, per example (`[batch, seq]` flattened), from an attention mask
+/// `[batch, heads, seq, seq]` of [`attention_mask`](crate::model::attention_mask).
+fn key_padding(mask: &Tensor<4, burn::tensor::Bool>) -> Option<Vec<bool>> {
+    let [batch, _, _, seq] = mask.dims();
+    mask.clone()
+        .slice([0..batch, 0..1, 0..1, 0..seq])
+        .into_data()
+        .try_to_vec::<bool>()
+        .ok()
+}
+
 /// 64 random bits from burn's generator on `device`.
 fn draw_seed(device: &Device) -> u64 {
     // Four draws of 16 bits: an int tensor may be 32-bit signed.
@@ -229,27 +274,13 @@ pub(crate) fn attention(
 ) -> Result<Tensor<3>, Box<[Tensor<3>; 3]>> {
     let device = q.device();
     let [batch, seq, hidden] = q.dims();
-    let applies = q.dtype() == DType::F32
-        && k.dtype() == DType::F32
-        && v.dtype() == DType::F32
-        && host_inference(&device)
-        && heads > 0
-        && seq > 0
-        && hidden % heads == 0
-        && k.dims() == q.dims()
-        && v.dims() == q.dims()
-        && mask.dims() == [batch, heads, seq, seq];
-    if !applies {
+    if !(host_inference(&device) && attention_applies(&q, &k, &v, mask, heads)) {
         return Err(Box::new([q, k, v]));
     }
     let head_dim = hidden / heads;
-    let key_padding = mask
-        .clone()
-        .slice([0..batch, 0..1, 0..1, 0..seq])
-        .into_data()
-        .try_to_vec::<bool>();
+    let key_padding = key_padding(mask);
     let (q, k, v) = (q.into_data(), k.into_data(), v.into_data());
-    let (Ok(key_padding), Ok(qs), Ok(ks), Ok(vs)) = (
+    let (Some(key_padding), Ok(qs), Ok(ks), Ok(vs)) = (
         key_padding,
         q.as_slice::<f32>(),
         k.as_slice::<f32>(),
@@ -381,16 +412,7 @@ pub(crate) fn attention_probs(
     {
         return Err(Box::new(scores));
     }
-    let keep = if module.training.is_enabled() && module.prob > 0.0 {
-        1.0 - module.prob
-    } else {
-        1.0
-    };
-    let seed = if keep < 1.0 {
-        draw_seed(&device.clone().without_autodiff())
-    } else {
-        0
-    };
+    let (keep, seed) = dropout_draw(module, &device);
     attention_probs_seeded(scores, mask, keep, seed)
 }
 
@@ -404,13 +426,7 @@ fn attention_probs_seeded(
     let device = scores.device();
     let shape = scores.shape();
     let dims = scores.dims();
-    let [batch, _, _, keys] = dims;
-    let Ok(key_padding) = mask
-        .clone()
-        .slice([0..batch, 0..1, 0..1, 0..keys])
-        .into_data()
-        .try_to_vec::<bool>()
-    else {
+    let Some(key_padding) = key_padding(mask) else {
         // Not reachable for a bool mask.
         return Err(Box::new(scores));
     };
@@ -635,39 +651,14 @@ pub(crate) fn attention_recorded(
     heads: usize,
     module: &Dropout,
 ) -> Result<Tensor<3>, Box<[Tensor<3>; 3]>> {
-    let [batch, seq, hidden] = q.dims();
-    let applies = q.dtype() == DType::F32
-        && k.dtype() == DType::F32
-        && v.dtype() == DType::F32
-        && q.device().is_autodiff()
-        && host_cpu(&q.device())
-        && heads > 0
-        && seq > 0
-        && hidden % heads == 0
-        && k.dims() == q.dims()
-        && v.dims() == q.dims()
-        && mask.dims() == [batch, heads, seq, seq];
-    if !applies {
-        return Err(Box::new([q, k, v]));
-    }
-    let keep = if module.training.is_enabled() && module.prob > 0.0 {
-        1.0 - module.prob
-    } else {
-        1.0
-    };
-    let seed = if keep < 1.0 {
-        draw_seed(&q.device().without_autodiff())
-    } else {
-        0
-    };
-    let Ok(key_padding) = mask
-        .clone()
-        .slice([0..batch, 0..1, 0..1, 0..seq])
-        .into_data()
-        .try_to_vec::<bool>()
-    else {
+    let device = q.device();
+    let applies =
+        device.is_autodiff() && host_cpu(&device) && attention_applies(&q, &k, &v, mask, heads);
+    let key_padding = applies.then(|| key_padding(mask)).flatten();
+    let Some(key_padding) = key_padding else {
         return Err(Box::new([q, k, v]));
     };
+    let (keep, seed) = dropout_draw(module, &device);
     recorded::attention(q, k, v, &key_padding, heads, keep, seed)
 }
 
