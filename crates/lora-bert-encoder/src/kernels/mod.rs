@@ -176,6 +176,16 @@ fn attention_applies(
         && mask.dims() == [batch, heads, seq, seq]
 }
 
+#[cfg(feature = "flex")]
+/// Keys an example attends over, given its key padding: up to its last real token (all of them
+/// if it has none). The attention kernels leave the rest out of their products.
+fn attended_keys(padding: &[bool]) -> usize {
+    padding
+        .iter()
+        .rposition(|&p| !p)
+        .map_or(padding.len(), |last| last + 1)
+}
+
 /// Which keys are padding, per example (`[batch, seq]` flattened), from an attention mask
 /// `[batch, heads, seq, seq]` of [`attention_mask`](crate::model::attention_mask).
 fn key_padding(mask: &Tensor<4, burn::tensor::Bool>) -> Option<Vec<bool>> {
@@ -304,10 +314,7 @@ pub(crate) fn attention(
             // leave them out of both products (an example that is all padding keeps them all,
             // to attend to them evenly). Every query row is still computed.
             let padding = &key_padding[b * seq..(b + 1) * seq];
-            let keys = padding
-                .iter()
-                .rposition(|&p| !p)
-                .map_or(seq, |last| last + 1);
+            let keys = attended_keys(padding);
             let padding = &padding[..keys];
             let scores = &mut scores[..seq * keys];
             // SAFETY: every pointer stays inside its buffer: rows b·seq .. (b+1)·seq of width

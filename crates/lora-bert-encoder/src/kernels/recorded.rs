@@ -25,14 +25,6 @@ struct AttentionState {
     heads: usize,
 }
 
-/// Keys example `b` attends over: up to its last real token (all of them if it has none).
-fn attended_keys(padding: &[bool]) -> usize {
-    padding
-        .iter()
-        .rposition(|&p| !p)
-        .map_or(padding.len(), |last| last + 1)
-}
-
 /// [`attention_recorded`](super::attention_recorded) once the dropout draw is made.
 pub(super) fn attention(
     q: Tensor<3>,
@@ -59,7 +51,7 @@ pub(super) fn attention(
     let scale = (head_dim as f32).sqrt().recip();
     let block = seq * seq;
     let factors = (keep < 1.0).then(|| super::dropout_mask(batch * heads * block, keep, seed));
-    let keys: Vec<usize> = key_padding.chunks(seq).map(attended_keys).collect();
+    let keys: Vec<usize> = key_padding.chunks(seq).map(super::attended_keys).collect();
     let (mut p, mut a) = (
         vec![0.0f32; batch * heads * block],
         vec![0.0f32; batch * heads * block],
