@@ -32,6 +32,44 @@ pub enum DataError {
         /// What is wrong with the line.
         message: String,
     },
+    /// A tag in a file read as entity tags that is neither `O` nor a scheme prefix
+    /// (`B I E S L U`), `-` and an entity type.
+    #[error("{}:{line}: unknown tag `{tag}`: expected `O` or a B, I, E, S, L or U prefix, `-` and an entity type", path.display())]
+    UnknownTag {
+        /// The file (or the origin name given to the reader).
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// The tag.
+        tag: String,
+    },
+    /// The tags of one file do not follow one tagging scheme: a sentence breaks every scheme
+    /// the sentences above it follow (the file mixes schemes, say IOB1 and IOB2), or breaks
+    /// all of them.
+    #[error("{}:{line}: tags do not follow one scheme: {message}", path.display())]
+    MixedSchemes {
+        /// The file (or the origin name given to the reader).
+        path: PathBuf,
+        /// 1-based line of the tag where no scheme fits any more.
+        line: usize,
+        /// Which schemes it breaks, and where the others were ruled out.
+        message: String,
+    },
+    /// A `-DOCSTART-` line followed by another one, or by the end of the input, with no
+    /// sentence in between.
+    #[error(
+        "{}:{line}: empty document: no sentence between this -DOCSTART- and {}",
+        path.display(),
+        next.map_or_else(|| "the end of the input".to_owned(), |n| format!("the next one at line {n}"))
+    )]
+    EmptyDocument {
+        /// The file (or the origin name given to the reader).
+        path: PathBuf,
+        /// 1-based line of the empty document's `-DOCSTART-`.
+        line: usize,
+        /// 1-based line of the next `-DOCSTART-`; `None` at the end of the input.
+        next: Option<usize>,
+    },
     /// A label that is not in the label vocabulary.
     #[error("unknown label `{label}`{}", context.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
     UnknownLabel {

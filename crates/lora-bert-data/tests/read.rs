@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 
 use lora_bert_data::read::{
     Column, ConllFormat, ConllReader, Decoding, DelimitedFormat, DelimitedReader, JsonlReader,
-    NltkReader, PairFields, PairTsvReader, Separator, TaggedFields, TextFields, read_conll,
-    read_delimited, read_jsonl_tagged, read_nltk, read_nltk_paragraphs, read_pairs_jsonl,
-    read_pairs_tsv, read_text,
+    NltkReader, PairFields, PairTsvReader, Separator, TaggedFields, TextFields, detect_scheme,
+    normalise_scheme, read_conll, read_conll_documents, read_delimited, read_jsonl_tagged,
+    read_nltk, read_nltk_paragraphs, read_pairs_jsonl, read_pairs_tsv, read_text,
 };
-use lora_bert_data::{DataError, LabeledText, TaggedSentence, TextPair};
+use lora_bert_data::{DataError, LabeledText, Scheme, TaggedSentence, TextPair};
 
 fn sentence(pairs: &[(&str, &str)]) -> TaggedSentence {
     TaggedSentence {
@@ -81,6 +81,8 @@ fn conll_explicit_columns_and_docstart_off() {
         tag_column: Some(0),
         separator: Separator::Whitespace,
         docstart: false,
+        columns: None,
+        entity_tags: false,
     };
     let got = conll("B-PER Ann x\nO sings y\n", format).unwrap();
     assert_eq!(got, [sentence(&[("Ann", "B-PER"), ("sings", "O")])]);
@@ -144,6 +146,332 @@ fn conll_file_errors_name_the_file() {
         DataError::Io { path, .. } => assert_eq!(path, missing),
         other => panic!("expected Io, got {other:?}"),
     }
+}
+
+/// A CoNLL-2003-shaped file: two documents (the first with two sentences), the
+/// `-DOCSTART-` lines followed by a blank line, runs of spaces, a CRLF line end and trailing
+/// blank lines.
+const CONLL2003_FIXTURE: &str = "-DOCSTART- -X- -X- O\n\
+\n\
+EU NNP B-NP B-ORG\n\
+rejects VBZ B-VP O\n\
+German JJ B-NP B-MISC\n\
+\n\
+Peter NNP B-NP B-PER\n\
+Blackburn   NNP I-NP I-PER\r\n\
+\n\
+-DOCSTART- -X- -X- O\n\
+\n\
+BRUSSELS NNP B-NP B-LOC\n\
+1996-08-22 CD I-NP O\n\
+\n\
+\n";
+
+#[test]
+fn conll2003_fixture_keeps_documents_and_all_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_temp(&dir, "train.txt", CONLL2003_FIXTURE.as_bytes());
+    let documents = read_conll_documents(&path, &ConllFormat::conll2003()).unwrap();
+    assert_eq!(documents.len(), 2);
+    assert_eq!((documents[0].line, documents[1].line), (1, 10));
+    let lines: Vec<Vec<usize>> = documents
+        .iter()
+        .map(|d| d.sentences.iter().map(|s| s.line).collect())
+        .collect();
+    assert_eq!(lines, [vec![3, 7], vec![12]]);
+    let eu = &documents[0].sentences[0];
+    assert_eq!(eu.tokens, ["EU", "rejects", "German"]);
+    assert_eq!(eu.tags, ["B-ORG", "O", "B-MISC"]);
+    assert_eq!(eu.extra, [["NNP", "VBZ", "JJ"], ["B-NP", "B-VP", "B-NP"]]);
+    let peter = &documents[0].sentences[1];
+    assert_eq!(
+        peter.tagged(),
+        sentence(&[("Peter", "B-PER"), ("Blackburn", "I-PER")])
+    );
+    assert_eq!(peter.extra, [["NNP", "NNP"], ["B-NP", "I-NP"]]);
+    let brussels = &documents[1].sentences[0];
+    assert_eq!(brussels.extra[0], ["NNP", "CD"]);
+    assert_eq!(brussels.tags, ["B-LOC", "O"]);
+
+    // The sentence-level readers give the same sentences, without the document boundaries.
+    let flat: Vec<TaggedSentence> = documents
+        .iter()
+        .flat_map(|d| d.sentences.iter().map(|s| s.tagged()))
+        .collect();
+    assert_eq!(read_conll(&path, &ConllFormat::conll2003()).unwrap(), flat);
+    let sentences = ConllReader::new(
+        CONLL2003_FIXTURE.as_bytes(),
+        "mem.conll",
+        ConllFormat::conll2003(),
+    )
+    .sentences()
+    .collect::<Result<Vec<_>, _>>()
+    .unwrap();
+    assert_eq!(sentences.len(), 3);
+    assert_eq!(sentences[2], *brussels);
+    // The default format reads the last column as the tag and keeps no other column.
+    let plain = ConllReader::new(
+        CONLL2003_FIXTURE.as_bytes(),
+        "mem.conll",
+        ConllFormat::default(),
+    )
+    .sentences()
+    .collect::<Result<Vec<_>, _>>()
+    .unwrap();
+    assert!(plain.iter().all(|s| s.extra.is_empty()));
+    assert_eq!(plain[0].tags, eu.tags);
+
+    // Already IOB2: detected as such and left as it is.
+    let mut sentences = sentences;
+    let before = sentences.clone();
+    assert_eq!(
+        normalise_scheme(&mut sentences, &path, Scheme::Iob2).unwrap(),
+        Scheme::Iob2
+    );
+    assert_eq!(sentences, before);
+    // A file without `-DOCSTART-` is one document that starts at its first word.
+    let documents = ConllReader::new(
+        &b"\n\nEU NNP B-NP B-ORG\n\nPeter NNP B-NP B-PER\n"[..],
+        "mem.conll",
+        ConllFormat::conll2003(),
+    )
+    .documents()
+    .collect::<Result<Vec<_>, _>>()
+    .unwrap();
+    assert_eq!(documents.len(), 1);
+    assert_eq!((documents[0].line, documents[0].sentences.len()), (3, 2));
+}
+
+#[test]
+fn conll_wrong_column_count_names_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, line, needle) in [
+        (
+            "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ O\n",
+            4,
+            "expected 4 columns, found 3",
+        ),
+        (
+            "EU NNP B-NP B-ORG\n\nrejects VBZ B-VP O extra\n",
+            3,
+            "expected 4 columns, found 5",
+        ),
+        // A `-DOCSTART-` is not a word line whatever its columns; a word is.
+        ("-DOCSTART-\n\nEU\n", 3, "expected 4 columns, found 1"),
+    ] {
+        let path = write_temp(&dir, "bad.txt", text.as_bytes());
+        let err = read_conll_documents(&path, &ConllFormat::conll2003()).unwrap_err();
+        assert_parse(err, &path, line, needle);
+        let err = read_conll(&path, &ConllFormat::conll2003()).unwrap_err();
+        assert_parse(err, &path, line, needle);
+    }
+    // Without `columns` any number from two up is accepted, as before.
+    let got = conll("a NN O\nb O\n", ConllFormat::default()).unwrap();
+    assert_eq!(got, [sentence(&[("a", "O"), ("b", "O")])]);
+}
+
+#[test]
+fn conll_unknown_entity_tag_names_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in ["PER", "B_PER", "X-PER", "B-", "o", "b-PER", "O-PER"] {
+        let text = format!("-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\n\nPeter NNP B-NP {bad}\n");
+        let path = write_temp(&dir, "bad.txt", text.as_bytes());
+        match read_conll_documents(&path, &ConllFormat::conll2003()).unwrap_err() {
+            DataError::UnknownTag { path: p, line, tag } => {
+                assert_eq!((p.as_path(), line, tag.as_str()), (path.as_path(), 5, bad));
+            }
+            other => panic!("{bad}: expected UnknownTag, got {other:?}"),
+        }
+        let message = read_conll(&path, &ConllFormat::conll2003())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with(&format!("{}:5: unknown tag `{bad}`", path.display())),
+            "{message}"
+        );
+    }
+    // Every scheme's prefixes are known tags; without `entity_tags` any tag is (POS tags).
+    let good = "a x x S-PER\nb x x E-LOC\nc x x L-ORG\nd x x U-MISC\ne x x I-geo-loc\n";
+    assert_eq!(conll(good, ConllFormat::conll2003()).unwrap()[0].len(), 5);
+    assert_eq!(
+        conll("a NNP\n", ConllFormat::default()).unwrap(),
+        [sentence(&[("a", "NNP")])]
+    );
+}
+
+/// The file at `path` read as CoNLL-2003 columns and checked for one scheme.
+fn detect_in(path: &Path) -> Result<Scheme, DataError> {
+    let documents = read_conll_documents(path, &ConllFormat::conll2003())?;
+    detect_scheme(documents.iter().flat_map(|d| &d.sentences), path)
+}
+
+#[track_caller]
+fn assert_mixed(err: DataError, origin: &Path, line: usize, needles: &[&str]) {
+    match err {
+        DataError::MixedSchemes {
+            path,
+            line: l,
+            message,
+        } => {
+            assert_eq!(path, origin);
+            assert_eq!(l, line, "{message}");
+            for needle in needles {
+                assert!(message.contains(needle), "`{message}` lacks `{needle}`");
+            }
+        }
+        other => panic!("expected MixedSchemes, got {other:?}"),
+    }
+}
+
+#[test]
+fn conll_mixed_tag_schemes_name_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    // IOB1 (an entity starts with I-) in the first document, IOB2 (one starts with B- after
+    // O) in the second.
+    let mixed = "-DOCSTART- -X- -X- O\n\n\
+                 EU NNP I-NP I-ORG\nrejects VBZ I-VP O\n\n\
+                 -DOCSTART- -X- -X- O\n\n\
+                 the DT B-NP O\nPeter NNP I-NP B-PER\n";
+    let path = write_temp(&dir, "mixed.txt", mixed.as_bytes());
+    let err = detect_in(&path).unwrap_err();
+    assert_mixed(
+        err,
+        &path,
+        9,
+        &[
+            "not IOB1 (line 9, `B-PER`",
+            "is IOB2, which line 3 above is not",
+        ],
+    );
+    // normalise_scheme refuses it the same way and leaves the tags alone.
+    let mut documents = read_conll_documents(&path, &ConllFormat::conll2003()).unwrap();
+    let before = documents.clone();
+    let err = normalise_scheme(
+        documents.iter_mut().flat_map(|d| &mut d.sentences),
+        &path,
+        Scheme::Iob2,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().starts_with(&format!(
+            "{}:9: tags do not follow one scheme",
+            path.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(documents, before);
+
+    // IOB2 then IOBES (S- is no IOB2 prefix) within one document.
+    let mixed = "a x x B-PER\nb x x O\n\nc x x S-LOC\n";
+    let path = write_temp(&dir, "mixed2.txt", mixed.as_bytes());
+    assert_mixed(
+        detect_in(&path).unwrap_err(),
+        &path,
+        4,
+        &["not IOB2 (line 4"],
+    );
+
+    // A sentence that fits no scheme at all.
+    let broken = "a x x O\n\nb x x B-PER\nc x x I-LOC\n";
+    let path = write_temp(&dir, "broken.txt", broken.as_bytes());
+    assert_mixed(
+        detect_in(&path).unwrap_err(),
+        &path,
+        4,
+        &["the sentence fits no scheme: not IOB2 (line 4, `I-LOC`"],
+    );
+}
+
+#[test]
+fn conll_iob1_is_detected_and_normalised_to_iob2() {
+    // The layout of the 2003 release: I- starts entities, B- only splits two adjacent ones.
+    let iob1 = "-DOCSTART- -X- -X- O\n\n\
+                EU NNP I-NP I-ORG\nrejects VBZ I-VP O\nGerman JJ I-NP I-MISC\n\n\
+                all DT I-NP O\n\n\
+                Peter NNP I-NP I-PER\nBlackburn NNP I-NP I-PER\nPaul NNP B-NP B-PER\n";
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_temp(&dir, "iob1.txt", iob1.as_bytes());
+    assert_eq!(detect_in(&path).unwrap(), Scheme::Iob1);
+    let mut documents = read_conll_documents(&path, &ConllFormat::conll2003()).unwrap();
+    let found = normalise_scheme(
+        documents.iter_mut().flat_map(|d| &mut d.sentences),
+        &path,
+        Scheme::Iob2,
+    )
+    .unwrap();
+    assert_eq!(found, Scheme::Iob1);
+    let tags: Vec<Vec<String>> = documents[0]
+        .sentences
+        .iter()
+        .map(|s| s.tags.clone())
+        .collect();
+    assert_eq!(
+        tags,
+        [
+            vec!["B-ORG", "O", "B-MISC"],
+            vec!["O"],
+            vec!["B-PER", "I-PER", "B-PER"]
+        ]
+    );
+    // Only the tag column changes.
+    assert_eq!(documents[0].sentences[2].extra[1], ["I-NP", "I-NP", "B-NP"]);
+    // All O fits every scheme: the first of the preference, IOB2.
+    let path = write_temp(&dir, "o.txt", b"a x x O\n\nb x x O\n");
+    assert_eq!(detect_in(&path).unwrap(), Scheme::Iob2);
+}
+
+#[test]
+fn conll_empty_document_names_its_docstart_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, line, next) in [
+        // Two -DOCSTART- lines in a row, with and without blank lines between.
+        (
+            "-DOCSTART- -X- -X- O\n\n-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\n",
+            1,
+            Some(3),
+        ),
+        (
+            "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\n\n-DOCSTART- -X- -X- O\n-DOCSTART- -X- -X- O\n\na x x O\n",
+            5,
+            Some(6),
+        ),
+        // A -DOCSTART- at the end of the file.
+        (
+            "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\n\n-DOCSTART- -X- -X- O\n\n\n",
+            5,
+            None,
+        ),
+        ("-DOCSTART- -X- -X- O\n", 1, None),
+    ] {
+        let path = write_temp(&dir, "empty.txt", text.as_bytes());
+        let err = read_conll_documents(&path, &ConllFormat::conll2003()).unwrap_err();
+        let message = err.to_string();
+        match err {
+            DataError::EmptyDocument {
+                path: p,
+                line: l,
+                next: n,
+            } => {
+                assert_eq!(
+                    (p.as_path(), l, n),
+                    (path.as_path(), line, next),
+                    "{text:?}"
+                );
+            }
+            other => panic!("expected EmptyDocument, got {other:?}"),
+        }
+        assert!(
+            message.starts_with(&format!("{}:{line}: empty document", path.display())),
+            "{message}"
+        );
+    }
+    // An empty file holds no document, and is no error.
+    let path = write_temp(&dir, "nothing.txt", b"\n\n");
+    assert!(
+        read_conll_documents(&path, &ConllFormat::conll2003())
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]

@@ -16,7 +16,11 @@ mod nltk;
 mod open;
 mod pairs;
 
-pub use conll::{ConllFormat, ConllReader, Separator, read_conll};
+pub use conll::{
+    ConllDocument, ConllDocuments, ConllFormat, ConllReader, ConllSentence, ConllSentences,
+    SCHEME_PREFERENCE, Separator, detect_scheme, normalise_scheme, read_conll,
+    read_conll_documents,
+};
 pub use delimited::{Column, DelimitedFormat, DelimitedReader, read_delimited};
 pub use jsonl::{JsonlReader, TaggedFields, TextFields, read_jsonl_tagged, read_jsonl_texts};
 pub use nltk::{NltkParagraphs, NltkReader, parse_tagged_line, read_nltk, read_nltk_paragraphs};

@@ -140,6 +140,11 @@ impl<R: BufRead> Lines<R> {
         self.decoding = decoding;
     }
 
+    /// The file (or origin name) errors name.
+    pub(crate) fn origin(&self) -> &Path {
+        &self.origin
+    }
+
     /// A [`DataError::Parse`] at `line` of this input.
     pub(crate) fn error(&self, line: usize, message: impl Into<String>) -> DataError {
         parse_err(&self.origin, line, message)
