@@ -1,16 +1,30 @@
-//! Lists the registered datasets and pair sources: task, split sizes, labels, licence and a
-//! sample of each.
+//! Lists the registered datasets and pair sources: task, split sizes, labels (and the entity
+//! types of NER sets), licence and a sample of each.
 //!
 //! ```text
 //! cargo run -p lora-bert-data --example datasets
-//! cargo run -p lora-bert-data --example datasets -- --dataset bbc-news
+//! cargo run -p lora-bert-data --example datasets -- --dataset conll2003
 //! ```
 
+use std::collections::BTreeSet;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use lora_bert_assets::AssetCache;
 use lora_bert_data::registry::{self, Dataset, DatasetId, PairSource};
+
+/// The entity types of a tag set when every tag is `O` or a one-letter scheme prefix, `-` and a
+/// type (NER); `None` for other tags (POS).
+fn entity_types<'a>(tags: impl IntoIterator<Item = &'a str>) -> Option<BTreeSet<&'a str>> {
+    tags.into_iter()
+        .filter(|&t| t != "O")
+        .map(|t| {
+            t.split_once('-')
+                .filter(|(p, k)| matches!(*p, "B" | "I" | "E" | "S" | "L" | "U") && !k.is_empty())
+                .map(|(_, k)| k)
+        })
+        .collect()
+}
 
 /// `text` on one line, cut to `max` characters.
 fn short(text: &str, max: usize) -> String {
@@ -58,6 +72,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             data.labels().len(),
             start.elapsed()
         );
+        if let Dataset::Tokens(_) = &data
+            && let Some(types) = entity_types(data.labels())
+        {
+            let types: Vec<&str> = types.into_iter().collect();
+            println!("  {} entity types: {}", types.len(), types.join(", "));
+        }
         println!("  {}", info.description);
         println!("  splits: {}", info.splits);
         println!("  licence: {}", info.licence);

