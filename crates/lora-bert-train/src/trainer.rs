@@ -16,6 +16,9 @@ use crate::schedule::{Decay, LrSchedule};
 use crate::{Result, TrainError};
 
 /// Hyper-parameters of a run. The defaults follow the usual BERT fine-tuning recipe.
+///
+/// A checkpoint remembers the configuration of its run, and a resume with another one is
+/// refused, naming the settings that differ.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
     /// Optimizer steps of the run.
@@ -116,6 +119,45 @@ impl TrainConfig {
             .with_epsilon(self.adam.2)
             .with_weight_decay(self.weight_decay as f32)
             .init()
+    }
+
+    /// Every setting where `self` and `other` differ: its name (`name.key` inside maps such as
+    /// the group learning rates), `self`'s value and `other`'s as JSON (`none` for a missing
+    /// key).
+    pub(crate) fn differences(&self, other: &Self) -> Vec<(String, String, String)> {
+        fn walk(
+            path: String,
+            a: Option<&serde_json::Value>,
+            b: Option<&serde_json::Value>,
+            out: &mut Vec<(String, String, String)>,
+        ) {
+            use serde_json::Value;
+            match (a, b) {
+                (Some(Value::Object(x)), Some(Value::Object(y))) => {
+                    let keys: std::collections::BTreeSet<&String> =
+                        x.keys().chain(y.keys()).collect();
+                    for key in keys {
+                        let sub = if path.is_empty() {
+                            key.clone()
+                        } else {
+                            format!("{path}.{key}")
+                        };
+                        walk(sub, x.get(key), y.get(key), out);
+                    }
+                }
+                (a, b) if a != b => {
+                    let show = |v: Option<&Value>| v.map_or("none".to_owned(), Value::to_string);
+                    out.push((path, show(a), show(b)));
+                }
+                _ => {}
+            }
+        }
+        let (a, b) = (serde_json::to_value(self), serde_json::to_value(other));
+        let mut out = Vec::new();
+        if let (Ok(a), Ok(b)) = (a, b) {
+            walk(String::new(), Some(&a), Some(&b), &mut out);
+        }
+        out
     }
 }
 
@@ -233,7 +275,8 @@ impl Trainer {
     /// [`TrainError::NonFiniteLoss`] when a loss is NaN or infinite (nothing is written for
     /// that step; the latest checkpoint stays as it was), errors of `loss` and `evaluate`,
     /// [`TrainError::InvalidArgument`] for a bad configuration or a checkpoint of another
-    /// configuration or device count, checkpoint I/O errors.
+    /// configuration (the message names the settings that differ) or device count,
+    /// checkpoint I/O errors.
     pub fn fit<M, B>(
         &self,
         model: M,
@@ -274,13 +317,7 @@ impl Trainer {
         {
             let (m, o, s) = checkpoint::load(&latest, model.clone(), optim)?;
             if s.config != *config {
-                return Err(TrainError::InvalidArgument {
-                    what: "checkpoint",
-                    message: format!(
-                        "{} was written with another configuration; use a new folder or the same configuration",
-                        latest.display()
-                    ),
-                });
+                return Err(another_configuration(&latest, &s.config, config));
             }
             if s.replicas != replicas {
                 return Err(TrainError::InvalidArgument {
@@ -382,6 +419,32 @@ impl Trainer {
             losses: state.losses,
         };
         Ok((best_model.unwrap_or(model), report))
+    }
+}
+
+/// The error of a resume whose checkpoint was written with `theirs`, naming every setting
+/// that differs from `ours`.
+fn another_configuration(
+    latest: &std::path::Path,
+    theirs: &TrainConfig,
+    ours: &TrainConfig,
+) -> TrainError {
+    let differences: Vec<String> = theirs
+        .differences(ours)
+        .into_iter()
+        .map(|(name, there, here)| format!("{name}: {there} in the checkpoint, {here} in this run"))
+        .collect();
+    let differences = if differences.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", differences.join(", "))
+    };
+    TrainError::InvalidArgument {
+        what: "checkpoint",
+        message: format!(
+            "{} was written with another configuration{differences}; use a new folder or the same configuration",
+            latest.display()
+        ),
     }
 }
 
