@@ -35,7 +35,7 @@ pub struct Evaluation {
     pub metric: f64,
     /// Mean training loss since the previous evaluation.
     pub train_loss: f64,
-    /// The learning rate of the last step.
+    /// The learning rate of the last step (of the parameters in no named group).
     pub lr: f64,
 }
 
@@ -151,21 +151,24 @@ impl CheckpointDir {
     }
 }
 
-/// Loads a checkpoint written by [`CheckpointDir::save`] into `model` and `optim`.
-pub(crate) fn load<M: Module>(
-    dir: &Path,
-    model: M,
-    optim: ModuleOptimizer,
-) -> Result<(M, ModuleOptimizer, TrainerState)> {
-    let model = load_model(&dir.join("model.bpk"), model)?;
+/// The trainer state of a checkpoint written by [`CheckpointDir::save`].
+///
+/// A resume reads it first (to check the configuration), then the model
+/// ([`load_model`] of `model.bpk`), then the optimizer ([`load_optimizer`]), which has to be
+/// built for the loaded model's parameter ids: its groups are the record's ids.
+pub(crate) fn load_state(dir: &Path) -> Result<TrainerState> {
+    let path = dir.join("state.json");
+    let text = fs::read_to_string(&path).map_err(io_err(&path))?;
+    serde_json::from_str(&text).map_err(|e| format_err(&path, e.to_string()))
+}
+
+/// Loads the optimizer state of a checkpoint written by [`CheckpointDir::save`] into `optim`.
+/// Each parameter's state goes to the group of `optim` its id belongs to.
+pub(crate) fn load_optimizer(dir: &Path, optim: ModuleOptimizer) -> Result<ModuleOptimizer> {
     let path = dir.join("optim.bpk");
     let record = OptimizerRecord::load(&path)
         .map_err(|e| format_err(&path, format!("cannot read optimizer state: {e}")))?;
-    let optim = optim.load_record(record);
-    let path = dir.join("state.json");
-    let text = fs::read_to_string(&path).map_err(io_err(&path))?;
-    let state = serde_json::from_str(&text).map_err(|e| format_err(&path, e.to_string()))?;
-    Ok((model, optim, state))
+    Ok(optim.load_record(record))
 }
 
 /// Loads a module record into `model`.

@@ -49,6 +49,17 @@ pub enum TrainError {
         /// Why it is refused.
         message: String,
     },
+    /// Parameter groups that do not fit the model or the configuration: a learning-rate group
+    /// of the configuration that no parameter belongs to, a parameter in two groups, a group
+    /// holding ids the model does not have (see
+    /// [`Trainer::with_param_groups`](crate::Trainer::with_param_groups)).
+    #[error("parameter group {group:?}: {message}")]
+    ParamGroup {
+        /// The group's name.
+        group: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A loss became NaN or infinite.
     #[error("non-finite loss {value} at step {step}")]
     NonFiniteLoss {

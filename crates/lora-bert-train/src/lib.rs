@@ -7,6 +7,7 @@ mod checkpoint;
 pub mod clip;
 mod error;
 pub mod finetune;
+pub mod groups;
 pub mod heads;
 pub mod input;
 pub mod loss;

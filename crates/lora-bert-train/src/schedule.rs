@@ -53,7 +53,18 @@ impl LrSchedule {
         self.peak * self.factor(step)
     }
 
-    fn factor(&self, step: usize) -> f64 {
+    /// The schedule's factor of step `step` (0-based), in `[0, 1]`: the rate is `peak × factor`.
+    /// A parameter group with its own peak `p` gets `p × factor(step)` (see
+    /// [`TrainConfig::group_learning_rates`](crate::TrainConfig::group_learning_rates)).
+    ///
+    /// ```
+    /// use lora_bert_train::schedule::{Decay, LrSchedule};
+    ///
+    /// let s = LrSchedule { peak: 1e-3, warmup_steps: 4, total_steps: 10, decay: Decay::Linear };
+    /// assert_eq!(s.factor(2), 0.5);
+    /// assert_eq!(s.lr(2), 1e-3 * s.factor(2));
+    /// ```
+    pub fn factor(&self, step: usize) -> f64 {
         if step < self.warmup_steps {
             return step as f64 / self.warmup_steps.max(1) as f64;
         }

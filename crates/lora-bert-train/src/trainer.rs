@@ -1,29 +1,51 @@
 //! The training loop every regime runs on: AdamW, warm-up then decay, global-norm clipping,
 //! gradient accumulation, evaluation every N steps, early stopping on the dev metric, the best
-//! model kept, seeded dropout, and checkpoints a killed run resumes from exactly.
+//! model kept, seeded dropout, and checkpoints a killed run resumes from exactly; parameter
+//! groups with their own learning rates ([`crate::groups`]) and no weight decay on 1-D
+//! parameters.
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
 
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, CheckpointDir, Evaluation, TrainerState};
 use crate::clip::clip_global_norm;
+use crate::groups::{GroupParams, GroupPlan, NamedGroups, NoParamGroups};
 use crate::progress::StepProgress;
 use crate::schedule::{Decay, LrSchedule};
 use crate::{Result, TrainError};
 
 /// Hyper-parameters of a run. The defaults follow the usual BERT fine-tuning recipe.
+///
+/// A checkpoint remembers the configuration of its run, and a resume with another one is
+/// refused, naming the settings that differ.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
     /// Optimizer steps of the run.
     pub max_steps: usize,
-    /// Peak learning rate (default 5e-5).
+    /// Peak learning rate of the parameters in no group of
+    /// [`group_learning_rates`](Self::group_learning_rates) (default 5e-5).
     pub learning_rate: f64,
+    /// Peak learning rate of each named parameter group (default none). The trainer's group
+    /// function ([`Trainer::with_param_groups`]) says which parameters a name stands for;
+    /// every group named here must exist and hold parameters. The warm-up and decay apply to
+    /// each peak: at step `s` a group trains at `peak × factor(s)`
+    /// ([`LrSchedule::factor`]). See [`crate::groups`].
+    #[serde(default)]
+    pub group_learning_rates: BTreeMap<String, f64>,
     /// AdamW decoupled weight decay (default 0.01).
     pub weight_decay: f64,
+    /// No weight decay on 1-D parameters: biases, LayerNorm gamma and beta (default `true`, the
+    /// BERT recipe's rule). Runs before this option decayed every parameter, so the default
+    /// changes their updates; a checkpoint written before it reads back as `false`, and a
+    /// resume of it with the default is refused.
+    #[serde(default)]
+    pub no_decay_1d: bool,
     /// AdamW `beta_1`, `beta_2`, `epsilon` (default 0.9, 0.999, 1e-8, PyTorch's).
     pub adam: (f32, f32, f32),
     /// Steps of linear warm-up (default 0).
@@ -54,7 +76,9 @@ impl TrainConfig {
         Self {
             max_steps,
             learning_rate: 5e-5,
+            group_learning_rates: BTreeMap::new(),
             weight_decay: 0.01,
+            no_decay_1d: true,
             adam: (0.9, 0.999, 1e-8),
             warmup_steps: 0,
             decay: Decay::Linear,
@@ -68,7 +92,22 @@ impl TrainConfig {
         }
     }
 
-    /// The learning-rate schedule.
+    /// This configuration with peak learning rate `lr` for the parameter group `name`
+    /// ([`group_learning_rates`](Self::group_learning_rates)); replaces an earlier rate of
+    /// that group.
+    ///
+    /// ```
+    /// # use lora_bert_train::TrainConfig;
+    /// let config = TrainConfig::new(100).with_group_lr("backbone", 2e-5).with_group_lr("heads", 1e-3);
+    /// assert_eq!(config.group_learning_rates["heads"], 1e-3);
+    /// ```
+    pub fn with_group_lr(mut self, name: impl Into<String>, lr: f64) -> Self {
+        self.group_learning_rates.insert(name.into(), lr);
+        self
+    }
+
+    /// The learning-rate schedule of the parameters in no named group; a group's schedule is
+    /// the same with its own peak.
     pub fn schedule(&self) -> LrSchedule {
         LrSchedule {
             peak: self.learning_rate,
@@ -94,6 +133,17 @@ impl TrainConfig {
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
             return bad("learning_rate", "must be finite and > 0");
         }
+        for (name, lr) in &self.group_learning_rates {
+            if name.is_empty() {
+                return bad("group_learning_rates", "a group name is empty");
+            }
+            if !(lr.is_finite() && *lr > 0.0) {
+                return bad(
+                    "group_learning_rates",
+                    &format!("the rate of group {name:?} is {lr}; it must be finite and > 0"),
+                );
+            }
+        }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return bad("weight_decay", "must be finite and >= 0");
         }
@@ -109,13 +159,52 @@ impl TrainConfig {
         Ok(())
     }
 
-    fn optimizer(&self) -> ModuleOptimizer {
+    /// AdamW with this configuration's moments and `weight_decay`.
+    pub(crate) fn adamw(&self, weight_decay: f64) -> AdamWConfig {
         AdamWConfig::new()
             .with_beta_1(self.adam.0)
             .with_beta_2(self.adam.1)
             .with_epsilon(self.adam.2)
-            .with_weight_decay(self.weight_decay as f32)
-            .init()
+            .with_weight_decay(weight_decay as f32)
+    }
+
+    /// Every setting where `self` and `other` differ: its name (`name.key` inside maps such as
+    /// the group learning rates), `self`'s value and `other`'s as JSON (`none` for a missing
+    /// key).
+    pub(crate) fn differences(&self, other: &Self) -> Vec<(String, String, String)> {
+        fn walk(
+            path: String,
+            a: Option<&serde_json::Value>,
+            b: Option<&serde_json::Value>,
+            out: &mut Vec<(String, String, String)>,
+        ) {
+            use serde_json::Value;
+            match (a, b) {
+                (Some(Value::Object(x)), Some(Value::Object(y))) => {
+                    let keys: std::collections::BTreeSet<&String> =
+                        x.keys().chain(y.keys()).collect();
+                    for key in keys {
+                        let sub = if path.is_empty() {
+                            key.clone()
+                        } else {
+                            format!("{path}.{key}")
+                        };
+                        walk(sub, x.get(key), y.get(key), out);
+                    }
+                }
+                (a, b) if a != b => {
+                    let show = |v: Option<&Value>| v.map_or("none".to_owned(), Value::to_string);
+                    out.push((path, show(a), show(b)));
+                }
+                _ => {}
+            }
+        }
+        let (a, b) = (serde_json::to_value(self), serde_json::to_value(other));
+        let mut out = Vec::new();
+        if let (Ok(a), Ok(b)) = (a, b) {
+            walk(String::new(), Some(&a), Some(&b), &mut out);
+        }
+        out
     }
 }
 
@@ -137,20 +226,76 @@ pub struct FitReport {
 }
 
 /// Runs training loops; see [`Trainer::fit`].
-#[derive(Debug, Clone)]
-pub struct Trainer {
+///
+/// `G` is how the model's parameters split into learning-rate groups:
+/// [`NoParamGroups`] unless [`with_param_groups`](Self::with_param_groups) sets a function.
+#[derive(Clone)]
+pub struct Trainer<G = NoParamGroups> {
     config: TrainConfig,
     checkpoints: Option<PathBuf>,
     devices: Vec<Device>,
+    groups: G,
+}
+
+impl<G> fmt::Debug for Trainer<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Trainer")
+            .field("config", &self.config)
+            .field("checkpoints", &self.checkpoints)
+            .field("devices", &self.devices)
+            .field("groups", &std::any::type_name::<G>())
+            .finish()
+    }
 }
 
 impl Trainer {
-    /// A trainer with `config`.
+    /// A trainer with `config`, without parameter groups.
     pub fn new(config: TrainConfig) -> Self {
         Self {
             config,
             checkpoints: None,
             devices: Vec::new(),
+            groups: NoParamGroups,
+        }
+    }
+}
+
+impl<G> Trainer<G> {
+    /// Splits the model's parameters into named groups with `groups`, for the learning rates
+    /// of [`TrainConfig::group_learning_rates`] (see [`crate::groups`] for the rules).
+    ///
+    /// [`fit`](Self::fit) calls `groups` once, on the model it trains, after resuming a
+    /// checkpoint (whose module record brings its own parameter ids): `groups` must read the
+    /// ids off the model it is given, with [`param_ids`](crate::groups::param_ids) or
+    /// [`param_ids_where`](crate::groups::param_ids_where), not return ids gathered earlier.
+    /// Groups the configuration does not name train at [`TrainConfig::learning_rate`].
+    ///
+    /// ```
+    /// use burn::module::{Module, Param};
+    /// use burn::tensor::Tensor;
+    /// use lora_bert_train::groups::param_ids;
+    /// use lora_bert_train::{TrainConfig, Trainer};
+    ///
+    /// #[derive(Module, Debug)]
+    /// struct Net {
+    ///     body: Param<Tensor<2>>,
+    ///     head: Param<Tensor<2>>,
+    /// }
+    ///
+    /// // The body at 5e-5 (the run's `learning_rate`), the head at 1e-3.
+    /// let trainer = Trainer::new(TrainConfig::new(100).with_group_lr("heads", 1e-3))
+    ///     .with_param_groups(|net: &Net| vec![("heads".to_owned(), param_ids(&net.head))]);
+    /// # let _ = trainer;
+    /// ```
+    pub fn with_param_groups<M, F>(self, groups: F) -> Trainer<F>
+    where
+        F: Fn(&M) -> NamedGroups,
+    {
+        Trainer {
+            config: self.config,
+            checkpoints: self.checkpoints,
+            devices: self.devices,
+            groups,
         }
     }
 
@@ -223,6 +368,10 @@ impl Trainer {
     ///
     /// Returns the best model when evaluations ran (the last one otherwise) and the report.
     ///
+    /// The optimizer is AdamW at the schedule's rate, per parameter group when
+    /// [`with_param_groups`](Self::with_param_groups) set groups, without weight decay on 1-D
+    /// parameters when [`TrainConfig::no_decay_1d`] is set.
+    ///
     /// Dropout is reseeded from `(seed, step, micro-batch)` before every micro-batch, which
     /// is what makes a resumed run exact. The CPU backends keep one random generator per
     /// process: exactness holds when nothing else draws from it while `fit` runs (one
@@ -233,7 +382,9 @@ impl Trainer {
     /// [`TrainError::NonFiniteLoss`] when a loss is NaN or infinite (nothing is written for
     /// that step; the latest checkpoint stays as it was), errors of `loss` and `evaluate`,
     /// [`TrainError::InvalidArgument`] for a bad configuration or a checkpoint of another
-    /// configuration or device count, checkpoint I/O errors.
+    /// configuration (the message names the settings that differ) or device count,
+    /// [`TrainError::ParamGroup`] for parameter groups that do not fit the model or the
+    /// configuration, checkpoint I/O errors.
     pub fn fit<M, B>(
         &self,
         model: M,
@@ -244,6 +395,7 @@ impl Trainer {
     where
         M: Module + Clone,
         B: Send,
+        G: GroupParams<M>,
     {
         let config = &self.config;
         config.validate()?;
@@ -257,7 +409,6 @@ impl Trainer {
             .transpose()?;
 
         let mut model = model;
-        let mut optim = config.optimizer();
         let mut state = TrainerState {
             config: config.clone(),
             step: 0,
@@ -269,18 +420,13 @@ impl Trainer {
         };
         let mut best_model: Option<M> = None;
         let mut resumed_from = None;
+        let mut resume = None;
         if let Some(dir) = &dir
             && let Some(latest) = dir.latest()?
         {
-            let (m, o, s) = checkpoint::load(&latest, model.clone(), optim)?;
+            let s = checkpoint::load_state(&latest)?;
             if s.config != *config {
-                return Err(TrainError::InvalidArgument {
-                    what: "checkpoint",
-                    message: format!(
-                        "{} was written with another configuration; use a new folder or the same configuration",
-                        latest.display()
-                    ),
-                });
+                return Err(another_configuration(&latest, &s.config, config));
             }
             if s.replicas != replicas {
                 return Err(TrainError::InvalidArgument {
@@ -292,12 +438,20 @@ impl Trainer {
                     ),
                 });
             }
-            (model, optim, state) = (m, o, s);
+            model = checkpoint::load_model(&latest.join("model.bpk"), model)?;
+            state = s;
             if state.best.is_some() {
                 let path = dir.root().join("best").join("model.bpk");
                 best_model = Some(checkpoint::load_model(&path, model.clone())?);
             }
             resumed_from = Some(state.step);
+            resume = Some(latest);
+        }
+        // The groups of the model as it trains: a resumed model carries the record's ids.
+        let plan = GroupPlan::new(config, &model, self.groups.param_groups(&model))?;
+        let mut optim = plan.optimizer(config);
+        if let Some(latest) = &resume {
+            optim = checkpoint::load_optimizer(latest, optim)?;
         }
 
         let mut batches = batches.into_iter().skip(state.step * per_step);
@@ -307,6 +461,7 @@ impl Trainer {
         while state.step < config.max_steps {
             let step = state.step;
             let lr = schedule.lr(step);
+            let lrs = plan.learning_rates(lr, schedule.factor(step));
             let items: Vec<B> = batches.by_ref().take(per_step).collect();
             if items.len() < per_step {
                 break; // out of batches
@@ -319,7 +474,7 @@ impl Trainer {
             if let Some(max_norm) = config.max_grad_norm {
                 clip_global_norm(&model, &mut grads, max_norm);
             }
-            model = optim.step(lr, model, grads);
+            model = optim.step(lrs, model, grads);
             state.step += 1;
             state.losses.push(step_loss);
             since_eval.push(step_loss);
@@ -385,7 +540,33 @@ impl Trainer {
     }
 }
 
-impl Trainer {
+/// The error of a resume whose checkpoint was written with `theirs`, naming every setting
+/// that differs from `ours`.
+fn another_configuration(
+    latest: &std::path::Path,
+    theirs: &TrainConfig,
+    ours: &TrainConfig,
+) -> TrainError {
+    let differences: Vec<String> = theirs
+        .differences(ours)
+        .into_iter()
+        .map(|(name, there, here)| format!("{name}: {there} in the checkpoint, {here} in this run"))
+        .collect();
+    let differences = if differences.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", differences.join(", "))
+    };
+    TrainError::InvalidArgument {
+        what: "checkpoint",
+        message: format!(
+            "{} was written with another configuration{differences}; use a new folder or the same configuration",
+            latest.display()
+        ),
+    }
+}
+
+impl<G> Trainer<G> {
     /// The gradients and loss of one step on the model's own device, micro-batch by
     /// micro-batch.
     fn step_here<M: Module, B>(
