@@ -25,6 +25,7 @@
 
 mod data;
 mod pf;
+mod pilot;
 mod plan;
 mod report;
 mod runs;
@@ -138,7 +139,11 @@ fn pin(plan: &Plan) -> Result<()> {
 fn main() -> Result<()> {
     // Faster CPU passes: see lora_bert::malloc.
     lora_bert::malloc::keep_freed_memory();
-    let Some(plan) = plan::parse(std::env::args().skip(1).collect())? else {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "pilot") {
+        return pilot::run(args[1..].to_vec());
+    }
+    let Some(plan) = plan::parse(args)? else {
         return Ok(());
     };
     let started = Instant::now();

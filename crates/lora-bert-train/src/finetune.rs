@@ -661,6 +661,12 @@ impl TokenEvalOptions {
             alignment: LabelAlignment::FirstSubword,
         }
     }
+
+    /// Sets the examples per forward pass.
+    pub fn with_batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size;
+        self
+    }
 }
 
 fn check_batch_size(batch_size: usize) -> Result<()> {
@@ -726,6 +732,39 @@ pub fn predict_word_ids(
     let num_labels = classifier.head.config().num_labels;
     check_vocab(vocab, num_labels)?;
     let logits = predict_token_logits(classifier, examples, options.batch_size, options.pad_id)?;
+    stitch_word_ids(examples, &logits, num_sentences, vocab, options)
+}
+
+/// One label id per word of every sentence (`None` for a word with no token) from the
+/// row-major `[len, vocab.len()]` token `logits` of every example (as
+/// [`predict_token_logits`] gives them): the windows of each sentence are stitched
+/// ([`stitch`]) and each word's label read with `options.aggregation`. This is the part of
+/// [`predict_word_ids`] after the forward pass, for models other than a [`TokenClassifier`]
+/// (a [`Tagger`](crate::teacher::Tagger), say).
+///
+/// # Errors
+///
+/// [`TrainError::InvalidArgument`] when `logits` has not one row per example, an example's
+/// sentence is not below `num_sentences`, a sentence has no example, or a sentence's windows
+/// are not consecutive; errors of [`stitch`].
+pub fn stitch_word_ids(
+    examples: &[TokenExample],
+    logits: &[Vec<f32>],
+    num_sentences: usize,
+    vocab: &LabelVocab,
+    options: &TokenEvalOptions,
+) -> Result<Vec<Vec<Option<u32>>>> {
+    let num_labels = vocab.len();
+    if logits.len() != examples.len() {
+        return Err(TrainError::InvalidArgument {
+            what: "token logits",
+            message: format!(
+                "{} rows of logits for {} examples",
+                logits.len(),
+                examples.len()
+            ),
+        });
+    }
     let aligner = LabelAligner::new(vocab, options.alignment);
     let mut words: Vec<Option<Vec<Option<u32>>>> = vec![None; num_sentences];
     let mut start = 0;
@@ -792,15 +831,19 @@ pub fn predict_word_tags(
     options: &TokenEvalOptions,
 ) -> Result<Vec<Vec<String>>> {
     let ids = predict_word_ids(classifier, examples, num_sentences, vocab, options)?;
-    Ok(ids
-        .into_iter()
+    Ok(word_tags(ids, vocab))
+}
+
+/// Word label ids named with `vocab`; a word with no token (`None`) is tagged `O`.
+pub fn word_tags(ids: Vec<Vec<Option<u32>>>, vocab: &LabelVocab) -> Vec<Vec<String>> {
+    ids.into_iter()
         .map(|words| {
             words
                 .into_iter()
                 .map(|id| id.and_then(|id| vocab.label(id)).unwrap_or("O").to_owned())
                 .collect()
         })
-        .collect())
+        .collect()
 }
 
 fn check_vocab(vocab: &LabelVocab, num_labels: usize) -> Result<()> {
@@ -828,8 +871,26 @@ pub fn evaluate_tokens(
     options: &TokenEvalOptions,
 ) -> Result<NerReport> {
     let pred = predict_word_tags(classifier, examples, gold.len(), vocab, options)?;
+    entity_report(gold, &pred)
+}
+
+/// Entity scores (seqeval's default mode) of predicted word tags against the `gold`
+/// sentences, sentence by sentence.
+///
+/// # Errors
+///
+/// [`TrainError::Shape`] when the sentences or a sentence's words differ in number;
+/// [`TrainError::InvalidArgument`] when there is no sentence.
+pub fn entity_report(gold: &[TaggedSentence], pred: &[Vec<String>]) -> Result<NerReport> {
+    if gold.len() != pred.len() {
+        return Err(TrainError::Shape {
+            what: "sentences (gold vs predicted)".into(),
+            expected: vec![gold.len()],
+            found: vec![pred.len()],
+        });
+    }
     let gold: Vec<&Vec<String>> = gold.iter().map(|s| &s.tags).collect();
-    for (s, (g, p)) in gold.iter().zip(&pred).enumerate() {
+    for (s, (g, p)) in gold.iter().zip(pred).enumerate() {
         if g.len() != p.len() {
             return Err(TrainError::Shape {
                 what: format!("words of sentence {s} (gold tags vs the examples' words)"),

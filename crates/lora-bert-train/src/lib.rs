@@ -14,6 +14,7 @@ pub mod loss;
 pub mod plot;
 pub mod pooling;
 pub mod pretrain;
+pub mod probe;
 pub mod progress;
 pub mod schedule;
 pub mod teacher;
@@ -33,10 +34,10 @@ pub use input::ToBertInput;
 pub use loss::{CrossEntropy, DistillLoss, DistillProjection};
 pub use pooling::{Pooling, WordMap, WordPooling};
 pub use pretrain::{
-    Family, NerData, NerSet, PfConfig, PfModel, PfReport, TcData, Variant, fit_pf, load_pf,
-    pf_batches, pre_finetune, save_pf,
+    Family, NerData, NerSet, PfConfig, PfModel, PfReport, SoftLabels, TcData, Variant, fit_pf,
+    load_pf, pf_batches, pre_finetune, save_pf,
 };
-pub use teacher::{EncoderTeacher, Teacher, TeacherCache, WordStates};
+pub use teacher::{EncoderTeacher, Tagger, TaggerConfig, Teacher, TeacherCache, WordStates};
 pub use trainer::{FitReport, TrainConfig, Trainer};
 
 /// The result type of this crate.

@@ -374,6 +374,79 @@ pub fn kl_logits(
     Ok(kl.mean().reshape([1]) * (temperature * temperature))
 }
 
+/// Word-level soft-label distillation: the student's word logits `[B, W, C]` learn the
+/// teacher's word logits `[B, W, C]` (a [`Tagger`](crate::teacher::Tagger)'s, say) with
+/// `T²·KL(softmax(t/T) ‖ softmax(s/T))` per word, plus `hard_weight` times the cross-entropy of
+/// the student's (unscaled) logits against the teacher's argmax label, averaged over the words
+/// where `mask` (`[B, W]`) is 1 (0 when there is none). The teacher is detached.
+///
+/// ```
+/// use burn::tensor::{Device, Int, Tensor, TensorData};
+/// use lora_bert_train::loss::kl_words;
+///
+/// let device = Device::default();
+/// let t = Tensor::<3>::from_data(TensorData::new(vec![2.0f32, 0.0], [1, 1, 2]), &device);
+/// let mask = Tensor::<2, Int>::from_data(TensorData::new(vec![1i64], [1, 1]), &device);
+/// // A student that already agrees with the teacher has no KL to learn.
+/// let loss: f32 = kl_words(t.clone(), t, mask, 2.0, 0.0)?.into_scalar();
+/// assert!(loss.abs() < 1e-6);
+/// # Ok::<(), lora_bert_train::TrainError>(())
+/// ```
+///
+/// # Errors
+///
+/// [`TrainError::Shape`] when the shapes differ or the mask is not `[B, W]`;
+/// [`TrainError::InvalidArgument`] for a temperature `<= 0` or not finite, or a negative or
+/// non-finite `hard_weight`.
+pub fn kl_words(
+    student: Tensor<3>,
+    teacher: Tensor<3>,
+    mask: Tensor<2, Int>,
+    temperature: f64,
+    hard_weight: f64,
+) -> Result<Tensor<1>> {
+    let (s, t) = (student.dims(), teacher.dims());
+    if s != t || s[2] == 0 {
+        return Err(TrainError::Shape {
+            what: "teacher word logits vs student word logits [B, W, C] (soft labels)".into(),
+            expected: s.to_vec(),
+            found: t.to_vec(),
+        });
+    }
+    let [b, w, _] = s;
+    if mask.dims() != [b, w] {
+        return Err(TrainError::Shape {
+            what: "word mask [B, W] (soft labels)".into(),
+            expected: vec![b, w],
+            found: mask.dims().to_vec(),
+        });
+    }
+    check_temperature(temperature)?;
+    if !(hard_weight.is_finite() && hard_weight >= 0.0) {
+        return Err(TrainError::InvalidArgument {
+            what: "hard_weight",
+            message: format!("must be finite and >= 0, got {hard_weight}"),
+        });
+    }
+    let teacher = teacher.detach();
+    let log_s = log_softmax(student.clone() / temperature, 2);
+    let log_t = log_softmax(teacher.clone() / temperature, 2);
+    let p_t = log_t.clone().exp();
+    let mut per_word =
+        (p_t * (log_t - log_s)).sum_dim(2).reshape([b, w]) * (temperature * temperature);
+    if hard_weight > 0.0 {
+        let target = teacher.argmax(2);
+        let nll = log_softmax(student, 2)
+            .gather(2, target)
+            .reshape([b, w])
+            .neg();
+        per_word = per_word + nll * hard_weight;
+    }
+    let mask = mask.float();
+    let count = mask.clone().sum().clamp_min(1.0);
+    Ok((per_word * mask).sum() / count)
+}
+
 /// The value of a one-element loss, or [`TrainError::NonFiniteLoss`] at `step` when it is NaN
 /// or infinite. Reads the loss back to the host.
 ///

@@ -44,7 +44,9 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::module::Module;
+use std::collections::HashSet;
+
+use burn::module::{Module, ParamId};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use lora_bert_adapters::{AdaptedModel, Layers, Lora, LoraConfig, Targets};
 use lora_bert_data::TaggedSentence;
@@ -53,9 +55,10 @@ use lora_bert_data::sampler::{MultiTaskBatches, MultiTaskSampler, Strategy, Task
 use lora_bert_data::token::{TokenBatch, TokenExample};
 use lora_bert_encoder::{BertModel, CheckpointError, Route};
 
+use crate::groups::{NamedGroups, param_ids};
 use crate::heads::{ProjectionHead, ProjectionHeadConfig};
 use crate::input::{ToBertInput, pair_inputs};
-use crate::loss::{DistillLoss, DistillProjection, distill_states, info_nce};
+use crate::loss::{DistillLoss, DistillProjection, distill_states, info_nce, kl_words};
 use crate::pooling::{Pooling, WordMap, WordPooling, word_pool};
 use crate::teacher::Teacher;
 use crate::trainer::{FitReport, TrainConfig, Trainer};
@@ -65,6 +68,11 @@ use crate::{Result, TrainError};
 pub const NER_GROUP: &str = "ner";
 /// Name of the TC family's LoRA group under [`Variant::MtpfTpl`].
 pub const TC_GROUP: &str = "tc";
+/// The learning-rate group of MTPF-TPL's family groups ([`PfModel::param_groups`]).
+pub const ADAPTERS_LR_GROUP: &str = "adapters";
+/// The learning-rate group of the objectives' heads and projections
+/// ([`PfModel::param_groups`]).
+pub const HEADS_LR_GROUP: &str = "heads";
 /// Folder of the groups inside a directory written by [`save_pf`].
 pub const GROUPS_DIR: &str = "groups";
 
@@ -161,11 +169,26 @@ pub struct PfConfig {
     /// entity F1 0 after 200 steps against 0.34 from the plain model); cosine leaves the
     /// scale alone (0.37 in the same run; `examples/reproduce`).
     pub distill_loss: DistillLoss,
+    /// Learn a tagger teacher's word label distribution instead of regressing states
+    /// (default `None`: states). With a teacher whose word vectors are label logits (an
+    /// [`EncoderTeacher`](crate::teacher::EncoderTeacher) over a
+    /// [`Tagger`](crate::teacher::Tagger), or a cache of one), the distillation projection is
+    /// the pre-finetuning token head (student hidden → labels) and the loss is
+    /// [`kl_words`]; `distill_loss` is then unused.
+    pub soft_labels: Option<SoftLabels>,
     /// How the student's pieces become word states (default mean; use the teacher's).
     pub word_pooling: WordPooling,
     /// Width of the contrastive projection; `None` (default): mean pooling only, so the
     /// contrastive signal shapes the encoder's own embedding space.
     pub projection_dim: Option<usize>,
+    /// Peak learning rate of MTPF-TPL's family groups (the [`ADAPTERS_LR_GROUP`] parameter
+    /// group; default 1e-3). LoRA's `B` starts at zero: at the backbone's rate (`train`'s
+    /// `learning_rate`, 2e-5 to 5e-5) a few hundred steps leave the groups where they started.
+    pub adapter_lr: f64,
+    /// Peak learning rate of the objectives' heads, the distillation projection and the
+    /// contrastive projection (the [`HEADS_LR_GROUP`] parameter group; default 1e-3): they
+    /// start from random values and are dropped after pre-finetuning.
+    pub head_lr: f64,
     /// Padding id of the student's tokenizer, for NER batches (default 0, BERT's `[PAD]`).
     pub pad_id: u32,
     /// Fixed dev batches per family for the dev metric (default 4).
@@ -191,8 +214,11 @@ impl PfConfig {
             lora_dropout: 0.0,
             targets: vec!["query".into(), "value".into()],
             distill_loss: DistillLoss::Cosine,
+            soft_labels: None,
             word_pooling: WordPooling::Mean,
             projection_dim: None,
+            adapter_lr: 1e-3,
+            head_lr: 1e-3,
             pad_id: 0,
             dev_batches: 4,
             checkpoints: None,
@@ -219,6 +245,11 @@ impl PfConfig {
                 format!("{} (must be finite and > 0)", self.temperature),
             );
         }
+        for (what, lr) in [("adapter_lr", self.adapter_lr), ("head_lr", self.head_lr)] {
+            if !(lr.is_finite() && lr > 0.0) {
+                return bad(what, format!("{lr} (must be finite and > 0)"));
+            }
+        }
         if self.dev_batches == 0 {
             return bad(
                 "dev batches",
@@ -226,6 +257,25 @@ impl PfConfig {
             );
         }
         Ok(())
+    }
+}
+
+/// The soft-label NER objective of [`PfConfig::soft_labels`]: [`kl_words`] with these
+/// settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SoftLabels {
+    /// Temperature of the KL term (default 2, Hinton et al.'s usual choice; tune on dev).
+    pub temperature: f64,
+    /// Weight of the cross-entropy on the teacher's argmax label (default 0).
+    pub hard_weight: f64,
+}
+
+impl Default for SoftLabels {
+    fn default() -> Self {
+        Self {
+            temperature: 2.0,
+            hard_weight: 0.0,
+        }
     }
 }
 
@@ -282,6 +332,28 @@ pub struct PfModel {
 }
 
 impl PfModel {
+    /// The parameter groups of the training loop's learning rates: [`ADAPTERS_LR_GROUP`]
+    /// (every adapter group's parameters; absent when the model has none) at
+    /// [`PfConfig::adapter_lr`] and [`HEADS_LR_GROUP`] (the distillation and contrastive
+    /// projections) at [`PfConfig::head_lr`]; the backbone is in no group and trains at the
+    /// training configuration's `learning_rate`.
+    pub fn param_groups(&self) -> NamedGroups {
+        let backbone: HashSet<ParamId> = param_ids(&self.model.clone().into_backbone())
+            .into_iter()
+            .collect();
+        let adapters: Vec<ParamId> = param_ids(&self.model)
+            .into_iter()
+            .filter(|id| !backbone.contains(id))
+            .collect();
+        let mut heads = param_ids(&self.distill);
+        heads.extend(param_ids(&self.projection));
+        let mut groups = vec![(HEADS_LR_GROUP.to_owned(), heads)];
+        if !adapters.is_empty() {
+            groups.push((ADAPTERS_LR_GROUP.to_owned(), adapters));
+        }
+        groups
+    }
+
     /// The NER-family loss of `examples[indices]` through `route`: word distillation onto
     /// `teacher`.
     ///
@@ -317,7 +389,13 @@ impl PfModel {
             });
         }
         let mask = pooled.mask.mul(mask);
-        distill_states(student, teacher_words, mask, config.distill_loss)
+        match config.soft_labels {
+            Some(SoftLabels {
+                temperature,
+                hard_weight,
+            }) => kl_words(student, teacher_words, mask, temperature, hard_weight),
+            None => distill_states(student, teacher_words, mask, config.distill_loss),
+        }
     }
 
     /// The TC-family loss of `pairs[indices]` through `route`: InfoNCE with in-batch
@@ -638,7 +716,20 @@ pub fn fit_pf(
         config,
         dev,
     };
-    let mut trainer = Trainer::new(config.train.clone()).with_devices(config.devices.clone());
+    let mut train = config
+        .train
+        .clone()
+        .with_group_lr(HEADS_LR_GROUP, config.head_lr);
+    if pf
+        .param_groups()
+        .iter()
+        .any(|(name, _)| name == ADAPTERS_LR_GROUP)
+    {
+        train = train.with_group_lr(ADAPTERS_LR_GROUP, config.adapter_lr);
+    }
+    let mut trainer = Trainer::new(train)
+        .with_devices(config.devices.clone())
+        .with_param_groups(PfModel::param_groups);
     if let Some(dir) = &config.checkpoints {
         trainer = trainer.with_checkpoints(dir.clone());
     }

@@ -6,7 +6,7 @@ use lora_bert_encoder::device::{self, Backend};
 use lora_bert_train::TrainError;
 use lora_bert_train::loss::{
     CrossEntropy, DistillLoss, DistillProjection, check_finite, cross_entropy, distill_states,
-    info_nce, kl_logits, token_cross_entropy,
+    info_nce, kl_logits, kl_words, token_cross_entropy,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -780,4 +780,147 @@ mod props {
             prop_assert!(l >= -1e-6 && l <= (b as f64).ln() + 2.0 / tau + 1e-4);
         }
     }
+}
+
+/// Per word: `T²·KL(softmax(t/T) ‖ softmax(s/T)) + hard·(−log softmax(s)[argmax t])`,
+/// averaged over the masked words (0 when none).
+fn kl_words_reference(s: &[f64], t: &[f64], mask: &[i64], c: usize, temp: f64, hard: f64) -> f64 {
+    let mut total = 0.0;
+    let mut count = 0;
+    for ((sr, tr), &m) in s.chunks(c).zip(t.chunks(c)).zip(mask) {
+        if m == 0 {
+            continue;
+        }
+        let ls = log_softmax_row(&sr.iter().map(|x| x / temp).collect::<Vec<_>>());
+        let lt = log_softmax_row(&tr.iter().map(|x| x / temp).collect::<Vec<_>>());
+        let kl: f64 = (0..c).map(|k| lt[k].exp() * (lt[k] - ls[k])).sum();
+        let target = (0..c)
+            .max_by(|&a, &b| tr[a].partial_cmp(&tr[b]).unwrap().then(b.cmp(&a)))
+            .unwrap();
+        let nll = -log_softmax_row(sr)[target];
+        total += temp * temp * kl + hard * nll;
+        count += 1;
+    }
+    if count == 0 {
+        0.0
+    } else {
+        total / count as f64
+    }
+}
+
+#[test]
+fn kl_words_matches_the_reference_on_masked_words() {
+    let dev = cpu();
+    for seed in 60..66 {
+        let mut rng = Rng(seed);
+        let (b, w, c) = (1 + rng.below(3), 1 + rng.below(5), 2 + rng.below(7));
+        let s = rng.vec(b * w * c, 4.0);
+        let t = rng.vec(b * w * c, 4.0);
+        let mut mask: Vec<i64> = (0..b * w).map(|_| (rng.below(4) > 0) as i64).collect();
+        mask[0] = 1;
+        for temp in [0.5, 1.0, 2.0] {
+            for hard in [0.0, 0.5] {
+                let ours = scalar(
+                    kl_words(
+                        t3(&s, [b, w, c], &dev),
+                        t3(&t, [b, w, c], &dev),
+                        ints2(&mask, [b, w], &dev),
+                        temp,
+                        hard,
+                    )
+                    .unwrap(),
+                );
+                assert_rel(ours, kl_words_reference(&s, &t, &mask, c, temp, hard), 1e-5);
+            }
+        }
+    }
+    // A hand computation: one word, teacher logits (ln 3, 0), student (0, 0), T = 1:
+    // p_t = (3/4, 1/4), p_s = (1/2, 1/2), KL = 3/4·ln(3/2) + 1/4·ln(1/2).
+    let t = [3f64.ln(), 0.0, 9.0, 9.0];
+    let s = [0.0, 0.0, 1.0, 2.0];
+    let got = scalar(
+        kl_words(
+            t3(&s, [1, 2, 2], &dev),
+            t3(&t, [1, 2, 2], &dev),
+            ints2(&[1, 0], [1, 2], &dev),
+            1.0,
+            0.0,
+        )
+        .unwrap(),
+    );
+    assert_rel(got, 0.75 * 1.5f64.ln() + 0.25 * 0.5f64.ln(), 1e-5);
+    // With the hard term: + 1·(−ln 1/2), the teacher's argmax being class 0.
+    let got = scalar(
+        kl_words(
+            t3(&s, [1, 2, 2], &dev),
+            t3(&t, [1, 2, 2], &dev),
+            ints2(&[1, 0], [1, 2], &dev),
+            1.0,
+            1.0,
+        )
+        .unwrap(),
+    );
+    assert_rel(
+        got,
+        0.75 * 1.5f64.ln() + 0.25 * 0.5f64.ln() + 2f64.ln(),
+        1e-5,
+    );
+    // No word to learn: 0, not NaN.
+    let none = scalar(
+        kl_words(
+            t3(&s, [1, 2, 2], &dev),
+            t3(&t, [1, 2, 2], &dev),
+            ints2(&[0, 0], [1, 2], &dev),
+            1.0,
+            1.0,
+        )
+        .unwrap(),
+    );
+    assert_eq!(none, 0.0);
+}
+
+#[test]
+fn kl_words_gradient_reaches_only_the_student_and_bad_settings_are_refused() {
+    let dev = device::autodiff(cpu());
+    let mut rng = Rng(8);
+    let s = rng.vec(12, 2.0);
+    let t = rng.vec(12, 2.0);
+    let mask = [1, 0, 1, 1];
+    let student = t3(&s, [2, 2, 3], &dev).require_grad();
+    let teacher = t3(&t, [2, 2, 3], &dev).require_grad();
+    let loss = kl_words(
+        student.clone(),
+        teacher.clone(),
+        ints2(&mask, [2, 2], &dev),
+        2.0,
+        0.3,
+    )
+    .unwrap();
+    let grads = loss.backward();
+    let gs = values(student.grad(&grads).expect("student gradient"));
+    assert_gradients(
+        &gs,
+        &numeric_gradient(&s, |v| kl_words_reference(v, &t, &mask, 3, 2.0, 0.3)),
+    );
+    assert!(teacher.grad(&grads).is_none(), "the teacher is a target");
+    let m = || ints2(&mask, [2, 2], &dev);
+    for (temp, hard) in [
+        (0.0, 0.0),
+        (f64::NAN, 0.0),
+        (1.0, -1.0),
+        (1.0, f64::INFINITY),
+    ] {
+        assert!(matches!(
+            kl_words(student.clone(), teacher.clone(), m(), temp, hard),
+            Err(TrainError::InvalidArgument { .. })
+        ));
+    }
+    assert!(matches!(
+        kl_words(student.clone(), t3(&t[..8], [2, 2, 2], &dev), m(), 1.0, 0.0),
+        Err(TrainError::Shape { .. })
+    ));
+    assert!(matches!(
+        kl_words(student, teacher, ints2(&[1, 1], [1, 2], &dev), 1.0, 0.0),
+        Err(TrainError::Shape { .. })
+    ));
 }

@@ -23,10 +23,15 @@
 
 mod cache;
 mod encoder;
+mod tagger;
 
 pub use crate::pooling::WordPooling;
 pub use cache::{BuildProgress, CacheDtype, CacheOptions, TeacherCache};
 pub use encoder::{EncoderTeacher, PaddedRows, TeacherEncoder, TeacherLayer};
+pub use tagger::{
+    TAGGER_MANIFEST, TAGGER_WEIGHTS, Tagger, TaggerConfig, TaggerManifest, evaluate_tagger,
+    load_tagger, save_tagger, tagger_logits, train_tagger,
+};
 
 use lora_bert_data::TaggedSentence;
 

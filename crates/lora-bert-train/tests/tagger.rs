@@ -1,0 +1,217 @@
+//! The tagger teacher: it learns a tagging task, a teacher over it gives each word's
+//! first-piece logits, and a saved tagger loads back exactly (and refuses other weights).
+
+use lora_bert_data::align::LabelAlignment;
+use lora_bert_data::token::encode_tagged;
+use lora_bert_data::{LabelVocab, TaggedSentence};
+use lora_bert_encoder::device::{self, Backend, Device};
+use lora_bert_encoder::tokenizer::{BertTokenizer, LengthPolicy};
+use lora_bert_encoder::{BertConfig, BertModel};
+use lora_bert_train::TrainConfig;
+use lora_bert_train::TrainError;
+use lora_bert_train::finetune::TokenEvalOptions;
+use lora_bert_train::teacher::{
+    EncoderTeacher, TAGGER_WEIGHTS, Tagger, TaggerConfig, Teacher, WordPooling, evaluate_tagger,
+    load_tagger, save_tagger, tagger_logits, train_tagger,
+};
+
+fn cpu() -> Device {
+    device::device(Backend::default_cpu().expect("a CPU backend")).expect("cpu device")
+}
+
+fn tokenizer() -> BertTokenizer {
+    let cache = lora_bert_assets::AssetCache::from_env().expect("asset cache");
+    let files = lora_bert_assets::all_minilm_l6_v2(&cache).expect("all-MiniLM-L6-v2");
+    BertTokenizer::from_file(files.tokenizer)
+        .expect("tokenizer")
+        .with_max_length(12)
+        .with_length_policy(LengthPolicy::Window { stride: 2 })
+}
+
+/// A tiny random BERT with MiniLM's vocabulary.
+fn tiny(device: &Device, seed: u64) -> BertModel {
+    device.seed(seed);
+    BertModel::init(&BertConfig::new(30522, 32, 2, 2, 64), false, device)
+}
+
+const CITIES: [&str; 4] = ["paris", "london", "berlin", "madrid"];
+const FILLER: [&str; 8] = ["we", "went", "to", "and", "then", "saw", "the", "sea"];
+
+/// Sentences of 3–14 words (some longer than one window) where the cities are `B-LOC`.
+fn sentences(n: usize, seed: u64) -> Vec<TaggedSentence> {
+    let mut z = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move |m: usize| {
+        z ^= z << 13;
+        z ^= z >> 7;
+        z ^= z << 17;
+        (z % m as u64) as usize
+    };
+    (0..n)
+        .map(|_| {
+            let len = 3 + next(12);
+            let mut tokens = Vec::new();
+            let mut tags = Vec::new();
+            for _ in 0..len {
+                if next(3) == 0 {
+                    tokens.push(CITIES[next(CITIES.len())].to_string());
+                    tags.push("B-LOC".to_string());
+                } else {
+                    tokens.push(FILLER[next(FILLER.len())].to_string());
+                    tags.push("O".to_string());
+                }
+            }
+            TaggedSentence { tokens, tags }
+        })
+        .collect()
+}
+
+fn vocab() -> LabelVocab {
+    LabelVocab::from_tags(["O", "B-LOC"]).unwrap()
+}
+
+fn train_config(steps: usize) -> TaggerConfig {
+    let mut train = TrainConfig::new(steps);
+    train.learning_rate = 3e-3;
+    train.eval_every = Some(steps);
+    let mut config = TaggerConfig::new(train, 0);
+    config.batch_size = 8;
+    config.bucket = None;
+    config
+}
+
+#[test]
+fn a_tagger_learns_to_tag_and_its_teacher_gives_first_piece_logits() {
+    let device = cpu();
+    let training = device::autodiff(device.clone());
+    let tok = tokenizer();
+    let vocab = vocab();
+    let (train, dev) = (sentences(96, 1), sentences(24, 2));
+    let encode = |s: &[TaggedSentence]| {
+        encode_tagged(&tok, s, &vocab, LabelAlignment::FirstSubword).unwrap()
+    };
+    let (train_x, dev_x) = (encode(&train), encode(&dev));
+    assert!(
+        dev_x.iter().any(|e| e.num_windows > 1),
+        "some sentence is windowed"
+    );
+
+    let options = TokenEvalOptions::new(0);
+    let untrained = Tagger::new(tiny(&device, 7), 2, 0.1, &device).unwrap();
+    let before = evaluate_tagger(&untrained, &dev_x, &dev, &vocab, &options).unwrap();
+
+    let (tagger, fit) = train_tagger(
+        tiny(&training, 7),
+        &train_x,
+        (&dev_x, &dev),
+        &vocab,
+        &train_config(80),
+    )
+    .unwrap();
+    let tagger = tagger.valid();
+    let after = evaluate_tagger(&tagger, &dev_x, &dev, &vocab, &options).unwrap();
+    let f1 = after.averages.micro_avg.f1;
+    assert!(
+        f1 > 0.95 && f1 > before.averages.micro_avg.f1 + 0.3,
+        "dev entity F1 {:.3} → {f1:.3}",
+        before.averages.micro_avg.f1
+    );
+    assert_eq!(
+        fit.best.map(|b| b.0),
+        Some(f1),
+        "the best step's F1 is the model's"
+    );
+    let losses = &fit.losses;
+    assert!(losses[losses.len() - 1] < losses[0] * 0.5, "{losses:?}");
+
+    // An encoder teacher over the tagger gives each word its first piece's logits.
+    let teacher = EncoderTeacher::new(tagger.clone(), tokenizer(), &device)
+        .unwrap()
+        .with_pooling(WordPooling::First);
+    assert_eq!(teacher.hidden_size(), 2);
+    let words: Vec<&[String]> = dev.iter().map(|s| s.tokens.as_slice()).collect();
+    let states = teacher.word_states(&words).unwrap();
+    let logits = tagger_logits(&tagger, &dev_x, &options).unwrap();
+    let mut checked = 0;
+    // Sentences in one window (how overlapping windows are joined is the teacher's own
+    // business, tested with the encoder teacher).
+    for (e, rows) in dev_x
+        .iter()
+        .zip(&logits)
+        .filter(|(e, _)| e.num_windows == 1)
+    {
+        for (t, w) in e.token_word.iter().enumerate() {
+            let Some(w) = *w else { continue };
+            if e.token_word[..t].contains(&Some(w)) {
+                continue; // not the word's first piece
+            }
+            let got = states[e.sentence].row(w);
+            let want = &rows[t * 2..t * 2 + 2];
+            let diff = got
+                .iter()
+                .zip(want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(
+                diff < 1e-4,
+                "sentence {} word {w}: {got:?} vs {want:?}",
+                e.sentence
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 40, "{checked} words checked");
+}
+
+#[test]
+fn a_saved_tagger_loads_back_exactly_and_refuses_other_weights() {
+    let device = cpu();
+    let tok = tokenizer();
+    let vocab = vocab();
+    let dev = sentences(8, 3);
+    let dev_x = encode_tagged(&tok, &dev, &vocab, LabelAlignment::FirstSubword).unwrap();
+    let options = TokenEvalOptions::new(0);
+    let tagger = Tagger::new(tiny(&device, 11), 2, 0.0, &device).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let notes = serde_json::json!({"test": true});
+    let manifest = save_tagger(&tagger, dir.path(), "tiny", &vocab, notes).unwrap();
+    assert_eq!(manifest.labels, ["O", "B-LOC"]);
+    assert!(manifest.description().contains("labels [O B-LOC]"));
+
+    // Onto a model with other random weights: the saved ones replace them.
+    let (loaded, labels, again) = load_tagger(dir.path(), tiny(&device, 12)).unwrap();
+    assert_eq!(labels.labels(), vocab.labels());
+    assert_eq!(again, manifest);
+    let a = tagger_logits(&tagger, &dev_x, &options).unwrap();
+    let b = tagger_logits(&loaded, &dev_x, &options).unwrap();
+    assert_eq!(a, b);
+
+    // Labels that do not fit the head are refused before anything is written.
+    let three = LabelVocab::from_tags(["O", "B-LOC", "I-LOC"]).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let err = save_tagger(
+        &tagger,
+        other.path(),
+        "tiny",
+        &three,
+        serde_json::Value::Null,
+    );
+    assert!(
+        matches!(err, Err(TrainError::InvalidArgument { .. })),
+        "{err:?}"
+    );
+    assert!(!other.path().join(TAGGER_WEIGHTS).exists());
+
+    // Weights that are not the manifest's (a retrained or damaged file) are refused.
+    let weights = dir.path().join(TAGGER_WEIGHTS);
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&weights, bytes).unwrap();
+    match load_tagger(dir.path(), tiny(&device, 12)) {
+        Err(TrainError::Format { path, message }) => {
+            assert_eq!(path, weights);
+            assert!(message.contains("sha256"), "{message}");
+        }
+        other => panic!("expected a format error, got {:?}", other.map(|_| ())),
+    }
+}
