@@ -659,3 +659,101 @@ fn the_ner_loss_matches_a_hand_computation_on_windows() {
         "{got} vs {expected}"
     );
 }
+
+/// The soft-label objective: the hash teacher's word vectors read as logits over
+/// `TEACHER_HIDDEN` labels; the student's KL to them falls.
+#[test]
+fn soft_label_ner_pf_learns_the_teachers_distributions() {
+    use lora_bert_train::SoftLabels;
+
+    let _rng = serial();
+    let device = cpu();
+    let data = Data::new();
+    let mut cfg = config(48, Strategy::RoundRobin);
+    cfg.soft_labels = Some(SoftLabels {
+        temperature: 1.0,
+        hard_weight: 0.0,
+    });
+    cfg.train.eval_every = Some(24);
+    let (_, report) = pre_finetune(
+        Variant::Ner,
+        backbone(&device),
+        Some(data.ner()),
+        None,
+        &cfg,
+    )
+    .unwrap();
+    let (first, last) = first_last(&report, Family::Ner, 4);
+    eprintln!("soft labels: {first} → {last}");
+    assert!(last < 0.6 * first, "{first} → {last}");
+    let h = &report.fit.history;
+    assert!(h[1].metric > h[0].metric, "{h:?}");
+}
+
+/// MTPF-TPL's groups and heads train at their own rates: with the backbone's rate at
+/// 1e-12 the backbone stays put while the groups move at `adapter_lr`.
+#[test]
+fn pf_parameter_groups_train_at_their_own_rates() {
+    let _rng = serial();
+    let device = cpu();
+    let data = Data::new();
+    let mut cfg = config(4, Strategy::RoundRobin);
+    cfg.train.learning_rate = 1e-12;
+    cfg.train.weight_decay = 0.0;
+    cfg.adapter_lr = 1e-2;
+    cfg.head_lr = 1e-2;
+    let start = backbone(&device);
+    let before = backbone_values(&start);
+    let (pf, _) = pre_finetune(
+        Variant::MtpfTpl,
+        start,
+        Some(data.ner()),
+        Some(data.tc()),
+        &cfg,
+    )
+    .unwrap();
+    let groups = pf.param_groups();
+    let names: Vec<&str> = groups.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["heads", "adapters"]);
+    let moved = max_diff(&backbone_values(&pf.model), &before);
+    assert!(moved < 1e-6, "the backbone moved by {moved}");
+    for name in ["ner", "tc"] {
+        let b = group_values(&pf.model, name);
+        let largest = b.iter().flatten().fold(0.0f32, |m, v| m.max(v.abs()));
+        // B starts at zero; Adam's first steps move it by about the rate each.
+        assert!(largest > 5e-3, "group {name}: largest value {largest}");
+    }
+}
+
+/// A resumed pre-finetuning with other learning-rate groups or another budget is refused,
+/// naming the setting.
+#[test]
+fn a_pf_resume_with_other_rates_or_budget_is_refused() {
+    let _rng = serial();
+    let device = cpu();
+    let data = Data::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(2, Strategy::RoundRobin);
+    cfg.checkpoints = Some(dir.path().to_path_buf());
+    let run = |cfg: &PfConfig| {
+        pre_finetune(
+            Variant::MtpfTpl,
+            backbone(&device),
+            Some(data.ner()),
+            Some(data.tc()),
+            cfg,
+        )
+        .map(|_| ())
+    };
+    run(&cfg).unwrap();
+    let mut other = cfg.clone();
+    other.adapter_lr = 5e-4;
+    let err = run(&other).unwrap_err().to_string();
+    assert!(err.contains("adapters"), "{err}");
+    let mut longer = cfg.clone();
+    longer.train.max_steps = 3;
+    let err = run(&longer).unwrap_err().to_string();
+    assert!(err.contains("max_steps"), "{err}");
+    // The same configuration resumes (nothing left to do).
+    run(&cfg).unwrap();
+}

@@ -1,6 +1,7 @@
 //! The tagger teacher: it learns a tagging task, a teacher over it gives each word's
 //! first-piece logits, and a saved tagger loads back exactly (and refuses other weights).
 
+use burn::module::Module;
 use lora_bert_data::align::LabelAlignment;
 use lora_bert_data::token::encode_tagged;
 use lora_bert_data::{LabelVocab, TaggedSentence};
@@ -213,5 +214,53 @@ fn a_saved_tagger_loads_back_exactly_and_refuses_other_weights() {
             assert!(message.contains("sha256"), "{message}");
         }
         other => panic!("expected a format error, got {:?}", other.map(|_| ())),
+    }
+}
+
+/// A teacher cache records the tagger it was made by (labels and weights): building it again
+/// with another tagger is refused, never silently reused.
+#[test]
+fn a_cache_made_by_another_tagger_is_refused() {
+    use lora_bert_train::teacher::{CacheOptions, TeacherCache};
+
+    let device = cpu();
+    let corpus = sentences(6, 4);
+    let words: Vec<&[String]> = corpus.iter().map(|s| s.tokens.as_slice()).collect();
+    let cache_dir = tempfile::tempdir().unwrap();
+    let save = |seed: u64, labels: &[&str]| {
+        let vocab = LabelVocab::from_tags(labels.iter().copied()).unwrap();
+        let tagger = Tagger::new(tiny(&device, seed), vocab.len(), 0.0, &device).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        save_tagger(&tagger, dir.path(), "tiny", &vocab, serde_json::Value::Null).unwrap();
+        dir
+    };
+    // A saved tagger, loaded as a teacher would be, builds (or reuses) the cache.
+    let build = |dir: &std::path::Path| {
+        let (tagger, _, manifest) = load_tagger(dir, tiny(&device, 99)).unwrap();
+        let teacher = EncoderTeacher::new(tagger, tokenizer(), &device)
+            .unwrap()
+            .with_pooling(WordPooling::First)
+            .with_description(manifest.description());
+        TeacherCache::build(
+            &teacher,
+            &words,
+            cache_dir.path(),
+            &CacheOptions::default(),
+            |_| {},
+        )
+    };
+    let first = save(21, &["O", "B-LOC"]);
+    let cache = build(first.path()).unwrap();
+    assert_eq!(cache.num_sentences(), 6);
+    // The same tagger again: the cache is reused.
+    build(first.path()).unwrap();
+    // Other labels, or the same labels with other weights: refused.
+    for other in [save(21, &["O", "B-PER"]), save(22, &["O", "B-LOC"])] {
+        match build(other.path()) {
+            Err(TrainError::Format { message, .. }) => {
+                assert!(message.contains("teacher"), "{message}");
+            }
+            other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+        }
     }
 }
