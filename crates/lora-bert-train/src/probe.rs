@@ -112,11 +112,14 @@ impl LinearProbe {
         if features.iter().any(|v| !v.is_finite()) {
             return Err(invalid("a feature is not finite".into()));
         }
-        if !(config.learning_rate.is_finite() && config.learning_rate > 0.0)
-            || !(config.l2.is_finite() && config.l2 >= 0.0)
-            || !(config.tolerance.is_finite() && config.tolerance >= 0.0)
-            || config.max_steps == 0
-        {
+        let sane = config.learning_rate.is_finite()
+            && config.learning_rate > 0.0
+            && config.l2.is_finite()
+            && config.l2 >= 0.0
+            && config.tolerance.is_finite()
+            && config.tolerance >= 0.0
+            && config.max_steps > 0;
+        if !sane {
             return Err(invalid(format!("bad configuration {config:?}")));
         }
         let x = Tensor::<2>::from_data(TensorData::new(features.to_vec(), [n, dim]), device);

@@ -68,7 +68,7 @@ fn a_fitted_probe_is_a_stationary_point_of_the_regularised_loss() {
     let logits = probe.logits(&x).unwrap();
     // W itself: the logits of the unit vectors minus the bias (the logits of 0).
     let bias = probe.logits(&[0.0; 4]).unwrap();
-    let mut w = vec![[0.0f64; 3]; 4];
+    let mut w = [[0.0f64; 3]; 4];
     for (d, row) in w.iter_mut().enumerate() {
         let mut e = [0.0f32; 4];
         e[d] = 1.0;
@@ -78,7 +78,7 @@ fn a_fitted_probe_is_a_stationary_point_of_the_regularised_loss() {
         }
     }
     let n = y.len();
-    let mut grad_w = vec![[0.0f64; 3]; 4];
+    let mut grad_w = [[0.0f64; 3]; 4];
     let mut grad_b = [0.0f64; 3];
     for i in 0..n {
         let row: Vec<f64> = logits[i * 3..i * 3 + 3]
