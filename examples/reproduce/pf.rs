@@ -123,7 +123,7 @@ pub fn ensure(
         arm.name(),
         setting.name()
     );
-    let mut config = plan.pf_config(setting, tokenizer.pad_id());
+    let mut config = plan.pf_config(setting, variant, tokenizer.pad_id());
     config.checkpoints = Some(dir.join("checkpoints"));
     let o_vocab = LabelVocab::new(vec!["O".to_owned()])?;
     let encode =

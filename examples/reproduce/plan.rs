@@ -443,13 +443,18 @@ impl Plan {
             }
     }
 
-    /// Pre-finetuning's configuration under `setting` (checkpoints set by the caller).
-    pub fn pf_config(&self, setting: &Setting, pad_id: u32) -> PfConfig {
+    /// Pre-finetuning's configuration of `variant` under `setting` (checkpoints set by the
+    /// caller). Equal budgets: a multi-task variant runs `pf_steps` per family, so each family
+    /// gets as many steps as its individual pre-finetuning (in expectation under the
+    /// temperature sampler, which draws the two equally large corpora equally often; the
+    /// record of each run counts them).
+    pub fn pf_config(&self, setting: &Setting, variant: Variant, pad_id: u32) -> PfConfig {
         let s = &self.sizes;
-        let mut train = TrainConfig::new(s.pf_steps);
+        let steps = s.pf_steps * variant.families().len();
+        let mut train = TrainConfig::new(steps);
         train.learning_rate = s.pf_lr;
-        train.warmup_steps = s.pf_steps / 10;
-        train.eval_every = Some((s.pf_steps / 5).max(1));
+        train.warmup_steps = steps / 10;
+        train.eval_every = Some((steps / 5).max(1));
         train.log_every = 20;
         let mut config = PfConfig::new(train);
         config.batch_size = s.pf_batch;

@@ -273,15 +273,20 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
          per row (longer sentences windowed, longer texts truncated).",
         s.max_len
     )?;
+    let pf_defaults = lora_bert::train::PfConfig::new(lora_bert::train::TrainConfig::new(1));
     writeln!(
         w,
         "- **Pre-finetuning** (`{}` setting): {} steps of {} rows of at most {} tokens, AdamW \
-         lr {} (10% warm-up, linear decay), every parameter of the backbone trained. NER family: word-level {} \
+         lr {} (10% warm-up, linear decay), every parameter of the backbone trained; the family \
+         groups at lr {} and the objectives' heads at lr {} (parameter groups of their own); \
+         no weight decay on biases and LayerNorm. NER family: word-level {} \
          distillation of all-mpnet-base-v2's last hidden layer (mean of each word's pieces, \
          cached once) on {} Brown sentences; TC family: symmetric InfoNCE (temperature 0.05, \
          in-batch negatives, mean pooling) on {} text pairs ({}). A further {} sentences and \
          {} pairs are held out as the pre-finetuning dev set (best checkpoint by dev loss). \
-         Multi-task arms draw each step's family with probability ∝ n^(1/T), T = {}. \
+         Multi-task arms run twice the steps (each family as many as its individual \
+         pre-finetuning, in expectation) and draw each step's family with probability ∝ \
+         n^(1/T), T = {}; their records count the steps of each family. \
          MTPF-TPL: LoRA groups `ner` and `tc` (r = {}, alpha = 2r, on {} of the last {} \
          layers), each batch through its family's group.",
         plan.setting.name(),
@@ -289,6 +294,8 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
         s.pf_batch,
         s.max_len.min(crate::pf::MAX_LEN),
         s.pf_lr,
+        pf_defaults.adapter_lr,
+        pf_defaults.head_lr,
         match plan.setting.distill {
             lora_bert::train::DistillLoss::Mse => "MSE",
             lora_bert::train::DistillLoss::Cosine => "cosine (1 − cos per word)",
@@ -596,8 +603,8 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
     writeln!(w, "\n## What limits these numbers\n")?;
     writeln!(
         w,
-        "- **Pre-finetuning is small.** {} steps of {} rows ({} examples in all, shared by the \
-         families in the multi-task arms) on a 2-core CPU, where the paper pre-finetunes on \
+        "- **Pre-finetuning is small.** {} steps of {} rows per family ({} examples per family) \
+         on a 2-core CPU, where the paper pre-finetunes on \
          large weakly supervised corpora. A gain that needs a long pre-finetuning cannot show \
          here; a loss from a short one can.",
         s.pf_steps,

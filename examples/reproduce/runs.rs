@@ -13,8 +13,8 @@ use lora_bert::data::{LabelVocab, LabeledText};
 use lora_bert::encoder::tokenizer::BertTokenizer;
 use lora_bert::train::finetune::{TokenEvalOptions, evaluate_texts, evaluate_tokens};
 use lora_bert::train::{
-    AppSetup, FineTuneConfig, FineTuneMode, Pooling, TokenMetric, TrainConfig, finetune_texts,
-    finetune_tokens,
+    AppSetup, FineTuneConfig, FineTuneMode, Pooling, TokenMetric, TrainConfig, Variant,
+    finetune_texts, finetune_tokens,
 };
 use serde::{Deserialize, Serialize};
 
@@ -171,7 +171,9 @@ pub fn run(
     let steps = plan.steps(def);
     // The task's group is shaped like the pre-finetuning groups; MTPF-TPL starts from a copy
     // of its family's group, the other arms from a fresh one.
-    let lora = plan.pf_config(setting, tokenizer.pad_id()).lora();
+    let lora = plan
+        .pf_config(setting, Variant::MtpfTpl, tokenizer.pad_id())
+        .lora();
     let mut setup = AppSetup::new(def.name, plan.protocol).with_lora(lora);
     if arm == Arm::MtpfTpl {
         setup = setup.with_init_group(def.family.group());
