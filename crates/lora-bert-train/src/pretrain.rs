@@ -4,9 +4,13 @@
 //!
 //! - **NER family** ([`Family::Ner`]): word-level distillation. Sentences from unlabelled
 //!   text, encoded as [`TokenExample`]s; the student's last hidden states are pooled per word
-//!   ([`word_pool`]), mapped to the teacher's width ([`DistillProjection`]) and regressed onto
-//!   the [`Teacher`]'s word states ([`distill_states`], MSE or cosine). Words the teacher saw
-//!   no token of (`present == false`) are skipped.
+//!   ([`word_pool`]) and mapped to the teacher's width ([`DistillProjection`]). With
+//!   [`PfConfig::soft_labels`] the teacher is a tagger whose word vectors are label logits
+//!   (a [`Tagger`](crate::teacher::Tagger) trained on labelled NER data, NuNER-style) and the
+//!   projection is a token head that learns the teacher's label distribution per word
+//!   ([`kl_words`]); otherwise the projection regresses the teacher's word states
+//!   ([`distill_states`], MSE or cosine). Words the teacher saw no token of
+//!   (`present == false`) are skipped.
 //! - **TC family** ([`Family::Tc`]): contrastive learning on text pairs ([`EncodedPairs`]):
 //!   mean-pooled sentence embeddings through a [`ProjectionHead`], [`info_nce`] with in-batch
 //!   negatives (temperature 0.05 and symmetric by default).
@@ -26,6 +30,12 @@
 //! the trainer. Under MTPF-TPL a batch only goes through its family's LoRA group, so the other
 //! group gets no gradient and AdamW leaves it bit-for-bit as it was; the backbone gets the
 //! gradient of every batch.
+//!
+//! **Learning rates.** The backbone trains at the training configuration's `learning_rate`;
+//! the family groups and the objectives' heads are parameter groups of their own
+//! ([`PfModel::param_groups`], [`PfConfig::adapter_lr`], [`PfConfig::head_lr`], 1e-3 each by
+//! default), so that the groups (whose `B` starts at zero) and the fresh heads move within a
+//! few hundred steps while the backbone moves little.
 //!
 //! **Group defaults are our choice** (the method's paper does not give them): LoRA on the
 //! `query` and `value` projections of the last `K = 2` layers, rank 8, `alpha = 16`, no LoRA
