@@ -626,7 +626,11 @@ fn format_error(path: &Path, e: impl std::fmt::Display) -> TrainError {
     }
 }
 
-fn host_values<const D: usize>(tensor: Tensor<D>, what: &'static str) -> Result<Vec<f32>> {
+/// A tensor's values read back to the host as `f32`; `what` names it in the error.
+pub(crate) fn host_values<const D: usize>(
+    tensor: Tensor<D>,
+    what: &'static str,
+) -> Result<Vec<f32>> {
     tensor
         .try_into_vec_as::<f32>()
         .map_err(|e| TrainError::InvalidArgument {

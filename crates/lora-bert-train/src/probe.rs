@@ -21,6 +21,7 @@ use lora_bert_data::batch::EncodedRows;
 use lora_bert_data::token::{TokenBatch, TokenExample};
 use lora_bert_encoder::Route;
 
+use crate::finetune::host_values;
 use crate::input::ToBertInput;
 use crate::pooling::Pooling;
 use crate::{Result, TrainError};
@@ -74,11 +75,6 @@ fn invalid(message: String) -> TrainError {
         what: "linear probe",
         message,
     }
-}
-
-fn host(t: Tensor<2>) -> Result<Vec<f32>> {
-    t.try_into_vec_as::<f32>()
-        .map_err(|e| invalid(format!("cannot read back as f32: {e:?}")))
 }
 
 impl LinearProbe {
@@ -219,7 +215,10 @@ impl LinearProbe {
         let n = features.len() / self.dim;
         let device = self.weight.device();
         let x = Tensor::<2>::from_data(TensorData::new(features.to_vec(), [n, self.dim]), &device);
-        host(x.matmul(self.weight.clone()) + self.bias.clone().unsqueeze_dim(0))
+        host_values(
+            x.matmul(self.weight.clone()) + self.bias.clone().unsqueeze_dim(0),
+            "probe logits",
+        )
     }
 
     /// The predicted class of each row (the first on ties).
@@ -280,9 +279,7 @@ pub fn token_states(
         let batch = TokenBatch::collate(examples, indices, pad_id)?;
         let input = batch.to_input(model.config(), &device)?;
         let states = model.forward(&input, route)?.last_hidden_state;
-        let values = states
-            .try_into_vec_as::<f32>()
-            .map_err(|e| invalid(format!("cannot read back as f32: {e:?}")))?;
+        let values = host_values(states, "token states")?;
         let row = batch.seq_len * hidden;
         for (k, &i) in indices.iter().enumerate() {
             out.push(values[k * row..k * row + examples[i].len() * hidden].to_vec());
@@ -312,7 +309,7 @@ pub fn text_states(
         let input = batch.to_input(model.config(), &device)?;
         let states = model.forward(&input, route)?.last_hidden_state;
         let pooled = Pooling::Mean.pool(states, input.attention_mask.clone())?;
-        out.extend(host(pooled)?);
+        out.extend(host_values(pooled, "pooled states")?);
     }
     Ok(out)
 }

@@ -570,7 +570,8 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
-fn sha256_file(path: &Path) -> Result<String> {
+/// The sha256 of a file, hex, read in 1 MiB blocks.
+pub(super) fn sha256_file(path: &Path) -> Result<String> {
     let mut file = File::open(path).map_err(io_err(path))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

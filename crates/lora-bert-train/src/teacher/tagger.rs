@@ -24,8 +24,9 @@ use lora_bert_data::{LabelVocab, TaggedSentence};
 use lora_bert_encoder::Route;
 use lora_bert_metrics::NerReport;
 
+use super::cache::sha256_file;
 use super::{PaddedRows, TeacherEncoder, TeacherLayer};
-use crate::finetune::{TokenEvalOptions, entity_report, stitch_word_ids, word_tags};
+use crate::finetune::{TokenEvalOptions, entity_report, host_values, stitch_word_ids, word_tags};
 use crate::heads::{TokenClassificationHead, TokenClassificationHeadConfig};
 use crate::input::token_labels;
 use crate::loss::{CrossEntropy, token_cross_entropy};
@@ -170,6 +171,16 @@ fn rows_of(batch: &TokenBatch) -> PaddedRows<'_> {
     }
 }
 
+fn check_labels(vocab: &LabelVocab, classes: usize) -> Result<()> {
+    if vocab.len() != classes {
+        return Err(TrainError::InvalidArgument {
+            what: "labels",
+            message: format!("{} labels for a tagger of {classes} classes", vocab.len()),
+        });
+    }
+    Ok(())
+}
+
 fn device_of<M: Module>(model: &M) -> Result<Device> {
     model
         .devices()
@@ -263,13 +274,7 @@ pub fn tagger_logits(
     let mut out = Vec::with_capacity(examples.len());
     for indices in all.chunks(options.batch_size.max(1)) {
         let batch = TokenBatch::collate(examples, indices, options.pad_id)?;
-        let logits = tagger
-            .logits(rows_of(&batch), &device)?
-            .try_into_vec_as::<f32>()
-            .map_err(|e| TrainError::InvalidArgument {
-                what: "tagger logits",
-                message: format!("cannot read back as f32: {e:?}"),
-            })?;
+        let logits = host_values(tagger.logits(rows_of(&batch), &device)?, "tagger logits")?;
         let row = batch.seq_len * classes;
         for (k, &i) in indices.iter().enumerate() {
             let len = examples[i].len() * classes;
@@ -293,16 +298,7 @@ pub fn evaluate_tagger(
     vocab: &LabelVocab,
     options: &TokenEvalOptions,
 ) -> Result<NerReport> {
-    if vocab.len() != tagger.num_labels() {
-        return Err(TrainError::InvalidArgument {
-            what: "labels",
-            message: format!(
-                "{} labels for a tagger of {} classes",
-                vocab.len(),
-                tagger.num_labels()
-            ),
-        });
-    }
+    check_labels(vocab, tagger.num_labels())?;
     let logits = tagger_logits(tagger, examples, options)?;
     let ids = stitch_word_ids(examples, &logits, gold.len(), vocab, options)?;
     entity_report(gold, &word_tags(ids, vocab))
@@ -355,16 +351,7 @@ pub fn save_tagger<E: TeacherEncoder + Module + ModuleDisplay + Clone>(
     notes: serde_json::Value,
 ) -> Result<TaggerManifest> {
     let dir = dir.as_ref();
-    if vocab.len() != tagger.num_labels() {
-        return Err(TrainError::InvalidArgument {
-            what: "labels",
-            message: format!(
-                "{} labels for a tagger of {} classes",
-                vocab.len(),
-                tagger.num_labels()
-            ),
-        });
-    }
+    check_labels(vocab, tagger.num_labels())?;
     std::fs::create_dir_all(dir).map_err(crate::error::io_err(dir))?;
     let weights = dir.join(TAGGER_WEIGHTS);
     // Written beside, then renamed: a reader never sees half a record.
@@ -451,13 +438,4 @@ pub fn load_tagger<E: TeacherEncoder + Module + ModuleDisplay>(
             message: format!("does not fit the model: {e}"),
         })?;
     Ok((tagger, vocab, manifest))
-}
-
-fn sha256_file(path: &Path) -> Result<String> {
-    use sha2::{Digest, Sha256};
-    let bytes = std::fs::read(path).map_err(crate::error::io_err(path))?;
-    Ok(Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
 }
