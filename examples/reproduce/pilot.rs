@@ -43,7 +43,8 @@ use lora_bert::encoder::tokenizer::{BertTokenizer, LengthPolicy};
 use lora_bert::encoder::{BertModel, Device, MpnetModel, Route};
 use lora_bert::train::finetune::{TokenEvalOptions, entity_report, stitch_word_ids, word_tags};
 use lora_bert::train::probe::{
-    LinearProbe, ProbeConfig, ProbeFit, labelled_tokens, text_states, token_states,
+    L2_GRID, L2Selection, LinearProbe, ProbeConfig, ProbeFit, labelled_tokens, text_states,
+    token_states,
 };
 use lora_bert::train::teacher::{
     CacheOptions, EncoderTeacher, Teacher, TeacherCache, WordPooling, WordStates, load_tagger,
@@ -98,7 +99,9 @@ pub struct Settings {
     pub hard_weight: f64,
     pub probe_train: usize,
     pub probe_dev: usize,
-    pub probe_l2: f64,
+    /// L2 strengths tried per arm and task; the last fifth of the probe's training
+    /// examples chooses.
+    pub probe_l2: Vec<f64>,
     pub max_len: usize,
 }
 
@@ -180,7 +183,7 @@ fn parse(args: Vec<String>) -> Result<Option<Args>> {
         hard_weight: 0.0,
         probe_train: 2000,
         probe_dev: 1000,
-        probe_l2: ProbeConfig::default().l2,
+        probe_l2: L2_GRID.to_vec(),
         max_len: 64,
     };
     let mut arms = PilotArm::ALL.to_vec();
@@ -279,6 +282,7 @@ pub struct ProbeRecord {
     pub train_rows: usize,
     pub dev_items: usize,
     pub fit: ProbeFit,
+    pub selection: L2Selection,
 }
 
 /// A teacher whose word distributions are those of other words of the corpus: the negative
@@ -638,10 +642,9 @@ fn probe_arm(
     };
     let hidden = model.config().hidden_size;
     let s = &args.settings;
-    let probe_config = ProbeConfig {
-        l2: s.probe_l2,
-        ..ProbeConfig::default()
-    };
+    let probe_config = ProbeConfig::default();
+    // The last fifth of the probe's training examples (whole sentences or texts) chooses L2.
+    let fit_part = |n: usize| n - (n / 5).max(1);
     let mut out = Vec::new();
     for (def, data) in tasks {
         let route = if arm == PilotArm::MtpfTpl {
@@ -663,11 +666,17 @@ fn probe_arm(
                 let pad = tokenizer.pad_id();
                 let states = token_states(&model, &route, &train_x, 64, pad)?;
                 let (features, labels) = labelled_tokens(&train_x, &states, hidden)?;
-                let (probe, fit) = LinearProbe::fit(
+                let split = train_x[..fit_part(train_x.len())]
+                    .iter()
+                    .map(|e| e.labels.iter().filter(|&&l| l >= 0).count())
+                    .sum();
+                let (probe, fit, selection) = LinearProbe::fit_selected(
                     &features,
                     hidden,
                     &labels,
                     vocab.len(),
+                    split,
+                    &s.probe_l2,
                     &probe_config,
                     inference,
                 )?;
@@ -693,6 +702,7 @@ fn probe_arm(
                     train_rows: labels.len(),
                     dev_items: dev.len(),
                     fit,
+                    selection,
                 }
             }
             TaskData::Texts(splits) => {
@@ -718,11 +728,13 @@ fn probe_arm(
                     encoder.encode_texts(&dev, id)?,
                 );
                 let features = text_states(&model, &route, train_x.rows(), 64)?;
-                let (probe, fit) = LinearProbe::fit(
+                let (probe, fit, selection) = LinearProbe::fit_selected(
                     &features,
                     hidden,
                     train_x.labels(),
                     vocab.len(),
+                    fit_part(train_x.len()),
+                    &s.probe_l2,
                     &probe_config,
                     inference,
                 )?;
@@ -740,21 +752,25 @@ fn probe_arm(
                     train_rows: train_x.len(),
                     dev_items: dev_x.len(),
                     fit,
+                    selection,
                 }
             }
         };
         println!(
-            "  {:<16} {:<16} {} {:.4} (probe: {} rows, {} steps{}; {:.0}s)",
+            "  {:<16} {:<16} {} {:.4} (probe: {} rows, L2 {:e} of {} tried, {} L-BFGS steps, max |gradient| {:.1e}{}; {:.0}s)",
             arm.name(),
             record.task,
             record.metric,
             record.score,
             record.train_rows,
+            record.selection.l2,
+            record.selection.trials.len(),
             record.fit.steps,
+            record.fit.gradient,
             if record.fit.converged {
                 ", converged"
             } else {
-                ""
+                ", NOT converged"
             },
             started.elapsed().as_secs_f64()
         );
@@ -926,8 +942,11 @@ fn render(args: &Args, records: &BTreeMap<PilotArm, ArmRecord>, probes: &[ProbeR
         "Pre-finetuning: {} steps per family (multi-task arms: round-robin, the same steps per \
          family), batch {}, {} Brown sentences and {} text pairs ({} of each held out); \
          learning rates backbone {:e}, groups {:e}, heads {:e}; soft labels at T = {}, hard \
-         weight {}. Probes: multinomial logistic regression, L2 {:e}, on at most {} training \
-         and {} dev examples per task; one pre-finetuning seed.\n",
+         weight {}. Probes: multinomial logistic regression on standardised features, fitted by \
+         full-batch L-BFGS to a largest gradient entry of {:e}, on at most {} training and {} \
+         dev examples per task; L2 chosen per arm and task from {:?} by the held-out \
+         cross-entropy of the last fifth of the training examples, then refitted on all of \
+         them; one pre-finetuning seed. Probes converged: {} of {}.\n",
         s.steps,
         s.batch,
         s.sentences,
@@ -938,9 +957,12 @@ fn render(args: &Args, records: &BTreeMap<PilotArm, ArmRecord>, probes: &[ProbeR
         s.lr_heads,
         s.temperature,
         s.hard_weight,
-        s.probe_l2,
+        ProbeConfig::default().tolerance,
         s.probe_train,
-        s.probe_dev
+        s.probe_dev,
+        s.probe_l2,
+        probes.iter().filter(|p| p.fit.converged).count(),
+        probes.len()
     );
     let _ = write!(md, "| arm |");
     for t in PROBE_TASKS {

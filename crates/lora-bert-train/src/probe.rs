@@ -9,12 +9,18 @@
 //! evaluation uses ([`stitch_word_ids`](crate::finetune::stitch_word_ids)), so a probe's
 //! entity F1 is computed exactly like an app's.
 //!
-//! The fit runs on burn tensors (the products on the device's matrix kernels) with the
-//! gradient written out by hand: `∇W = Xᵀ(P − Y)/n + λW`, `∇b = Σ(P − Y)/n`, with Adam steps.
-//! The problem is convex, so the result depends on the data and `l2` only, up to the
-//! tolerance.
+//! Each feature is standardised on the training rows (centred, divided by its standard
+//! deviation) before the fit, so the L2 strength means the same whatever the features'
+//! scale: a pre-finetuned backbone whose states grew or shrank is probed with the same
+//! effective regularisation as the plain one. The standardisation is folded back into the
+//! probe's weights, so [`LinearProbe::logits`] takes raw features.
+//!
+//! The fit is full-batch L-BFGS (ten correction pairs, backtracking Armijo line search): the
+//! two products `XW` and `Xᵀ(P − Y)` run on the device's matrix kernels, the softmax, loss
+//! and gradient assembly in f64 on the host. It stops when the largest gradient entry falls
+//! below [`ProbeConfig::tolerance`]. The problem is strictly convex (L2 > 0), so the result
+//! depends on the data and `l2` only, up to that tolerance.
 
-use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
 use lora_bert_adapters::{AdaptedModel, Lora};
 use lora_bert_data::batch::EncodedRows;
@@ -29,13 +35,12 @@ use crate::{Result, TrainError};
 /// How [`LinearProbe::fit`] runs.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ProbeConfig {
-    /// Most full-batch steps (default 1000).
+    /// Most L-BFGS iterations (default 1000).
     pub max_steps: usize,
-    /// Adam's step size (default 0.01).
-    pub learning_rate: f64,
-    /// L2 strength `λ` on the weights, not the bias (default 1e-4).
+    /// L2 strength `λ` on the weights of the standardised features, not the bias (default
+    /// 1e-4): the objective is `mean cross-entropy + λ/2 ‖W‖²`.
     pub l2: f64,
-    /// Stop when the loss fell by less than this share over the last 25 steps (default 1e-5).
+    /// Converged when no gradient entry exceeds this (default 1e-5).
     pub tolerance: f64,
 }
 
@@ -43,7 +48,6 @@ impl Default for ProbeConfig {
     fn default() -> Self {
         Self {
             max_steps: 1000,
-            learning_rate: 0.01,
             l2: 1e-4,
             tolerance: 1e-5,
         }
@@ -57,8 +61,37 @@ pub struct ProbeFit {
     pub steps: usize,
     /// The regularised training loss at the end.
     pub loss: f64,
-    /// `true` when the tolerance stopped the fit before `max_steps`.
+    /// The largest gradient entry at the end.
+    pub gradient: f64,
+    /// `true` when the gradient fell below the tolerance.
     pub converged: bool,
+}
+
+/// The L2 strengths a pilot or evaluation tries with [`LinearProbe::fit_selected`].
+pub const L2_GRID: [f64; 7] = [1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4];
+
+/// One candidate L2 strength scored on held-out rows.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct L2Trial {
+    /// The strength.
+    pub l2: f64,
+    /// Mean cross-entropy of the held-out rows.
+    pub held_out_loss: f64,
+    /// Share of held-out rows predicted right.
+    pub held_out_accuracy: f64,
+    /// How the fit on the other rows ended.
+    pub fit: ProbeFit,
+}
+
+/// How [`LinearProbe::fit_selected`] chose its L2 strength.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct L2Selection {
+    /// The strength chosen (the lowest held-out loss).
+    pub l2: f64,
+    /// Rows held out to choose it.
+    pub held_out_rows: usize,
+    /// Every candidate tried, strongest first.
+    pub trials: Vec<L2Trial>,
 }
 
 /// A linear classifier `x·W + b` over `dim`-wide features.
@@ -85,7 +118,8 @@ impl LinearProbe {
     ///
     /// [`TrainError::InvalidArgument`] for no row, a zero width, features that are not
     /// `n × dim` values, a label not below `classes`, a non-finite feature or setting, or a
-    /// loss that stops being finite.
+    /// loss that stops being finite. A fit that reaches `max_steps`, or whose line search
+    /// can make no more progress, is returned with `converged: false`.
     pub fn fit(
         features: &[f32],
         dim: usize,
@@ -94,95 +128,90 @@ impl LinearProbe {
         config: &ProbeConfig,
         device: &Device,
     ) -> Result<(Self, ProbeFit)> {
-        let n = labels.len();
-        if n == 0 || dim == 0 || classes < 2 || features.len() != n * dim {
+        validate(features, dim, labels, classes, config)?;
+        let problem = Standardised::new(features, dim, labels, classes, device);
+        let (theta, fit) = problem.solve(config.l2, vec![0.0; (dim + 1) * classes], config)?;
+        Ok((problem.probe(&theta), fit))
+    }
+
+    /// Fits a probe whose L2 strength is chosen on held-out rows: candidates from `grid`
+    /// (tried strongest first, each fit warm-started from the previous one) are fitted on
+    /// rows `..split` and scored by the mean cross-entropy of rows `split..`; the path stops
+    /// once that loss has risen twice in a row. The probe returned is refitted on all rows
+    /// with the chosen strength. `config.l2` is not used.
+    ///
+    /// For token tasks, put whole sentences on each side of `split`, so that no sentence
+    /// is both fitted and scored.
+    ///
+    /// # Errors
+    ///
+    /// As [`fit`](Self::fit); also for an empty grid, a non-positive candidate, or a
+    /// `split` that leaves no row on one side.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fit_selected(
+        features: &[f32],
+        dim: usize,
+        labels: &[u32],
+        classes: usize,
+        split: usize,
+        grid: &[f64],
+        config: &ProbeConfig,
+        device: &Device,
+    ) -> Result<(Self, ProbeFit, L2Selection)> {
+        validate(features, dim, labels, classes, config)?;
+        if grid.is_empty() || grid.iter().any(|l| !(l.is_finite() && *l > 0.0)) {
             return Err(invalid(format!(
-                "{} feature values for {n} rows of width {dim}, {classes} classes \
-                 (need rows, a width, two classes and n × dim values)",
-                features.len()
+                "L2 candidates {grid:?}: need at least one, each positive and finite"
             )));
         }
-        if let Some(&bad) = labels.iter().find(|&&l| l as usize >= classes) {
-            return Err(invalid(format!("label {bad} of {classes} classes")));
+        if split == 0 || split >= labels.len() {
+            return Err(invalid(format!(
+                "split at row {split} of {}: both sides need rows",
+                labels.len()
+            )));
         }
-        if features.iter().any(|v| !v.is_finite()) {
-            return Err(invalid("a feature is not finite".into()));
-        }
-        let sane = config.learning_rate.is_finite()
-            && config.learning_rate > 0.0
-            && config.l2.is_finite()
-            && config.l2 >= 0.0
-            && config.tolerance.is_finite()
-            && config.tolerance >= 0.0
-            && config.max_steps > 0;
-        if !sane {
-            return Err(invalid(format!("bad configuration {config:?}")));
-        }
-        let x = Tensor::<2>::from_data(TensorData::new(features.to_vec(), [n, dim]), device);
-        let xt = x.clone().transpose();
-        let mut onehot = vec![0.0f32; n * classes];
-        for (i, &l) in labels.iter().enumerate() {
-            onehot[i * classes + l as usize] = 1.0;
-        }
-        let y = Tensor::<2>::from_data(TensorData::new(onehot, [n, classes]), device);
-        let mut w = Tensor::<2>::zeros([dim, classes], device);
-        let mut b = Tensor::<1>::zeros([classes], device);
-        let (mut mw, mut vw) = (w.clone(), w.clone());
-        let (mut mb, mut vb) = (b.clone(), b.clone());
-        let (beta1, beta2, eps) = (0.9f64, 0.999f64, 1e-8);
-        let inv_n = 1.0 / n as f64;
-        let mut history: Vec<f64> = Vec::new();
-        let mut fit = ProbeFit {
-            steps: 0,
-            loss: f64::NAN,
-            converged: false,
-        };
-        for step in 1..=config.max_steps {
-            let logits = x.clone().matmul(w.clone()) + b.clone().unsqueeze_dim(0);
-            let loss: f32 = (log_softmax(logits.clone(), 1) * y.clone())
-                .sum()
-                .neg()
-                .mul_scalar(inv_n)
-                .add(w.clone().powi_scalar(2).sum().mul_scalar(0.5 * config.l2))
-                .into_scalar();
-            let loss = f64::from(loss);
-            if !loss.is_finite() {
-                return Err(invalid(format!("the loss is {loss} at step {step}")));
+        let mut order = grid.to_vec();
+        order.sort_by(|a, b| b.total_cmp(a));
+        let (fit_x, held_x) = features.split_at(split * dim);
+        let (fit_y, held_y) = labels.split_at(split);
+        let problem = Standardised::new(fit_x, dim, fit_y, classes, device);
+        let mut theta = vec![0.0; (dim + 1) * classes];
+        let mut trials: Vec<L2Trial> = Vec::new();
+        let mut rises = 0;
+        for l2 in order {
+            let (next, fit) = problem.solve(l2, theta, config)?;
+            theta = next;
+            let (loss, accuracy) = cross_entropy(&problem.probe(&theta).logits(held_x)?, held_y)?;
+            if trials.last().is_some_and(|t| loss > t.held_out_loss) {
+                rises += 1;
+            } else {
+                rises = 0;
             }
-            fit = ProbeFit {
-                steps: step,
-                loss,
-                converged: false,
-            };
-            history.push(loss);
-            if history.len() > 25 {
-                let old = history[history.len() - 26];
-                if old - loss <= config.tolerance * old.abs().max(1e-12) {
-                    fit.converged = true;
-                    break;
-                }
+            trials.push(L2Trial {
+                l2,
+                held_out_loss: loss,
+                held_out_accuracy: accuracy,
+                fit,
+            });
+            if rises == 2 {
+                break;
             }
-            let g = softmax(logits, 1) - y.clone();
-            let gw =
-                xt.clone().matmul(g.clone()).mul_scalar(inv_n) + w.clone().mul_scalar(config.l2);
-            let gb = g.sum_dim(0).reshape([classes]).mul_scalar(inv_n);
-            let lr = config.learning_rate * (1.0 - beta2.powi(step as i32)).sqrt()
-                / (1.0 - beta1.powi(step as i32));
-            mw = mw.mul_scalar(beta1) + gw.clone().mul_scalar(1.0 - beta1);
-            vw = vw.mul_scalar(beta2) + gw.powi_scalar(2).mul_scalar(1.0 - beta2);
-            mb = mb.mul_scalar(beta1) + gb.clone().mul_scalar(1.0 - beta1);
-            vb = vb.mul_scalar(beta2) + gb.powi_scalar(2).mul_scalar(1.0 - beta2);
-            w = w - (mw.clone() / (vw.clone().sqrt() + eps)).mul_scalar(lr);
-            b = b - (mb.clone() / (vb.clone().sqrt() + eps)).mul_scalar(lr);
         }
+        let best = trials
+            .iter()
+            .min_by(|a, b| a.held_out_loss.total_cmp(&b.held_out_loss))
+            .map(|t| t.l2)
+            .unwrap_or(config.l2);
+        let all = Standardised::new(features, dim, labels, classes, device);
+        let (theta, fit) = all.solve(best, vec![0.0; (dim + 1) * classes], config)?;
         Ok((
-            LinearProbe {
-                weight: w,
-                bias: b,
-                dim,
-                classes,
-            },
+            all.probe(&theta),
             fit,
+            L2Selection {
+                l2: best,
+                held_out_rows: labels.len() - split,
+                trials,
+            },
         ))
     }
 
@@ -241,6 +270,327 @@ impl LinearProbe {
             })
             .collect())
     }
+}
+
+fn validate(
+    features: &[f32],
+    dim: usize,
+    labels: &[u32],
+    classes: usize,
+    config: &ProbeConfig,
+) -> Result<()> {
+    let n = labels.len();
+    if n == 0 || dim == 0 || classes < 2 || features.len() != n * dim {
+        return Err(invalid(format!(
+            "{} feature values for {n} rows of width {dim}, {classes} classes \
+             (need rows, a width, two classes and n × dim values)",
+            features.len()
+        )));
+    }
+    if let Some(&bad) = labels.iter().find(|&&l| l as usize >= classes) {
+        return Err(invalid(format!("label {bad} of {classes} classes")));
+    }
+    if features.iter().any(|v| !v.is_finite()) {
+        return Err(invalid("a feature is not finite".into()));
+    }
+    let sane = config.l2.is_finite()
+        && config.l2 > 0.0
+        && config.tolerance.is_finite()
+        && config.tolerance >= 0.0
+        && config.max_steps > 0;
+    if !sane {
+        return Err(invalid(format!(
+            "bad configuration {config:?} (l2 must be positive and finite)"
+        )));
+    }
+    Ok(())
+}
+
+/// Mean cross-entropy and accuracy of row-major `logits` against `labels`, in f64.
+fn cross_entropy(logits: &[f32], labels: &[u32]) -> Result<(f64, f64)> {
+    let classes = logits.len() / labels.len().max(1);
+    let mut loss = 0.0f64;
+    let mut correct = 0usize;
+    for (row, &label) in logits.chunks_exact(classes).zip(labels) {
+        let max = row.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+        let z: f64 = row.iter().map(|&v| f64::from(v - max).exp()).sum();
+        loss += z.ln() - f64::from(row[label as usize] - max);
+        let best = row
+            .iter()
+            .enumerate()
+            .fold(0, |b, (i, &v)| if v > row[b] { i } else { b });
+        correct += usize::from(best == label as usize);
+    }
+    let n = labels.len() as f64;
+    let loss = loss / n;
+    if !loss.is_finite() {
+        return Err(invalid(format!("the held-out loss is {loss}")));
+    }
+    Ok((loss, correct as f64 / n))
+}
+
+/// The probe's problem on standardised features: the rows, their labels, and the
+/// per-feature mean and scale that map raw features onto them.
+struct Standardised<'a> {
+    x: Tensor<2>,
+    labels: &'a [u32],
+    mean: Vec<f64>,
+    scale: Vec<f64>,
+    dim: usize,
+    classes: usize,
+    device: &'a Device,
+}
+
+impl<'a> Standardised<'a> {
+    fn new(
+        features: &[f32],
+        dim: usize,
+        labels: &'a [u32],
+        classes: usize,
+        device: &'a Device,
+    ) -> Self {
+        let (mean, scale) = standardisation(features, dim);
+        let standard: Vec<f32> = features
+            .chunks_exact(dim)
+            .flat_map(|row| {
+                row.iter()
+                    .zip(mean.iter().zip(&scale))
+                    .map(|(&v, (&m, &s))| ((f64::from(v) - m) / s) as f32)
+            })
+            .collect();
+        Self {
+            x: Tensor::<2>::from_data(TensorData::new(standard, [labels.len(), dim]), device),
+            labels,
+            mean,
+            scale,
+            dim,
+            classes,
+            device,
+        }
+    }
+
+    /// Minimises the loss with L2 strength `l2` from `theta`.
+    fn solve(
+        &self,
+        l2: f64,
+        theta: Vec<f64>,
+        config: &ProbeConfig,
+    ) -> Result<(Vec<f64>, ProbeFit)> {
+        let objective = Objective {
+            x: self.x.clone(),
+            labels: self.labels,
+            dim: self.dim,
+            classes: self.classes,
+            l2,
+            device: self.device,
+        };
+        lbfgs(&objective, theta, config)
+    }
+
+    /// The probe on raw features: the standardisation folded into the weights,
+    /// `x·W' + b' = ((x − μ)/σ)·W + b`.
+    fn probe(&self, theta: &[f64]) -> LinearProbe {
+        let (dim, classes) = (self.dim, self.classes);
+        let (w, b) = theta.split_at(dim * classes);
+        let mut weight = vec![0.0f32; dim * classes];
+        let mut bias: Vec<f64> = b.to_vec();
+        for d in 0..dim {
+            for c in 0..classes {
+                let v = w[d * classes + c] / self.scale[d];
+                weight[d * classes + c] = v as f32;
+                bias[c] -= self.mean[d] * v;
+            }
+        }
+        let bias: Vec<f32> = bias.into_iter().map(|v| v as f32).collect();
+        LinearProbe {
+            weight: Tensor::from_data(TensorData::new(weight, [dim, classes]), self.device),
+            bias: Tensor::from_data(TensorData::new(bias, [classes]), self.device),
+            dim,
+            classes,
+        }
+    }
+}
+
+/// Per-feature mean and standard deviation over the rows (a constant feature gets scale 1).
+fn standardisation(features: &[f32], dim: usize) -> (Vec<f64>, Vec<f64>) {
+    let n = (features.len() / dim) as f64;
+    let mut mean = vec![0.0f64; dim];
+    for row in features.chunks_exact(dim) {
+        for (m, &v) in mean.iter_mut().zip(row) {
+            *m += f64::from(v);
+        }
+    }
+    mean.iter_mut().for_each(|m| *m /= n);
+    let mut var = vec![0.0f64; dim];
+    for row in features.chunks_exact(dim) {
+        for ((s, &v), m) in var.iter_mut().zip(row).zip(&mean) {
+            *s += (f64::from(v) - m).powi(2);
+        }
+    }
+    let scale = var
+        .into_iter()
+        .map(|s| {
+            let sd = (s / n).sqrt();
+            if sd > 1e-12 { sd } else { 1.0 }
+        })
+        .collect();
+    (mean, scale)
+}
+
+/// The regularised softmax-regression loss over standardised features `x` `[n, dim]`, as a
+/// function of `θ = [W (dim × classes, row-major), b (classes)]`.
+struct Objective<'a> {
+    x: Tensor<2>,
+    labels: &'a [u32],
+    dim: usize,
+    classes: usize,
+    l2: f64,
+    device: &'a Device,
+}
+
+impl Objective<'_> {
+    /// The loss and its gradient at `theta`.
+    fn eval(&self, theta: &[f64]) -> Result<(f64, Vec<f64>)> {
+        let (dim, classes) = (self.dim, self.classes);
+        let n = self.labels.len();
+        let (w, b) = theta.split_at(dim * classes);
+        let to_f32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+        let wt = Tensor::<2>::from_data(TensorData::new(to_f32(w), [dim, classes]), self.device);
+        let bt = Tensor::<1>::from_data(TensorData::new(to_f32(b), [classes]), self.device);
+        let logits = host_values(
+            self.x.clone().matmul(wt) + bt.unsqueeze_dim(0),
+            "probe logits",
+        )?;
+        let inv_n = 1.0 / n as f64;
+        let mut loss = 0.0f64;
+        let mut residual = vec![0.0f32; n * classes];
+        let mut grad = vec![0.0f64; theta.len()];
+        let mut exps = vec![0.0f64; classes];
+        for (i, (row, &label)) in logits.chunks_exact(classes).zip(self.labels).enumerate() {
+            let max = row.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+            let mut z = 0.0f64;
+            for (e, &v) in exps.iter_mut().zip(row) {
+                *e = f64::from(v - max).exp();
+                z += *e;
+            }
+            loss += z.ln() - f64::from(row[label as usize] - max);
+            for c in 0..classes {
+                let g = (exps[c] / z - if c == label as usize { 1.0 } else { 0.0 }) * inv_n;
+                residual[i * classes + c] = g as f32;
+                grad[dim * classes + c] += g;
+            }
+        }
+        loss *= inv_n;
+        let r = Tensor::<2>::from_data(TensorData::new(residual, [n, classes]), self.device);
+        let gw = host_values(self.x.clone().transpose().matmul(r), "probe gradient")?;
+        let mut penalty = 0.0f64;
+        for ((g, &x), &wv) in grad.iter_mut().zip(&gw).zip(w) {
+            *g = f64::from(x) + self.l2 * wv;
+            penalty += wv * wv;
+        }
+        loss += 0.5 * self.l2 * penalty;
+        if !loss.is_finite() {
+            return Err(invalid(format!("the probe's loss is {loss}")));
+        }
+        Ok((loss, grad))
+    }
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn max_abs(v: &[f64]) -> f64 {
+    v.iter().fold(0.0f64, |a, x| a.max(x.abs()))
+}
+
+/// Minimises `objective` from `theta` with L-BFGS (memory 10) and a backtracking Armijo line
+/// search.
+fn lbfgs(
+    objective: &Objective<'_>,
+    mut theta: Vec<f64>,
+    config: &ProbeConfig,
+) -> Result<(Vec<f64>, ProbeFit)> {
+    const MEMORY: usize = 10;
+    let (mut loss, mut grad) = objective.eval(&theta)?;
+    let mut pairs: std::collections::VecDeque<(Vec<f64>, Vec<f64>, f64)> =
+        std::collections::VecDeque::with_capacity(MEMORY);
+    let mut fit = ProbeFit {
+        steps: 0,
+        loss,
+        gradient: max_abs(&grad),
+        converged: fit_done(&grad, config),
+    };
+    while !fit.converged && fit.steps < config.max_steps {
+        // Two-loop recursion: d = −H·g.
+        let mut q = grad.clone();
+        let mut alphas = Vec::with_capacity(pairs.len());
+        for (s, y, rho) in pairs.iter().rev() {
+            let a = rho * dot(s, &q);
+            q.iter_mut().zip(y).for_each(|(q, y)| *q -= a * y);
+            alphas.push(a);
+        }
+        if let Some((s, y, _)) = pairs.back() {
+            let gamma = dot(s, y) / dot(y, y);
+            q.iter_mut().for_each(|q| *q *= gamma);
+        } else {
+            // First step: a unit-length move along −g.
+            let norm = dot(&grad, &grad).sqrt().max(1e-12);
+            q.iter_mut().for_each(|q| *q /= norm);
+        }
+        for ((s, y, rho), a) in pairs.iter().zip(alphas.iter().rev()) {
+            let b = rho * dot(y, &q);
+            q.iter_mut().zip(s).for_each(|(q, s)| *q += (a - b) * s);
+        }
+        let mut direction: Vec<f64> = q.into_iter().map(|v| -v).collect();
+        let mut slope = dot(&grad, &direction);
+        if slope >= 0.0 {
+            // Not a descent direction (curvature lost to rounding): restart from −g.
+            pairs.clear();
+            direction = grad.iter().map(|g| -g).collect();
+            slope = -dot(&grad, &grad);
+        }
+        let mut step = 1.0f64;
+        let mut accepted = None;
+        for _ in 0..40 {
+            let trial: Vec<f64> = theta
+                .iter()
+                .zip(&direction)
+                .map(|(t, d)| t + step * d)
+                .collect();
+            let (trial_loss, trial_grad) = objective.eval(&trial)?;
+            if trial_loss <= loss + 1e-4 * step * slope {
+                accepted = Some((trial, trial_loss, trial_grad));
+                break;
+            }
+            step *= 0.5;
+        }
+        let Some((next, next_loss, next_grad)) = accepted else {
+            // The line search found no decrease: the loss is flat to rounding here.
+            break;
+        };
+        let s: Vec<f64> = next.iter().zip(&theta).map(|(a, b)| a - b).collect();
+        let y: Vec<f64> = next_grad.iter().zip(&grad).map(|(a, b)| a - b).collect();
+        let sy = dot(&s, &y);
+        if sy > 1e-12 * dot(&y, &y).max(1e-300) {
+            if pairs.len() == MEMORY {
+                pairs.pop_front();
+            }
+            pairs.push_back((s, y, 1.0 / sy));
+        }
+        (theta, loss, grad) = (next, next_loss, next_grad);
+        fit = ProbeFit {
+            steps: fit.steps + 1,
+            loss,
+            gradient: max_abs(&grad),
+            converged: fit_done(&grad, config),
+        };
+    }
+    Ok((theta, fit))
+}
+
+fn fit_done(grad: &[f64], config: &ProbeConfig) -> bool {
+    max_abs(grad) <= config.tolerance
 }
 
 fn check_inference(model: &AdaptedModel<Lora>, batch_size: usize) -> Result<()> {

@@ -48,8 +48,11 @@ fn a_probe_converges_on_a_separable_set() {
     assert_eq!(probe.predict(&held_out).unwrap(), truth);
 }
 
-/// Softmax regression with L2, trained to convergence, sits where the gradient vanishes:
-/// `Xᵀ(P − Y)/n + λW = 0` and `Σ(P − Y) = 0`, computed here in f64 from the probe's logits.
+/// Softmax regression with L2 on standardised features, trained to convergence, sits where
+/// the gradient vanishes. In raw-feature weights `W` (what the probe applies), the penalty
+/// `λ/2 ‖σ ∘ W‖²` on the standardised weights `σ_d W[d]` gives
+/// `Xᵀ(P − Y)/n + λ σ_d² W[d] = 0` and `Σ(P − Y) = 0`, computed here in f64 from the probe's
+/// logits, with `σ` the features' standard deviations computed here too.
 #[test]
 fn a_fitted_probe_is_a_stationary_point_of_the_regularised_loss() {
     let device = cpu();
@@ -61,7 +64,7 @@ fn a_fitted_probe_is_a_stationary_point_of_the_regularised_loss() {
     let config = ProbeConfig {
         l2: 1e-2,
         max_steps: 5000,
-        tolerance: 1e-9,
+        tolerance: 1e-7,
         ..ProbeConfig::default()
     };
     let (probe, _) = LinearProbe::fit(&x, 4, &y, 3, &config, &device).unwrap();
@@ -95,14 +98,20 @@ fn a_fitted_probe_is_a_stationary_point_of_the_regularised_loss() {
             }
         }
     }
+    let mut sigma = [0.0f64; 4];
+    for (d, s) in sigma.iter_mut().enumerate() {
+        let column: Vec<f64> = (0..n).map(|i| f64::from(x[i * 4 + d])).collect();
+        let mean = column.iter().sum::<f64>() / n as f64;
+        *s = (column.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
+    }
     for d in 0..4 {
         for c in 0..3 {
-            let g = grad_w[d][c] + config.l2 * w[d][c];
-            assert!(g.abs() < 2e-3, "∂/∂W[{d}][{c}] = {g}");
+            let g = grad_w[d][c] + config.l2 * sigma[d].powi(2) * w[d][c];
+            assert!(g.abs() < 1e-4, "∂/∂W[{d}][{c}] = {g}");
         }
     }
     for (c, g) in grad_b.iter().enumerate() {
-        assert!(g.abs() < 2e-3, "∂/∂b[{c}] = {g}");
+        assert!(g.abs() < 1e-4, "∂/∂b[{c}] = {g}");
     }
 }
 
@@ -131,8 +140,74 @@ fn bad_probe_inputs_are_refused() {
         &zero_steps,
         &device,
     ));
+    let no_l2 = ProbeConfig { l2: 0.0, ..c };
+    bad(LinearProbe::fit(&[0.0; 8], 4, &[0, 1], 3, &no_l2, &device));
     let (x, y) = clusters(9);
     let (probe, _) = LinearProbe::fit(&x, 4, &y, 3, &c, &device).unwrap();
     assert!(probe.logits(&[0.0; 5]).is_err());
     assert!(probe.logits(&[]).unwrap().is_empty());
+}
+
+/// Few rows, many pure-noise features: a weak L2 overfits, so the held-out rows must pick a
+/// stronger one. The returned probe is the plain fit at the chosen strength on all rows.
+#[test]
+fn held_out_rows_choose_the_l2_strength() {
+    let device = cpu();
+    let (n, dim) = (60, 40);
+    let mut z = 0x9E37_79B9_7F4A_7C15u64;
+    let mut noise = move || {
+        z ^= z << 13;
+        z ^= z >> 7;
+        z ^= z << 17;
+        (z % 10_000) as f32 / 10_000.0 - 0.5
+    };
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    for i in 0..n {
+        let c = (i % 2) as u32;
+        // One weakly informative feature, then noise.
+        x.push(if c == 1 { 0.3 } else { -0.3 } + noise());
+        for _ in 1..dim {
+            x.push(noise());
+        }
+        y.push(c);
+    }
+    let grid = [1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5];
+    let config = ProbeConfig::default();
+    let (probe, fit, selection) =
+        LinearProbe::fit_selected(&x, dim, &y, 2, 45, &grid, &config, &device).unwrap();
+    assert!(fit.converged, "{fit:?}");
+    assert_eq!(selection.held_out_rows, 15);
+    let best = selection
+        .trials
+        .iter()
+        .min_by(|a, b| a.held_out_loss.total_cmp(&b.held_out_loss))
+        .unwrap();
+    assert_eq!(selection.l2, best.l2, "{selection:?}");
+    assert!(selection.l2 >= 1e-2, "noise was fitted: {selection:?}");
+    // Strongest first, as tried.
+    assert!(selection.trials.windows(2).all(|w| w[0].l2 > w[1].l2));
+    let plain = ProbeConfig {
+        l2: selection.l2,
+        ..config
+    };
+    let (same, _) = LinearProbe::fit(&x, dim, &y, 2, &plain, &device).unwrap();
+    for (a, b) in probe
+        .logits(&x)
+        .unwrap()
+        .iter()
+        .zip(same.logits(&x).unwrap())
+    {
+        assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+    }
+    let bad = |split: usize, grid: &[f64]| {
+        assert!(matches!(
+            LinearProbe::fit_selected(&x, dim, &y, 2, split, grid, &config, &device),
+            Err(TrainError::InvalidArgument { .. })
+        ));
+    };
+    bad(0, &grid);
+    bad(n, &grid);
+    bad(45, &[]);
+    bad(45, &[1e-2, -1.0]);
 }
