@@ -7,11 +7,18 @@
 //!   latest                     the name of the newest complete checkpoint
 //!   best/                      model.bpk + state.json of the best evaluation so far
 //!   evaluations.jsonl          one line per evaluation
+//!   lock                       held (advisory lock) by the run using the folder
 //! ```
 //!
 //! A checkpoint directory is written under a temporary name and renamed into place, and
 //! `latest` is replaced by a rename after that, so a run killed at any moment leaves the previous
-//! checkpoint intact. Module records keep burn's parameter ids, which the optimizer state is keyed
+//! checkpoint intact. `best/` is swapped in three renames (the old one aside, the new one in,
+//! then the old one deleted); a run killed between them leaves `best.old`, which the next start
+//! puts back or deletes. The next start also deletes the temporary folders of killed runs.
+//! `latest` must name a `step-NNNNNN` folder inside `checkpoints/`: any other content (a path,
+//! `..`) is refused, so a tampered pointer can never make a save delete a folder elsewhere.
+//! One run at a time: the folder's lock is taken when the run starts, and a second run on the
+//! same folder gets [`TrainError::Locked`]. Module records keep burn's parameter ids, which the optimizer state is keyed
 //! by: resume always goes through these records, never through HF or PEFT exports.
 
 use std::fs;
@@ -63,17 +70,68 @@ fn one() -> usize {
     1
 }
 
-/// The checkpoint folder of a run.
-#[derive(Debug, Clone)]
+/// The checkpoint folder of a run, locked while this value lives.
+#[derive(Debug)]
 pub(crate) struct CheckpointDir {
     root: PathBuf,
+    /// Holds the advisory lock on `root/lock`; dropping it releases the lock.
+    _lock: fs::File,
+}
+
+/// Whether `name` is a checkpoint folder name [`CheckpointDir::save`] writes.
+fn is_checkpoint_name(name: &str) -> bool {
+    name.strip_prefix("step-")
+        .is_some_and(|d| d.len() >= 6 && d.bytes().all(|b| b.is_ascii_digit()))
 }
 
 impl CheckpointDir {
+    /// Opens (creating) the folder, takes its lock and tidies what a killed run left.
     pub(crate) fn new(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
         fs::create_dir_all(root.join("checkpoints")).map_err(io_err(&root))?;
-        Ok(Self { root })
+        let lock_path = root.join("lock");
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(TrainError::Locked { path: root }),
+            Err(fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
+        }
+        let dir = Self { root, _lock: lock };
+        dir.recover()?;
+        Ok(dir)
+    }
+
+    /// Finishes or undoes an interrupted `best/` swap and deletes temporary folders. Only
+    /// called with the lock held, so no live run owns what it deletes.
+    fn recover(&self) -> Result<()> {
+        let best = self.root.join("best");
+        let old = self.root.join("best.old");
+        if old.exists() {
+            if best.exists() {
+                fs::remove_dir_all(&old).map_err(io_err(&old))?;
+            } else {
+                fs::rename(&old, &best).map_err(io_err(&best))?;
+            }
+        }
+        for parent in [self.root.clone(), self.root.join("checkpoints")] {
+            let entries = fs::read_dir(&parent).map_err(io_err(&parent))?;
+            for entry in entries {
+                let entry = entry.map_err(io_err(&parent))?;
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                let ours = name.starts_with("best.tmp-") || name.starts_with("step-");
+                if ours && name.contains(".tmp-") && entry.path().is_dir() {
+                    let path = entry.path();
+                    fs::remove_dir_all(&path).map_err(io_err(&path))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn root(&self) -> &Path {
@@ -85,7 +143,17 @@ impl CheckpointDir {
         let pointer = self.root.join("latest");
         match fs::read_to_string(&pointer) {
             Ok(name) => {
-                let dir = self.root.join("checkpoints").join(name.trim());
+                let name = name.trim();
+                if !is_checkpoint_name(name) {
+                    return Err(format_err(
+                        &pointer,
+                        format!(
+                            "names `{name}`, not a checkpoint of this folder (expected \
+                             step-NNNNNN, a folder inside checkpoints/)"
+                        ),
+                    ));
+                }
+                let dir = self.root.join("checkpoints").join(name);
                 if !dir.join("state.json").is_file() {
                     return Err(format_err(
                         &pointer,
@@ -130,10 +198,22 @@ impl CheckpointDir {
         model: &M,
         state: &TrainerState,
     ) -> Result<()> {
-        write_dir(&self.root.join("best"), |tmp| {
+        let best = self.root.join("best");
+        let tmp = self.root.join(format!("best.tmp-{}", std::process::id()));
+        fill_dir(&tmp, |tmp| {
             save_record(model.clone().into_record(), &tmp.join("model.bpk"))?;
             write_json(&tmp.join("state.json"), state)
-        })
+        })?;
+        // Never a moment without a complete `best` or `best.old` (see `recover`).
+        let old = self.root.join("best.old");
+        if best.exists() {
+            fs::rename(&best, &old).map_err(io_err(&old))?;
+        }
+        fs::rename(&tmp, &best).map_err(io_err(&best))?;
+        if old.exists() {
+            fs::remove_dir_all(&old).map_err(io_err(&old))?;
+        }
+        Ok(())
     }
 
     /// Appends one evaluation to `evaluations.jsonl`.
@@ -191,14 +271,20 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     fs::write(path, text).map_err(io_err(path))
 }
 
-/// Fills a temporary sibling of `dir` with `fill`, then replaces `dir` by it.
+/// Creates `tmp` afresh and fills it with `fill`.
+fn fill_dir(tmp: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    if tmp.exists() {
+        fs::remove_dir_all(tmp).map_err(io_err(tmp))?;
+    }
+    fs::create_dir_all(tmp).map_err(io_err(tmp))?;
+    fill(tmp)
+}
+
+/// Fills a temporary sibling of `dir` with `fill`, then renames it to `dir` (a new
+/// checkpoint step: `dir` exists only if a killed run wrote the same step, and is replaced).
 fn write_dir(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let tmp = dir.with_extension(format!("tmp-{}", std::process::id()));
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
-    }
-    fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
-    fill(&tmp)?;
+    fill_dir(&tmp, fill)?;
     if dir.exists() {
         fs::remove_dir_all(dir).map_err(io_err(dir))?;
     }

@@ -31,6 +31,16 @@ pub enum TrainError {
         /// What is wrong with it.
         message: String,
     },
+    /// Another run holds the checkpoints folder (its advisory lock on `<folder>/lock`).
+    #[error(
+        "{} is in use by another run (its lock file `lock` is held); wait for it to finish or \
+         give this run another checkpoints folder",
+        path.display()
+    )]
+    Locked {
+        /// The checkpoints folder.
+        path: PathBuf,
+    },
     /// Tensor shapes that do not fit together (logits vs targets, student vs teacher, ...).
     #[error("shape mismatch in {what}: expected {expected:?}, found {found:?}")]
     Shape {

@@ -485,3 +485,128 @@ fn a_checkpoint_of_another_device_count_is_refused() {
         "{err}"
     );
 }
+
+/// A `latest` pointer that leaves `checkpoints/` is refused before anything is loaded or
+/// deleted: the folder it names, elsewhere, keeps its files.
+#[test]
+fn a_latest_pointer_outside_the_checkpoints_is_refused() {
+    let _rng = serial();
+    let device = cpu();
+    let root = tempfile::tempdir().unwrap();
+    let run = root.path().join("run");
+    Trainer::new(config(2))
+        .with_checkpoints(&run)
+        .fit(classifier(&device), 0.., loss_of, |_| Ok(0.0))
+        .unwrap();
+    // A folder elsewhere that looks like a checkpoint, holding a user's file.
+    let elsewhere = root.path().join("elsewhere").join("step-000002");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::copy(
+        run.join("checkpoints/step-000002/state.json"),
+        elsewhere.join("state.json"),
+    )
+    .unwrap();
+    std::fs::write(elsewhere.join("notes.txt"), "mine").unwrap();
+    for pointer in [
+        "../../elsewhere/step-000002",
+        elsewhere.to_str().unwrap(),
+        "step-000002/../../../elsewhere/step-000002",
+    ] {
+        std::fs::write(run.join("latest"), pointer).unwrap();
+        let err = Trainer::new(config(4))
+            .with_checkpoints(&run)
+            .fit(classifier(&device), 0.., loss_of, |_| Ok(0.0))
+            .unwrap_err();
+        assert!(
+            matches!(&err, TrainError::Format { path, message }
+                if path.ends_with("latest") && message.contains("not a checkpoint of this folder")),
+            "{pointer}: {err:?}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(elsewhere.join("notes.txt")).unwrap(),
+            "mine"
+        );
+    }
+}
+
+/// Two runs on one folder: the second is refused while the first holds it, and the folder
+/// is free again once the first returns.
+#[test]
+fn a_second_run_on_a_busy_checkpoints_folder_is_refused() {
+    let _rng = serial();
+    let device = cpu();
+    let dir = tempfile::tempdir().unwrap();
+    let second = Mutex::new(None);
+    Trainer::new(config(2))
+        .with_checkpoints(dir.path())
+        .fit(
+            classifier(&device),
+            0..,
+            |m, k| {
+                if k == 0 {
+                    let run = Trainer::new(config(2)).with_checkpoints(dir.path()).fit(
+                        classifier(&device),
+                        0..,
+                        loss_of,
+                        |_| Ok(0.0),
+                    );
+                    *second.lock().unwrap() = Some(run.map(|_| ()));
+                }
+                loss_of(m, k)
+            },
+            |_| Ok(0.0),
+        )
+        .unwrap();
+    let err = second.into_inner().unwrap().unwrap().unwrap_err();
+    assert!(
+        matches!(&err, TrainError::Locked { path } if path == dir.path()),
+        "{err:?}"
+    );
+    // Released: the same run resumes (at its end) without complaint.
+    let (_, report) = Trainer::new(config(2))
+        .with_checkpoints(dir.path())
+        .fit(classifier(&device), 0.., loss_of, |_| Ok(0.0))
+        .unwrap();
+    assert_eq!(report.resumed_from, Some(2));
+}
+
+/// A run killed in the middle of swapping `best/` (old one renamed aside, new one not yet in)
+/// resumes with the old best model, and temporary folders of killed runs are deleted.
+#[test]
+fn an_interrupted_best_swap_and_temporary_folders_are_recovered() {
+    let _rng = serial();
+    let device = cpu();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TrainConfig {
+        eval_every: Some(2),
+        ..config(4)
+    };
+    let (_, first) = Trainer::new(cfg.clone())
+        .with_checkpoints(dir.path())
+        .fit(classifier(&device), 0.., loss_of, dev_metric)
+        .unwrap();
+    let root = dir.path();
+    let best_model = std::fs::read(root.join("best/model.bpk")).unwrap();
+    std::fs::rename(root.join("best"), root.join("best.old")).unwrap();
+    let junk = [
+        root.join("best.tmp-4242"),
+        root.join("checkpoints/step-000006.tmp-4242"),
+    ];
+    for j in &junk {
+        std::fs::create_dir_all(j).unwrap();
+        std::fs::write(j.join("model.bpk"), [0u8; 16]).unwrap();
+    }
+    let (_, report) = Trainer::new(cfg)
+        .with_checkpoints(root)
+        .fit(classifier(&device), 0.., loss_of, dev_metric)
+        .unwrap();
+    assert_eq!(report.best, first.best);
+    assert_eq!(
+        std::fs::read(root.join("best/model.bpk")).unwrap(),
+        best_model
+    );
+    assert!(!root.join("best.old").exists());
+    for j in &junk {
+        assert!(!j.exists(), "{} left behind", j.display());
+    }
+}
