@@ -169,7 +169,8 @@ pub(crate) fn build<S: WeightSource>(
         layer_norm: layer_norm(source, "embeddings", h, eps)?,
         dropout: hidden_dropout(),
     };
-    let mut layers = Vec::with_capacity(config.num_hidden_layers);
+    // Bounded by the config's size check; the cap keeps a huge count from reserving first.
+    let mut layers = Vec::with_capacity(config.num_hidden_layers.min(1024));
     for i in 0..config.num_hidden_layers {
         let p = |kind: ProjectionKind| format!("encoder.layer.{i}.{}", kind.hf_name());
         layers.push(BertLayer {

@@ -320,8 +320,7 @@ impl WeightSource for CheckpointSource<'_, '_> {
         let values = self.reader.read(name, &shape, &mut self.missing)?;
         Ok(match values {
             Some(v) => Tensor::from_data(TensorData::new(v, shape), self.device),
-            // Placeholder; the missing list turns into an error before the model is returned.
-            None => Tensor::zeros(shape, self.device),
+            None => self.placeholder()?,
         })
     }
 
@@ -341,7 +340,7 @@ impl WeightSource for CheckpointSource<'_, '_> {
             ));
         }
         let Some(values) = self.reader.read(name, &[d_out, d_in], &mut self.missing)? else {
-            return Ok(Tensor::zeros([d_in, d_out], self.device));
+            return self.placeholder();
         };
         // Transpose on the host so the device holds a contiguous [in, out] matrix.
         Ok(Tensor::from_data(
@@ -364,7 +363,26 @@ impl WeightSource for CheckpointSource<'_, '_> {
     }
 }
 
+/// How many missing tensors are listed before loading stops: a config.json asking for far
+/// more layers than the file holds fails at once instead of building them all.
+const MISSING_LISTED: usize = 32;
+
 impl CheckpointSource<'_, '_> {
+    /// What stands in for a missing tensor while the rest are checked: one value, never the
+    /// full size a (possibly hostile) config asks for. The missing list turns into an error
+    /// before any model is returned; past [`MISSING_LISTED`] names it does so at once.
+    fn placeholder<const D: usize>(&mut self) -> Result<Tensor<D>, CheckpointError> {
+        if self.missing.len() >= MISSING_LISTED {
+            let mut names = std::mem::take(&mut self.missing);
+            names.push("(and more: listing stopped)".into());
+            return Err(CheckpointError::Missing {
+                path: self.reader.path.to_owned(),
+                names,
+            });
+        }
+        Ok(Tensor::zeros([1; D], self.device))
+    }
+
     /// Refuses int8 weights on a device that cannot run them.
     fn int8_device(&self) -> Result<(), CheckpointError> {
         if host_inference(self.device) {

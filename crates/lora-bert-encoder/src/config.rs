@@ -148,6 +148,47 @@ fn default_position_type() -> String {
 
 const IN_MEMORY: &str = "<memory>";
 
+/// The largest encoder a config may describe, in parameters (2³², 16 GiB in f32): far above
+/// any BERT-family encoder (BERT-large has 0.34 billion), low enough that a config.json with
+/// absurd sizes is refused before anything is allocated.
+pub const MAX_PARAMETERS: u128 = 1 << 32;
+
+/// Refuses a transformer encoder whose parameter count (embedding tables of `rows` × `hidden`,
+/// `layers` blocks of attention and feed-forward) exceeds [`MAX_PARAMETERS`], computed without
+/// overflow.
+pub(crate) fn check_size(
+    path: &Path,
+    rows: &[(&'static str, usize)],
+    hidden: usize,
+    intermediate: usize,
+    layers: usize,
+) -> Result<(), ConfigError> {
+    let (h, ff) = (hidden as u128, intermediate as u128);
+    let embeddings: u128 = rows.iter().map(|&(_, r)| r as u128 * h).sum();
+    let per_layer = 4 * (h * h + h) + 2 * h * ff + ff + 5 * h;
+    let total = embeddings + layers as u128 * per_layer;
+    if total <= MAX_PARAMETERS {
+        return Ok(());
+    }
+    let (field, size) = if layers as u128 * per_layer >= embeddings {
+        ("num_hidden_layers", layers)
+    } else {
+        rows.iter()
+            .copied()
+            .max_by_key(|&(_, r)| r)
+            .unwrap_or(("hidden_size", hidden))
+    };
+    Err(ConfigError::Invalid {
+        path: path.to_owned(),
+        field,
+        message: format!(
+            "{size} makes a model of {total} parameters (hidden_size {hidden}, \
+             intermediate_size {intermediate}, {layers} layers), more than the {MAX_PARAMETERS} \
+             this library loads"
+        ),
+    })
+}
+
 impl BertConfig {
     /// A configuration with BERT's defaults for everything but the sizes.
     pub fn new(
@@ -278,7 +319,17 @@ impl BertConfig {
                 format!("`{model_type}` is not a BERT model"),
             ));
         }
-        Ok(())
+        check_size(
+            path,
+            &[
+                ("vocab_size", self.vocab_size),
+                ("max_position_embeddings", self.max_position_embeddings),
+                ("type_vocab_size", self.type_vocab_size),
+            ],
+            self.hidden_size,
+            self.intermediate_size,
+            self.num_hidden_layers,
+        )
     }
 
     /// Width of one attention head.

@@ -39,7 +39,7 @@ pub mod quantize;
 pub mod tokenizer;
 
 pub use checkpoint::{CheckpointError, LoadReport, ModelDir};
-pub use config::{Activation, BertConfig, ConfigError};
+pub use config::{Activation, BertConfig, ConfigError, MAX_PARAMETERS};
 pub use device::{Backend, Device, DeviceError};
 pub use model::{BertInput, BertModel, BertOutput, InputError, l2_normalize, mean_pool};
 pub use mpnet::{MpnetConfig, MpnetModel, MpnetOutput};

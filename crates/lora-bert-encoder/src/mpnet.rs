@@ -272,7 +272,16 @@ impl MpnetConfig {
                 format!("`{model_type}` is not an MPNet model"),
             ));
         }
-        Ok(())
+        crate::config::check_size(
+            path,
+            &[
+                ("vocab_size", self.vocab_size),
+                ("max_position_embeddings", self.max_position_embeddings),
+            ],
+            self.hidden_size,
+            self.intermediate_size,
+            self.num_hidden_layers,
+        )
     }
 
     /// Width of one attention head.
@@ -561,7 +570,8 @@ fn build<S: WeightSource>(
         dropout: hidden_dropout(),
         padding_idx: config.pad_token_id,
     };
-    let mut layers = Vec::with_capacity(config.num_hidden_layers);
+    // Bounded by the config's size check; the cap keeps a huge count from reserving first.
+    let mut layers = Vec::with_capacity(config.num_hidden_layers.min(1024));
     for i in 0..config.num_hidden_layers {
         let at = |name: &str| format!("encoder.layer.{i}.{name}");
         layers.push(MpnetLayer {

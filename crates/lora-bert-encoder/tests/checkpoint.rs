@@ -419,3 +419,66 @@ fn concurrent_saves_leave_one_complete_file() {
         vec![std::ffi::OsString::from("model.safetensors")]
     );
 }
+
+/// A config asking for far more layers than the file holds stops after a bounded list of
+/// missing tensors, without building (or allocating) the layers it lacks.
+#[test]
+fn a_config_with_absurd_layer_counts_fails_fast_and_small() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, mut config, path) = saved_tiny(tmp.path(), true);
+    config.num_hidden_layers = 100_000;
+    let started = std::time::Instant::now();
+    match BertModel::load_safetensors(&path, &config, &cpu()) {
+        Err(CheckpointError::Missing { names, .. }) => {
+            assert_eq!(names.len(), 33, "{names:?}");
+            assert_eq!(names[0], "encoder.layer.2.attention.self.query.weight");
+            assert!(names[32].contains("listing stopped"), "{names:?}");
+        }
+        other => panic!("expected Missing, got {other:?}"),
+    }
+    assert!(started.elapsed().as_secs() < 5, "{:?}", started.elapsed());
+}
+
+/// Sizes whose model could not fit in memory (or whose count overflows) are refused by the
+/// config check, naming the field, before any allocation.
+#[test]
+fn configs_beyond_the_parameter_limit_are_refused() {
+    for (field, edit) in [
+        (
+            "num_hidden_layers",
+            Box::new(|c: &mut BertConfig| c.num_hidden_layers = 1_000_000_000_000_000_000)
+                as Box<dyn Fn(&mut BertConfig)>,
+        ),
+        (
+            "vocab_size",
+            Box::new(|c: &mut BertConfig| c.vocab_size = 1_000_000_000_000),
+        ),
+        (
+            "num_hidden_layers",
+            Box::new(|c: &mut BertConfig| {
+                c.hidden_size = 1 << 20;
+                c.num_attention_heads = 1;
+            }),
+        ),
+    ] {
+        let mut config = tiny_config();
+        edit(&mut config);
+        let err = config.validate().unwrap_err();
+        assert!(
+            matches!(&err, lora_bert_encoder::ConfigError::Invalid { field: f, message, .. }
+                if *f == field && message.contains("parameters")),
+            "{field}: {err:?}"
+        );
+        // Loading goes through the same check: no allocation, a typed error.
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, _, path) = saved_tiny(tmp.path(), true);
+        assert!(matches!(
+            BertModel::load_safetensors(&path, &config, &cpu()),
+            Err(CheckpointError::Config(_))
+        ));
+    }
+    // all-MiniLM-L6-v2's and BERT-large's sizes pass.
+    let mut large = BertConfig::new(30522, 1024, 24, 16, 4096);
+    large.max_position_embeddings = 512;
+    large.validate().unwrap();
+}
