@@ -278,12 +278,20 @@ impl<S: Adapter<Config = C>, C: AdapterConfig> AdaptedModel<S, C> {
             })?;
         let num_layers = self.model.encoder.layer.len();
         let targets = config.targets().resolve(name, num_layers)?;
-        let sites: Vec<ProjectionSite> = self
-            .model
-            .projections()
-            .map(|(site, _)| site)
-            .filter(|site| targets.covers(*site, num_layers))
-            .collect();
+        let mut sites = Vec::new();
+        for (site, projection) in self.model.projections() {
+            if !targets.covers(site, num_layers) {
+                continue;
+            }
+            let [d_in, d_out] = projection.weight.dims();
+            config
+                .validate_site(d_in, d_out)
+                .map_err(|message| AdapterError::InvalidConfig {
+                    group: name.to_owned(),
+                    message: format!("{site}: {message}"),
+                })?;
+            sites.push(site);
+        }
         if sites.is_empty() {
             return Err(AdapterError::NoTargets {
                 group: name.to_owned(),

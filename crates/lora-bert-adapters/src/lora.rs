@@ -128,6 +128,18 @@ impl AdapterConfig for LoraConfig {
         Ok(())
     }
 
+    fn validate_site(&self, d_in: usize, d_out: usize) -> Result<(), String> {
+        let most = d_in.min(d_out);
+        if self.r > most {
+            return Err(format!(
+                "`r` {} exceeds min(d_in, d_out) = {most} of a {d_in} → {d_out} projection: \
+                 a LoRA update cannot have a higher rank than the matrix it updates",
+                self.r
+            ));
+        }
+        Ok(())
+    }
+
     fn to_peft_fields(&self) -> Map<String, Value> {
         let mut m = Map::new();
         m.insert("r".into(), Value::from(self.r));

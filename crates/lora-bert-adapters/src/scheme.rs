@@ -101,6 +101,14 @@ pub trait AdapterConfig: Clone + Debug + Send + Sync + 'static {
     /// Checks value ranges; the message names the field at fault.
     fn validate(&self) -> Result<(), String>;
 
+    /// Checks the configuration against one projection it adapts, `d_in → d_out`, before
+    /// anything is allocated for it; the message names the field at fault. The default
+    /// accepts every size ([`LoraConfig`](crate::LoraConfig) refuses a rank above
+    /// `min(d_in, d_out)`).
+    fn validate_site(&self, _d_in: usize, _d_out: usize) -> Result<(), String> {
+        Ok(())
+    }
+
     /// The scheme's own fields of `adapter_config.json`: everything but `peft_type`,
     /// `base_model_name_or_path`, `target_modules` and `exclude_modules`, which the caller
     /// writes. A scheme whose PEFT config has `layers_to_transform` writes it here

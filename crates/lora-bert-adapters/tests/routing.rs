@@ -173,6 +173,16 @@ fn routes_name_registered_groups_only() {
         )
         .unwrap_err();
     assert!(matches!(err, AdapterError::InvalidConfig { .. }), "{err}");
+    // A rank above the matrix's is refused before anything is allocated (this one would
+    // need about 15 GB per projection), naming the field.
+    let err = model
+        .add_group("x", LoraConfig::new(100_000_000, Targets::new(["query"])))
+        .unwrap_err();
+    assert!(
+        matches!(&err, AdapterError::InvalidConfig { message, .. } if message.contains("`r` 100000000 exceeds")),
+        "{err}"
+    );
+    assert!(model.group_names().all(|g| g != "x"));
 }
 
 #[test]
