@@ -154,14 +154,20 @@ impl Embedder {
         let input = BertInput::from_batch(&batch, self.model.config(), &self.device)?;
         let output = self.model.forward(&input, &self.route)?;
         let pooled = mean_pool(output.last_hidden_state.clone(), input.attention_mask);
-        let to_vec = |data: burn::tensor::TensorData| {
-            data.try_into_vec_as::<f32>()
-                .expect("the encoder computes in f32")
+        let to_vec = |data: burn::tensor::TensorData, what: &str| {
+            let values = data
+                .try_into_vec_as::<f32>()
+                .map_err(|e| Error::Internal(format!("{what} could not be read: {e:?}")))?;
+            if values.iter().all(|v| v.is_finite()) {
+                Ok(values)
+            } else {
+                Err(Error::NonFinite { what: what.into() })
+            }
         };
         Ok(Embeddings {
             hidden_size: self.model.config().hidden_size,
-            hidden: to_vec(output.last_hidden_state.into_data()),
-            pooled: to_vec(pooled.into_data()),
+            hidden: to_vec(output.last_hidden_state.into_data(), "the token states")?,
+            pooled: to_vec(pooled.into_data(), "the pooled embeddings")?,
             batch,
         })
     }

@@ -103,6 +103,16 @@ pub enum Error {
         /// The backbone's hidden size.
         expected: usize,
     },
+    /// The model computed a value that is not finite (NaN or infinite): weights or an adapter
+    /// scaling so large that f32 overflows. Refused rather than answered.
+    #[error(
+        "the model computed a non-finite value in {what}: its weights or adapter scaling \
+         overflow f32 (check the backbone's and the adapter's values, e.g. `lora_alpha`)"
+    )]
+    NonFinite {
+        /// Which output (an app's logits, the embeddings).
+        what: String,
+    },
     /// A request the pipeline cannot run (no row, an empty row, ...).
     #[error("invalid input: {0}")]
     InvalidInput(String),

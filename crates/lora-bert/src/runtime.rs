@@ -386,7 +386,7 @@ impl Runtime {
                 Head::Token(head) => {
                     let logits = head.forward(states)?;
                     let [_, s, c] = logits.dims();
-                    let values = host(logits)?;
+                    let values = finite(host(logits)?, name)?;
                     for (k, &b) in members.iter().enumerate() {
                         let len = rows[b].ids.len();
                         let tokens = (0..len)
@@ -399,7 +399,7 @@ impl Runtime {
                     let mask = input.attention_mask.clone().select(0, index);
                     let logits = head.forward(states, mask)?;
                     let [_, c] = logits.dims();
-                    let values = host(logits)?;
+                    let values = finite(host(logits)?, name)?;
                     for (k, &b) in members.iter().enumerate() {
                         out[b] = Some(Logits::Sequence(values[k * c..(k + 1) * c].to_vec()));
                     }
@@ -410,6 +410,17 @@ impl Runtime {
             .enumerate()
             .map(|(b, l)| l.ok_or_else(|| Error::Internal(format!("row {b} got no logits"))))
             .collect()
+    }
+}
+
+/// `values`, refused when one is not finite: an app never answers from NaN logits.
+fn finite(values: Vec<f32>, app: &str) -> Result<Vec<f32>, Error> {
+    if values.iter().all(|v| v.is_finite()) {
+        Ok(values)
+    } else {
+        Err(Error::NonFinite {
+            what: format!("the logits of app `{app}`"),
+        })
     }
 }
 

@@ -450,6 +450,37 @@ fn bad_input_is_a_typed_error() {
     assert!(d < 1e-4, "{d}");
 }
 
+/// An app whose `lora_alpha` is finite in f64 but overflows f32 (PEFT stores it as JSON) is
+/// refused with a typed error at the first request, never answered with NaN logits; the
+/// runtime keeps serving its other apps.
+#[test]
+fn an_app_whose_values_overflow_gets_an_error_not_nan_logits() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let loud = dir.path().join("loud");
+    save_app(&loud, Kind::Tokens, 5, 1, 16, FineTuneMode::LoraHead);
+    let config_path = loud.join("adapter_config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+    config["lora_alpha"] = serde_json::json!(1e308);
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let runtime = Runtime::new(backbone(16, &cpu()));
+    runtime.register("loud", &loud).unwrap();
+    runtime.register("ner", &f.ner).unwrap();
+    let err = runtime
+        .logits(&[Row {
+            app: "loud",
+            ids: A,
+        }])
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::NonFinite { what } if what.contains("`loud`")),
+        "{err:?}"
+    );
+    let rows = runtime.logits(&[Row { app: "ner", ids: A }]).unwrap();
+    assert!(flat(&rows[0]).iter().all(|v| v.is_finite()));
+}
+
 #[test]
 fn threads_share_one_runtime_while_apps_are_added_and_removed() {
     let f = fixture();
