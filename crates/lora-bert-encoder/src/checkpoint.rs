@@ -106,6 +106,36 @@ pub struct LoadReport {
     pub bert_prefix: bool,
 }
 
+impl LoadReport {
+    /// The unused tensors that belong to the encoder itself (its embeddings or layers, under
+    /// any prefix): a file holding these was described by a config.json of a smaller model
+    /// (fewer layers, say), so the model built from it is not the one that was saved. Unused
+    /// task heads (`classifier.*`, `cls.*`) are not listed.
+    ///
+    /// ```
+    /// use lora_bert_encoder::LoadReport;
+    ///
+    /// let report = LoadReport {
+    ///     unexpected: vec!["bert.encoder.layer.6.output.dense.weight".into(), "classifier.bias".into()],
+    ///     ..LoadReport::default()
+    /// };
+    /// assert_eq!(report.unused_encoder_tensors(), ["bert.encoder.layer.6.output.dense.weight"]);
+    /// ```
+    pub fn unused_encoder_tensors(&self) -> Vec<&str> {
+        self.unexpected
+            .iter()
+            .map(String::as_str)
+            .filter(|name| {
+                let bare = name
+                    .strip_prefix("bert.")
+                    .or_else(|| name.strip_prefix("mpnet."))
+                    .unwrap_or(name);
+                bare.starts_with("encoder.") || bare.starts_with("embeddings.")
+            })
+            .collect()
+    }
+}
+
 /// The files of a Hugging Face model directory.
 #[derive(Debug, Clone)]
 pub struct ModelDir {

@@ -68,7 +68,7 @@ pub struct ProbeFit {
 }
 
 /// The L2 strengths a pilot or evaluation tries with [`LinearProbe::fit_selected`].
-pub const L2_GRID: [f64; 7] = [1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4];
+pub const L2_GRID: [f64; 9] = [1.0, 3e-1, 1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4];
 
 /// One candidate L2 strength scored on held-out rows.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -138,7 +138,7 @@ impl LinearProbe {
     /// (tried strongest first, each fit warm-started from the previous one) are fitted on
     /// rows `..split` and scored by the mean cross-entropy of rows `split..`; the path stops
     /// once that loss has risen twice in a row. The probe returned is refitted on all rows
-    /// with the chosen strength. `config.l2` is not used.
+    /// with the chosen strength, warm-started from the chosen fit. `config.l2` is not used.
     ///
     /// For token tasks, put whole sentences on each side of `split`, so that no sentence
     /// is both fitted and scored.
@@ -177,10 +177,13 @@ impl LinearProbe {
         let problem = Standardised::new(fit_x, dim, fit_y, classes, device);
         let mut theta = vec![0.0; (dim + 1) * classes];
         let mut trials: Vec<L2Trial> = Vec::new();
+        // The raw-feature solution at each strength, to warm-start the final fit.
+        let mut solutions: Vec<Vec<f64>> = Vec::new();
         let mut rises = 0;
         for l2 in order {
             let (next, fit) = problem.solve(l2, theta, config)?;
             theta = next;
+            solutions.push(problem.raw(&theta));
             let (loss, accuracy) = cross_entropy(&problem.probe(&theta).logits(held_x)?, held_y)?;
             if trials.last().is_some_and(|t| loss > t.held_out_loss) {
                 rises += 1;
@@ -197,13 +200,15 @@ impl LinearProbe {
                 break;
             }
         }
-        let best = trials
+        let (best, start) = trials
             .iter()
-            .min_by(|a, b| a.held_out_loss.total_cmp(&b.held_out_loss))
-            .map(|t| t.l2)
-            .unwrap_or(config.l2);
+            .zip(&solutions)
+            .min_by(|a, b| a.0.held_out_loss.total_cmp(&b.0.held_out_loss))
+            .map(|(t, raw)| (t.l2, raw))
+            .ok_or_else(|| invalid("no L2 candidate was fitted".into()))?;
+        // All rows, warm-started from the chosen fit (re-expressed in their standardisation).
         let all = Standardised::new(features, dim, labels, classes, device);
-        let (theta, fit) = all.solve(best, vec![0.0; (dim + 1) * classes], config)?;
+        let (theta, fit) = all.solve(best, all.standardised(start), config)?;
         Ok((
             all.probe(&theta),
             fit,
@@ -387,21 +392,42 @@ impl<'a> Standardised<'a> {
         lbfgs(&objective, theta, config)
     }
 
-    /// The probe on raw features: the standardisation folded into the weights,
+    /// `θ` on raw features: the standardisation folded into the weights,
     /// `x·W' + b' = ((x − μ)/σ)·W + b`.
-    fn probe(&self, theta: &[f64]) -> LinearProbe {
+    fn raw(&self, theta: &[f64]) -> Vec<f64> {
         let (dim, classes) = (self.dim, self.classes);
-        let (w, b) = theta.split_at(dim * classes);
-        let mut weight = vec![0.0f32; dim * classes];
-        let mut bias: Vec<f64> = b.to_vec();
+        let mut out = theta.to_vec();
+        let (w, b) = out.split_at_mut(dim * classes);
         for d in 0..dim {
             for c in 0..classes {
-                let v = w[d * classes + c] / self.scale[d];
-                weight[d * classes + c] = v as f32;
-                bias[c] -= self.mean[d] * v;
+                w[d * classes + c] /= self.scale[d];
+                b[c] -= self.mean[d] * w[d * classes + c];
             }
         }
-        let bias: Vec<f32> = bias.into_iter().map(|v| v as f32).collect();
+        out
+    }
+
+    /// The inverse of [`raw`](Self::raw): raw-feature weights in this standardisation.
+    fn standardised(&self, raw: &[f64]) -> Vec<f64> {
+        let (dim, classes) = (self.dim, self.classes);
+        let mut out = raw.to_vec();
+        let (w, b) = out.split_at_mut(dim * classes);
+        for d in 0..dim {
+            for c in 0..classes {
+                b[c] += self.mean[d] * w[d * classes + c];
+                w[d * classes + c] *= self.scale[d];
+            }
+        }
+        out
+    }
+
+    /// The probe on raw features (see [`raw`](Self::raw)).
+    fn probe(&self, theta: &[f64]) -> LinearProbe {
+        let (dim, classes) = (self.dim, self.classes);
+        let raw = self.raw(theta);
+        let (w, b) = raw.split_at(dim * classes);
+        let weight: Vec<f32> = w.iter().map(|&v| v as f32).collect();
+        let bias: Vec<f32> = b.iter().map(|&v| v as f32).collect();
         LinearProbe {
             weight: Tensor::from_data(TensorData::new(weight, [dim, classes]), self.device),
             bias: Tensor::from_data(TensorData::new(bias, [classes]), self.device),

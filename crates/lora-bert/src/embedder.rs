@@ -72,9 +72,16 @@ impl Embedder {
     /// `tokenizer.json`). The tokenizer's maximum length is the model's
     /// `max_position_embeddings`; longer texts are an error unless the tokenizer policy is
     /// changed with [`with_tokenizer`](Self::with_tokenizer).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Checkpoint`] and [`Error::Tokenizer`] for files that do not load;
+    /// [`Error::UnusedTensors`] when the checkpoint holds encoder tensors its config.json does
+    /// not describe (the report lists any other unused tensor, such as a task head).
     pub fn from_dir(dir: impl AsRef<Path>, device: &Device) -> Result<(Self, LoadReport), Error> {
         let dir = dir.as_ref();
         let (model, report) = BertModel::load(dir, device)?;
+        crate::whole_backbone(dir, &report)?;
         let tokenizer = BertTokenizer::from_file(dir.join("tokenizer.json"))?
             .with_max_length(model.config().max_position_embeddings);
         Ok((

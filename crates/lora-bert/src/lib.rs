@@ -103,6 +103,21 @@ pub enum Error {
         /// The backbone's hidden size.
         expected: usize,
     },
+    /// The checkpoint holds encoder tensors its config.json does not use (more layers than
+    /// the config names, say): the model built from it would not be the one that was saved.
+    #[error(
+        "{}: the checkpoint has encoder tensors its config.json does not use ({}{}): the \
+         config describes a smaller model than the file holds",
+        path.display(),
+        names.iter().take(4).cloned().collect::<Vec<_>>().join(", "),
+        if names.len() > 4 { format!(" and {} more", names.len() - 4) } else { String::new() }
+    )]
+    UnusedTensors {
+        /// The model directory.
+        path: std::path::PathBuf,
+        /// The unused tensors, as stored.
+        names: Vec<String>,
+    },
     /// The model computed a value that is not finite (NaN or infinite): weights or an adapter
     /// scaling so large that f32 overflows. Refused rather than answered.
     #[error(
@@ -119,4 +134,21 @@ pub enum Error {
     /// A bug: something the runtime should have ruled out.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// Refuses a backbone whose checkpoint holds encoder tensors the config does not use
+/// ([`LoadReport::unused_encoder_tensors`](lora_bert_encoder::LoadReport::unused_encoder_tensors)).
+pub(crate) fn whole_backbone(
+    dir: &std::path::Path,
+    report: &lora_bert_encoder::LoadReport,
+) -> Result<(), Error> {
+    let names = report.unused_encoder_tensors();
+    if names.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::UnusedTensors {
+            path: dir.to_owned(),
+            names: names.into_iter().map(str::to_owned).collect(),
+        })
+    }
 }

@@ -88,6 +88,17 @@ fn argmax(p: &[f32]) -> usize {
         .0
 }
 
+/// `O`, or an entity tag: a scheme prefix (`B I E S L U`), `-`, and a non-empty type.
+fn is_entity_tag(label: &str) -> bool {
+    if label == "O" {
+        return true;
+    }
+    let mut chars = label.chars();
+    matches!(chars.next(), Some('B' | 'I' | 'E' | 'S' | 'L' | 'U'))
+        && chars.next() == Some('-')
+        && chars.next().is_some()
+}
+
 /// Checks that `app` is registered and classifies what the pipeline expects.
 fn check_app(runtime: &Runtime, app: &str, kind: AppKind) -> Result<Vec<String>, Error> {
     let info = runtime.app(app)?;
@@ -142,9 +153,35 @@ impl NerPipeline {
     ///
     /// # Errors
     ///
-    /// [`Error::UnknownApp`]; [`Error::InvalidInput`] for an app that is not a token app.
+    /// [`Error::UnknownApp`]; [`Error::InvalidInput`] for an app that is not a token app, or
+    /// whose labels are not entity tags (`O` and `B-`/`I-`/`E-`/`S-`/`L-`/`U-` prefixed
+    /// types, as a part-of-speech app's are not).
     pub fn new(runtime: Arc<Runtime>, app: &str, tokenizer: BertTokenizer) -> Result<Self, Error> {
         let labels = check_app(&runtime, app, AppKind::TokenClassification)?;
+        let not_tags: Vec<&str> = labels
+            .iter()
+            .map(String::as_str)
+            .filter(|l| !is_entity_tag(l))
+            .collect();
+        if !not_tags.is_empty() || !labels.iter().any(|l| l != "O") {
+            return Err(Error::InvalidInput(format!(
+                "app `{app}` is not an entity tagger: its labels must be `O` and entity tags \
+                 (B-/I-/E-/S-/L-/U- and a type); {}",
+                if not_tags.is_empty() {
+                    "it has no entity tag".to_owned()
+                } else {
+                    format!(
+                        "these are not: {}",
+                        not_tags
+                            .iter()
+                            .take(5)
+                            .copied()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            )));
+        }
         let tokenizer = match tokenizer.length_policy() {
             LengthPolicy::Window { .. } => tokenizer,
             _ => {

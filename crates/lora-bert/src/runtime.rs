@@ -147,9 +147,12 @@ impl Runtime {
     ///
     /// # Errors
     ///
-    /// [`Error::Checkpoint`] when the directory does not hold a loadable BERT.
+    /// [`Error::Checkpoint`] when the directory does not hold a loadable BERT;
+    /// [`Error::UnusedTensors`] when its checkpoint holds encoder tensors its config.json does
+    /// not describe (an unused task head is fine).
     pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self, Error> {
-        let (backbone, _report) = BertModel::load(dir, device)?;
+        let (backbone, report) = BertModel::load(dir.as_ref(), device)?;
+        crate::whole_backbone(dir.as_ref(), &report)?;
         Ok(Self::new(backbone))
     }
 
@@ -159,10 +162,11 @@ impl Runtime {
     ///
     /// # Errors
     ///
-    /// [`Error::Checkpoint`] as [`load`](Self::load); [`Error::Quantize`] on a device int8
-    /// weights do not run on (autodiff, GPU).
+    /// [`Error::Checkpoint`] and [`Error::UnusedTensors`] as [`load`](Self::load);
+    /// [`Error::Quantize`] on a device int8 weights do not run on (autodiff, GPU).
     pub fn load_int8(dir: impl AsRef<Path>, device: &Device) -> Result<Self, Error> {
-        let (backbone, _report) = BertModel::load(dir, device)?;
+        let (backbone, report) = BertModel::load(dir.as_ref(), device)?;
+        crate::whole_backbone(dir.as_ref(), &report)?;
         Ok(Self::new(backbone.quantize_int8()?))
     }
 

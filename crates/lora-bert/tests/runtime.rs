@@ -755,3 +755,50 @@ fn every_compiled_backend_serves_what_the_cpu_serves() {
         assert!((labels[0].score - want_labels[0].score).abs() < 1e-4);
     }
 }
+
+/// The NER pipeline takes only apps whose labels are entity tags: a part-of-speech style
+/// label set (here `L0`…`L6`) is refused instead of read as made-up entities.
+#[test]
+fn the_ner_pipeline_refuses_an_app_whose_labels_are_not_entity_tags() {
+    let f = fixture();
+    let runtime = served(&f);
+    runtime.register("pos", &f.pos).unwrap();
+    let tok = tokenizer(f._dir.path(), 32);
+    let err = NerPipeline::new(runtime.clone(), "pos", tok.clone()).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidInput(m) if m.contains("not an entity tagger") && m.contains("L0")),
+        "{err:?}"
+    );
+    assert!(NerPipeline::new(runtime, "ner", tok).is_ok());
+}
+
+/// A backbone directory whose config.json names fewer layers than its checkpoint holds is
+/// refused by `Runtime::load` (and the embedder), naming the unused tensors, instead of
+/// serving a truncated model.
+#[test]
+fn a_backbone_with_more_layers_than_its_config_is_refused() {
+    let device = cpu();
+    let dir = tempfile::tempdir().unwrap();
+    let mut three = config(16);
+    three.num_hidden_layers = 3;
+    BertModel::init(&three, false, &device)
+        .save(dir.path())
+        .unwrap();
+    assert!(Runtime::load(dir.path(), &device).is_ok());
+    let config_path = dir.path().join("config.json");
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+    json["num_hidden_layers"] = serde_json::json!(2);
+    std::fs::write(&config_path, json.to_string()).unwrap();
+    for result in [
+        Runtime::load(dir.path(), &device).map(|_| ()),
+        Runtime::load_int8(dir.path(), &device).map(|_| ()),
+    ] {
+        let err = result.unwrap_err();
+        assert!(
+            matches!(&err, Error::UnusedTensors { names, .. }
+                if names.len() == 16 && names.iter().all(|n| n.starts_with("encoder.layer.2."))),
+            "{err:?}"
+        );
+    }
+}
