@@ -73,7 +73,14 @@ fn main() -> Result<()> {
         system_malloc: false,
         ragged: false,
     };
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args_os()
+        .skip(1)
+        .map(|a| {
+            a.into_string()
+                .map_err(|a| format!("argument `{}` is not valid UTF-8", a.to_string_lossy()))
+        })
+        .collect::<std::result::Result<Vec<String>, String>>()?
+        .into_iter();
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {

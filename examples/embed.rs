@@ -29,7 +29,14 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args_os()
+        .skip(1)
+        .map(|a| {
+            a.into_string()
+                .map_err(|a| format!("argument `{}` is not valid UTF-8", a.to_string_lossy()))
+        })
+        .collect::<std::result::Result<Vec<String>, String>>()?
+        .into_iter();
     let mut model = None;
     let mut adapter = None;
     let mut backend = Backend::default_cpu().map_err(|e| e.to_string())?;

@@ -86,7 +86,14 @@ fn parse_args() -> Result<Option<Args>> {
         seed: 0,
         backend: Backend::default_cpu()?,
     };
-    let mut it = std::env::args().skip(1);
+    let mut it = std::env::args_os()
+        .skip(1)
+        .map(|a| {
+            a.into_string()
+                .map_err(|a| format!("argument `{}` is not valid UTF-8", a.to_string_lossy()))
+        })
+        .collect::<std::result::Result<Vec<String>, String>>()?
+        .into_iter();
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {

@@ -894,7 +894,11 @@ pub fn run(args: Vec<String>) -> Result<()> {
             arm, &args, &files, &tokenizer, &tasks, &inference,
         )?);
     }
-    let table = render(&args, &records, &probes);
+    let table = format!(
+        "{}\n{}",
+        teacher_section(Path::new(&s.teacher))?,
+        render(&args, &records, &probes)
+    );
     println!("\n{table}");
     std::fs::write(args.out.join("pilot.md"), &table)?;
     write_json(&args.out.join("probes.json"), &probes)?;
@@ -929,6 +933,63 @@ fn score(probes: &[ProbeRecord], arm: PilotArm, task: &str) -> Option<f64> {
         .iter()
         .find(|p| p.arm == arm && p.task == task)
         .map(|p| p.score)
+}
+
+/// The teacher's paragraph, read from its files: `tagger.json` (the notes `ner_teacher`
+/// writes) and `report.json` (its CoNLL-2003 test report).
+fn teacher_section(dir: &Path) -> Result<String> {
+    use std::fmt::Write;
+    let read = |name: &str| -> Result<serde_json::Value> {
+        let path = dir.join(name);
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(serde_json::from_slice(&bytes)?)
+    };
+    let (manifest, report) = (read("tagger.json")?, read("report.json")?);
+    let notes = &manifest["notes"];
+    let pct = |v: &serde_json::Value| v.as_f64().map_or(f64::NAN, |x| 100.0 * x);
+    let mut md = String::new();
+    let history: Vec<String> = notes["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| format!("step {}: {:.2}", e["step"], pct(&e["metric"])))
+        .collect();
+    let _ = writeln!(
+        md,
+        "Teacher: {} with a token-classification head, fully fine-tuned on {} CoNLL-2003 train \
+         sentences, batch {}, {} steps, AdamW lr {} (10% warm-up, linear decay); valid entity F1 \
+         on the first {} valid sentences {}; best step {}. **CoNLL-2003 test ({} sentences), \
+         seqeval default mode: entity micro-F1 {:.2}** (precision {:.2}, recall {:.2}), word \
+         accuracy {:.2}.\n",
+        manifest["base"].as_str().unwrap_or("?"),
+        notes["train_sentences"],
+        notes["batch_size"],
+        notes["steps"],
+        notes["learning_rate"],
+        notes["valid_sentences"],
+        history.join(", "),
+        notes["best_step"],
+        notes["test_sentences"],
+        pct(&report["averages"]["micro_avg"]["f1"]),
+        pct(&report["averages"]["micro_avg"]["precision"]),
+        pct(&report["averages"]["micro_avg"]["recall"]),
+        pct(&report["accuracy"]),
+    );
+    let _ = writeln!(
+        md,
+        "| type | precision | recall | F1 | support |\n|---|---:|---:|---:|---:|"
+    );
+    for (label, prf) in report["per_type"].as_object().into_iter().flatten() {
+        let _ = writeln!(
+            md,
+            "| {label} | {:.2} | {:.2} | {:.2} | {} |",
+            pct(&prf["precision"]),
+            pct(&prf["recall"]),
+            pct(&prf["f1"]),
+            prf["support"]
+        );
+    }
+    Ok(md)
 }
 
 /// The pilot's Markdown: settings, the probe table with deltas against no PF, the group

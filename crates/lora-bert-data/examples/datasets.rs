@@ -46,7 +46,13 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| {
+            a.into_string()
+                .map_err(|a| format!("argument `{}` is not valid UTF-8", a.to_string_lossy()))
+        })
+        .collect::<std::result::Result<Vec<String>, String>>()?;
     let only = match args.as_slice() {
         [] => None,
         [flag, name] if flag == "--dataset" => Some(name.as_str()),

@@ -163,14 +163,22 @@ pub(crate) fn check_size(
     intermediate: usize,
     layers: usize,
 ) -> Result<(), ConfigError> {
+    // Saturating: sizes near usize::MAX must not wrap (u128 holds any usize product once).
     let (h, ff) = (hidden as u128, intermediate as u128);
-    let embeddings: u128 = rows.iter().map(|&(_, r)| r as u128 * h).sum();
-    let per_layer = 4 * (h * h + h) + 2 * h * ff + ff + 5 * h;
-    let total = embeddings + layers as u128 * per_layer;
+    let embeddings = rows
+        .iter()
+        .fold(0u128, |sum, &(_, r)| sum.saturating_add(r as u128 * h));
+    let per_layer = (h * h + h)
+        .saturating_mul(4)
+        .saturating_add((h * ff).saturating_mul(2))
+        .saturating_add(ff)
+        .saturating_add(h.saturating_mul(5));
+    let layers_total = (layers as u128).saturating_mul(per_layer);
+    let total = embeddings.saturating_add(layers_total);
     if total <= MAX_PARAMETERS {
         return Ok(());
     }
-    let (field, size) = if layers as u128 * per_layer >= embeddings {
+    let (field, size) = if layers_total >= embeddings {
         ("num_hidden_layers", layers)
     } else {
         rows.iter()

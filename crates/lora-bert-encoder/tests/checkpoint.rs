@@ -460,6 +460,15 @@ fn configs_beyond_the_parameter_limit_are_refused() {
                 c.num_attention_heads = 1;
             }),
         ),
+        // Products that overflow even u128 arithmetic saturate instead of wrapping.
+        (
+            "num_hidden_layers",
+            Box::new(|c: &mut BertConfig| {
+                c.hidden_size = usize::MAX;
+                c.intermediate_size = usize::MAX;
+                c.num_attention_heads = 1;
+            }),
+        ),
     ] {
         let mut config = tiny_config();
         edit(&mut config);

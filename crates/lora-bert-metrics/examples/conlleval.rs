@@ -28,7 +28,14 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args_os()
+        .skip(1)
+        .map(|a| {
+            a.into_string()
+                .map_err(|a| format!("argument `{}` is not valid UTF-8", a.to_string_lossy()))
+        })
+        .collect::<std::result::Result<Vec<String>, String>>()?
+        .into_iter();
     let (mut file, mut scheme, mut strict, mut json) = (None, None, false, false);
     while let Some(arg) = args.next() {
         match arg.as_str() {

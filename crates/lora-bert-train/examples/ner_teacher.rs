@@ -65,7 +65,7 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, CliError> {
-    let mut flags = Flags::from_env();
+    let mut flags = Flags::from_env()?;
     let mut out = None;
     let mut args = Args {
         out: PathBuf::new(),

@@ -125,7 +125,7 @@ fn parse_variant(name: &str) -> Result<Variant, CliError> {
 }
 
 fn parse_args() -> Result<Args, CliError> {
-    let mut flags = Flags::from_env();
+    let mut flags = Flags::from_env()?;
     let mut variant = None;
     let mut out = None;
     let mut args = Args {

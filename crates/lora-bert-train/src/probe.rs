@@ -21,7 +21,8 @@
 //! below [`ProbeConfig::tolerance`]. The problem is strictly convex (L2 > 0), so the result
 //! depends on the data and `l2` only, up to that tolerance.
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use lora_bert_adapters::{AdaptedModel, Lora};
 use lora_bert_data::batch::EncodedRows;
 use lora_bert_data::token::{TokenBatch, TokenExample};
@@ -135,8 +136,9 @@ impl LinearProbe {
     }
 
     /// Fits a probe whose L2 strength is chosen on held-out rows: candidates from `grid`
-    /// (tried strongest first, each fit warm-started from the previous one) are fitted on
-    /// rows `..split` and scored by the mean cross-entropy of rows `split..`; the path stops
+    /// (tried strongest first, each fit warm-started from the previous one, to ten times
+    /// `config.tolerance`) are fitted on rows `..split` and scored by the mean cross-entropy
+    /// of rows `split..`; the path stops
     /// once that loss has risen twice in a row. The probe returned is refitted on all rows
     /// with the chosen strength, warm-started from the chosen fit. `config.l2` is not used.
     ///
@@ -180,8 +182,13 @@ impl LinearProbe {
         // The raw-feature solution at each strength, to warm-start the final fit.
         let mut solutions: Vec<Vec<f64>> = Vec::new();
         let mut rises = 0;
+        // The path only ranks strengths: a tenth of the final fit's precision is plenty.
+        let path_config = ProbeConfig {
+            tolerance: config.tolerance * 10.0,
+            ..*config
+        };
         for l2 in order {
-            let (next, fit) = problem.solve(l2, theta, config)?;
+            let (next, fit) = problem.solve(l2, theta, &path_config)?;
             theta = next;
             solutions.push(problem.raw(&theta));
             let (loss, accuracy) = cross_entropy(&problem.probe(&theta).logits(held_x)?, held_y)?;
@@ -338,6 +345,8 @@ fn cross_entropy(logits: &[f32], labels: &[u32]) -> Result<(f64, f64)> {
 /// per-feature mean and scale that map raw features onto them.
 struct Standardised<'a> {
     x: Tensor<2>,
+    index: Tensor<2, Int>,
+    onehot: Tensor<2>,
     labels: &'a [u32],
     mean: Vec<f64>,
     scale: Vec<f64>,
@@ -363,8 +372,16 @@ impl<'a> Standardised<'a> {
                     .map(|(&v, (&m, &s))| ((f64::from(v) - m) / s) as f32)
             })
             .collect();
+        let n = labels.len();
+        let mut onehot = vec![0.0f32; n * classes];
+        for (i, &l) in labels.iter().enumerate() {
+            onehot[i * classes + l as usize] = 1.0;
+        }
+        let index: Vec<i64> = labels.iter().map(|&l| i64::from(l)).collect();
         Self {
-            x: Tensor::<2>::from_data(TensorData::new(standard, [labels.len(), dim]), device),
+            x: Tensor::<2>::from_data(TensorData::new(standard, [n, dim]), device),
+            index: Tensor::from_data(TensorData::new(index, [n, 1]), device),
+            onehot: Tensor::from_data(TensorData::new(onehot, [n, classes]), device),
             labels,
             mean,
             scale,
@@ -383,6 +400,8 @@ impl<'a> Standardised<'a> {
     ) -> Result<(Vec<f64>, ProbeFit)> {
         let objective = Objective {
             x: self.x.clone(),
+            index: self.index.clone(),
+            onehot: self.onehot.clone(),
             labels: self.labels,
             dim: self.dim,
             classes: self.classes,
@@ -467,6 +486,9 @@ fn standardisation(features: &[f32], dim: usize) -> (Vec<f64>, Vec<f64>) {
 /// function of `θ = [W (dim × classes, row-major), b (classes)]`.
 struct Objective<'a> {
     x: Tensor<2>,
+    /// The labels as `[n, 1]` indices, and one-hot `[n, classes]`.
+    index: Tensor<2, Int>,
+    onehot: Tensor<2>,
     labels: &'a [u32],
     dim: usize,
     classes: usize,
@@ -483,32 +505,22 @@ impl Objective<'_> {
         let to_f32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
         let wt = Tensor::<2>::from_data(TensorData::new(to_f32(w), [dim, classes]), self.device);
         let bt = Tensor::<1>::from_data(TensorData::new(to_f32(b), [classes]), self.device);
-        let logits = host_values(
-            self.x.clone().matmul(wt) + bt.unsqueeze_dim(0),
-            "probe logits",
-        )?;
+        // Softmax and residual on the device (its kernels are parallel); only the n picked
+        // log-probabilities, the bias gradient and `Xᵀ R` come back, summed in f64.
+        let log_p = log_softmax(self.x.clone().matmul(wt) + bt.unsqueeze_dim(0), 1);
+        let picked = host_values(log_p.clone().gather(1, self.index.clone()), "probe loss")?;
         let inv_n = 1.0 / n as f64;
-        let mut loss = 0.0f64;
-        let mut residual = vec![0.0f32; n * classes];
+        let mut loss = -picked.iter().map(|&v| f64::from(v)).sum::<f64>() * inv_n;
+        let residual = (log_p.exp() - self.onehot.clone()).mul_scalar(inv_n);
+        let gb = host_values(residual.clone().sum_dim(0), "probe bias gradient")?;
+        let gw = host_values(
+            self.x.clone().transpose().matmul(residual),
+            "probe gradient",
+        )?;
         let mut grad = vec![0.0f64; theta.len()];
-        let mut exps = vec![0.0f64; classes];
-        for (i, (row, &label)) in logits.chunks_exact(classes).zip(self.labels).enumerate() {
-            let max = row.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
-            let mut z = 0.0f64;
-            for (e, &v) in exps.iter_mut().zip(row) {
-                *e = f64::from(v - max).exp();
-                z += *e;
-            }
-            loss += z.ln() - f64::from(row[label as usize] - max);
-            for c in 0..classes {
-                let g = (exps[c] / z - if c == label as usize { 1.0 } else { 0.0 }) * inv_n;
-                residual[i * classes + c] = g as f32;
-                grad[dim * classes + c] += g;
-            }
+        for (g, &v) in grad[dim * classes..].iter_mut().zip(&gb) {
+            *g = f64::from(v);
         }
-        loss *= inv_n;
-        let r = Tensor::<2>::from_data(TensorData::new(residual, [n, classes]), self.device);
-        let gw = host_values(self.x.clone().transpose().matmul(r), "probe gradient")?;
         let mut penalty = 0.0f64;
         for ((g, &x), &wv) in grad.iter_mut().zip(&gw).zip(w) {
             *g = f64::from(x) + self.l2 * wv;

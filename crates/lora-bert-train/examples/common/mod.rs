@@ -89,10 +89,25 @@ pub struct Flags {
 
 impl Flags {
     /// The process's arguments (without the program name).
-    pub fn from_env() -> Self {
-        Self {
-            args: std::env::args().skip(1).collect::<Vec<_>>().into_iter(),
-        }
+    ///
+    /// # Errors
+    ///
+    /// [`CliError::Usage`] for an argument that is not valid UTF-8.
+    pub fn from_env() -> Result<Self, CliError> {
+        let args = std::env::args_os()
+            .skip(1)
+            .map(|a| {
+                a.into_string().map_err(|a| {
+                    CliError::Usage(format!(
+                        "argument `{}` is not valid UTF-8",
+                        a.to_string_lossy()
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            args: args.into_iter(),
+        })
     }
 
     /// The next flag, if any.
