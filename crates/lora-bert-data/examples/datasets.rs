@@ -89,7 +89,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         println!("  licence: {}", info.licence);
         match &data {
             Dataset::Tokens(s) => {
-                let sample = &s.train[0];
+                let Some(sample) = s.train.first() else {
+                    println!("  sample: none (the train split is empty)\n");
+                    continue;
+                };
                 let tagged: Vec<String> = sample
                     .tokens
                     .iter()
@@ -99,7 +102,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 println!("  sample: {}", short(&tagged.join(" "), 100));
             }
             Dataset::Texts(s) => {
-                let sample = &s.train[0];
+                let Some(sample) = s.train.first() else {
+                    println!("  sample: none (the train split is empty)\n");
+                    continue;
+                };
                 println!("  sample: [{}] {}", sample.label, short(&sample.text, 100));
             }
         }

@@ -63,6 +63,7 @@ selects the best step on dev, reports TEST metrics and saves the app into DIR.
 options:
   --task NAME          a registry dataset: wnut16, brown-pos, bbc-news, spam-assassin, ... (required)
   --out DIR            where the app is saved (required)
+  --force              overwrite a finished result in --out
   --fraction F         stratified share of the train split, in (0, 1] (default 1)
   --init DIR           start from a pre_finetune output (backbone + the ner/tc group if present)
   --mode M             head | lora | full (default lora)
@@ -84,6 +85,7 @@ options:
 struct Args {
     task: DatasetId,
     out: PathBuf,
+    force: bool,
     fraction: f64,
     init: Option<PathBuf>,
     mode: FineTuneMode,
@@ -108,6 +110,7 @@ fn parse_args() -> Result<Args, CliError> {
     let mut args = Args {
         task: DatasetId::Wnut16,
         out: PathBuf::new(),
+        force: false,
         fraction: 1.0,
         init: None,
         mode: FineTuneMode::LoraHead,
@@ -128,6 +131,7 @@ fn parse_args() -> Result<Args, CliError> {
         match flag.as_str() {
             "--task" => task = Some(flags.value::<DatasetId>(&flag)?),
             "--out" => out = Some(flags.value::<PathBuf>(&flag)?),
+            "--force" => args.force = true,
             "--fraction" => args.fraction = flags.value(&flag)?,
             "--init" => args.init = Some(flags.value(&flag)?),
             "--mode" => {
@@ -170,6 +174,11 @@ fn parse_args() -> Result<Args, CliError> {
     }
     args.task = common::required(task, "--task")?;
     args.out = common::required(out, "--out")?;
+    common::output_dir(
+        &args.out,
+        &[lora_bert_train::finetune::APP_FILE],
+        args.force,
+    )?;
     if !(args.fraction > 0.0 && args.fraction <= 1.0) {
         return Err(CliError::Usage(format!(
             "--fraction {}: must be in (0, 1]",

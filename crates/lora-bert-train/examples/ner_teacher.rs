@@ -40,6 +40,7 @@ selects the best step on valid (entity F1), reports TEST entity F1 and saves the
 
 options:
   --out DIR            where the tagger is saved (required); checkpoints in DIR/checkpoints
+  --force              overwrite a finished result in --out
   --steps N            optimizer steps (default 1500)
   --batch-size B       sentences per batch (default 16)
   --lr LR              peak learning rate (default 5e-5; 10% warm-up, linear decay)
@@ -53,6 +54,7 @@ options:
 
 struct Args {
     out: PathBuf,
+    force: bool,
     steps: usize,
     batch_size: usize,
     lr: f64,
@@ -69,6 +71,7 @@ fn parse_args() -> Result<Args, CliError> {
     let mut out = None;
     let mut args = Args {
         out: PathBuf::new(),
+        force: false,
         steps: 1500,
         batch_size: 16,
         lr: 5e-5,
@@ -82,6 +85,7 @@ fn parse_args() -> Result<Args, CliError> {
     while let Some(flag) = flags.next_flag() {
         match flag.as_str() {
             "--out" => out = Some(flags.value::<PathBuf>(&flag)?),
+            "--force" => args.force = true,
             "--steps" => args.steps = common::positive(flags.value(&flag)?, &flag)?,
             "--batch-size" => args.batch_size = common::positive(flags.value(&flag)?, &flag)?,
             "--lr" => args.lr = flags.value(&flag)?,
@@ -96,6 +100,7 @@ fn parse_args() -> Result<Args, CliError> {
         }
     }
     args.out = common::required(out, "--out")?;
+    common::output_dir(&args.out, &["tagger.json", "tagger.bpk"], args.force)?;
     if !(args.lr.is_finite() && args.lr > 0.0) {
         return Err(CliError::Usage(format!(
             "--lr {}: must be finite and > 0",

@@ -59,6 +59,7 @@ Rerun the same command to resume from DIR/checkpoints.
 options:
   --variant V          ner | tc | naive | mtpf-tpl (required)
   --out DIR            output directory (required); also holds teacher-cache-*/ and checkpoints/
+  --force              overwrite a finished result in --out
   --steps N            optimizer steps (default 1000)
   --batch-size B       rows per batch, both families (default 32)
   --k K                mtpf-tpl: LoRA on the last K layers (default 2)
@@ -77,6 +78,7 @@ options:
 struct Args {
     variant: Variant,
     out: PathBuf,
+    force: bool,
     steps: usize,
     batch_size: usize,
     k: usize,
@@ -131,6 +133,7 @@ fn parse_args() -> Result<Args, CliError> {
     let mut args = Args {
         variant: Variant::MtpfTpl,
         out: PathBuf::new(),
+        force: false,
         steps: 1000,
         batch_size: 32,
         k: 2,
@@ -149,6 +152,7 @@ fn parse_args() -> Result<Args, CliError> {
         match flag.as_str() {
             "--variant" => variant = Some(parse_variant(&flags.value::<String>(&flag)?)?),
             "--out" => out = Some(flags.value::<PathBuf>(&flag)?),
+            "--force" => args.force = true,
             "--steps" => args.steps = common::positive(flags.value(&flag)?, &flag)?,
             "--batch-size" => args.batch_size = common::positive(flags.value(&flag)?, &flag)?,
             "--k" => args.k = common::positive(flags.value(&flag)?, &flag)?,
@@ -180,6 +184,7 @@ fn parse_args() -> Result<Args, CliError> {
     }
     args.variant = common::required(variant, "--variant")?;
     args.out = common::required(out, "--out")?;
+    common::output_dir(&args.out, &["config.json", "model.safetensors"], args.force)?;
     if !(args.lr.is_finite() && args.lr > 0.0) {
         return Err(CliError::Usage(format!(
             "--lr {}: must be finite and > 0",

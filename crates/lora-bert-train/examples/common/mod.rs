@@ -140,6 +140,33 @@ pub fn required<T>(value: Option<T>, flag: &str) -> Result<T, CliError> {
     value.ok_or_else(|| CliError::Usage(format!("{flag} is required")))
 }
 
+/// Checks an output folder before any work starts: it must be a folder (or not exist yet), be
+/// writable, and hold none of `results` (the files a finished run writes there) unless
+/// `force`. What a resumable run keeps there (checkpoints, caches) is allowed.
+pub fn output_dir(dir: &Path, results: &[&str], force: bool) -> Result<(), CliError> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(CliError::Usage(format!(
+            "--out {}: exists and is not a folder",
+            dir.display()
+        )));
+    }
+    if !force && let Some(found) = results.iter().find(|f| dir.join(f).exists()) {
+        return Err(CliError::Usage(format!(
+            "--out {} already holds a finished result ({found}); pass --force to overwrite it, \
+             or choose another folder",
+            dir.display()
+        )));
+    }
+    let io = |source| CliError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let probe = dir.join(format!(".write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(io)?;
+    std::fs::remove_file(&probe).map_err(io)
+}
+
 /// A flag that must be at least 1.
 pub fn positive(value: usize, flag: &str) -> Result<usize, CliError> {
     if value == 0 {
