@@ -970,9 +970,9 @@ fn teacher_section(dir: &Path) -> Result<String> {
         history.join(", "),
         notes["best_step"],
         notes["test_sentences"],
-        pct(&report["averages"]["micro_avg"]["f1"]),
-        pct(&report["averages"]["micro_avg"]["precision"]),
-        pct(&report["averages"]["micro_avg"]["recall"]),
+        pct(&report["averages"]["micro"]["f1"]),
+        pct(&report["averages"]["micro"]["precision"]),
+        pct(&report["averages"]["micro"]["recall"]),
         pct(&report["accuracy"]),
     );
     let _ = writeln!(
@@ -1127,6 +1127,22 @@ fn render(args: &Args, records: &BTreeMap<PilotArm, ArmRecord>, probes: &[ProbeR
     ));
     for line in lines {
         let _ = writeln!(md, "- {line}");
+    }
+    // What the teacher's knowledge adds beyond token-level training itself.
+    let share: Vec<String> = PROBE_TASKS
+        .iter()
+        .filter_map(|&t| {
+            let d = 100.0
+                * (score(probes, PilotArm::NerPf, t)? - score(probes, PilotArm::NerShuffled, t)?);
+            Some(format!("{t} {d:+.2}"))
+        })
+        .collect();
+    if !share.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nThe teacher's share (NER PF minus the shuffled-teacher control, points): {}.",
+            share.join(", ")
+        );
     }
     md
 }

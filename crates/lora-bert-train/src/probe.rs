@@ -16,9 +16,9 @@
 //! probe's weights, so [`LinearProbe::logits`] takes raw features.
 //!
 //! The fit is full-batch L-BFGS (ten correction pairs, backtracking Armijo line search): the
-//! two products `XW` and `Xᵀ(P − Y)` run on the device's matrix kernels, the softmax, loss
-//! and gradient assembly in f64 on the host. It stops when the largest gradient entry falls
-//! below [`ProbeConfig::tolerance`]. The problem is strictly convex (L2 > 0), so the result
+//! products `XW` and `Xᵀ(P − Y)` and the softmax run on the device's kernels; the loss and
+//! the gradient are accumulated in f64 on the host, where the L-BFGS vectors live. It stops
+//! when the largest gradient entry falls below [`ProbeConfig::tolerance`]. The problem is strictly convex (L2 > 0), so the result
 //! depends on the data and `l2` only, up to that tolerance.
 
 use burn::tensor::activation::log_softmax;
@@ -138,8 +138,7 @@ impl LinearProbe {
     /// Fits a probe whose L2 strength is chosen on held-out rows: candidates from `grid`
     /// (tried strongest first, each fit warm-started from the previous one, to ten times
     /// `config.tolerance`) are fitted on rows `..split` and scored by the mean cross-entropy
-    /// of rows `split..`; the path stops
-    /// once that loss has risen twice in a row. The probe returned is refitted on all rows
+    /// of rows `split..`; the path stops once that loss has risen twice in a row. The probe returned is refitted on all rows
     /// with the chosen strength, warm-started from the chosen fit. `config.l2` is not used.
     ///
     /// For token tasks, put whole sentences on each side of `split`, so that no sentence
