@@ -65,7 +65,6 @@ fn a_fitted_probe_is_a_stationary_point_of_the_regularised_loss() {
         l2: 1e-2,
         max_steps: 5000,
         tolerance: 1e-7,
-        ..ProbeConfig::default()
     };
     let (probe, _) = LinearProbe::fit(&x, 4, &y, 3, &config, &device).unwrap();
     let logits = probe.logits(&x).unwrap();
