@@ -12,6 +12,9 @@
 //! largest difference between the backends, then the median forward time on each. Use it to
 //! qualify a GPU (or a driver) before serving on it.
 
+#[path = "common/args.rs"]
+mod args;
+
 use std::time::{Duration, Instant};
 
 use lora_bert::adapters::{AdaptedModel, Layers, Lora, LoraConfig, Targets};
@@ -33,14 +36,7 @@ fn parse_args() -> Result<Args, String> {
         seq: 128,
         iters: 20,
     };
-    let mut args = std::env::args_os()
-        .skip(1)
-        .map(|a| {
-            a.into_string()
-                .map_err(|a| format!("argument `{}` is not valid UTF-8", a.to_string_lossy()))
-        })
-        .collect::<std::result::Result<Vec<String>, String>>()?
-        .into_iter();
+    let mut args = args::utf8_args()?.into_iter();
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
         let number = |v: String| v.parse::<usize>().map_err(|e| format!("{v}: {e}"));

@@ -22,6 +22,9 @@
 //! `lora_bert::malloc::keep_freed_memory` (as the other examples do); `--system-malloc` leaves
 //! glibc's malloc as it is.
 
+#[path = "common/args.rs"]
+mod args;
+
 use std::error::Error;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -73,14 +76,7 @@ fn main() -> Result<()> {
         system_malloc: false,
         ragged: false,
     };
-    let mut args = std::env::args_os()
-        .skip(1)
-        .map(|a| {
-            a.into_string()
-                .map_err(|a| format!("argument `{}` is not valid UTF-8", a.to_string_lossy()))
-        })
-        .collect::<std::result::Result<Vec<String>, String>>()?
-        .into_iter();
+    let mut args = args::utf8_args()?.into_iter();
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {

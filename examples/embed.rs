@@ -12,6 +12,9 @@
 //! specials) and empty texts are refused with an error. This output is an interface that
 //! outside checks rely on: keep it stable.
 
+#[path = "common/args.rs"]
+mod args;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -29,14 +32,7 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = std::env::args_os()
-        .skip(1)
-        .map(|a| {
-            a.into_string()
-                .map_err(|a| format!("argument `{}` is not valid UTF-8", a.to_string_lossy()))
-        })
-        .collect::<std::result::Result<Vec<String>, String>>()?
-        .into_iter();
+    let mut args = args::utf8_args()?.into_iter();
     let mut model = None;
     let mut adapter = None;
     let mut backend = Backend::default_cpu().map_err(|e| e.to_string())?;

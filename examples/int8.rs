@@ -12,6 +12,9 @@
 //! and VADER movie-review accuracy, over every test example. Speed: the median of 10 forward
 //! passes over 1 × 128 and 32 × 128 tokens of real text, after 2 untimed ones.
 
+#[path = "common/args.rs"]
+mod args;
+
 use std::error::Error;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -46,14 +49,7 @@ fn main() -> Result<()> {
     lora_bert::malloc::keep_freed_memory();
     let mut run = PathBuf::from("runs/quickstart");
     let mut backend = Backend::default_cpu()?;
-    let mut args = std::env::args_os()
-        .skip(1)
-        .map(|a| {
-            a.into_string()
-                .map_err(|a| format!("argument `{}` is not valid UTF-8", a.to_string_lossy()))
-        })
-        .collect::<std::result::Result<Vec<String>, String>>()?
-        .into_iter();
+    let mut args = args::utf8_args()?.into_iter();
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {

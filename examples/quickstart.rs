@@ -23,6 +23,9 @@
 //! The defaults are a demonstration sized for 2 CPU cores, not a measurement: with a few
 //! dozen steps the differences are mostly noise. `docs/results.md` has the real comparison.
 
+#[path = "common/args.rs"]
+mod args;
+
 use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -86,14 +89,7 @@ fn parse_args() -> Result<Option<Args>> {
         seed: 0,
         backend: Backend::default_cpu()?,
     };
-    let mut it = std::env::args_os()
-        .skip(1)
-        .map(|a| {
-            a.into_string()
-                .map_err(|a| format!("argument `{}` is not valid UTF-8", a.to_string_lossy()))
-        })
-        .collect::<std::result::Result<Vec<String>, String>>()?
-        .into_iter();
+    let mut it = args::utf8_args()?.into_iter();
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {

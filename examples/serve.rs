@@ -12,6 +12,9 @@
 //! Without `--backbone` it serves on all-MiniLM-L6-v2 (fetched into the asset cache); an app
 //! must run on the backbone it was fine-tuned from.
 
+#[path = "common/args.rs"]
+mod args;
+
 use std::error::Error;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,14 +42,7 @@ fn main() -> Result<()> {
     let mut apps: Vec<(String, PathBuf)> = Vec::new();
     let mut texts: Vec<String> = Vec::new();
     let mut backend = Backend::default_cpu()?;
-    let mut args = std::env::args_os()
-        .skip(1)
-        .map(|a| {
-            a.into_string()
-                .map_err(|a| format!("argument `{}` is not valid UTF-8", a.to_string_lossy()))
-        })
-        .collect::<std::result::Result<Vec<String>, String>>()?
-        .into_iter();
+    let mut args = args::utf8_args()?.into_iter();
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
         match arg.as_str() {

@@ -5,6 +5,9 @@
 //! cargo run --release --example similarity [-- --backend ndarray|flex|wgpu]
 //! ```
 
+#[path = "common/args.rs"]
+mod args;
+
 use std::time::Instant;
 
 use lora_bert::{Backend, Embedder, device};
@@ -20,14 +23,7 @@ const SENTENCES: [&str; 6] = [
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut backend = Backend::default_cpu()?;
-    let mut args = std::env::args_os()
-        .skip(1)
-        .map(|a| {
-            a.into_string()
-                .map_err(|a| format!("argument `{}` is not valid UTF-8", a.to_string_lossy()))
-        })
-        .collect::<std::result::Result<Vec<String>, String>>()?
-        .into_iter();
+    let mut args = args::utf8_args()?.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--backend" => backend = args.next().ok_or("--backend needs a name")?.parse()?,

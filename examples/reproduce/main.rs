@@ -23,6 +23,9 @@
 //! `OUT/plan.json` pins the sizes and protocol of a folder; a rerun that changes them is
 //! refused (use another `--out`).
 
+#[path = "../common/args.rs"]
+mod args;
+
 mod data;
 mod pf;
 mod pilot;
@@ -139,13 +142,7 @@ fn pin(plan: &Plan) -> Result<()> {
 fn main() -> Result<()> {
     // Faster CPU passes: see lora_bert::malloc.
     lora_bert::malloc::keep_freed_memory();
-    let args: Vec<String> = std::env::args_os()
-        .skip(1)
-        .map(|a| {
-            a.into_string()
-                .map_err(|a| format!("argument `{}` is not valid UTF-8", a.to_string_lossy()))
-        })
-        .collect::<std::result::Result<Vec<String>, String>>()?;
+    let args: Vec<String> = args::utf8_args()?;
     if args.first().is_some_and(|a| a == "pilot") {
         return pilot::run(args[1..].to_vec());
     }
