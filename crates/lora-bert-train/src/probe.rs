@@ -397,16 +397,7 @@ impl<'a> Standardised<'a> {
         theta: Vec<f64>,
         config: &ProbeConfig,
     ) -> Result<(Vec<f64>, ProbeFit)> {
-        let objective = Objective {
-            x: self.x.clone(),
-            index: self.index.clone(),
-            onehot: self.onehot.clone(),
-            labels: self.labels,
-            dim: self.dim,
-            classes: self.classes,
-            l2,
-            device: self.device,
-        };
+        let objective = Objective { problem: self, l2 };
         lbfgs(&objective, theta, config)
     }
 
@@ -481,41 +472,32 @@ fn standardisation(features: &[f32], dim: usize) -> (Vec<f64>, Vec<f64>) {
     (mean, scale)
 }
 
-/// The regularised softmax-regression loss over standardised features `x` `[n, dim]`, as a
-/// function of `θ = [W (dim × classes, row-major), b (classes)]`.
-struct Objective<'a> {
-    x: Tensor<2>,
-    /// The labels as `[n, 1]` indices, and one-hot `[n, classes]`.
-    index: Tensor<2, Int>,
-    onehot: Tensor<2>,
-    labels: &'a [u32],
-    dim: usize,
-    classes: usize,
+/// The regularised softmax-regression loss of a [`Standardised`] problem at L2 strength
+/// `l2`, as a function of `θ = [W (dim × classes, row-major), b (classes)]`.
+struct Objective<'p, 'a> {
+    problem: &'p Standardised<'a>,
     l2: f64,
-    device: &'a Device,
 }
 
-impl Objective<'_> {
+impl Objective<'_, '_> {
     /// The loss and its gradient at `theta`.
     fn eval(&self, theta: &[f64]) -> Result<(f64, Vec<f64>)> {
-        let (dim, classes) = (self.dim, self.classes);
-        let n = self.labels.len();
+        let p = self.problem;
+        let (dim, classes) = (p.dim, p.classes);
+        let n = p.labels.len();
         let (w, b) = theta.split_at(dim * classes);
         let to_f32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-        let wt = Tensor::<2>::from_data(TensorData::new(to_f32(w), [dim, classes]), self.device);
-        let bt = Tensor::<1>::from_data(TensorData::new(to_f32(b), [classes]), self.device);
+        let wt = Tensor::<2>::from_data(TensorData::new(to_f32(w), [dim, classes]), p.device);
+        let bt = Tensor::<1>::from_data(TensorData::new(to_f32(b), [classes]), p.device);
         // Softmax and residual on the device (its kernels are parallel); only the n picked
         // log-probabilities, the bias gradient and `Xᵀ R` come back, summed in f64.
-        let log_p = log_softmax(self.x.clone().matmul(wt) + bt.unsqueeze_dim(0), 1);
-        let picked = host_values(log_p.clone().gather(1, self.index.clone()), "probe loss")?;
+        let log_p = log_softmax(p.x.clone().matmul(wt) + bt.unsqueeze_dim(0), 1);
+        let picked = host_values(log_p.clone().gather(1, p.index.clone()), "probe loss")?;
         let inv_n = 1.0 / n as f64;
         let mut loss = -picked.iter().map(|&v| f64::from(v)).sum::<f64>() * inv_n;
-        let residual = (log_p.exp() - self.onehot.clone()).mul_scalar(inv_n);
+        let residual = (log_p.exp() - p.onehot.clone()).mul_scalar(inv_n);
         let gb = host_values(residual.clone().sum_dim(0), "probe bias gradient")?;
-        let gw = host_values(
-            self.x.clone().transpose().matmul(residual),
-            "probe gradient",
-        )?;
+        let gw = host_values(p.x.clone().transpose().matmul(residual), "probe gradient")?;
         let mut grad = vec![0.0f64; theta.len()];
         for (g, &v) in grad[dim * classes..].iter_mut().zip(&gb) {
             *g = f64::from(v);
@@ -544,7 +526,7 @@ fn max_abs(v: &[f64]) -> f64 {
 /// Minimises `objective` from `theta` with L-BFGS (memory 10) and a backtracking Armijo line
 /// search.
 fn lbfgs(
-    objective: &Objective<'_>,
+    objective: &Objective<'_, '_>,
     mut theta: Vec<f64>,
     config: &ProbeConfig,
 ) -> Result<(Vec<f64>, ProbeFit)> {
