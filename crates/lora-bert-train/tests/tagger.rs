@@ -12,8 +12,9 @@ use lora_bert_train::TrainConfig;
 use lora_bert_train::TrainError;
 use lora_bert_train::finetune::TokenEvalOptions;
 use lora_bert_train::teacher::{
-    EncoderTeacher, TAGGER_WEIGHTS, Tagger, TaggerConfig, Teacher, WordPooling, evaluate_tagger,
-    load_tagger, save_tagger, tagger_logits, train_tagger,
+    EncoderTeacher, TAGGER_REPORT, TAGGER_WEIGHTS, Tagger, TaggerConfig, TaggerData, Teacher,
+    WordPooling, evaluate_tagger, load_tagger, save_tagger, tagger_logits, train_and_save_tagger,
+    train_tagger,
 };
 
 fn cpu() -> Device {
@@ -263,4 +264,134 @@ fn a_cache_made_by_another_tagger_is_refused() {
             other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
         }
     }
+}
+
+#[test]
+fn train_and_save_records_the_test_score_of_the_tagger_it_saves() {
+    let device = cpu();
+    let training = device::autodiff(device.clone());
+    let tok = tokenizer();
+    let (train, dev, test) = (sentences(48, 11), sentences(12, 12), sentences(16, 13));
+    let dir = tempfile::tempdir().unwrap();
+    let data = TaggerData {
+        train: &train,
+        dev: &dev,
+        test: &test,
+        about: "cities",
+    };
+    let run = train_and_save_tagger(
+        tiny(&training, 5),
+        "tiny",
+        &tok,
+        data,
+        &train_config(6),
+        dir.path(),
+    )
+    .unwrap();
+    assert_eq!(run.fit.steps, 6);
+    assert_eq!(run.manifest.labels, vocab().labels());
+    let notes = &run.manifest.notes;
+    assert_eq!(notes["test_sentences"], 16);
+    assert_eq!(notes["steps"], 6);
+    assert_eq!(notes["data"], "cities");
+    assert_eq!(
+        notes["test_entity_f1"].as_f64().unwrap(),
+        run.report.averages.micro_avg.f1
+    );
+    // The report on disk is the one returned, and it scores the saved weights: a tagger loaded
+    // back from the folder gets the same test report.
+    let on_disk: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(TAGGER_REPORT)).unwrap()).unwrap();
+    assert_eq!(on_disk, serde_json::to_value(&run.report).unwrap());
+    let (tagger, labels, _) = load_tagger(dir.path(), tiny(&device, 99)).unwrap();
+    let encode = |s: &[TaggedSentence]| {
+        encode_tagged(&tok, s, &labels, LabelAlignment::FirstSubword).unwrap()
+    };
+    let again = evaluate_tagger(
+        &tagger,
+        &encode(&test),
+        &test,
+        &labels,
+        &TokenEvalOptions::new(0).with_batch_size(64),
+    )
+    .unwrap();
+    assert_eq!(again, run.report);
+}
+
+#[test]
+fn train_and_save_refuses_a_test_tag_it_never_trained_on() {
+    let training = device::autodiff(cpu());
+    let train = sentences(8, 1);
+    let mut test = sentences(2, 2);
+    test[0].tags[0] = "B-PER".into();
+    let dir = tempfile::tempdir().unwrap();
+    let data = TaggerData {
+        train: &train,
+        dev: &train,
+        test: &test,
+        about: "cities",
+    };
+    let err = train_and_save_tagger(
+        tiny(&training, 5),
+        "tiny",
+        &tokenizer(),
+        data,
+        &train_config(1),
+        dir.path(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("B-PER"), "{err}");
+    assert!(!dir.path().join("tagger.json").exists());
+}
+
+fn host(t: burn::tensor::Tensor<2>) -> Vec<f32> {
+    t.into_data().try_to_vec::<f32>().unwrap()
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// The head trains at `head_lr`, the encoder at the run's rate: with the encoder at 1e-12 the
+/// encoder stays put, and the head moves only when its own rate is set.
+#[test]
+fn a_tagger_head_trains_at_its_own_rate() {
+    let training = device::autodiff(cpu());
+    let tok = tokenizer();
+    let vocab = vocab();
+    let train = sentences(32, 3);
+    let x = encode_tagged(&tok, &train, &vocab, LabelAlignment::FirstSubword).unwrap();
+    let run = |head_lr: Option<f64>| {
+        let mut config = train_config(4);
+        config.train.learning_rate = 1e-12;
+        config.train.weight_decay = 0.0;
+        config.train.eval_every = None;
+        config.head_lr = head_lr;
+        let (tagger, _) =
+            train_tagger(tiny(&training, 7), &x, (&x, &train), &vocab, &config).unwrap();
+        let start = host(tiny(&training, 7).embeddings.word_embeddings.val());
+        let encoder = host(tagger.encoder.embeddings.word_embeddings.val());
+        (
+            max_diff(&start, &encoder),
+            host(tagger.head.classifier.weight.val()),
+        )
+    };
+    let (encoder_moved, slow_head) = run(None);
+    let (encoder_moved_too, fast_head) = run(Some(1e-2));
+    assert!(encoder_moved < 1e-6, "the encoder moved by {encoder_moved}");
+    assert!(
+        encoder_moved_too < 1e-6,
+        "the encoder moved by {encoder_moved_too}"
+    );
+    // Both heads start from the same seeded values; 4 Adam steps at 1e-2 move an entry by up
+    // to 4e-2, at 1e-12 by nothing measurable.
+    let apart = max_diff(&slow_head, &fast_head);
+    assert!(
+        apart > 5e-3,
+        "the head at 1e-2 is only {apart} from the head at 1e-12"
+    );
 }

@@ -29,8 +29,9 @@ pub use crate::pooling::WordPooling;
 pub use cache::{BuildProgress, CacheDtype, CacheOptions, TeacherCache};
 pub use encoder::{EncoderTeacher, PaddedRows, TeacherEncoder, TeacherLayer};
 pub use tagger::{
-    TAGGER_MANIFEST, TAGGER_WEIGHTS, Tagger, TaggerConfig, TaggerManifest, evaluate_tagger,
-    load_tagger, save_tagger, tagger_logits, train_tagger,
+    TAGGER_HEAD_GROUP, TAGGER_MANIFEST, TAGGER_REPORT, TAGGER_WEIGHTS, Tagger, TaggerConfig,
+    TaggerData, TaggerManifest, TaggerRun, evaluate_tagger, load_tagger, save_tagger,
+    tagger_logits, train_and_save_tagger, train_tagger,
 };
 
 use lora_bert_data::TaggedSentence;

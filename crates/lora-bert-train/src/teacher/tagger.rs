@@ -18,15 +18,18 @@ use std::path::{Path, PathBuf};
 use burn::module::{Module, ModuleDisplay};
 use burn::store::ModuleRecord;
 use burn::tensor::{Device, Tensor};
+use lora_bert_data::align::LabelAlignment;
 use lora_bert_data::batch::{BatchConfig, BatchPlan};
-use lora_bert_data::token::{TokenBatch, TokenExample};
+use lora_bert_data::token::{TokenBatch, TokenExample, encode_tagged};
 use lora_bert_data::{LabelVocab, TaggedSentence};
 use lora_bert_encoder::Route;
+use lora_bert_encoder::tokenizer::BertTokenizer;
 use lora_bert_metrics::NerReport;
 
 use super::cache::sha256_file;
 use super::{PaddedRows, TeacherEncoder, TeacherLayer};
 use crate::finetune::{TokenEvalOptions, entity_report, host_values, stitch_word_ids, word_tags};
+use crate::groups::param_ids;
 use crate::heads::{TokenClassificationHead, TokenClassificationHeadConfig};
 use crate::input::token_labels;
 use crate::loss::{CrossEntropy, token_cross_entropy};
@@ -130,6 +133,11 @@ pub struct TaggerConfig {
     pub pad_id: u32,
     /// Dropout of the head (default 0.1).
     pub head_dropout: f64,
+    /// Peak learning rate of the fresh head (the [`TAGGER_HEAD_GROUP`] parameter group);
+    /// `None` (default): the encoder's, `train.learning_rate`. At 5e-5 for both, a
+    /// CoNLL-2003 tagger over all-mpnet-base-v2 still tagged every word `O` after 50 steps
+    /// (valid entity F1 0); short runs want the head at 1e-3.
+    pub head_lr: Option<f64>,
     /// Seed of the batch shuffles and the head's initial values (default 0).
     pub seed: u64,
     /// Length bucketing of the training batches, batches per bucket (default `Some(50)`:
@@ -150,6 +158,7 @@ impl TaggerConfig {
             eval_batch_size: 64,
             pad_id,
             head_dropout: 0.1,
+            head_lr: None,
             seed: 0,
             bucket: Some(50),
             cross_entropy: CrossEntropy::default(),
@@ -192,6 +201,9 @@ fn device_of<M: Module>(model: &M) -> Result<Device> {
         })
 }
 
+/// The parameter group of a tagger's head, trained at [`TaggerConfig::head_lr`].
+pub const TAGGER_HEAD_GROUP: &str = "tagger-head";
+
 /// Fine-tunes `encoder` and a fresh head over `vocab` on `train` (examples encoded with the
 /// encoder's own tokenizer by
 /// [`encode_tagged`](lora_bert_data::token::encode_tagged), first-sub-word labels), every
@@ -232,7 +244,13 @@ where
     batch.bucket = config.bucket;
     let plan = BatchPlan::new(train.iter().map(TokenExample::len).collect(), batch)?;
     let batches = (0u64..).flat_map(move |e| plan.epoch(e));
-    let mut trainer = Trainer::new(config.train.clone());
+    let mut train_config = config.train.clone();
+    if let Some(lr) = config.head_lr {
+        train_config = train_config.with_group_lr(TAGGER_HEAD_GROUP, lr);
+    }
+    let mut trainer = Trainer::new(train_config).with_param_groups(|m: &Tagger<E>| {
+        vec![(TAGGER_HEAD_GROUP.to_owned(), param_ids(&m.head))]
+    });
     if let Some(dir) = &config.checkpoints {
         trainer = trainer.with_checkpoints(dir);
     }
@@ -308,6 +326,9 @@ pub fn evaluate_tagger(
 pub const TAGGER_WEIGHTS: &str = "tagger.bpk";
 /// The file of a saved tagger's labels and description.
 pub const TAGGER_MANIFEST: &str = "tagger.json";
+/// The file of a saved tagger's test scores ([`NerReport`]), written by
+/// [`train_and_save_tagger`].
+pub const TAGGER_REPORT: &str = "report.json";
 
 /// What [`save_tagger`] writes beside the weights.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -438,4 +459,102 @@ pub fn load_tagger<E: TeacherEncoder + Module + ModuleDisplay>(
             message: format!("does not fit the model: {e}"),
         })?;
     Ok((tagger, vocab, manifest))
+}
+
+/// Labelled sentences for [`train_and_save_tagger`].
+#[derive(Debug, Clone, Copy)]
+pub struct TaggerData<'a> {
+    /// Training sentences; the label set is theirs.
+    pub train: &'a [TaggedSentence],
+    /// Sentences that choose the best step (entity F1).
+    pub dev: &'a [TaggedSentence],
+    /// Sentences the saved tagger is scored on.
+    pub test: &'a [TaggedSentence],
+    /// What the data is, in words (recorded in the manifest's notes).
+    pub about: &'a str,
+}
+
+/// What [`train_and_save_tagger`] made.
+#[derive(Debug, Clone)]
+pub struct TaggerRun {
+    /// The saved manifest (its notes hold the sizes, the settings and the scores).
+    pub manifest: TaggerManifest,
+    /// Entity scores on the test sentences (seqeval's default mode).
+    pub report: NerReport,
+    /// The training loop's report.
+    pub fit: FitReport,
+}
+
+impl TaggerRun {
+    /// Best dev entity F1 and its step (`NaN` and the last step when no evaluation ran).
+    pub fn best(&self) -> (f64, usize) {
+        self.fit.best.unwrap_or((f64::NAN, self.fit.steps))
+    }
+}
+
+/// Trains a tagger teacher end to end and saves it into `dir`: encodes `data` with
+/// `tokenizer` (the encoder's own; first-piece labels), trains `encoder` and a fresh head on
+/// `data.train` with [`train_tagger`] (best step by dev entity F1), scores it on `data.test`,
+/// and writes [`TAGGER_WEIGHTS`], [`TAGGER_MANIFEST`] (`base`, the labels and notes with the
+/// sizes, settings and scores) and [`TAGGER_REPORT`]. Set `config.checkpoints` to make a
+/// killed run resume.
+///
+/// # Errors
+///
+/// Errors of encoding (a tag outside the training label set), of [`train_tagger`],
+/// [`evaluate_tagger`] and [`save_tagger`]; I/O errors naming the report.
+pub fn train_and_save_tagger<E>(
+    encoder: E,
+    base: &str,
+    tokenizer: &BertTokenizer,
+    data: TaggerData<'_>,
+    config: &TaggerConfig,
+    dir: impl AsRef<Path>,
+) -> Result<TaggerRun>
+where
+    E: TeacherEncoder + Module + ModuleDisplay + Clone,
+{
+    let dir = dir.as_ref();
+    let vocab = LabelVocab::from_tags(data.train.iter().flat_map(|s| s.tags.iter()))?;
+    let encode = |s: &[TaggedSentence]| {
+        encode_tagged(tokenizer, s, &vocab, LabelAlignment::FirstSubword).map_err(TrainError::from)
+    };
+    let (train, dev, test) = (encode(data.train)?, encode(data.dev)?, encode(data.test)?);
+    let (tagger, fit) = train_tagger(encoder, &train, (&dev, data.dev), &vocab, config)?;
+    let tagger = tagger.valid();
+    let report = evaluate_tagger(&tagger, &test, data.test, &vocab, &config.eval_options())?;
+    let (dev_f1, best_step) = fit.best.unwrap_or((f64::NAN, fit.steps));
+    let notes = serde_json::json!({
+        "data": data.about,
+        "train_sentences": data.train.len(),
+        "valid_sentences": data.dev.len(),
+        "test_sentences": data.test.len(),
+        "steps": fit.steps,
+        "best_step": best_step,
+        "learning_rate": config.train.learning_rate,
+        "head_learning_rate": config.head_lr.unwrap_or(config.train.learning_rate),
+        "batch_size": config.batch_size,
+        "seed": config.seed,
+        "valid_entity_f1": dev_f1,
+        "test_entity_f1": report.averages.micro_avg.f1,
+        "test_word_accuracy": report.accuracy,
+        "history": fit.history,
+    });
+    let manifest = save_tagger(&tagger, dir, base, &vocab, notes)?;
+    let path = dir.join(TAGGER_REPORT);
+    let json = serde_json::to_string_pretty(&report).map_err(|e| TrainError::Format {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    lora_bert_encoder::checkpoint::write_atomically(&path, json.as_bytes()).map_err(|e| {
+        TrainError::Format {
+            path: path.clone(),
+            message: e.to_string(),
+        }
+    })?;
+    Ok(TaggerRun {
+        manifest,
+        report,
+        fit,
+    })
 }
