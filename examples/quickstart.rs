@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! cargo run --release --example quickstart [-- --out runs/quickstart --pf-steps 40 \
-//!     --ner-steps 200 --tc-steps 100 --train 2000 --eval 400 --seed 0 --backend flex|ndarray]
+//!     --ner-steps 200 --tc-steps 100 --train 2000 --eval 400 --seed 0 --backend flex|ndarray \
+//!     --teacher DIR]
 //! ```
 //!
 //! 1. Fetches all-MiniLM-L6-v2 and the datasets into the asset cache (first run only).
@@ -10,9 +11,14 @@
 //!    its last 2 layers, `ner` trained by word-level distillation on Brown sentences and `tc`
 //!    by contrastive learning on SpamAssassin subject/body and BBC headline/paragraph pairs
 //!    (train splits). Each batch trains its family's group and the backbone. The NER teacher is
-//!    all-mpnet-base-v2 (110M parameters, 768-wide states, its own tokenizer; words aligned by
-//!    byte offsets), run once over the sentences into a teacher cache. Saved as a Hugging Face
-//!    backbone plus one PEFT folder per group, then loaded back.
+//!    all-mpnet-base-v2 (110M parameters, its own tokenizer; words aligned by byte offsets),
+//!    run once over the sentences into a teacher cache: by default its 768-wide last-layer
+//!    states, which the student regresses through a projection; with `--teacher DIR` a tagger
+//!    saved by `cargo run --release -p lora-bert-train --example ner_teacher` (all-mpnet-base-v2
+//!    fine-tuned on CoNLL-2003, about an hour on 2 cores, which is why it is not the
+//!    quickstart's default), whose word label distributions the student learns by KL, as
+//!    `reproduce` does. Saved as a Hugging Face backbone plus one PEFT folder per group, then
+//!    loaded back.
 //! 3. **Fine-tunes two apps** (LoRA + head, backbone frozen), each twice: from the plain model
 //!    with a fresh group of the same shape (no PF), and from the pre-finetuned backbone with a
 //!    copy of its family's group (MTPF-TPL): WNUT-16 NER (entity F1) and VADER movie-review
@@ -41,11 +47,11 @@ use lora_bert::data::{LabelVocab, LabeledText, TaggedSentence, TextPair};
 use lora_bert::encoder::tokenizer::{BertTokenizer, LengthPolicy};
 use lora_bert::encoder::{BertModel, Device, MpnetModel};
 use lora_bert::train::finetune::{TokenEvalOptions, evaluate_texts, evaluate_tokens};
-use lora_bert::train::teacher::{CacheOptions, words_of};
+use lora_bert::train::teacher::{CacheOptions, WordPooling, load_tagger, words_of};
 use lora_bert::train::{
     AppSetup, EncoderTeacher, FineTuneConfig, FineTuneMode, FitReport, NerData, NerSet, PfConfig,
-    TcData, TeacherCache, TrainConfig, Variant, finetune_texts, finetune_tokens, load_pf, plot,
-    pre_finetune, save_pf,
+    SoftLabels, TcData, Teacher, TeacherCache, TrainConfig, Variant, finetune_texts,
+    finetune_tokens, load_pf, plot, pre_finetune, save_pf,
 };
 use lora_bert::{Backend, device};
 
@@ -53,7 +59,7 @@ type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
 const USAGE: &str = "\
 usage: quickstart [--out DIR] [--pf-steps N] [--ner-steps N] [--tc-steps N] [--train N]
-                  [--eval N] [--seed S] [--backend flex|ndarray]
+                  [--eval N] [--seed S] [--backend flex|ndarray] [--teacher DIR]
 
 Pre-finetunes all-MiniLM-L6-v2 with MTPF-TPL (briefly), then fine-tunes WNUT-16 NER and VADER
 movie-review sentiment from the plain model and from the pre-finetuned one, and compares them.
@@ -65,7 +71,9 @@ movie-review sentiment from the plain model and from the pre-finetuned one, and 
   --train N       at most N downstream training examples per task (default 2000)
   --eval N        dev and test examples per task (default 400)
   --seed S        seed of data subsets, batches and new weights (default 0)
-  --backend NAME  CPU backend (default flex)";
+  --backend NAME  CPU backend (default flex)
+  --teacher DIR   the NER family learns the word labels of this tagger (saved by the
+                  ner_teacher example) instead of all-mpnet-base-v2's states";
 
 struct Args {
     out: PathBuf,
@@ -76,6 +84,8 @@ struct Args {
     eval: usize,
     seed: u64,
     backend: Backend,
+    /// A tagger teacher's folder; `None`: all-mpnet-base-v2's states.
+    teacher: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Option<Args>> {
@@ -88,6 +98,7 @@ fn parse_args() -> Result<Option<Args>> {
         eval: 400,
         seed: 0,
         backend: Backend::default_cpu()?,
+        teacher: None,
     };
     let mut it = args::utf8_args()?.into_iter();
     while let Some(flag) = it.next() {
@@ -101,6 +112,7 @@ fn parse_args() -> Result<Option<Args>> {
             "--eval" => args.eval = value()?.parse()?,
             "--seed" => args.seed = value()?.parse()?,
             "--backend" => args.backend = value()?.parse()?,
+            "--teacher" => args.teacher = Some(value()?.into()),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(None);
@@ -263,6 +275,9 @@ fn pf_config(args: &Args, tokenizer: &BertTokenizer) -> PfConfig {
     config.dev_batches = 2;
     config.pad_id = tokenizer.pad_id();
     config.checkpoints = Some(args.out.join("pf-checkpoints"));
+    if args.teacher.is_some() {
+        config.soft_labels = Some(SoftLabels::default());
+    }
     config
 }
 
@@ -307,28 +322,7 @@ fn pretrain(
         pairs.len()
     );
 
-    let mpnet = assets::all_mpnet_base_v2(cache)?;
-    let teacher = EncoderTeacher::new(
-        MpnetModel::load(&mpnet.dir, inference)?.0,
-        BertTokenizer::from_file(&mpnet.tokenizer)?
-            .with_max_length(128)
-            .with_length_policy(LengthPolicy::Window { stride: 32 }),
-        inference,
-    )?
-    .with_description("all-mpnet-base-v2, last layer, mean");
-    let started = Instant::now();
-    let teacher = TeacherCache::build(
-        &teacher,
-        &words_of(&sentences),
-        args.out.join("teacher-cache-mpnet"),
-        &CacheOptions::default(),
-        |_| {},
-    )?;
-    println!(
-        "teacher all-mpnet-base-v2: {} sentences cached in {:.1}s",
-        teacher.num_sentences(),
-        started.elapsed().as_secs_f64()
-    );
+    let teacher = teacher_cache(args, cache, &sentences, inference)?;
     let model =
         AdaptedModel::new(BertModel::load(&files.dir, &device::autodiff(inference.clone()))?.0);
     println!(
@@ -360,6 +354,57 @@ fn pretrain(
         args.out.join("pf").display()
     );
     Ok(report.fit)
+}
+
+/// The NER family's teacher outputs on `sentences`, computed once into `out`: the word logits
+/// of `args.teacher`'s tagger, or all-mpnet-base-v2's last-layer word states.
+fn teacher_cache(
+    args: &Args,
+    cache: &AssetCache,
+    sentences: &[TaggedSentence],
+    inference: &Device,
+) -> Result<TeacherCache> {
+    let mpnet = assets::all_mpnet_base_v2(cache)?;
+    let encoder = MpnetModel::load(&mpnet.dir, inference)?.0;
+    let tokenizer = BertTokenizer::from_file(&mpnet.tokenizer)?
+        .with_max_length(128)
+        .with_length_policy(LengthPolicy::Window { stride: 32 });
+    let started = Instant::now();
+    let build = |teacher: &dyn Teacher, folder: &str| {
+        TeacherCache::build(
+            teacher,
+            &words_of(sentences),
+            args.out.join(folder),
+            &CacheOptions::default(),
+            |_| {},
+        )
+    };
+    let (cache, what) = match &args.teacher {
+        Some(dir) => {
+            let (tagger, _, manifest) = load_tagger(dir, encoder)?;
+            let teacher = EncoderTeacher::new(tagger, tokenizer, inference)?
+                .with_pooling(WordPooling::First)
+                .with_description(manifest.description());
+            (
+                build(&teacher, "teacher-cache-tagger")?,
+                "tagger word labels",
+            )
+        }
+        None => {
+            let teacher = EncoderTeacher::new(encoder, tokenizer, inference)?
+                .with_description("all-mpnet-base-v2, last layer, mean");
+            (
+                build(&teacher, "teacher-cache-mpnet")?,
+                "all-mpnet-base-v2 states",
+            )
+        }
+    };
+    println!(
+        "teacher ({what}): {} sentences cached in {:.1}s",
+        cache.num_sentences(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(cache)
 }
 
 /// The fine-tuning configuration of an app: LoRA + head; a copy of `group` when given, else a

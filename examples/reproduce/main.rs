@@ -8,14 +8,18 @@
 //!     --seeds 0 --sweep rank=4,16 --report docs/results.md     # an ablation sweep
 //! ```
 //!
-//! 1. Pre-finetunes all-MiniLM-L6-v2 under each variant: NER PF (word-level distillation from
-//!    all-mpnet-base-v2 on Brown sentences), TC PF (contrastive on text pairs), naive
-//!    multi-task PF (both objectives, one backbone) and MTPF-TPL (both, each family through
-//!    its own LoRA group). `data.rs` says how this data is kept apart from downstream data.
-//! 2. Fine-tunes every downstream task (3 token-level, 7 sentence-level) from the plain
+//! 1. Trains the NER family's teacher (all-mpnet-base-v2 with a token-classification head,
+//!    fine-tuned on CoNLL-2003; `--teacher` takes a saved one or the earlier states objective)
+//!    and annotates the pre-finetuning sentences with it once.
+//! 2. Pre-finetunes all-MiniLM-L6-v2 under each variant: NER PF (the teacher's word label
+//!    distributions on Brown sentences, learned by KL through a token head), TC PF
+//!    (contrastive on text pairs), naive multi-task PF (both objectives, one backbone) and
+//!    MTPF-TPL (both, each family through its own LoRA group). `data.rs` says how this data is
+//!    kept apart from downstream data.
+//! 3. Fine-tunes every downstream task (3 token-level, 7 sentence-level) from the plain
 //!    backbone and from each pre-finetuned model, with 100% and 10% of its training data,
 //!    for each seed, and scores the best dev checkpoint on test.
-//! 3. Writes each run as JSON under `OUT/runs`, all of them next to the report
+//! 4. Writes each run as JSON under `OUT/runs`, all of them next to the report
 //!    (`FILE-runs.json`), and the Markdown report with a chart (`FILE.png`).
 //!
 //! Every stage resumes: a finished pre-finetuning or run is read back, an interrupted
@@ -45,7 +49,7 @@ use lora_bert::encoder::tokenizer::{BertTokenizer, LengthPolicy};
 use lora_bert::train::load_pf;
 use serde::{Deserialize, Serialize};
 
-use crate::plan::{Arm, Plan};
+use crate::plan::{Arm, Plan, TeacherChoice};
 
 pub type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
@@ -61,6 +65,8 @@ struct Pinned {
     pf_sentences: usize,
     pf_pairs: usize,
     pf_dev: usize,
+    /// The NER family's teacher.
+    teacher: String,
     token_steps: usize,
     text_steps: usize,
     batch: usize,
@@ -85,6 +91,7 @@ impl Pinned {
             pf_sentences: s.pf_sentences,
             pf_pairs: s.pf_pairs,
             pf_dev: s.pf_dev,
+            teacher: plan.teacher.describe(s),
             token_steps: s.token_steps,
             text_steps: s.text_steps,
             batch: s.batch,
@@ -239,7 +246,16 @@ fn main() -> Result<()> {
         });
         let teacher = if needs_teacher && plan.shard.0 == 0 {
             let t = Instant::now();
-            let cache = pf::teacher_cache(&cache, &pf_data, &plan.out, &inference)?;
+            let cache = match plan.teacher.tagger_dir(&plan.out) {
+                Some(dir) => {
+                    if plan.teacher == TeacherChoice::Train {
+                        pf::ensure_teacher(&cache, &dir, plan.sizes.teacher, &training)?;
+                    }
+                    let folder = plan.out.join("pf").join("teacher-labels");
+                    pf::tagger_labels(&cache, &dir, &pf_data, &folder, &inference)?
+                }
+                None => pf::teacher_cache(&cache, &pf_data, &plan.out, &inference)?,
+            };
             if teacher_seconds.is_none() {
                 let secs = t.elapsed().as_secs_f64();
                 runs::write_json(&teacher_seconds_path, &secs)?;

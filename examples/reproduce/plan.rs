@@ -11,6 +11,7 @@ use lora_bert::train::{
 };
 
 use crate::Result;
+use crate::pf::TeacherSizes;
 
 /// One arm of the comparison: the plain backbone or one pre-finetuning variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -186,8 +187,10 @@ pub struct Setting {
     pub rank: usize,
     pub k: usize,
     pub targets: Vec<String>,
-    /// Temperature of the multi-task sampler (`n_i^(1/T)`).
-    pub temperature: f64,
+    /// How a multi-task arm draws each step's family: `None` (default) round-robin, so each
+    /// family gets exactly as many steps as its individual pre-finetuning (equal budgets);
+    /// `Some(T)`: with probability ∝ `n_i^(1/T)` (the temperature ablation).
+    pub temperature: Option<f64>,
     /// The NER family's distillation loss (the library's default, cosine: see
     /// `PfConfig::distill_loss` for what MSE did).
     pub distill: DistillLoss,
@@ -196,14 +199,11 @@ pub struct Setting {
 impl Default for Setting {
     fn default() -> Self {
         let pf = PfConfig::new(TrainConfig::new(1));
-        let Strategy::Temperature(temperature) = pf.strategy else {
-            unreachable!("PfConfig's default sampler is temperature sampling")
-        };
         Setting {
             rank: pf.rank,
             k: pf.k,
             targets: pf.targets,
-            temperature,
+            temperature: None,
             distill: pf.distill_loss,
         }
     }
@@ -223,8 +223,10 @@ impl Setting {
         if self.targets != base.targets {
             parts.push(format!("targets={}", self.targets.join("+")));
         }
-        if self.temperature != base.temperature {
-            parts.push(format!("temperature={}", self.temperature));
+        if let Some(t) = self.temperature
+            && self.temperature != base.temperature
+        {
+            parts.push(format!("temperature={t}"));
         }
         if self.distill != base.distill {
             parts.push(format!("distill={}", distill_name(self.distill)));
@@ -256,7 +258,7 @@ impl Setting {
                 if !(t.is_finite() && t > 0.0) {
                     return Err(format!("temperature {value}: must be finite and > 0").into());
                 }
-                self.temperature = t;
+                self.temperature = Some(t);
             }
             "distill" => {
                 self.distill = match value {
@@ -290,6 +292,53 @@ fn positive(key: &str, value: &str) -> Result<usize> {
     }
 }
 
+/// The NER family's teacher.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TeacherChoice {
+    /// A tagger the harness trains into `OUT/teacher` (all-mpnet-base-v2 + a token head on
+    /// CoNLL-2003, `Sizes::teacher`); the student learns its word label distributions.
+    Train,
+    /// A tagger saved by the `ner_teacher` example; the student learns its labels.
+    Dir(PathBuf),
+    /// all-mpnet-base-v2's last-layer word states through a projection (the earlier
+    /// objective; `Setting::distill` chooses its loss).
+    MpnetStates,
+}
+
+impl TeacherChoice {
+    /// The folder of the tagger, `None` for the states teacher.
+    pub fn tagger_dir(&self, out: &std::path::Path) -> Option<PathBuf> {
+        match self {
+            TeacherChoice::Train => Some(out.join("teacher")),
+            TeacherChoice::Dir(dir) => Some(dir.clone()),
+            TeacherChoice::MpnetStates => None,
+        }
+    }
+
+    /// What `OUT/plan.json` pins.
+    pub fn describe(&self, sizes: &Sizes) -> String {
+        match self {
+            TeacherChoice::Train => {
+                let t = &sizes.teacher;
+                let at_most = |n: usize| match n {
+                    usize::MAX => "all".to_owned(),
+                    n => format!("at most {n}"),
+                };
+                format!(
+                    "tagger trained here: {} steps, lr {} (head {}), valid {}, test {}",
+                    t.steps,
+                    t.lr,
+                    t.head_lr.unwrap_or(t.lr),
+                    at_most(t.dev),
+                    at_most(t.test)
+                )
+            }
+            TeacherChoice::Dir(dir) => format!("tagger {}", dir.display()),
+            TeacherChoice::MpnetStates => "all-mpnet-base-v2 states".into(),
+        }
+    }
+}
+
 /// Sizes of one profile.
 #[derive(Debug, Clone)]
 pub struct Sizes {
@@ -314,6 +363,8 @@ pub struct Sizes {
     /// Tokens per row (special tokens included); longer sentences are windowed, longer
     /// texts truncated.
     pub max_len: usize,
+    /// The tagger teacher's training (`TeacherChoice::Train`).
+    pub teacher: TeacherSizes,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -335,7 +386,7 @@ impl Profile {
             Profile::Quick => Sizes {
                 pf_steps: 24,
                 pf_batch: 16,
-                pf_lr: 5e-5,
+                pf_lr: 2e-5,
                 pf_sentences: 256,
                 pf_pairs: 256,
                 pf_dev: 32,
@@ -347,11 +398,21 @@ impl Profile {
                 dev: 100,
                 test: 200,
                 max_len: 64,
+                // 50 steps at 5e-5 tagged every word `O` (valid F1 0), with the head at 5e-5 or
+                // 1e-3; these 100 steps reached CoNLL-2003 test F1 0.23 (500 sentences) in 7 min
+                // on 2 cores: enough to run the harness end to end, not a good teacher.
+                teacher: TeacherSizes {
+                    steps: 100,
+                    lr: 1e-4,
+                    head_lr: Some(1e-3),
+                    dev: 300,
+                    test: 500,
+                },
             },
             Profile::Full => Sizes {
                 pf_steps: 300,
                 pf_batch: 16,
-                pf_lr: 5e-5,
+                pf_lr: 2e-5,
                 pf_sentences: 3000,
                 pf_pairs: 3000,
                 pf_dev: 64,
@@ -363,6 +424,15 @@ impl Profile {
                 dev: 200,
                 test: 500,
                 max_len: 64,
+                // The teacher of docs/results.md's pilot: 600 steps reached CoNLL-2003 test
+                // entity F1 88.0 in 55 minutes on 2 cores.
+                teacher: TeacherSizes {
+                    steps: 600,
+                    lr: 5e-5,
+                    head_lr: None,
+                    dev: 1000,
+                    test: usize::MAX,
+                },
             },
         }
     }
@@ -402,6 +472,8 @@ pub struct Plan {
     pub sizes: Sizes,
     /// The setting of the main comparison.
     pub setting: Setting,
+    /// The NER family's teacher.
+    pub teacher: TeacherChoice,
     /// Ablation: knob and values; each value fine-tunes MTPF-TPL under its own setting.
     pub sweep: Option<(String, Vec<String>)>,
     pub backend: Backend,
@@ -445,9 +517,9 @@ impl Plan {
 
     /// Pre-finetuning's configuration of `variant` under `setting` (checkpoints set by the
     /// caller). Equal budgets: a multi-task variant runs `pf_steps` per family, so each family
-    /// gets as many steps as its individual pre-finetuning (in expectation under the
-    /// temperature sampler, which draws the two equally large corpora equally often; the
-    /// record of each run counts them).
+    /// gets as many steps as its individual pre-finetuning (exactly under the default
+    /// round-robin sampler, in expectation under a temperature; the record of each run counts
+    /// them).
     pub fn pf_config(&self, setting: &Setting, variant: Variant, pad_id: u32) -> PfConfig {
         let s = &self.sizes;
         let steps = s.pf_steps * variant.families().len();
@@ -464,8 +536,13 @@ impl Plan {
         config.alpha = 2.0 * setting.rank as f64;
         config.k = setting.k;
         config.targets = setting.targets.clone();
-        config.strategy = Strategy::Temperature(setting.temperature);
+        config.strategy = setting
+            .temperature
+            .map_or(Strategy::RoundRobin, Strategy::Temperature);
         config.distill_loss = setting.distill;
+        if self.teacher != TeacherChoice::MpnetStates {
+            config.soft_labels = Some(crate::pf::SOFT_LABELS);
+        }
         config
     }
 }
@@ -480,6 +557,7 @@ pub const USAGE: &str = "\
 usage: reproduce [--profile quick|full] [--out DIR] [--report FILE] [--arms A,B,..]
                  [--tasks T,..] [--fractions F,..] [--seeds S,..] [--protocol lora-head|head-only]
                  [--pf-steps N] [--token-steps N] [--text-steps N] [--lr X]
+                 [--teacher tagger|mpnet-states|DIR] [--teacher-steps N]
                  [--rank N] [--k N] [--targets M+M] [--temperature T] [--distill mse|cosine]
                  [--sweep KNOB=V1,V2,..] [--report-only] [--shard I/N]
                  [--backend flex|ndarray]
@@ -490,8 +568,8 @@ with 100% and 10% of the training data and several seeds, and writes every run a
 a Markdown report with means, standard deviations, family averages, deltas against no PF
 and a chart. Finished runs are kept: rerunning the same command resumes.
 
-  --profile P       quick (3 tasks, 1 seed, tiny pre-finetuning; about 15 minutes on 2
-                    cores) or full (9 tasks, 3 seeds; hours). Default quick
+  --profile P       quick (3 tasks, 1 seed, a 100-step teacher, tiny pre-finetuning; about
+                    25 minutes on 2 cores) or full (9 tasks, 3 seeds; hours). Default quick
   --out DIR         models, runs and report (default runs/reproduce-PROFILE)
   --report FILE     the Markdown report (default OUT/results.md); the chart is written next
                     to it as FILE-stem.png
@@ -505,14 +583,21 @@ and a chart. Finished runs are kept: rerunning the same command resumes.
                     backbone frozen (default); head-only: the head alone (MTPF-TPL keeps its
                     family group, frozen)
   --pf-steps N      pre-finetuning steps (quick 24, full 300)
+  --teacher T       the NER family's teacher: tagger (default: all-mpnet-base-v2 with a token
+                    head, trained here on CoNLL-2003 into OUT/teacher; the student learns its
+                    word label distributions), DIR (a tagger saved by the ner_teacher example)
+                    or mpnet-states (all-mpnet-base-v2's word states, the earlier objective)
+  --teacher-steps N the tagger's training steps (quick 100, full 600: about 55 minutes on 2
+                    cores)
   --token-steps N   fine-tuning steps of a token task, twice that for wnut16 (quick 40,
                     full 100)
   --text-steps N    fine-tuning steps of a text task (quick 30, full 60)
   --lr X            fine-tuning peak learning rate (default 3e-3)
   --rank N --k N --targets M+M --temperature T --distill mse|cosine
                     MTPF-TPL's LoRA rank (8), last layers (2), projections (query+value),
-                    sampler temperature (2) and the NER family's distillation loss (cosine)
-                    for the main comparison
+                    multi-task sampler (round-robin; --temperature T: family drawn with
+                    probability ∝ n^(1/T)) and, with --teacher mpnet-states, the NER
+                    family's distillation loss (cosine) for the main comparison
   --sweep KNOB=V,.. ablation: MTPF-TPL pre-finetuned and fine-tuned again for each value of
                     one knob (rank, k, targets, temperature, distill), e.g. --sweep rank=4,16
   --report-only     rewrite the report from the finished runs, train nothing
@@ -560,6 +645,7 @@ pub fn parse(args: Vec<String>) -> Result<Option<Plan>> {
         protocol: FineTuneMode::LoraHead,
         sizes: profile.sizes(),
         setting: Setting::default(),
+        teacher: TeacherChoice::Train,
         sweep: None,
         backend: Backend::default_cpu()?,
         report_only: false,
@@ -605,6 +691,14 @@ pub fn parse(args: Vec<String>) -> Result<Option<Plan>> {
                 }
             }
             "--pf-steps" => plan.sizes.pf_steps = positive(&flag, &value()?)?,
+            "--teacher" => {
+                plan.teacher = match value()?.as_str() {
+                    "tagger" => TeacherChoice::Train,
+                    "mpnet-states" => TeacherChoice::MpnetStates,
+                    dir => TeacherChoice::Dir(dir.into()),
+                }
+            }
+            "--teacher-steps" => plan.sizes.teacher.steps = positive(&flag, &value()?)?,
             "--token-steps" => plan.sizes.token_steps = positive(&flag, &value()?)?,
             "--text-steps" => plan.sizes.text_steps = positive(&flag, &value()?)?,
             "--lr" => plan.sizes.lr = value()?.parse()?,
@@ -647,5 +741,83 @@ pub fn parse(args: Vec<String>) -> Result<Option<Plan>> {
         }
     }
     plan.report = report.unwrap_or_else(|| plan.out.join("results.md"));
+    let sweeps_distill = plan.sweep.as_ref().is_some_and(|(key, _)| key == "distill");
+    if plan.teacher != TeacherChoice::MpnetStates
+        && (sweeps_distill || plan.setting.distill != Setting::default().distill)
+    {
+        return Err(
+            "the distillation loss applies to --teacher mpnet-states only: a tagger \
+                    teacher's labels are learned by KL"
+                .into(),
+        );
+    }
+    if let TeacherChoice::Dir(dir) = &plan.teacher
+        && !dir
+            .join(lora_bert::train::teacher::TAGGER_MANIFEST)
+            .is_file()
+    {
+        return Err(format!(
+            "--teacher {}: not a tagger folder (no {}); use tagger, mpnet-states or a \
+             ner_teacher output",
+            dir.display(),
+            lora_bert::train::teacher::TAGGER_MANIFEST
+        )
+        .into());
+    }
     Ok(Some(plan))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(args: &[&str]) -> Result<Plan> {
+        Ok(parse(args.iter().map(|a| a.to_string()).collect())?.expect("not --help"))
+    }
+
+    #[test]
+    fn the_tagger_teacher_is_the_default_and_its_labels_are_learned_by_kl() {
+        let p = plan(&[]).unwrap();
+        assert_eq!(p.teacher, TeacherChoice::Train);
+        assert_eq!(
+            p.teacher.tagger_dir(&p.out),
+            Some(p.out.join("teacher")),
+            "trained into the output folder"
+        );
+        let config = p.pf_config(&p.setting, Variant::Ner, 0);
+        assert_eq!(config.soft_labels, Some(crate::pf::SOFT_LABELS));
+
+        let states = plan(&["--teacher", "mpnet-states", "--distill", "mse"]).unwrap();
+        assert_eq!(states.teacher.tagger_dir(&states.out), None);
+        let config = states.pf_config(&states.setting, Variant::Ner, 0);
+        assert_eq!(config.soft_labels, None);
+        assert_eq!(config.distill_loss, DistillLoss::Mse);
+    }
+
+    #[test]
+    fn teacher_settings_that_cannot_apply_are_refused_before_any_work() {
+        let err = plan(&["--distill", "mse"]).unwrap_err().to_string();
+        assert!(err.contains("mpnet-states"), "{err}");
+        let err = plan(&["--sweep", "distill=mse,cosine"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("mpnet-states"), "{err}");
+        let empty = std::env::temp_dir().join("reproduce-plan-test-no-tagger");
+        let err = plan(&["--teacher", empty.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a tagger folder"), "{err}");
+        assert!(plan(&["--teacher-steps", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_pinned_teacher_changes_with_its_sizes() {
+        let quick = plan(&[]).unwrap();
+        let short = plan(&["--teacher-steps", "2"]).unwrap();
+        let full = plan(&["--profile", "full"]).unwrap();
+        let describe = |p: &Plan| p.teacher.describe(&p.sizes);
+        assert_ne!(describe(&quick), describe(&short));
+        assert_ne!(describe(&quick), describe(&full));
+        assert!(describe(&full).contains("test all"), "{}", describe(&full));
+    }
 }

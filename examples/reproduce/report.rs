@@ -274,19 +274,34 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
         s.max_len
     )?;
     let pf_defaults = lora_bert::train::PfConfig::new(lora_bert::train::TrainConfig::new(1));
+    let ner_objective = match plan.teacher.tagger_dir(&plan.out) {
+        Some(_) => format!(
+            "the tagger teacher's word label distributions (first piece of each word, cached \
+             once; see the teacher below), learned by KL at temperature {} (weight of the \
+             cross-entropy on its argmax {}) through a token head that is dropped after \
+             pre-finetuning",
+            crate::pf::SOFT_LABELS.temperature,
+            crate::pf::SOFT_LABELS.hard_weight
+        ),
+        None => format!(
+            "word-level {} distillation of all-mpnet-base-v2's last hidden layer (mean of each \
+             word's pieces, cached once)",
+            match plan.setting.distill {
+                lora_bert::train::DistillLoss::Mse => "MSE",
+                lora_bert::train::DistillLoss::Cosine => "cosine (1 − cos per word)",
+            }
+        ),
+    };
     writeln!(
         w,
         "- **Pre-finetuning** (`{}` setting): {} steps of {} rows of at most {} tokens, AdamW \
          lr {} (10% warm-up, linear decay), every parameter of the backbone trained; the family \
          groups at lr {} and the objectives' heads at lr {} (parameter groups of their own); \
-         no weight decay on biases and LayerNorm. NER family: word-level {} \
-         distillation of all-mpnet-base-v2's last hidden layer (mean of each word's pieces, \
-         cached once) on {} Brown sentences; TC family: symmetric InfoNCE (temperature 0.05, \
+         no weight decay on biases and LayerNorm. NER family: {} on {} Brown sentences; TC family: symmetric InfoNCE (temperature 0.05, \
          in-batch negatives, mean pooling) on {} text pairs ({}). A further {} sentences and \
          {} pairs are held out as the pre-finetuning dev set (best checkpoint by dev loss). \
          Multi-task arms run twice the steps (each family as many as its individual \
-         pre-finetuning, in expectation) and draw each step's family with probability ∝ \
-         n^(1/T), T = {}; their records count the steps of each family. \
+         pre-finetuning) and {}; their records count the steps of each family. \
          MTPF-TPL: LoRA groups `ner` and `tc` (r = {}, alpha = 2r, on {} of the last {} \
          layers), each batch through its family's group.",
         plan.setting.name(),
@@ -296,10 +311,7 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
         s.pf_lr,
         pf_defaults.adapter_lr,
         pf_defaults.head_lr,
-        match plan.setting.distill {
-            lora_bert::train::DistillLoss::Mse => "MSE",
-            lora_bert::train::DistillLoss::Cosine => "cosine (1 − cos per word)",
-        },
+        ner_objective,
         s.pf_sentences,
         s.pf_pairs,
         ctx.pf_sources
@@ -309,11 +321,24 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
             .join(", "),
         s.pf_dev,
         s.pf_dev,
-        pf_default.temperature,
+        match pf_default.temperature {
+            None => "alternate the families step by step (equal budgets)".to_owned(),
+            Some(t) => format!(
+                "draw each step's family with probability ∝ n^(1/T), T = {t} (equal budgets in \
+                 expectation)"
+            ),
+        },
         pf_default.rank,
         pf_default.targets,
         pf_default.k,
     )?;
+    if let Some(dir) = plan.teacher.tagger_dir(&plan.out) {
+        // Read from the teacher's own files, whichever command trained it.
+        match crate::pf::teacher_section(&dir) {
+            Ok(section) => writeln!(w, "\n{section}")?,
+            Err(e) => writeln!(w, "\nTeacher: not finished ({e}).\n")?,
+        }
+    }
     writeln!(
         w,
         "- **Kept apart**: the Brown corpus is split by document (10% of each genre's files to \
@@ -619,19 +644,22 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
          differences that come from a better starting point.",
         s.token_steps, s.text_steps
     )?;
-    writeln!(
-        w,
-        "- **Distillation loss.** With MSE (the library's default until this comparison) the \
+    if plan.teacher == crate::plan::TeacherChoice::MpnetStates {
+        writeln!(
+            w,
+            "- **Distillation loss.** With MSE (the library's default until this comparison) the \
          NER-family pre-finetuning shrank the student's last hidden states about 3.5 times (mean norm \
          4.26 → 1.21 after 300 steps; naive and MTPF-TPL about halved them) and the downstream \
          heads then barely moved at the same learning rate (WNUT-16 entity F1 0 after 200 \
          steps, against 0.34 from the plain model); the comparison therefore uses cosine \
          distillation (`--distill mse` or `--sweep distill=mse` reruns the MSE variant)."
-    )?;
+        )?;
+    }
     writeln!(
         w,
-        "- **Data.** The NER family here is WNUT-16 (the only reachable English NER set, train \
-         split only, split here), Brown proper-name spans and Brown POS; the paper's NER tasks \
+        "- **Data.** The NER family here is WNUT-16 (train split only, split here), Brown \
+         proper-name spans and Brown POS; CoNLL-2003, the other reachable English NER set, \
+         trained the teacher and stays out of the downstream comparison. The paper's NER tasks \
          and text-classification tasks are not reachable from this machine."
     )?;
 
@@ -750,7 +778,8 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
         if let Some(t) = ctx.teacher_seconds {
             writeln!(
                 w,
-                "\nTeacher cache (all-mpnet-base-v2 over the sentences): {}.",
+                "\nTeacher (training, when this folder trained it, and its pass over the \
+                 sentences): {}.",
                 hours(t)
             )?;
         }
@@ -779,7 +808,7 @@ struct PfDefaults {
     rank: usize,
     k: usize,
     targets: String,
-    temperature: f64,
+    temperature: Option<f64>,
 }
 
 impl PfDefaults {
