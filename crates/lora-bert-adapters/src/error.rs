@@ -113,6 +113,19 @@ pub enum AdapterError {
         /// The tensor name, as PEFT writes it.
         name: String,
     },
+    /// Two tensors of the weights file name the same module tensor (say
+    /// `base_model.model.encoder...` and `base_model.model.bert.encoder...`).
+    #[error("{path}: tensors `{first}` and `{second}` are both `{name}`")]
+    DuplicateTensor {
+        /// The file.
+        path: PathBuf,
+        /// The tensor name, as PEFT writes it.
+        name: String,
+        /// One stored name (the smaller).
+        first: String,
+        /// The other.
+        second: String,
+    },
     /// The weights file holds tensors the configuration does not account for.
     #[error("{path}: tensors not used by the configuration: {}", names.join(", "))]
     UnexpectedTensors {
