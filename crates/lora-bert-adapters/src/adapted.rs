@@ -434,13 +434,31 @@ impl<S: Adapter<Config = C>, C: AdapterConfig> AdaptedModel<S, C> {
             }
             let weight = projection.weight.val().detach();
             let bias = projection.bias.as_ref().map(|b| b.val().detach());
-            let merged =
+            let not_mergeable = || AdapterError::NotMergeable {
+                group: self.name_of(id),
+                site: site.hf_path(),
+            };
+            let merged = adapter
+                .merge(weight, bias, unmerge)
+                .ok_or_else(not_mergeable)?;
+            // Nothing is committed unless every site's weights stay finite, and a merge only
+            // if it can be taken back out (IA³ divides by its scale: a zero scale merges to
+            // finite zeros that unmerge to NaN).
+            let finite = |(w, b): &(Tensor<2>, Option<Tensor<1>>)| {
+                all_finite(w.clone()) && b.clone().is_none_or(all_finite)
+            };
+            let reversible = || {
                 adapter
-                    .merge(weight, bias, unmerge)
-                    .ok_or_else(|| AdapterError::NotMergeable {
-                        group: self.name_of(id),
-                        site: site.hf_path(),
-                    })?;
+                    .merge(merged.0.clone(), merged.1.clone(), true)
+                    .is_some_and(|back| finite(&back))
+            };
+            if !finite(&merged) || (!unmerge && !reversible()) {
+                return Err(AdapterError::NonFiniteMerge {
+                    group: self.name_of(id),
+                    site: site.hf_path(),
+                    unmerge,
+                });
+            }
             updates.push((site, merged));
         }
         let mut updates = updates.into_iter().peekable();
@@ -578,6 +596,11 @@ impl ModuleMapper for RequireGrad {
             param.set_require_grad(self.value)
         }
     }
+}
+
+/// Whether every value of `t` is finite (checked on its device).
+fn all_finite<const D: usize>(t: Tensor<D>) -> bool {
+    t.is_finite().all().into_scalar::<bool>()
 }
 
 /// Replaces a parameter's value, keeping its id and gradient setting.

@@ -113,6 +113,19 @@ pub enum AdapterError {
         /// The tensor name, as PEFT writes it.
         name: String,
     },
+    /// Two tensors of the weights file name the same module tensor (say
+    /// `base_model.model.encoder...` and `base_model.model.bert.encoder...`).
+    #[error("{path}: tensors `{first}` and `{second}` are both `{name}`")]
+    DuplicateTensor {
+        /// The file.
+        path: PathBuf,
+        /// The tensor name, as PEFT writes it.
+        name: String,
+        /// One stored name (the smaller).
+        first: String,
+        /// The other.
+        second: String,
+    },
     /// The weights file holds tensors the configuration does not account for.
     #[error("{path}: tensors not used by the configuration: {}", names.join(", "))]
     UnexpectedTensors {
@@ -170,6 +183,21 @@ pub enum AdapterError {
         group: String,
         /// The projection.
         site: String,
+    },
+    /// Merging (or unmerging) the group would give NaN or infinite weights at `site`: a LoRA
+    /// update that overflows f32, or a merge that could not be taken back out (an IA³ scale of
+    /// zero merges to zeros, which unmerge to NaN). The model is left as it was.
+    #[error(
+        "adapter group `{group}` cannot be {} at {site}: NaN or infinite weights would result",
+        if *unmerge { "unmerged" } else { "merged" }
+    )]
+    NonFiniteMerge {
+        /// The group.
+        group: String,
+        /// The projection.
+        site: String,
+        /// Whether it was the unmerge that failed.
+        unmerge: bool,
     },
     /// The base weight at `site` is int8: a group is not merged into it.
     #[error("adapter group `{group}` cannot be merged at {site}: its base weight is int8")]

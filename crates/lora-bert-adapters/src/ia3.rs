@@ -83,7 +83,8 @@ impl AdapterConfig for Ia3Config {
             );
         }
         if let ModuleSelector::Regex(re) = &self.feedforward {
-            regex::Regex::new(re).map_err(|e| format!("`feedforward_modules` {re:?}: {e}"))?;
+            crate::targets::compile(re)
+                .map_err(|e| format!("`feedforward_modules` {re:?}: {e}"))?;
         }
         Ok(())
     }

@@ -323,7 +323,24 @@ impl TensorFile {
             message: e.to_string(),
         })?;
         let mut tensors = BTreeMap::new();
+        // The stored name of each canonical name: two that normalise alike (`x` and
+        // `bert.x`) would otherwise leave one of them, whichever came last, silently unused.
+        let mut stored: BTreeMap<String, String> = BTreeMap::new();
         for (name, view) in file.tensors() {
+            let canonical = canonical_name(&name);
+            if let Some(other) = stored.insert(canonical.clone(), name.clone()) {
+                let (first, second) = if other < name {
+                    (other, name)
+                } else {
+                    (name, other)
+                };
+                return Err(AdapterError::DuplicateTensor {
+                    path,
+                    name: canonical,
+                    first,
+                    second,
+                });
+            }
             let values =
                 decode_f32(view.dtype(), view.data()).ok_or_else(|| AdapterError::Dtype {
                     path: path.clone(),
@@ -333,7 +350,7 @@ impl TensorFile {
             if values.iter().any(|v| !v.is_finite()) {
                 return Err(AdapterError::NonFinite { path, name });
             }
-            tensors.insert(canonical_name(&name), (view.shape().to_vec(), values));
+            tensors.insert(canonical, (view.shape().to_vec(), values));
         }
         Ok(Self { path, tensors })
     }

@@ -20,6 +20,18 @@ use regex::Regex;
 
 use crate::error::AdapterError;
 
+/// The most memory a module-selecting regular expression may compile to. PEFT's are a few
+/// dozen characters; `(query|value){1000}{1000}` in an adapter_config.json would otherwise
+/// take the regex crate's default of 10 MiB (and twice that while compiling) for 30 bytes.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// Compiles a module-selecting regular expression within [`REGEX_SIZE_LIMIT`].
+pub(crate) fn compile(re: &str) -> Result<Regex, regex::Error> {
+    regex::RegexBuilder::new(re)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+}
+
 /// PEFT's `target_modules` (or `exclude_modules`, or IA³'s `feedforward_modules`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModuleSelector {
@@ -44,7 +56,7 @@ impl ModuleSelector {
     pub fn matches(&self, path: &str) -> Result<bool, regex::Error> {
         Ok(match self {
             ModuleSelector::Names(names) => names.iter().any(|n| suffix_match(path, n)),
-            ModuleSelector::Regex(re) => Regex::new(&format!("^(?:{re})$"))?.is_match(path),
+            ModuleSelector::Regex(re) => compile(&format!("^(?:{re})$"))?.is_match(path),
             ModuleSelector::AllLinear => true,
         })
     }
@@ -181,7 +193,7 @@ impl Targets {
         };
         for selector in std::iter::once(&self.modules).chain(&self.exclude) {
             if let ModuleSelector::Regex(re) = selector {
-                Regex::new(re).map_err(|e| AdapterError::InvalidConfig {
+                compile(re).map_err(|e| AdapterError::InvalidConfig {
                     group: group.to_owned(),
                     message: format!("target regular expression {re:?}: {e}"),
                 })?;

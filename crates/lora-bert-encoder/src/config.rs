@@ -107,7 +107,7 @@ pub struct BertConfig {
     /// Number of segment (token type) ids.
     #[serde(default = "default_type_vocab")]
     pub type_vocab_size: usize,
-    /// Standard deviation of the normal initialisation of fresh weights.
+    /// Standard deviation of the normal initialisation of fresh weights (finite, at least 0).
     #[serde(default = "default_init_range")]
     pub initializer_range: f64,
     /// Epsilon of every LayerNorm.
@@ -308,6 +308,13 @@ impl BertConfig {
             return Err(invalid(
                 "layer_norm_eps",
                 format!("{} is not a positive number", self.layer_norm_eps),
+            ));
+        }
+        // The standard deviation of fresh weights: a negative one makes initialisation panic.
+        if !(self.initializer_range >= 0.0 && self.initializer_range.is_finite()) {
+            return Err(invalid(
+                "initializer_range",
+                format!("{} is not a finite number >= 0", self.initializer_range),
             ));
         }
         if self.pad_token_id as usize >= self.vocab_size {

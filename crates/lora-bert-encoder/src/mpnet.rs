@@ -225,6 +225,13 @@ impl MpnetConfig {
                 format!("{} is not a positive number", self.layer_norm_eps),
             ));
         }
+        // The standard deviation of fresh weights: a negative one makes initialisation panic.
+        if !(self.initializer_range >= 0.0 && self.initializer_range.is_finite()) {
+            return Err(invalid(
+                "initializer_range",
+                format!("{} is not a finite number >= 0", self.initializer_range),
+            ));
+        }
         if self.pad_token_id != PADDING_IDX {
             return Err(invalid(
                 "pad_token_id",

@@ -389,7 +389,13 @@ impl BertTokenizer {
             path: path.to_path_buf(),
             message,
         };
-        let mut inner = Tokenizer::from_file(path).map_err(|e| load_err(e.to_string()))?;
+        let bytes = std::fs::read(path).map_err(|e| load_err(e.to_string()))?;
+        // tokenizers 0.23 panics (`expect("Helper")` in its decoder's deserializer) on a file
+        // that ends inside the `decoder` object: a truncated download, say. Only JSON that
+        // parses reaches it.
+        serde_json::from_slice::<serde::de::IgnoredAny>(&bytes)
+            .map_err(|e| load_err(format!("not valid JSON: {e}")))?;
+        let mut inner = Tokenizer::from_bytes(&bytes).map_err(|e| load_err(e.to_string()))?;
         let pad_id = inner
             .get_padding()
             .map(|p| p.pad_id)

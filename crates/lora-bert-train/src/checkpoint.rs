@@ -239,7 +239,63 @@ impl CheckpointDir {
 pub(crate) fn load_state(dir: &Path) -> Result<TrainerState> {
     let path = dir.join("state.json");
     let text = fs::read_to_string(&path).map_err(io_err(&path))?;
-    serde_json::from_str(&text).map_err(|e| format_err(&path, e.to_string()))
+    let state: TrainerState =
+        serde_json::from_str(&text).map_err(|e| format_err(&path, e.to_string()))?;
+    state
+        .check()
+        .map_err(|message| format_err(&path, message))?;
+    Ok(state)
+}
+
+impl TrainerState {
+    /// Checks that the counters agree with each other and with the configuration, as every
+    /// state a run writes does: a resume trusts them to skip batches and to stop.
+    fn check(&self) -> std::result::Result<(), String> {
+        let step = self.step;
+        if step > self.config.max_steps {
+            return Err(format!(
+                "step {step} is beyond the configuration's max_steps {}",
+                self.config.max_steps
+            ));
+        }
+        if self.losses.len() != step {
+            return Err(format!(
+                "{} losses for step {step}: one per step expected",
+                self.losses.len()
+            ));
+        }
+        if self.replicas == 0 {
+            return Err("replicas is 0".into());
+        }
+        let mut last = 0;
+        for e in &self.history {
+            if e.step <= last || e.step > step {
+                return Err(format!(
+                    "the evaluation at step {} is out of order or after step {step}",
+                    e.step
+                ));
+            }
+            last = e.step;
+        }
+        if let Some((metric, at)) = self.best
+            && !self
+                .history
+                .iter()
+                .any(|e| e.step == at && e.metric == metric)
+        {
+            return Err(format!(
+                "the best metric {metric} at step {at} is not one of the evaluations"
+            ));
+        }
+        if self.evaluations_since_best > self.history.len() {
+            return Err(format!(
+                "{} evaluations since the best of {}",
+                self.evaluations_since_best,
+                self.history.len()
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Loads the optimizer state of a checkpoint written by [`CheckpointDir::save`] into `optim`.

@@ -161,7 +161,7 @@ impl<R: Read> DelimitedReader<R> {
                 line,
                 format!(
                     "expected at least {} fields, found {}",
-                    index + 1,
+                    index.saturating_add(1),
                     self.record.len()
                 ),
             )

@@ -103,11 +103,11 @@ pub fn read_text(path: &Path, decoding: Decoding) -> Result<String> {
 }
 
 /// An I/O error met while reading line `line`: corrupt or truncated input (what decompressors
-/// report as `InvalidData` or `UnexpectedEof`) is a [`DataError::Parse`] at that line, anything
-/// else a [`DataError::Io`].
+/// report as `InvalidData` or `UnexpectedEof`; bzip2 reports corrupt data as `InvalidInput`)
+/// is a [`DataError::Parse`] at that line, anything else a [`DataError::Io`].
 pub(crate) fn read_error(path: &Path, line: usize, e: io::Error) -> DataError {
     match e.kind() {
-        io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof => {
+        io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidInput => {
             parse_err(path, line, format!("corrupt or truncated input: {e}"))
         }
         _ => io_err(path)(e),

@@ -340,9 +340,11 @@ impl TeacherCache {
                 index.format, index.version
             )));
         }
+        // Not reserved from the index's counts: a hostile index.json could ask for any size.
+        // The shards' own tensors, checked against their file sizes, bound what is read.
         let mut shards = Vec::with_capacity(index.shards.len());
-        let mut lookup = HashMap::with_capacity(index.num_sentences);
-        let mut all_hashes = Vec::with_capacity(index.num_sentences);
+        let mut lookup = HashMap::new();
+        let mut all_hashes = Vec::new();
         let (mut sentences, mut words) = (0, 0);
         for (k, entry) in index.shards.iter().enumerate() {
             if entry.file != shard_name(k) {
@@ -792,9 +794,13 @@ fn read_shard(path: &Path, expect: &ShardMeta) -> Result<(Shard, Vec<SentenceHas
             expect.hidden_size
         )));
     }
+    // `ns` comes from index.json: `ns + 1` must not overflow before the shapes are compared.
+    let Some(ns_1) = ns.checked_add(1) else {
+        return Err(bad(format!("{ns} sentences: more than a shard can hold")));
+    };
     for (name, info, shape) in [
         ("present", present, vec![words]),
-        ("offsets", offsets, vec![ns + 1]),
+        ("offsets", offsets, vec![ns_1]),
         ("hashes", hashes, vec![ns, HASH_LEN]),
     ] {
         if info.shape != shape {

@@ -352,7 +352,8 @@ impl TaggerManifest {
         format!(
             "tagger over {} (weights sha256 {}), labels [{}], word logits of the first piece",
             self.base,
-            &self.weights_sha256[..self.weights_sha256.len().min(16)],
+            // The first 16 characters (a manifest read by serde may hold any string).
+            self.weights_sha256.chars().take(16).collect::<String>(),
             self.labels.join(" ")
         )
     }

@@ -1,0 +1,798 @@
+//! Hostile input for the PEFT loaders: `adapter_config.json` and `adapter_model.safetensors`
+//! of LoRA and IA³ groups. Generated inputs (valid folders, mutated) must give a typed error
+//! that leaves the model as it was, or a group that fits the model, never a panic, with an
+//! allocation bounded by the files' size; merging what loaded gives finite weights or a typed
+//! error. The committed corpus in `tests/corpus/peft/` pins the outcome of named cases.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::tensor::Tensor;
+use lora_bert_adapters::{
+    AdaptedModel, Adapter, AdapterConfig, AdapterError, Ia3, Ia3Config, Lora, LoraConfig,
+    ModuleSelector, Targets,
+};
+use lora_bert_encoder::device::{self, Backend, Device};
+use lora_bert_encoder::{BertConfig, BertModel};
+use proptest::prelude::*;
+use serde_json::{Map, Value, json};
+
+// ---------------------------------------------------------------------------------------------
+// Counting allocator
+
+/// `System`, counting the bytes live on the heap and the most that were live at once, over
+/// every thread (the backends may allocate on rayon's threads).
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn grew(bytes: usize) {
+    let now = LIVE.fetch_add(bytes, Ordering::SeqCst) + bytes;
+    PEAK.fetch_max(now, Ordering::SeqCst);
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            grew(layout.size());
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            grew(layout.size());
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(p, layout) };
+        LIVE.fetch_sub(layout.size(), Ordering::SeqCst);
+    }
+
+    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let q = unsafe { System.realloc(p, layout, new_size) };
+        if !q.is_null() {
+            if new_size >= layout.size() {
+                grew(new_size - layout.size());
+            } else {
+                LIVE.fetch_sub(layout.size() - new_size, Ordering::SeqCst);
+            }
+        }
+        q
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// The counters are process-wide and libtest runs tests on several threads, so every test of
+/// this file holds this lock for its whole run: while a call is measured, no other test
+/// allocates (libtest's own bookkeeping between tests is a few bytes).
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs `f` and returns its value and the most bytes it had allocated at once beyond what was
+/// live when it started.
+fn peak_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let base = LIVE.load(Ordering::SeqCst);
+    PEAK.store(base, Ordering::SeqCst);
+    let out = f();
+    (out, PEAK.load(Ordering::SeqCst).saturating_sub(base))
+}
+
+const MIB: usize = 1 << 20;
+
+// ---------------------------------------------------------------------------------------------
+// Generators
+
+/// Values that break a field: wrong types, zero, negative, huge, not finite in f32, empty.
+fn hostile_value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        Just(json!(true)),
+        Just(json!(0)),
+        Just(json!(-1)),
+        Just(json!(1)),
+        Just(json!(3)),
+        Just(json!(u64::MAX)),
+        Just(json!(i64::MIN)),
+        Just(json!(1u64 << 40)),
+        Just(json!(1_000_000_000_000u64)),
+        Just(json!(1_000_000_000_000_000_000u64)),
+        Just(json!(1e308)),
+        Just(json!(-1e308)),
+        Just(json!(0.5)),
+        Just(json!(-0.0)),
+        Just(json!(5e-324)),
+        Just(json!("")),
+        Just(json!("384")),
+        Just(json!("gelu")),
+        Just(json!("relative_key")),
+        Just(json!("\u{0}é\u{202e}")),
+        Just(json!([])),
+        Just(json!([1, 2])),
+        Just(json!({})),
+        Just(json!({"a": {"b": [null]}})),
+        any::<i64>().prop_map(Value::from),
+        any::<u32>().prop_map(Value::from),
+        (-1e6f64..1e6).prop_map(Value::from),
+        ".{0,12}".prop_map(Value::from),
+    ]
+}
+
+/// An edit of a JSON object: a field set to a value, removed, or added under a new name.
+#[derive(Debug, Clone)]
+enum FieldEdit {
+    Set(usize, Value),
+    Remove(usize),
+    Add(String, Value),
+}
+
+fn field_edits() -> impl Strategy<Value = Vec<FieldEdit>> {
+    let edit = prop_oneof![
+        4 => (any::<usize>(), hostile_value()).prop_map(|(k, v)| FieldEdit::Set(k, v)),
+        1 => any::<usize>().prop_map(FieldEdit::Remove),
+        1 => ("[a-z_]{1,12}", hostile_value()).prop_map(|(k, v)| FieldEdit::Add(k, v)),
+    ];
+    prop::collection::vec(edit, 0..4)
+}
+
+fn apply_field_edits(object: &mut Map<String, Value>, edits: &[FieldEdit]) {
+    for edit in edits {
+        let keys: Vec<String> = object.keys().cloned().collect();
+        match edit {
+            FieldEdit::Set(k, v) if !keys.is_empty() => {
+                object.insert(keys[k % keys.len()].clone(), v.clone());
+            }
+            FieldEdit::Remove(k) if !keys.is_empty() => {
+                object.remove(&keys[k % keys.len()]);
+            }
+            FieldEdit::Add(k, v) => {
+                object.insert(k.clone(), v.clone());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// An edit of a file's bytes after the structured edits: cut it short, overwrite a byte
+/// (possibly making it invalid UTF-8), or append garbage.
+#[derive(Debug, Clone)]
+enum ByteEdit {
+    Truncate(usize),
+    Xor(usize, u8),
+    Append(Vec<u8>),
+}
+
+fn byte_edits() -> impl Strategy<Value = Vec<ByteEdit>> {
+    let edit = prop_oneof![
+        any::<usize>().prop_map(ByteEdit::Truncate),
+        (any::<usize>(), 1..=255u8).prop_map(|(i, x)| ByteEdit::Xor(i, x)),
+        prop::collection::vec(any::<u8>(), 1..16).prop_map(ByteEdit::Append),
+    ];
+    // Mostly none: most cases should reach the checks behind the parser.
+    prop_oneof![
+        3 => Just(Vec::new()),
+        1 => prop::collection::vec(edit, 1..3),
+    ]
+}
+
+fn apply_byte_edits(bytes: &mut Vec<u8>, edits: &[ByteEdit]) {
+    for edit in edits {
+        match edit {
+            ByteEdit::Truncate(at) => bytes.truncate(at % (bytes.len() + 1)),
+            ByteEdit::Xor(i, x) if !bytes.is_empty() => {
+                let i = i % bytes.len();
+                bytes[i] ^= x;
+            }
+            ByteEdit::Append(extra) => bytes.extend_from_slice(extra),
+            _ => {}
+        }
+    }
+}
+
+/// An edit of a safetensors header: a tensor's dtype, shape or offsets replaced, the tensor
+/// dropped, renamed or listed twice, or the metadata replaced.
+#[derive(Debug, Clone)]
+enum HeaderEdit {
+    Dtype(usize, Value),
+    Shape(usize, Value),
+    Offsets(usize, Value),
+    Drop(usize),
+    Rename(usize, String),
+    Twice(usize, String),
+    Metadata(Value),
+}
+
+fn dim() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        Just(0u64),
+        Just(1),
+        Just(2),
+        Just(4),
+        Just(8),
+        Just(12),
+        Just(1 << 20),
+        Just(1 << 32),
+        Just(u64::MAX),
+        any::<u64>(),
+    ]
+}
+
+fn header_edits() -> impl Strategy<Value = Vec<HeaderEdit>> {
+    let dtype = prop_oneof![
+        Just(json!("F32")),
+        Just(json!("F16")),
+        Just(json!("BF16")),
+        Just(json!("F64")),
+        Just(json!("I8")),
+        Just(json!("I32")),
+        Just(json!("U8")),
+        Just(json!("BOOL")),
+        Just(json!("F8_E4M3")),
+        Just(json!("F4")),
+        Just(json!("XX")),
+        Just(json!(7)),
+    ];
+    let shape = prop_oneof![
+        3 => prop::collection::vec(dim(), 0..4).prop_map(|d| json!(d)),
+        1 => hostile_value(),
+    ];
+    let offsets = prop_oneof![
+        3 => (dim(), dim()).prop_map(|(a, b)| json!([a, b])),
+        1 => hostile_value(),
+    ];
+    let name = prop_oneof![
+        Just("bert.".to_owned()),
+        Just("".to_owned()),
+        Just("embeddings.position_ids".to_owned()),
+        "[a-z.]{0,12}",
+    ];
+    let edit = prop_oneof![
+        (any::<usize>(), dtype).prop_map(|(k, v)| HeaderEdit::Dtype(k, v)),
+        (any::<usize>(), shape).prop_map(|(k, v)| HeaderEdit::Shape(k, v)),
+        (any::<usize>(), offsets).prop_map(|(k, v)| HeaderEdit::Offsets(k, v)),
+        any::<usize>().prop_map(HeaderEdit::Drop),
+        (any::<usize>(), name.clone()).prop_map(|(k, n)| HeaderEdit::Rename(k, n)),
+        (any::<usize>(), name).prop_map(|(k, n)| HeaderEdit::Twice(k, n)),
+        hostile_value().prop_map(HeaderEdit::Metadata),
+    ];
+    prop::collection::vec(edit, 0..3)
+}
+
+/// The length prefix: kept, set, or moved by a few bytes.
+#[derive(Debug, Clone)]
+enum Prefix {
+    Keep,
+    Set(u64),
+    Shift(i64),
+}
+
+fn prefix() -> impl Strategy<Value = Prefix> {
+    prop_oneof![
+        6 => Just(Prefix::Keep),
+        1 => prop_oneof![Just(0u64), Just(u64::MAX), Just(100_000_001), any::<u64>()]
+            .prop_map(Prefix::Set),
+        1 => (-9i64..9).prop_map(Prefix::Shift),
+    ]
+}
+
+/// `from` with `to` put in front, after PEFT's `base_model.model.` when it starts with it.
+fn renamed(from: &str, to: &str) -> String {
+    match from.strip_prefix("base_model.model.") {
+        Some(rest) => format!("base_model.model.{to}{rest}"),
+        None => format!("{to}{from}"),
+    }
+}
+
+/// `bytes` (a valid safetensors file) with its header, prefix and bytes edited.
+fn mutate_safetensors(
+    bytes: &[u8],
+    header_edits: &[HeaderEdit],
+    prefix: &Prefix,
+    edits: &[ByteEdit],
+) -> Vec<u8> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: Map<String, Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let data = &bytes[8 + n..];
+    for edit in header_edits {
+        let names: Vec<String> = header
+            .keys()
+            .filter(|k| *k != "__metadata__")
+            .cloned()
+            .collect();
+        let pick = |k: usize| names[k % names.len()].clone();
+        if names.is_empty() {
+            break;
+        }
+        match edit {
+            HeaderEdit::Dtype(k, v) => header[&pick(*k)]["dtype"] = v.clone(),
+            HeaderEdit::Shape(k, v) => header[&pick(*k)]["shape"] = v.clone(),
+            HeaderEdit::Offsets(k, v) => header[&pick(*k)]["data_offsets"] = v.clone(),
+            HeaderEdit::Drop(k) => {
+                header.remove(&pick(*k));
+            }
+            HeaderEdit::Rename(k, to) => {
+                let from = pick(*k);
+                let info = header.remove(&from).unwrap();
+                header.insert(renamed(&from, to), info);
+            }
+            HeaderEdit::Twice(k, to) => {
+                let from = pick(*k);
+                let info = header[&from].clone();
+                header.insert(renamed(&from, to), info);
+            }
+            HeaderEdit::Metadata(v) => {
+                header.insert("__metadata__".into(), v.clone());
+            }
+        }
+    }
+    let header = serde_json::to_vec(&header).unwrap();
+    let len = match prefix {
+        Prefix::Keep => header.len() as u64,
+        Prefix::Set(n) => *n,
+        Prefix::Shift(d) => (header.len() as u64).wrapping_add_signed(*d),
+    };
+    let mut out = len.to_le_bytes().to_vec();
+    out.extend_from_slice(&header);
+    out.extend_from_slice(data);
+    apply_byte_edits(&mut out, edits);
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+
+fn cpu() -> Device {
+    device::device(Backend::default_cpu().unwrap()).unwrap()
+}
+
+/// Hidden size 8, 2 layers, feed-forward 16: the model the corpus was written for.
+fn tiny_config() -> BertConfig {
+    let mut c = BertConfig::new(12, 8, 2, 2, 16);
+    c.max_position_embeddings = 8;
+    c
+}
+
+/// One backbone for the whole file (its values do not matter, only its shapes).
+fn backbone() -> BertModel {
+    static MODEL: OnceLock<Mutex<BertModel>> = OnceLock::new();
+    MODEL
+        .get_or_init(|| Mutex::new(BertModel::init(&tiny_config(), true, &cpu())))
+        .lock()
+        .unwrap()
+        .clone()
+}
+
+/// A group's two files as `save_group` writes them: config text and weights.
+#[derive(Debug, Clone)]
+struct Files {
+    config: Vec<u8>,
+    weights: Vec<u8>,
+}
+
+/// Sets every parameter to one value.
+struct Fill(f32);
+
+impl ModuleMapper for Fill {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let scale = self.0;
+        param.map(|t| t.ones_like() * scale)
+    }
+}
+
+fn saved<S: Adapter>(config: S::Config, scale: f32) -> Files {
+    let mut model = AdaptedModel::<S>::new(backbone());
+    model.add_group("g", config).unwrap();
+    // Non-zero weights everywhere (LoRA's B starts at zero); the backbone's do not matter.
+    let model = model.map(&mut Fill(scale));
+    let dir = tempfile::tempdir().unwrap();
+    model.save_group("g", dir.path()).unwrap();
+    Files {
+        config: std::fs::read(dir.path().join("adapter_config.json")).unwrap(),
+        weights: std::fs::read(dir.path().join("adapter_model.safetensors")).unwrap(),
+    }
+}
+
+fn lora_files() -> &'static Files {
+    static FILES: OnceLock<Files> = OnceLock::new();
+    FILES.get_or_init(|| {
+        let config = LoraConfig::new(2, Targets::new(["query", "value", "dense"])).alpha(4.0);
+        saved::<Lora>(config, 0.25)
+    })
+}
+
+fn ia3_files() -> &'static Files {
+    static FILES: OnceLock<Files> = OnceLock::new();
+    FILES.get_or_init(|| {
+        let config = Ia3Config::new(Targets::new(["key", "value", "output.dense"]))
+            .feedforward(ModuleSelector::names(["output.dense"]));
+        saved::<Ia3>(config, 1.5)
+    })
+}
+
+fn corpus(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/corpus/peft")
+        .join(name)
+}
+
+/// Regular expressions and module names that select oddly, or compile to huge automata.
+fn selector_value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(json!("(a+)+$")),
+        Just(json!(".*")),
+        Just(json!("all-linear")),
+        Just(json!("(query|value){1000}{1000}")),
+        Just(json!("[")),
+        Just(json!(r"encoder\.layer\.0\..*")),
+        Just(json!(["query", "", "pooler.dense", "layer.9.output.dense"])),
+        Just(json!([1, null])),
+        Just(json!([7])),
+        Just(json!([0, 1, 1, 0])),
+        Just(json!([-1])),
+        Just(json!([u64::MAX])),
+        hostile_value(),
+    ]
+}
+
+/// Edits of the fields the schemes read, besides the random ones.
+fn peft_edits() -> impl Strategy<Value = Vec<(&'static str, Value)>> {
+    let field = prop_oneof![
+        Just("r"),
+        Just("lora_alpha"),
+        Just("lora_dropout"),
+        Just("use_rslora"),
+        Just("target_modules"),
+        Just("exclude_modules"),
+        Just("layers_to_transform"),
+        Just("layers_pattern"),
+        Just("feedforward_modules"),
+        Just("peft_type"),
+        Just("init_lora_weights"),
+    ];
+    prop::collection::vec((field, selector_value()), 0..3)
+}
+
+/// The folder of `files` with its config's fields edited and both files' bytes edited.
+fn write_mutated(
+    dir: &Path,
+    files: &Files,
+    fields: &[(&'static str, Value)],
+    edits: &[FieldEdit],
+    config_bytes: &[ByteEdit],
+    weights: (&[HeaderEdit], &Prefix, &[ByteEdit]),
+) -> usize {
+    let Value::Object(mut object) = serde_json::from_slice(&files.config).unwrap() else {
+        unreachable!()
+    };
+    for (field, value) in fields {
+        object.insert((*field).to_owned(), value.clone());
+    }
+    apply_field_edits(&mut object, edits);
+    let mut config = Value::Object(object).to_string().into_bytes();
+    apply_byte_edits(&mut config, config_bytes);
+    let (header, prefix, bytes) = weights;
+    let weights = mutate_safetensors(&files.weights, header, prefix, bytes);
+    std::fs::write(dir.join("adapter_config.json"), &config).unwrap();
+    std::fs::write(dir.join("adapter_model.safetensors"), &weights).unwrap();
+    config.len() + weights.len()
+}
+
+/// Loads the folder as group `g` into a fresh model, with the invariants of every outcome:
+/// a failed load leaves no group behind; a loaded group covers sites of the model, merges
+/// to finite weights (or refuses to, typed) and unmerges back.
+fn load_and_check<S: Adapter>(
+    dir: &Path,
+    size: usize,
+) -> Result<Result<(), AdapterError>, TestCaseError>
+where
+    S::Config: AdapterConfig,
+{
+    let mut model = AdaptedModel::<S>::new(backbone());
+    let (loaded, peak) = peak_of(|| model.load_group("g", dir));
+    prop_assert!(
+        peak < 2 * MIB + 16 * size,
+        "{peak} bytes for {size} bytes of files"
+    );
+    let names: Vec<&str> = model.group_names().collect();
+    match loaded {
+        Err(e) => {
+            prop_assert!(names.is_empty(), "a failed load left {names:?}");
+            // Io only for a file that is not UTF-8 (both files exist).
+            let io_ok = matches!(&e, AdapterError::Io { source, .. }
+                if source.kind() == std::io::ErrorKind::InvalidData);
+            prop_assert!(
+                io_ok
+                    || !matches!(
+                        e,
+                        AdapterError::Io { .. } | AdapterError::NonFiniteMerge { .. }
+                    ),
+                "{e}"
+            );
+            Ok(Err(e))
+        }
+        Ok(_) => {
+            prop_assert_eq!(names, ["g"]);
+            prop_assert!(!model.sites("g").unwrap().is_empty());
+            let before = model.model.hf_tensors();
+            match model.merge("g") {
+                Ok(()) => {
+                    for (name, (_, values)) in model.model.hf_tensors() {
+                        prop_assert!(values.iter().all(|v| v.is_finite()), "{name}");
+                    }
+                    model.unmerge().unwrap();
+                    for (name, (_, values)) in model.model.hf_tensors() {
+                        prop_assert!(values.iter().all(|v| v.is_finite()), "{name}");
+                    }
+                }
+                Err(e) => {
+                    prop_assert!(matches!(e, AdapterError::NonFiniteMerge { .. }), "{e}");
+                    prop_assert_eq!(model.merged(), None);
+                    prop_assert!(
+                        model.model.hf_tensors() == before,
+                        "a refused merge changed weights"
+                    );
+                }
+            }
+            Ok(Ok(()))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Properties
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// A LoRA folder with its config mutated (fields the scheme reads and random ones, bytes).
+    #[test]
+    fn lora_adapter_config(
+        fields in peft_edits(),
+        edits in field_edits(),
+        bytes in byte_edits(),
+    ) {
+        let _serial = serial();
+        let dir = tempfile::tempdir().unwrap();
+        let size = write_mutated(dir.path(), lora_files(), &fields, &edits, &bytes, (&[], &Prefix::Keep, &[]));
+        load_and_check::<Lora>(dir.path(), size)?.ok();
+    }
+
+    /// A LoRA folder with its weights mutated (header, length prefix, bytes).
+    #[test]
+    fn lora_adapter_weights(
+        header in header_edits(),
+        prefix in prefix(),
+        bytes in byte_edits(),
+    ) {
+        let _serial = serial();
+        let dir = tempfile::tempdir().unwrap();
+        let size = write_mutated(dir.path(), lora_files(), &[], &[], &[], (&header, &prefix, &bytes));
+        load_and_check::<Lora>(dir.path(), size)?.ok();
+    }
+
+    /// An IA³ folder with both files mutated.
+    #[test]
+    fn ia3_adapter(
+        fields in peft_edits(),
+        edits in field_edits(),
+        header in header_edits(),
+        prefix in prefix(),
+        bytes in byte_edits(),
+    ) {
+        let _serial = serial();
+        let dir = tempfile::tempdir().unwrap();
+        let size = write_mutated(dir.path(), ia3_files(), &fields, &edits, &[], (&header, &prefix, &bytes));
+        load_and_check::<Ia3>(dir.path(), size)?.ok();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Corpus
+
+/// Loads corpus folder `name` as a LoRA or IA³ group into a fresh model.
+fn load_corpus(name: &str) -> Result<(), AdapterError> {
+    let (result, peak) = if name.starts_with("ia3") {
+        let mut model = AdaptedModel::<Ia3>::new(backbone());
+        peak_of(|| model.load_group("g", corpus(name)).map(drop))
+    } else {
+        let mut model = AdaptedModel::<Lora>::new(backbone());
+        peak_of(|| model.load_group("g", corpus(name)).map(drop))
+    };
+    assert!(peak < 2 * MIB, "{name}: {peak} bytes");
+    result
+}
+
+/// Every folder of `tests/corpus/peft` with the outcome it must have.
+#[test]
+fn corpus_peft_folders() {
+    let _serial = serial();
+    type Check = fn(&AdapterError) -> bool;
+    let cases: Vec<(&str, Option<Check>)> = vec![
+        ("lora-valid", None),
+        ("lora-alpha-1e308", None),
+        ("lora-f16", None),
+        ("ia3-valid", None),
+        ("ia3-zero-scale", None),
+        (
+            "lora-r-huge",
+            Some(
+                |e| matches!(e, AdapterError::InvalidConfig { message, .. } if message.contains("exceeds")),
+            ),
+        ),
+        (
+            "lora-r-negative",
+            Some(
+                |e| matches!(e, AdapterError::ConfigSyntax { message, .. } if message.contains("`r`")),
+            ),
+        ),
+        (
+            "lora-r-zero",
+            Some(|e| matches!(e, AdapterError::InvalidConfig { .. })),
+        ),
+        (
+            "lora-alpha-negative",
+            Some(|e| matches!(e, AdapterError::InvalidConfig { .. })),
+        ),
+        (
+            "lora-dropout-one",
+            Some(|e| matches!(e, AdapterError::InvalidConfig { .. })),
+        ),
+        (
+            "lora-use-dora",
+            Some(|e| matches!(e, AdapterError::Unsupported { field, .. } if field == "use_dora")),
+        ),
+        (
+            "lora-unknown-field",
+            Some(
+                |e| matches!(e, AdapterError::Unsupported { field, .. } if field == "megabytes_of_fun"),
+            ),
+        ),
+        (
+            "lora-layers-out-of-range",
+            Some(|e| matches!(e, AdapterError::LayerOutOfRange { layer: 7, .. })),
+        ),
+        (
+            "lora-regex-too-big",
+            Some(|e| matches!(e, AdapterError::InvalidConfig { .. })),
+        ),
+        (
+            "lora-regex-invalid",
+            Some(|e| matches!(e, AdapterError::InvalidConfig { .. })),
+        ),
+        (
+            "lora-peft-type-ia3",
+            Some(|e| matches!(e, AdapterError::PeftType { .. })),
+        ),
+        (
+            "lora-config-not-object",
+            Some(|e| matches!(e, AdapterError::ConfigSyntax { .. })),
+        ),
+        (
+            "lora-config-truncated",
+            Some(|e| matches!(e, AdapterError::ConfigSyntax { .. })),
+        ),
+        (
+            "lora-duplicate-tensor",
+            Some(|e| {
+                matches!(e, AdapterError::DuplicateTensor { name, .. }
+                if name == "base_model.model.encoder.layer.0.attention.self.query.lora_A.weight")
+            }),
+        ),
+        (
+            "lora-missing-tensor",
+            Some(
+                |e| matches!(e, AdapterError::MissingTensor { name, .. } if name.ends_with("query.lora_A.weight")),
+            ),
+        ),
+        (
+            "lora-extra-tensor",
+            Some(
+                |e| matches!(e, AdapterError::UnexpectedTensors { names, .. } if names.len() == 1),
+            ),
+        ),
+        (
+            "lora-shape-swapped",
+            Some(|e| matches!(e, AdapterError::Shape { .. })),
+        ),
+        (
+            "lora-inf-value",
+            Some(|e| matches!(e, AdapterError::NonFinite { .. })),
+        ),
+        (
+            "lora-i64",
+            Some(|e| matches!(e, AdapterError::Dtype { .. })),
+        ),
+        (
+            "lora-weights-truncated",
+            Some(|e| matches!(e, AdapterError::Corrupt { .. })),
+        ),
+        (
+            "ia3-layers-to-transform",
+            Some(|e| matches!(e, AdapterError::InvalidConfig { .. })),
+        ),
+        (
+            "ia3-wide-scale",
+            Some(|e| matches!(e, AdapterError::Shape { .. })),
+        ),
+    ];
+    let mut listed: Vec<&str> = cases.iter().map(|c| c.0).collect();
+    listed.sort_unstable();
+    let mut present: Vec<String> = std::fs::read_dir(corpus(""))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    present.sort_unstable();
+    assert_eq!(listed, present, "every corpus folder has a case");
+    for (name, check) in cases {
+        match (load_corpus(name), check) {
+            (Ok(()), None) => {}
+            (Err(e), Some(check)) => {
+                assert!(check(&e), "{name}: {e:?}");
+                assert!(!e.to_string().is_empty());
+            }
+            (result, _) => panic!("{name}: {result:?}"),
+        }
+    }
+}
+
+/// A LoRA update that overflows f32 (lora_alpha 1e308, finite in the file) is refused by
+/// merge with a typed error, and the model keeps its weights and stays unmerged.
+#[test]
+fn merging_an_overflowing_lora_is_refused_and_changes_nothing() {
+    let _serial = serial();
+    let mut model = AdaptedModel::<Lora>::new(backbone());
+    model.load_group("g", corpus("lora-alpha-1e308")).unwrap();
+    let before = model.model.hf_tensors();
+    let err = model.merge("g").unwrap_err();
+    assert!(
+        matches!(&err, AdapterError::NonFiniteMerge { group, unmerge: false, .. } if group == "g"),
+        "{err:?}"
+    );
+    assert_eq!(model.merged(), None);
+    assert!(model.model.hf_tensors() == before, "weights changed");
+    assert!(matches!(model.unmerge(), Err(AdapterError::NotMerged)));
+}
+
+/// An IA³ scale of zero would merge to zero weights that no unmerge can restore (it divides
+/// by the scale): the merge is refused, typed, and the model is untouched. A non-zero scale
+/// merges and unmerges back.
+#[test]
+fn merging_a_zero_ia3_scale_is_refused_and_changes_nothing() {
+    let _serial = serial();
+    let mut model = AdaptedModel::<Ia3>::new(backbone());
+    model.load_group("zero", corpus("ia3-zero-scale")).unwrap();
+    model.load_group("ok", corpus("ia3-valid")).unwrap();
+    let before = model.model.hf_tensors();
+    let err = model.merge("zero").unwrap_err();
+    assert!(
+        matches!(&err, AdapterError::NonFiniteMerge { group, unmerge: false, site }
+            if group == "zero" && site.ends_with("attention.self.key")),
+        "{err:?}"
+    );
+    assert_eq!(model.merged(), None);
+    assert!(model.model.hf_tensors() == before, "weights changed");
+
+    model.merge("ok").unwrap();
+    model.unmerge().unwrap();
+    for (name, (_, values)) in model.model.hf_tensors() {
+        let worst = values
+            .iter()
+            .zip(&before[&name].1)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-6, "{name}: off by {worst}");
+    }
+}
