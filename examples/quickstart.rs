@@ -47,7 +47,9 @@ use lora_bert::data::{LabelVocab, LabeledText, TaggedSentence, TextPair};
 use lora_bert::encoder::tokenizer::{BertTokenizer, LengthPolicy};
 use lora_bert::encoder::{BertModel, Device, MpnetModel};
 use lora_bert::train::finetune::{TokenEvalOptions, evaluate_texts, evaluate_tokens};
-use lora_bert::train::teacher::{CacheOptions, WordPooling, load_tagger, words_of};
+use lora_bert::train::teacher::{
+    CacheOptions, TAGGER_MANIFEST, WordPooling, load_tagger, words_of,
+};
 use lora_bert::train::{
     AppSetup, EncoderTeacher, FineTuneConfig, FineTuneMode, FitReport, NerData, NerSet, PfConfig,
     SoftLabels, TcData, Teacher, TeacherCache, TrainConfig, Variant, finetune_texts,
@@ -119,6 +121,16 @@ fn parse_args() -> Result<Option<Args>> {
             }
             other => return Err(format!("unknown argument `{other}`\n{USAGE}").into()),
         }
+    }
+    if let Some(dir) = &args.teacher
+        && !dir.join(TAGGER_MANIFEST).is_file()
+    {
+        return Err(format!(
+            "--teacher {}: not a tagger folder (no {TAGGER_MANIFEST}; make one with `cargo run \
+             --release -p lora-bert-train --example ner_teacher -- --out DIR`)",
+            dir.display()
+        )
+        .into());
     }
     for (flag, n) in [
         ("--pf-steps", args.pf_steps),
