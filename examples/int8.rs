@@ -44,7 +44,11 @@ const TEXT: &str = "When the small research team finally gathered in the crowded
     on Friday evening, the senior scientist carefully explained why the unexpected measurements \
     from the northern observatory could not be dismissed as a simple calibration error. ";
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    args::exit(run())
+}
+
+fn run() -> Result<()> {
     // Faster CPU passes: see lora_bert::malloc.
     lora_bert::malloc::keep_freed_memory();
     let mut run = PathBuf::from("runs/quickstart");
@@ -54,7 +58,7 @@ fn main() -> Result<()> {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--run" => run = value()?.into(),
-            "--backend" => backend = value()?.parse()?,
+            "--backend" => backend = crate::args::parse(&flag, &value()?)?,
             _ => return Err(format!("unknown argument {flag}\n{USAGE}").into()),
         }
     }

@@ -107,13 +107,13 @@ fn parse_args() -> Result<Option<Args>> {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--out" => args.out = value()?.into(),
-            "--pf-steps" => args.pf_steps = value()?.parse()?,
-            "--ner-steps" => args.ner_steps = value()?.parse()?,
-            "--tc-steps" => args.tc_steps = value()?.parse()?,
-            "--train" => args.train = value()?.parse()?,
-            "--eval" => args.eval = value()?.parse()?,
-            "--seed" => args.seed = value()?.parse()?,
-            "--backend" => args.backend = value()?.parse()?,
+            "--pf-steps" => args.pf_steps = args::parse(&flag, &value()?)?,
+            "--ner-steps" => args.ner_steps = args::parse(&flag, &value()?)?,
+            "--tc-steps" => args.tc_steps = args::parse(&flag, &value()?)?,
+            "--train" => args.train = args::parse(&flag, &value()?)?,
+            "--eval" => args.eval = args::parse(&flag, &value()?)?,
+            "--seed" => args.seed = args::parse(&flag, &value()?)?,
+            "--backend" => args.backend = args::parse(&flag, &value()?)?,
             "--teacher" => args.teacher = Some(value()?.into()),
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -146,13 +146,19 @@ fn parse_args() -> Result<Option<Args>> {
     Ok(Some(args))
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    args::exit(run())
+}
+
+fn run() -> Result<()> {
     // Faster CPU passes: see lora_bert::malloc.
     lora_bert::malloc::keep_freed_memory();
     let Some(args) = parse_args()? else {
         return Ok(());
     };
     let started = Instant::now();
+    // Before any work: a file or an unwritable place is refused now, not after pre-finetuning.
+    std::fs::create_dir_all(&args.out).map_err(|e| format!("--out {}: {e}", args.out.display()))?;
     let inference = device::device(args.backend)?;
     let training = device::autodiff(inference.clone());
     let cache = AssetCache::from_env()?;

@@ -35,7 +35,11 @@ Loads the backbone once (default all-MiniLM-L6-v2), registers each app directory
 the quickstart, the finetune example or TokenClassifier/TextClassifier::save), and runs every
 TEXT through every app.";
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    args::exit(run())
+}
+
+fn run() -> Result<()> {
     // Faster CPU passes: see lora_bert::malloc.
     lora_bert::malloc::keep_freed_memory();
     let mut backbone: Option<PathBuf> = None;
@@ -52,7 +56,7 @@ fn main() -> Result<()> {
                 let (name, dir) = v.split_once('=').ok_or("--app takes NAME=DIR")?;
                 apps.push((name.to_owned(), dir.into()));
             }
-            "--backend" => backend = value()?.parse()?,
+            "--backend" => backend = crate::args::parse(&arg, &value()?)?,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());

@@ -21,12 +21,19 @@ const SENTENCES: [&str; 6] = [
     "Shares dropped steeply on Wall Street this afternoon.",
 ];
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> std::process::ExitCode {
+    args::exit(run())
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut backend = Backend::default_cpu()?;
     let mut args = args::utf8_args()?.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--backend" => backend = args.next().ok_or("--backend needs a name")?.parse()?,
+            "--backend" => {
+                let name = args.next().ok_or("--backend needs a name")?;
+                backend = crate::args::parse(&arg, &name)?
+            }
             other => return Err(format!("unknown argument {other}").into()),
         }
     }

@@ -146,7 +146,11 @@ fn pin(plan: &Plan) -> Result<()> {
     }
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    args::exit(run())
+}
+
+fn run() -> Result<()> {
     // Faster CPU passes: see lora_bert::malloc.
     lora_bert::malloc::keep_freed_memory();
     let args: Vec<String> = args::utf8_args()?;

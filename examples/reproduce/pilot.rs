@@ -194,17 +194,17 @@ fn parse(args: Vec<String>) -> Result<Option<Args>> {
         match flag.as_str() {
             "--teacher" => teacher = Some(PathBuf::from(value()?)),
             "--out" => out = PathBuf::from(value()?),
-            "--steps" => s.steps = value()?.parse()?,
-            "--batch" => s.batch = value()?.parse()?,
-            "--sentences" => s.sentences = value()?.parse()?,
-            "--pairs" => s.pairs = value()?.parse()?,
-            "--lr-backbone" => s.lr_backbone = value()?.parse()?,
-            "--lr-groups" => s.lr_groups = value()?.parse()?,
-            "--lr-heads" => s.lr_heads = value()?.parse()?,
-            "--temperature" => s.temperature = value()?.parse()?,
-            "--hard-weight" => s.hard_weight = value()?.parse()?,
-            "--probe-train" => s.probe_train = value()?.parse()?,
-            "--probe-dev" => s.probe_dev = value()?.parse()?,
+            "--steps" => s.steps = crate::args::parse(&flag, &value()?)?,
+            "--batch" => s.batch = crate::args::parse(&flag, &value()?)?,
+            "--sentences" => s.sentences = crate::args::parse(&flag, &value()?)?,
+            "--pairs" => s.pairs = crate::args::parse(&flag, &value()?)?,
+            "--lr-backbone" => s.lr_backbone = crate::args::parse(&flag, &value()?)?,
+            "--lr-groups" => s.lr_groups = crate::args::parse(&flag, &value()?)?,
+            "--lr-heads" => s.lr_heads = crate::args::parse(&flag, &value()?)?,
+            "--temperature" => s.temperature = crate::args::parse(&flag, &value()?)?,
+            "--hard-weight" => s.hard_weight = crate::args::parse(&flag, &value()?)?,
+            "--probe-train" => s.probe_train = crate::args::parse(&flag, &value()?)?,
+            "--probe-dev" => s.probe_dev = crate::args::parse(&flag, &value()?)?,
             "--arms" => {
                 arms = value()?
                     .split(',')
@@ -216,7 +216,7 @@ fn parse(args: Vec<String>) -> Result<Option<Args>> {
                     })
                     .collect::<std::result::Result<_, _>>()?;
             }
-            "--backend" => backend = value()?.parse()?,
+            "--backend" => backend = crate::args::parse(&flag, &value()?)?,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(None);

@@ -701,7 +701,7 @@ pub fn parse(args: Vec<String>) -> Result<Option<Plan>> {
             "--teacher-steps" => plan.sizes.teacher.steps = positive(&flag, &value()?)?,
             "--token-steps" => plan.sizes.token_steps = positive(&flag, &value()?)?,
             "--text-steps" => plan.sizes.text_steps = positive(&flag, &value()?)?,
-            "--lr" => plan.sizes.lr = value()?.parse()?,
+            "--lr" => plan.sizes.lr = crate::args::parse(&flag, &value()?)?,
             "--rank" | "--k" | "--targets" | "--temperature" | "--distill" => {
                 let v = value()?;
                 plan.setting.set(&flag[2..], &v)?
@@ -732,7 +732,7 @@ pub fn parse(args: Vec<String>) -> Result<Option<Plan>> {
                     .ok_or_else(|| format!("--shard I/N with I < N, not `{v}`"))?;
                 plan.shard = shard;
             }
-            "--backend" => plan.backend = value()?.parse()?,
+            "--backend" => plan.backend = crate::args::parse(&flag, &value()?)?,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(None);

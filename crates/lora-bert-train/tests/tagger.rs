@@ -17,6 +17,14 @@ use lora_bert_train::teacher::{
     train_tagger,
 };
 
+/// The backend's random generator is global: tests that seed it and then draw from it run one
+/// at a time, or a test running beside them draws in between.
+static BACKEND_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    BACKEND_RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn cpu() -> Device {
     device::device(Backend::default_cpu().expect("a CPU backend")).expect("cpu device")
 }
@@ -83,6 +91,7 @@ fn train_config(steps: usize) -> TaggerConfig {
 
 #[test]
 fn a_tagger_learns_to_tag_and_its_teacher_gives_first_piece_logits() {
+    let _rng = serial();
     let device = cpu();
     let training = device::autodiff(device.clone());
     let tok = tokenizer();
@@ -166,6 +175,7 @@ fn a_tagger_learns_to_tag_and_its_teacher_gives_first_piece_logits() {
 
 #[test]
 fn a_saved_tagger_loads_back_exactly_and_refuses_other_weights() {
+    let _rng = serial();
     let device = cpu();
     let tok = tokenizer();
     let vocab = vocab();
@@ -222,6 +232,7 @@ fn a_saved_tagger_loads_back_exactly_and_refuses_other_weights() {
 /// with another tagger is refused, never silently reused.
 #[test]
 fn a_cache_made_by_another_tagger_is_refused() {
+    let _rng = serial();
     use lora_bert_train::teacher::{CacheOptions, TeacherCache};
 
     let device = cpu();
@@ -268,6 +279,7 @@ fn a_cache_made_by_another_tagger_is_refused() {
 
 #[test]
 fn train_and_save_records_the_test_score_of_the_tagger_it_saves() {
+    let _rng = serial();
     let device = cpu();
     let training = device::autodiff(device.clone());
     let tok = tokenizer();
@@ -319,7 +331,8 @@ fn train_and_save_records_the_test_score_of_the_tagger_it_saves() {
 }
 
 #[test]
-fn train_and_save_refuses_a_test_tag_it_never_trained_on() {
+fn a_tag_only_the_test_split_has_is_a_label_and_its_entity_is_missed() {
+    let _rng = serial();
     let training = device::autodiff(cpu());
     let train = sentences(8, 1);
     let mut test = sentences(2, 2);
@@ -331,7 +344,7 @@ fn train_and_save_refuses_a_test_tag_it_never_trained_on() {
         test: &test,
         about: "cities",
     };
-    let err = train_and_save_tagger(
+    let run = train_and_save_tagger(
         tiny(&training, 5),
         "tiny",
         &tokenizer(),
@@ -339,9 +352,10 @@ fn train_and_save_refuses_a_test_tag_it_never_trained_on() {
         &train_config(1),
         dir.path(),
     )
-    .unwrap_err();
-    assert!(err.to_string().contains("B-PER"), "{err}");
-    assert!(!dir.path().join("tagger.json").exists());
+    .unwrap();
+    assert_eq!(run.manifest.labels, ["O", "B-LOC", "B-PER"]);
+    let per = &run.report.per_type["PER"];
+    assert_eq!((per.support, per.recall), (1, 0.0), "{per:?}");
 }
 
 fn host(t: burn::tensor::Tensor<2>) -> Vec<f32> {
@@ -360,6 +374,7 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 /// encoder stays put, and the head moves only when its own rate is set.
 #[test]
 fn a_tagger_head_trains_at_its_own_rate() {
+    let _rng = serial();
     let training = device::autodiff(cpu());
     let tok = tokenizer();
     let vocab = vocab();
@@ -371,9 +386,9 @@ fn a_tagger_head_trains_at_its_own_rate() {
         config.train.weight_decay = 0.0;
         config.train.eval_every = None;
         config.head_lr = head_lr;
-        let (tagger, _) =
-            train_tagger(tiny(&training, 7), &x, (&x, &train), &vocab, &config).unwrap();
-        let start = host(tiny(&training, 7).embeddings.word_embeddings.val());
+        let model = tiny(&training, 7);
+        let start = host(model.embeddings.word_embeddings.val());
+        let (tagger, _) = train_tagger(model, &x, (&x, &train), &vocab, &config).unwrap();
         let encoder = host(tagger.encoder.embeddings.word_embeddings.val());
         (
             max_diff(&start, &encoder),

@@ -462,10 +462,10 @@ pub fn load_tagger<E: TeacherEncoder + Module + ModuleDisplay>(
     Ok((tagger, vocab, manifest))
 }
 
-/// Labelled sentences for [`train_and_save_tagger`].
+/// Labelled sentences for [`train_and_save_tagger`]; the label set is the tags of all three.
 #[derive(Debug, Clone, Copy)]
 pub struct TaggerData<'a> {
-    /// Training sentences; the label set is theirs.
+    /// Training sentences.
     pub train: &'a [TaggedSentence],
     /// Sentences that choose the best step (entity F1).
     pub dev: &'a [TaggedSentence],
@@ -502,7 +502,7 @@ impl TaggerRun {
 ///
 /// # Errors
 ///
-/// Errors of encoding (a tag outside the training label set), of [`train_tagger`],
+/// Errors of the label set (no tag at all) and of encoding, of [`train_tagger`],
 /// [`evaluate_tagger`] and [`save_tagger`]; I/O errors naming the report.
 pub fn train_and_save_tagger<E>(
     encoder: E,
@@ -516,7 +516,14 @@ where
     E: TeacherEncoder + Module + ModuleDisplay + Clone,
 {
     let dir = dir.as_ref();
-    let vocab = LabelVocab::from_tags(data.train.iter().flat_map(|s| s.tags.iter()))?;
+    // The tags of all three splits: a split cut short (a smoke run's `--max-train`) may miss
+    // a tag that dev or test has, which is then a label no example trained.
+    let all = [data.train, data.dev, data.test];
+    let vocab = LabelVocab::from_tags(
+        all.iter()
+            .flat_map(|split| split.iter())
+            .flat_map(|s| s.tags.iter()),
+    )?;
     let encode = |s: &[TaggedSentence]| {
         encode_tagged(tokenizer, s, &vocab, LabelAlignment::FirstSubword).map_err(TrainError::from)
     };
