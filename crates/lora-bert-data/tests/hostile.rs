@@ -5,11 +5,8 @@
 //! never a panic, with an allocation bounded by the input's size; the committed corpus in
 //! `tests/corpus/` pins the outcome of named cases.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
 
 use lora_bert_data::read::{
     Column, ConllFormat, ConllReader, Decoding, DelimitedFormat, DelimitedReader, JsonlReader,
@@ -18,190 +15,17 @@ use lora_bert_data::read::{
     read_pairs_tsv,
 };
 use lora_bert_data::{DataError, LabelVocab, Scheme};
+use lora_bert_testkit::alloc::{Counting, MIB, peak_of, serial};
+use lora_bert_testkit::corpus::assert_every_file_has_a_case;
+use lora_bert_testkit::mutate::{
+    ByteEdit, apply_byte_edits, apply_field_edits, byte_edits, field_edits,
+};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
-// ---------------------------------------------------------------------------------------------
-// Counting allocator
-
-/// `System`, counting the bytes live on the heap and the most that were live at once, over
-/// every thread (the backends may allocate on rayon's threads).
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(bytes: usize) {
-    let now = LIVE.fetch_add(bytes, Ordering::SeqCst) + bytes;
-    PEAK.fetch_max(now, Ordering::SeqCst);
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            grew(layout.size());
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            grew(layout.size());
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(p, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::SeqCst);
-    }
-
-    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let q = unsafe { System.realloc(p, layout, new_size) };
-        if !q.is_null() {
-            if new_size >= layout.size() {
-                grew(new_size - layout.size());
-            } else {
-                LIVE.fetch_sub(layout.size() - new_size, Ordering::SeqCst);
-            }
-        }
-        q
-    }
-}
-
+// The counting allocator bounds what each call allocates (see lora_bert_testkit::alloc).
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
-
-/// The counters are process-wide and libtest runs tests on several threads, so every test of
-/// this file holds this lock for its whole run: while a call is measured, no other test
-/// allocates (libtest's own bookkeeping between tests is a few bytes).
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Runs `f` and returns its value and the most bytes it had allocated at once beyond what was
-/// live when it started.
-fn peak_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let base = LIVE.load(Ordering::SeqCst);
-    PEAK.store(base, Ordering::SeqCst);
-    let out = f();
-    (out, PEAK.load(Ordering::SeqCst).saturating_sub(base))
-}
-
-const MIB: usize = 1 << 20;
-
-// ---------------------------------------------------------------------------------------------
-// Generators
-
-/// Values that break a field: wrong types, zero, negative, huge, not finite in f32, empty.
-fn hostile_value() -> impl Strategy<Value = Value> {
-    prop_oneof![
-        Just(Value::Null),
-        Just(json!(true)),
-        Just(json!(0)),
-        Just(json!(-1)),
-        Just(json!(1)),
-        Just(json!(3)),
-        Just(json!(u64::MAX)),
-        Just(json!(i64::MIN)),
-        Just(json!(1u64 << 40)),
-        Just(json!(1_000_000_000_000u64)),
-        Just(json!(1_000_000_000_000_000_000u64)),
-        Just(json!(1e308)),
-        Just(json!(-1e308)),
-        Just(json!(0.5)),
-        Just(json!(-0.0)),
-        Just(json!(5e-324)),
-        Just(json!("")),
-        Just(json!("384")),
-        Just(json!("gelu")),
-        Just(json!("relative_key")),
-        Just(json!("\u{0}é\u{202e}")),
-        Just(json!([])),
-        Just(json!([1, 2])),
-        Just(json!({})),
-        Just(json!({"a": {"b": [null]}})),
-        any::<i64>().prop_map(Value::from),
-        any::<u32>().prop_map(Value::from),
-        (-1e6f64..1e6).prop_map(Value::from),
-        ".{0,12}".prop_map(Value::from),
-    ]
-}
-
-/// An edit of a JSON object: a field set to a value, removed, or added under a new name.
-#[derive(Debug, Clone)]
-enum FieldEdit {
-    Set(usize, Value),
-    Remove(usize),
-    Add(String, Value),
-}
-
-fn field_edits() -> impl Strategy<Value = Vec<FieldEdit>> {
-    let edit = prop_oneof![
-        4 => (any::<usize>(), hostile_value()).prop_map(|(k, v)| FieldEdit::Set(k, v)),
-        1 => any::<usize>().prop_map(FieldEdit::Remove),
-        1 => ("[a-z_]{1,12}", hostile_value()).prop_map(|(k, v)| FieldEdit::Add(k, v)),
-    ];
-    prop::collection::vec(edit, 0..4)
-}
-
-fn apply_field_edits(object: &mut Map<String, Value>, edits: &[FieldEdit]) {
-    for edit in edits {
-        let keys: Vec<String> = object.keys().cloned().collect();
-        match edit {
-            FieldEdit::Set(k, v) if !keys.is_empty() => {
-                object.insert(keys[k % keys.len()].clone(), v.clone());
-            }
-            FieldEdit::Remove(k) if !keys.is_empty() => {
-                object.remove(&keys[k % keys.len()]);
-            }
-            FieldEdit::Add(k, v) => {
-                object.insert(k.clone(), v.clone());
-            }
-            _ => {}
-        }
-    }
-}
-
-/// An edit of a file's bytes after the structured edits: cut it short, overwrite a byte
-/// (possibly making it invalid UTF-8), or append garbage.
-#[derive(Debug, Clone)]
-enum ByteEdit {
-    Truncate(usize),
-    Xor(usize, u8),
-    Append(Vec<u8>),
-}
-
-fn byte_edits() -> impl Strategy<Value = Vec<ByteEdit>> {
-    let edit = prop_oneof![
-        any::<usize>().prop_map(ByteEdit::Truncate),
-        (any::<usize>(), 1..=255u8).prop_map(|(i, x)| ByteEdit::Xor(i, x)),
-        prop::collection::vec(any::<u8>(), 1..16).prop_map(ByteEdit::Append),
-    ];
-    // Mostly none: most cases should reach the checks behind the parser.
-    prop_oneof![
-        3 => Just(Vec::new()),
-        1 => prop::collection::vec(edit, 1..3),
-    ]
-}
-
-fn apply_byte_edits(bytes: &mut Vec<u8>, edits: &[ByteEdit]) {
-    for edit in edits {
-        match edit {
-            ByteEdit::Truncate(at) => bytes.truncate(at % (bytes.len() + 1)),
-            ByteEdit::Xor(i, x) if !bytes.is_empty() => {
-                let i = i % bytes.len();
-                bytes[i] ^= x;
-            }
-            ByteEdit::Append(extra) => bytes.extend_from_slice(extra),
-            _ => {}
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Inputs
@@ -825,14 +649,7 @@ fn corpus_readers() {
             Err("line 1".into()),
         ),
     ];
-    let mut listed: Vec<&str> = cases.iter().map(|c| c.0).collect();
-    listed.sort_unstable();
-    let mut present: Vec<String> = std::fs::read_dir(corpus(&["readers"]))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    present.sort_unstable();
-    assert_eq!(listed, present, "every corpus file has a case");
+    assert_every_file_has_a_case(&corpus(&["readers"]), cases.iter().map(|c| c.0));
     for (name, read, expected) in cases {
         let path = corpus(&["readers", name]);
         let size = std::fs::metadata(&path).unwrap().len() as usize;

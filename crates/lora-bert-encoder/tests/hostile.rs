@@ -4,10 +4,8 @@
 //! valid value, never a panic, and the call must allocate no more than a bound set by the
 //! input's size; the committed corpus in `tests/corpus/` pins the outcome of named cases.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::OnceLock;
 
 use lora_bert_encoder::checkpoint::CheckpointError;
 use lora_bert_encoder::device::{self, Backend, Device};
@@ -15,339 +13,18 @@ use lora_bert_encoder::{
     BertConfig, BertModel, BertTokenizer, ConfigError, MAX_PARAMETERS, MpnetConfig, MpnetModel,
     TokenizerError,
 };
+use lora_bert_testkit::alloc::{Counting, MIB, peak_of, serial};
+use lora_bert_testkit::corpus::{assert_every_file_has_a_case, file_names};
+use lora_bert_testkit::mutate::{
+    apply_byte_edits, apply_field_edits, byte_edits, field_edits, header_edits, mutate_safetensors,
+    prefix,
+};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
-// ---------------------------------------------------------------------------------------------
-// Counting allocator
-
-/// `System`, counting the bytes live on the heap and the most that were live at once, over
-/// every thread (the backends may allocate on rayon's threads).
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(bytes: usize) {
-    let now = LIVE.fetch_add(bytes, Ordering::SeqCst) + bytes;
-    PEAK.fetch_max(now, Ordering::SeqCst);
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            grew(layout.size());
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            grew(layout.size());
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(p, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::SeqCst);
-    }
-
-    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let q = unsafe { System.realloc(p, layout, new_size) };
-        if !q.is_null() {
-            if new_size >= layout.size() {
-                grew(new_size - layout.size());
-            } else {
-                LIVE.fetch_sub(layout.size() - new_size, Ordering::SeqCst);
-            }
-        }
-        q
-    }
-}
-
+// The counting allocator bounds what each call allocates (see lora_bert_testkit::alloc).
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
-
-/// The counters are process-wide and libtest runs tests on several threads, so every test of
-/// this file holds this lock for its whole run: while a call is measured, no other test
-/// allocates (libtest's own bookkeeping between tests is a few bytes).
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Runs `f` and returns its value and the most bytes it had allocated at once beyond what was
-/// live when it started.
-fn peak_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let base = LIVE.load(Ordering::SeqCst);
-    PEAK.store(base, Ordering::SeqCst);
-    let out = f();
-    (out, PEAK.load(Ordering::SeqCst).saturating_sub(base))
-}
-
-const MIB: usize = 1 << 20;
-
-// ---------------------------------------------------------------------------------------------
-// Generators
-
-/// Values that break a field: wrong types, zero, negative, huge, not finite in f32, empty.
-fn hostile_value() -> impl Strategy<Value = Value> {
-    prop_oneof![
-        Just(Value::Null),
-        Just(json!(true)),
-        Just(json!(0)),
-        Just(json!(-1)),
-        Just(json!(1)),
-        Just(json!(3)),
-        Just(json!(u64::MAX)),
-        Just(json!(i64::MIN)),
-        Just(json!(1u64 << 40)),
-        Just(json!(1_000_000_000_000u64)),
-        Just(json!(1_000_000_000_000_000_000u64)),
-        Just(json!(1e308)),
-        Just(json!(-1e308)),
-        Just(json!(0.5)),
-        Just(json!(-0.0)),
-        Just(json!(5e-324)),
-        Just(json!("")),
-        Just(json!("384")),
-        Just(json!("gelu")),
-        Just(json!("relative_key")),
-        Just(json!("\u{0}é\u{202e}")),
-        Just(json!([])),
-        Just(json!([1, 2])),
-        Just(json!({})),
-        Just(json!({"a": {"b": [null]}})),
-        any::<i64>().prop_map(Value::from),
-        any::<u32>().prop_map(Value::from),
-        (-1e6f64..1e6).prop_map(Value::from),
-        ".{0,12}".prop_map(Value::from),
-    ]
-}
-
-/// An edit of a JSON object: a field set to a value, removed, or added under a new name.
-#[derive(Debug, Clone)]
-enum FieldEdit {
-    Set(usize, Value),
-    Remove(usize),
-    Add(String, Value),
-}
-
-fn field_edits() -> impl Strategy<Value = Vec<FieldEdit>> {
-    let edit = prop_oneof![
-        4 => (any::<usize>(), hostile_value()).prop_map(|(k, v)| FieldEdit::Set(k, v)),
-        1 => any::<usize>().prop_map(FieldEdit::Remove),
-        1 => ("[a-z_]{1,12}", hostile_value()).prop_map(|(k, v)| FieldEdit::Add(k, v)),
-    ];
-    prop::collection::vec(edit, 0..4)
-}
-
-fn apply_field_edits(object: &mut Map<String, Value>, edits: &[FieldEdit]) {
-    for edit in edits {
-        let keys: Vec<String> = object.keys().cloned().collect();
-        match edit {
-            FieldEdit::Set(k, v) if !keys.is_empty() => {
-                object.insert(keys[k % keys.len()].clone(), v.clone());
-            }
-            FieldEdit::Remove(k) if !keys.is_empty() => {
-                object.remove(&keys[k % keys.len()]);
-            }
-            FieldEdit::Add(k, v) => {
-                object.insert(k.clone(), v.clone());
-            }
-            _ => {}
-        }
-    }
-}
-
-/// An edit of a file's bytes after the structured edits: cut it short, overwrite a byte
-/// (possibly making it invalid UTF-8), or append garbage.
-#[derive(Debug, Clone)]
-enum ByteEdit {
-    Truncate(usize),
-    Xor(usize, u8),
-    Append(Vec<u8>),
-}
-
-fn byte_edits() -> impl Strategy<Value = Vec<ByteEdit>> {
-    let edit = prop_oneof![
-        any::<usize>().prop_map(ByteEdit::Truncate),
-        (any::<usize>(), 1..=255u8).prop_map(|(i, x)| ByteEdit::Xor(i, x)),
-        prop::collection::vec(any::<u8>(), 1..16).prop_map(ByteEdit::Append),
-    ];
-    // Mostly none: most cases should reach the checks behind the parser.
-    prop_oneof![
-        3 => Just(Vec::new()),
-        1 => prop::collection::vec(edit, 1..3),
-    ]
-}
-
-fn apply_byte_edits(bytes: &mut Vec<u8>, edits: &[ByteEdit]) {
-    for edit in edits {
-        match edit {
-            ByteEdit::Truncate(at) => bytes.truncate(at % (bytes.len() + 1)),
-            ByteEdit::Xor(i, x) if !bytes.is_empty() => {
-                let i = i % bytes.len();
-                bytes[i] ^= x;
-            }
-            ByteEdit::Append(extra) => bytes.extend_from_slice(extra),
-            _ => {}
-        }
-    }
-}
-
-/// An edit of a safetensors header: a tensor's dtype, shape or offsets replaced, the tensor
-/// dropped, renamed or listed twice, or the metadata replaced.
-#[derive(Debug, Clone)]
-enum HeaderEdit {
-    Dtype(usize, Value),
-    Shape(usize, Value),
-    Offsets(usize, Value),
-    Drop(usize),
-    Rename(usize, String),
-    Twice(usize, String),
-    Metadata(Value),
-}
-
-fn dim() -> impl Strategy<Value = u64> {
-    prop_oneof![
-        Just(0u64),
-        Just(1),
-        Just(2),
-        Just(4),
-        Just(8),
-        Just(12),
-        Just(1 << 20),
-        Just(1 << 32),
-        Just(u64::MAX),
-        any::<u64>(),
-    ]
-}
-
-fn header_edits() -> impl Strategy<Value = Vec<HeaderEdit>> {
-    let dtype = prop_oneof![
-        Just(json!("F32")),
-        Just(json!("F16")),
-        Just(json!("BF16")),
-        Just(json!("F64")),
-        Just(json!("I8")),
-        Just(json!("I32")),
-        Just(json!("U8")),
-        Just(json!("BOOL")),
-        Just(json!("F8_E4M3")),
-        Just(json!("F4")),
-        Just(json!("XX")),
-        Just(json!(7)),
-    ];
-    let shape = prop_oneof![
-        3 => prop::collection::vec(dim(), 0..4).prop_map(|d| json!(d)),
-        1 => hostile_value(),
-    ];
-    let offsets = prop_oneof![
-        3 => (dim(), dim()).prop_map(|(a, b)| json!([a, b])),
-        1 => hostile_value(),
-    ];
-    let name = prop_oneof![
-        Just("bert.".to_owned()),
-        Just("".to_owned()),
-        Just("embeddings.position_ids".to_owned()),
-        "[a-z.]{0,12}",
-    ];
-    let edit = prop_oneof![
-        (any::<usize>(), dtype).prop_map(|(k, v)| HeaderEdit::Dtype(k, v)),
-        (any::<usize>(), shape).prop_map(|(k, v)| HeaderEdit::Shape(k, v)),
-        (any::<usize>(), offsets).prop_map(|(k, v)| HeaderEdit::Offsets(k, v)),
-        any::<usize>().prop_map(HeaderEdit::Drop),
-        (any::<usize>(), name.clone()).prop_map(|(k, n)| HeaderEdit::Rename(k, n)),
-        (any::<usize>(), name).prop_map(|(k, n)| HeaderEdit::Twice(k, n)),
-        hostile_value().prop_map(HeaderEdit::Metadata),
-    ];
-    prop::collection::vec(edit, 0..3)
-}
-
-/// The length prefix: kept, set, or moved by a few bytes.
-#[derive(Debug, Clone)]
-enum Prefix {
-    Keep,
-    Set(u64),
-    Shift(i64),
-}
-
-fn prefix() -> impl Strategy<Value = Prefix> {
-    prop_oneof![
-        6 => Just(Prefix::Keep),
-        1 => prop_oneof![Just(0u64), Just(u64::MAX), Just(100_000_001), any::<u64>()]
-            .prop_map(Prefix::Set),
-        1 => (-9i64..9).prop_map(Prefix::Shift),
-    ]
-}
-
-/// `from` with `to` put in front, after PEFT's `base_model.model.` when it starts with it.
-fn renamed(from: &str, to: &str) -> String {
-    match from.strip_prefix("base_model.model.") {
-        Some(rest) => format!("base_model.model.{to}{rest}"),
-        None => format!("{to}{from}"),
-    }
-}
-
-/// `bytes` (a valid safetensors file) with its header, prefix and bytes edited.
-fn mutate_safetensors(
-    bytes: &[u8],
-    header_edits: &[HeaderEdit],
-    prefix: &Prefix,
-    edits: &[ByteEdit],
-) -> Vec<u8> {
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let mut header: Map<String, Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    let data = &bytes[8 + n..];
-    for edit in header_edits {
-        let names: Vec<String> = header
-            .keys()
-            .filter(|k| *k != "__metadata__")
-            .cloned()
-            .collect();
-        let pick = |k: usize| names[k % names.len()].clone();
-        if names.is_empty() {
-            break;
-        }
-        match edit {
-            HeaderEdit::Dtype(k, v) => header[&pick(*k)]["dtype"] = v.clone(),
-            HeaderEdit::Shape(k, v) => header[&pick(*k)]["shape"] = v.clone(),
-            HeaderEdit::Offsets(k, v) => header[&pick(*k)]["data_offsets"] = v.clone(),
-            HeaderEdit::Drop(k) => {
-                header.remove(&pick(*k));
-            }
-            HeaderEdit::Rename(k, to) => {
-                let from = pick(*k);
-                let info = header.remove(&from).unwrap();
-                header.insert(renamed(&from, to), info);
-            }
-            HeaderEdit::Twice(k, to) => {
-                let from = pick(*k);
-                let info = header[&from].clone();
-                header.insert(renamed(&from, to), info);
-            }
-            HeaderEdit::Metadata(v) => {
-                header.insert("__metadata__".into(), v.clone());
-            }
-        }
-    }
-    let header = serde_json::to_vec(&header).unwrap();
-    let len = match prefix {
-        Prefix::Keep => header.len() as u64,
-        Prefix::Set(n) => *n,
-        Prefix::Shift(d) => (header.len() as u64).wrapping_add_signed(*d),
-    };
-    let mut out = len.to_le_bytes().to_vec();
-    out.extend_from_slice(&header);
-    out.extend_from_slice(data);
-    apply_byte_edits(&mut out, edits);
-    out
-}
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
@@ -762,14 +439,7 @@ fn corpus_config_json() {
         ("unknown-fields.json", Expect::Ok),
     ];
     let dir = corpus(&["config"]);
-    let mut listed: Vec<&str> = cases.iter().map(|c| c.0).collect();
-    listed.sort_unstable();
-    let mut present: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    present.sort_unstable();
-    assert_eq!(listed, present, "every corpus file has a case");
+    assert_every_file_has_a_case(&dir, cases.iter().map(|c| c.0));
     for (name, expect) in &cases {
         let (result, peak) = peak_of(|| BertConfig::from_file(dir.join(name)));
         assert!(peak < MIB, "{name}: {peak} bytes");
@@ -780,35 +450,24 @@ fn corpus_config_json() {
 /// What a corpus checkpoint's error must be.
 type Expected = fn(&CheckpointError) -> bool;
 
+/// A file that is not a safetensors file, or whose header does not fit its bytes.
+fn corrupt(e: &CheckpointError) -> bool {
+    matches!(e, CheckpointError::Corrupt { .. })
+}
+
 /// Every file of `tests/corpus/safetensors`, loaded under the tiny config.
 #[test]
 fn corpus_safetensors() {
     let _serial = serial();
     let cases: [(&str, Expected); 12] = [
-        ("empty.safetensors", |e| {
-            matches!(e, CheckpointError::Corrupt { .. })
-        }),
-        ("prefix-only.safetensors", |e| {
-            matches!(e, CheckpointError::Corrupt { .. })
-        }),
-        ("header-len-u64-max.safetensors", |e| {
-            matches!(e, CheckpointError::Corrupt { .. })
-        }),
-        ("header-len-beyond-file.safetensors", |e| {
-            matches!(e, CheckpointError::Corrupt { .. })
-        }),
-        ("header-not-json.safetensors", |e| {
-            matches!(e, CheckpointError::Corrupt { .. })
-        }),
-        ("shape-overflows.safetensors", |e| {
-            matches!(e, CheckpointError::Corrupt { .. })
-        }),
-        ("offsets-overlap.safetensors", |e| {
-            matches!(e, CheckpointError::Corrupt { .. })
-        }),
-        ("offsets-past-end.safetensors", |e| {
-            matches!(e, CheckpointError::Corrupt { .. })
-        }),
+        ("empty.safetensors", corrupt),
+        ("prefix-only.safetensors", corrupt),
+        ("header-len-u64-max.safetensors", corrupt),
+        ("header-len-beyond-file.safetensors", corrupt),
+        ("header-not-json.safetensors", corrupt),
+        ("shape-overflows.safetensors", corrupt),
+        ("offsets-overlap.safetensors", corrupt),
+        ("offsets-past-end.safetensors", corrupt),
         (
             "no-tensors.safetensors",
             |e| matches!(e, CheckpointError::Missing { names, .. } if names.len() <= 33),
@@ -827,15 +486,10 @@ fn corpus_safetensors() {
         }),
     ];
     let dir = corpus(&["safetensors"]);
-    let mut listed: Vec<&str> = cases.iter().map(|c| c.0).collect();
-    listed.push("valid-tiny.safetensors");
-    listed.sort_unstable();
-    let mut present: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    present.sort_unstable();
-    assert_eq!(listed, present, "every corpus file has a case");
+    assert_every_file_has_a_case(
+        &dir,
+        cases.iter().map(|c| c.0).chain(["valid-tiny.safetensors"]),
+    );
     let config = tiny_config();
     let device = cpu();
     for (name, expected) in cases {
@@ -870,11 +524,7 @@ fn corpus_safetensors() {
 fn corpus_tokenizer_json() {
     let _serial = serial();
     let dir = corpus(&["tokenizer"]);
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort_unstable();
+    let names = file_names(&dir);
     assert_eq!(
         names,
         [
