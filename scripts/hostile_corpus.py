@@ -93,6 +93,13 @@ def encoder_corpus():
     # tokenizers 0.23 panicked on a file that ends inside its `decoder` object.
     write("lora-bert-encoder", "tokenizer", "truncated-in-decoder.json",
           data='{"version":"1.0","decoder":{"type":"WordPiece","prefix":"##')
+    # ... and on any string in it that does not decode: a byte that is not UTF-8, or an escape
+    # naming half a surrogate pair (JSON checks neither until a string is read).
+    decoder = '{"version":"1.0","decoder":{"type":"WordPiece","prefix":"%s","cleanup":true}}\n'
+    write("lora-bert-encoder", "tokenizer", "invalid-utf8-in-decoder.json",
+          data=(decoder % "#\xff").encode("latin-1"))
+    write("lora-bert-encoder", "tokenizer", "lone-surrogate-in-decoder.json",
+          data=decoder % "\\ud800")
     write("lora-bert-encoder", "tokenizer", "not-json.json", data="tokenizer\n")
     write("lora-bert-encoder", "tokenizer", "empty-object.json", data="{}\n")
 

@@ -232,7 +232,7 @@ where
 // Properties
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: lora_bert_testkit::cases(128), ..ProptestConfig::default() })]
 
     /// A LoRA folder with its config mutated (fields the scheme reads and random ones, bytes).
     #[test]

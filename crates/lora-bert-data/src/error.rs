@@ -34,7 +34,7 @@ pub enum DataError {
     },
     /// A tag in a file read as entity tags that is neither `O` nor a scheme prefix
     /// (`B I E S L U`), `-` and an entity type.
-    #[error("{}:{line}: unknown tag `{tag}`: expected `O` or a B, I, E, S, L or U prefix, `-` and an entity type", path.display())]
+    #[error("{}:{line}: unknown tag `{tag}`: expected `O` or a B, I, E, S, L or U prefix, `-` and an entity type without whitespace", path.display())]
     UnknownTag {
         /// The file (or the origin name given to the reader).
         path: PathBuf,

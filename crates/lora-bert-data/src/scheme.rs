@@ -59,7 +59,11 @@ pub(crate) enum Tag<'a> {
 }
 
 impl<'a> Tag<'a> {
-    /// `O`, or a one-character prefix among `BIESLU`, a `-` and a non-empty type.
+    /// `O`, or a one-character prefix among `BIESLU`, a `-` and a non-empty type without
+    /// whitespace (the rule [`encode`] and [`LabelVocab::for_scheme`] apply to
+    /// types, so every tag this accepts can be converted between schemes).
+    ///
+    /// [`LabelVocab::for_scheme`]: crate::LabelVocab::for_scheme
     pub(crate) fn parse(tag: &'a str) -> Option<Self> {
         if tag == "O" {
             return Some(Tag::Outside);
@@ -67,8 +71,10 @@ impl<'a> Tag<'a> {
         let mut chars = tag.chars();
         let prefix = chars.next()?;
         let kind = chars.as_str().strip_prefix('-')?;
-        (matches!(prefix, 'B' | 'I' | 'E' | 'S' | 'L' | 'U') && !kind.is_empty())
-            .then_some(Tag::Entity(prefix, kind))
+        (matches!(prefix, 'B' | 'I' | 'E' | 'S' | 'L' | 'U')
+            && !kind.is_empty()
+            && !kind.chars().any(char::is_whitespace))
+        .then_some(Tag::Entity(prefix, kind))
     }
 
     fn prefix(self) -> char {
@@ -148,7 +154,9 @@ pub fn validate<S: AsRef<str>>(tags: &[S], scheme: Scheme) -> Result<()> {
                         t.prefix()
                     )
                 }
-                None => "expected `O` or a prefix, `-` and an entity type".into(),
+                None => {
+                    "expected `O` or a prefix, `-` and an entity type without whitespace".into()
+                }
             }));
         };
         let Tag::Entity(p, kind) = tag else { continue };
@@ -251,7 +259,8 @@ pub fn entities_lenient<S: AsRef<str>>(tags: &[S]) -> Result<Vec<Span>> {
                     position,
                     tag: tag.to_owned(),
                     scheme: Scheme::Iob2,
-                    reason: "expected `O` or a B, I, E, S, L or U prefix, `-` and an entity type"
+                    reason: "expected `O` or a B, I, E, S, L or U prefix, `-` and an entity type \
+                             without whitespace"
                         .into(),
                 });
             }
@@ -395,7 +404,19 @@ mod tests {
     fn parse_tags() {
         assert_eq!(Tag::parse("O"), Some(Tag::Outside));
         assert_eq!(Tag::parse("B-geo-loc"), Some(Tag::Entity('B', "geo-loc")));
-        for bad in ["", "B", "B-", "BPER", "X-PER", "O-PER", "o", "b-PER"] {
+        for bad in [
+            "",
+            "B",
+            "B-",
+            "BPER",
+            "X-PER",
+            "O-PER",
+            "o",
+            "b-PER",
+            "I-PER ",
+            "B-new york",
+            "I-\t",
+        ] {
             assert_eq!(Tag::parse(bad), None, "{bad}");
         }
     }

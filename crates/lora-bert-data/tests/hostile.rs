@@ -193,7 +193,7 @@ fn check_tagged(tokens: &[String], tags: &[String]) -> Result<(), TestCaseError>
 // Properties
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: lora_bert_testkit::cases(256), ..ProptestConfig::default() })]
 
     /// CoNLL columns, any format, as sentences and as documents; the sentences read feed
     /// scheme detection and normalisation, which answer typed too.

@@ -343,6 +343,59 @@ fn sequence_range(seq_ids: &[Option<usize>], seq: usize) -> Range<usize> {
     }
 }
 
+/// Deserializes any JSON value without keeping it, decoding every string on the way, where
+/// [`serde::de::IgnoredAny`] skips strings unchecked (invalid UTF-8 or a lone surrogate
+/// escape passes it, and fails later inside tokenizers' own deserializers).
+struct StrictJson;
+
+impl<'de> serde::Deserialize<'de> for StrictJson {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictJson)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for StrictJson {
+    type Value = StrictJson;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(StrictJson)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(StrictJson)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(StrictJson)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(StrictJson)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(StrictJson)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(StrictJson)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<StrictJson>()?.is_some() {}
+        Ok(StrictJson)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        while map.next_entry::<StrictJson, StrictJson>()?.is_some() {}
+        Ok(StrictJson)
+    }
+}
+
 /// HF-style overflow windows over `len` tokens: `content` tokens each, `stride` shared.
 fn window_ranges(len: usize, content: usize, stride: usize) -> Vec<Range<usize>> {
     debug_assert!(stride < content);
@@ -390,10 +443,10 @@ impl BertTokenizer {
             message,
         };
         let bytes = std::fs::read(path).map_err(|e| load_err(e.to_string()))?;
-        // tokenizers 0.23 panics (`expect("Helper")` in its decoder's deserializer) on a file
-        // that ends inside the `decoder` object: a truncated download, say. Only JSON that
-        // parses reaches it.
-        serde_json::from_slice::<serde::de::IgnoredAny>(&bytes)
+        // tokenizers 0.23 panics (`expect("Helper")` in its decoder's deserializer) on any
+        // JSON error inside the `decoder` object: a truncated download, a byte that is not
+        // UTF-8, an escape naming no code point. Only JSON whose every string decodes reaches it.
+        serde_json::from_slice::<StrictJson>(&bytes)
             .map_err(|e| load_err(format!("not valid JSON: {e}")))?;
         let mut inner = Tokenizer::from_bytes(&bytes).map_err(|e| load_err(e.to_string()))?;
         let pad_id = inner

@@ -155,7 +155,7 @@ fn is_file_error(e: &CheckpointError) -> bool {
 // Properties
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 192, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: lora_bert_testkit::cases(192), ..ProptestConfig::default() })]
 
     /// A mutated BERT config.json is a typed error or a config that passes every check; when
     /// it is valid, loading the tiny checkpoint under it fails small (missing or mis-shaped
@@ -529,6 +529,8 @@ fn corpus_tokenizer_json() {
         names,
         [
             "empty-object.json",
+            "invalid-utf8-in-decoder.json",
+            "lone-surrogate-in-decoder.json",
             "not-json.json",
             "truncated-in-decoder.json"
         ]

@@ -3,9 +3,9 @@
 //! ```text
 //! <dir>/
 //!   checkpoints/step-000120/   model.bpk (burn ModuleRecord), optim.bpk (OptimizerRecord),
-//!                              state.json (TrainerState)
+//!                              state.json (TrainerState), sha256.json (the records' sums)
 //!   latest                     the name of the newest complete checkpoint
-//!   best/                      model.bpk + state.json of the best evaluation so far
+//!   best/                      model.bpk + state.json (+ sha256.json) of the best evaluation
 //!   evaluations.jsonl          one line per evaluation
 //!   lock                       held (advisory lock) by the run using the folder
 //! ```
@@ -20,6 +20,12 @@
 //! One run at a time: the folder's lock is taken when the run starts, and a second run on the
 //! same folder gets [`TrainError::Locked`]. Module records keep burn's parameter ids, which the optimizer state is keyed
 //! by: resume always goes through these records, never through HF or PEFT exports.
+//!
+//! burn decodes a record without checking it (a flipped bit in `optim.bpk` can make it panic,
+//! or load wrong moments), so each folder keeps the sha256 of its records in `sha256.json`,
+//! and a resume checks them before it decodes anything: a damaged record is a
+//! [`TrainError::Format`] naming the file. Folders written before the sums existed load
+//! unchecked.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -31,6 +37,7 @@ use burn::store::ModuleRecord;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{io_err, write_atomic};
+use crate::teacher::cache::sha256_file;
 use crate::{Result, TrainConfig, TrainError};
 
 /// One evaluation of the dev metric.
@@ -183,7 +190,8 @@ impl CheckpointDir {
             optim
                 .save(&path)
                 .map_err(|e| format_err(&path, format!("cannot write optimizer state: {e}")))?;
-            write_json(&tmp.join("state.json"), state)
+            write_json(&tmp.join("state.json"), state)?;
+            write_sums(tmp, &["model.bpk", "optim.bpk"])
         })?;
         write_atomic(&self.root.join("latest"), name.as_bytes())?;
         if let Some(prev) = previous.filter(|p| *p != dir) {
@@ -202,7 +210,8 @@ impl CheckpointDir {
         let tmp = self.root.join(format!("best.tmp-{}", std::process::id()));
         fill_dir(&tmp, |tmp| {
             save_record(model.clone().into_record(), &tmp.join("model.bpk"))?;
-            write_json(&tmp.join("state.json"), state)
+            write_json(&tmp.join("state.json"), state)?;
+            write_sums(tmp, &["model.bpk"])
         })?;
         // Never a moment without a complete `best` or `best.old` (see `recover`).
         let old = self.root.join("best.old");
@@ -302,13 +311,18 @@ impl TrainerState {
 /// Each parameter's state goes to the group of `optim` its id belongs to.
 pub(crate) fn load_optimizer(dir: &Path, optim: ModuleOptimizer) -> Result<ModuleOptimizer> {
     let path = dir.join("optim.bpk");
+    check_sum(&path)?;
     let record = OptimizerRecord::load(&path)
         .map_err(|e| format_err(&path, format!("cannot read optimizer state: {e}")))?;
-    Ok(optim.load_record(record))
+    // burn panics on a record whose tensors lack a parameter id; the sums keep damaged files
+    // away, this keeps a well-summed but foreign one from taking the process down.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| optim.load_record(record)))
+        .map_err(|_| format_err(&path, "the optimizer state is not one this library wrote"))
 }
 
 /// Loads a module record into `model`.
 pub(crate) fn load_model<M: Module>(path: &Path, model: M) -> Result<M> {
+    check_sum(path)?;
     let record = ModuleRecord::load(path)
         .map_err(|e| format_err(path, format!("cannot read module record: {e}")))?;
     model
@@ -320,6 +334,45 @@ fn save_record(record: ModuleRecord, path: &Path) -> Result<()> {
     record
         .save(path)
         .map_err(|e| format_err(path, format!("cannot write module record: {e}")))
+}
+
+/// The file of a checkpoint folder that holds the sha256 of its records.
+const SUMS: &str = "sha256.json";
+
+/// Writes the sha256 of the `files` of `dir` into its [`SUMS`] file.
+fn write_sums(dir: &Path, files: &[&str]) -> Result<()> {
+    let mut sums = std::collections::BTreeMap::new();
+    for file in files {
+        sums.insert(*file, sha256_file(&dir.join(file))?);
+    }
+    write_json(&dir.join(SUMS), &sums)
+}
+
+/// Checks `path` against the sum its folder's [`SUMS`] file holds for it; a folder without
+/// the file (written before the sums existed) is not checked.
+fn check_sum(path: &Path) -> Result<()> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Ok(());
+    };
+    let sums_path = dir.join(SUMS);
+    let text = match fs::read_to_string(&sums_path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err(&sums_path)(e)),
+    };
+    let sums: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(&text).map_err(|e| format_err(&sums_path, e.to_string()))?;
+    let expected = sums
+        .get(name)
+        .ok_or_else(|| format_err(&sums_path, format!("no sha256 for {name}")))?;
+    let found = sha256_file(path)?;
+    if found != *expected {
+        return Err(format_err(
+            path,
+            format!("damaged: its sha256 is {found}, {SUMS} says {expected}"),
+        ));
+    }
+    Ok(())
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {

@@ -316,7 +316,7 @@ fn state_fields() -> impl Strategy<Value = Vec<(&'static str, Value)>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: lora_bert_testkit::cases(96), ..ProptestConfig::default() })]
 
     /// A damaged checkpoints folder: the resume is a typed error or a run within its
     /// configuration, and a file outside the folder is never touched.

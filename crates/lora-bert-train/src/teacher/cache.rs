@@ -573,7 +573,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// The sha256 of a file, hex, read in 1 MiB blocks.
-pub(super) fn sha256_file(path: &Path) -> Result<String> {
+pub(crate) fn sha256_file(path: &Path) -> Result<String> {
     let mut file = File::open(path).map_err(io_err(path))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

@@ -21,7 +21,7 @@
 //! [`BertModel`]: lora_bert_encoder::BertModel
 //! [`BertTokenizer`]: lora_bert_encoder::tokenizer::BertTokenizer
 
-mod cache;
+pub(crate) mod cache;
 mod encoder;
 mod tagger;
 
