@@ -14,6 +14,18 @@ pub enum MetricsError {
         /// Prediction length.
         pred: usize,
     },
+    /// Runs of two arms that cannot be paired for a bootstrap (seeds or items that differ).
+    #[error("cannot pair the runs: {message}")]
+    Unpaired {
+        /// What differs.
+        message: String,
+    },
+    /// An argument out of its range.
+    #[error("invalid argument: {message}")]
+    InvalidArgument {
+        /// What is wrong.
+        message: String,
+    },
     /// Nothing to score.
     #[error("nothing to score: no examples")]
     Empty,

@@ -5,11 +5,14 @@
 //!   (conlleval-compatible) [`Mode::Default`] or its [`Mode::Strict`] mode for every [`Scheme`].
 //! - [`ClassificationReport`]: accuracy, per-class scores, macro and weighted averages and the
 //!   confusion matrix, as scikit-learn computes them.
+//! - [`bootstrap`]: paired bootstrap intervals for a difference between two systems over test
+//!   items, seeds and pre-finetuning seeds, with the TOST equivalence check.
 //!
 //! Both are checked against the Python libraries on fixtures made by
 //! `scripts/metrics_fixtures.py`.
 #![warn(missing_docs)]
 
+pub mod bootstrap;
 pub mod chunks;
 mod classification;
 mod error;
