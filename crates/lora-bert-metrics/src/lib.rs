@@ -22,6 +22,6 @@ pub mod scheme;
 
 pub use classification::ClassificationReport;
 pub use error::MetricsError;
-pub use ner::{Mode, NerReport};
+pub use ner::{Mode, NerReport, SentenceCounts};
 pub use prf::{Averages, Prf};
 pub use scheme::{Entity, Scheme, UnknownScheme};

@@ -1,5 +1,6 @@
 //! Invariants of the scores, over random tag sequences and labels.
 
+use lora_bert_metrics::bootstrap::Counts;
 use lora_bert_metrics::{ClassificationReport, Mode, NerReport, Scheme};
 use proptest::prelude::*;
 
@@ -32,6 +33,30 @@ proptest! {
             let tokens: usize = gold.iter().map(Vec::len).sum();
             if tokens > 0 {
                 prop_assert_eq!(r.accuracy, 1.0);
+            }
+        }
+    }
+
+    /// The per-sentence counts the bootstrap resamples add up to the corpus report.
+    #[test]
+    fn sentence_counts_sum_to_the_report(
+        pairs in proptest::collection::vec(
+            proptest::collection::vec((tag(), tag()), 0..8), 1..6),
+    ) {
+        let gold: Vec<Vec<String>> = pairs.iter().map(|s| s.iter().map(|p| p.0.clone()).collect()).collect();
+        let pred: Vec<Vec<String>> = pairs.iter().map(|s| s.iter().map(|p| p.1.clone()).collect()).collect();
+        for mode in [Mode::Default, Mode::Strict(Scheme::Iob2), Mode::Strict(Scheme::Iob1)] {
+            let report = NerReport::new(&gold, &pred, mode).unwrap();
+            let counts = NerReport::sentence_counts(&gold, &pred, mode).unwrap();
+            prop_assert_eq!(counts.len(), gold.len());
+            let entities = Counts::sum(counts.iter().map(|c| &c.entities));
+            prop_assert_eq!(entities.correct as usize, report.correct);
+            prop_assert_eq!(entities.predicted as usize, report.found);
+            prop_assert_eq!(entities.gold as usize, report.averages.micro_avg.support);
+            prop_assert!((entities.score() - report.averages.micro_avg.f1).abs() < 1e-12);
+            let tokens = Counts::sum(counts.iter().map(|c| &c.tokens));
+            if tokens.gold > 0 {
+                prop_assert!((tokens.score() - report.accuracy).abs() < 1e-12);
             }
         }
     }
