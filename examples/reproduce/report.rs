@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
+use lora_bert::metrics::bootstrap::{BootstrapOptions, Interval, Run, TaskPair, paired_bootstrap};
 use lora_bert::train::plot::{BarSeries, grouped_bars};
 
 use crate::Result;
@@ -100,6 +101,89 @@ fn family_delta_over(
         }
     }
     (!per_seed.is_empty()).then(|| (mean_std(&per_seed), per_seed.len()))
+}
+
+/// The 95% paired bootstrap interval (over test items and seeds) of the family average of arm
+/// `a` minus that of arm `b`, both in the default setting, over the seeds where every task of
+/// the family finished in both arms with its per-item counts recorded. `None` when there is no
+/// such seed (records written before the counts were kept) or the runs of a task were scored
+/// on different test items.
+fn family_interval(
+    records: &[RunRecord],
+    a: &str,
+    b: &str,
+    family_tasks: &[&str],
+    fraction: u32,
+    confidence: f64,
+) -> Option<Interval> {
+    let runs = |arm: &str, task: &str| -> BTreeMap<u64, &RunRecord> {
+        records
+            .iter()
+            .filter(|r| {
+                r.setting == "default"
+                    && r.arm == arm
+                    && r.task == task
+                    && pct(r.fraction) == fraction
+                    && !r.items.is_empty()
+            })
+            .map(|r| (r.seed, r))
+            .collect()
+    };
+    let per_task: Vec<(BTreeMap<u64, &RunRecord>, BTreeMap<u64, &RunRecord>)> = family_tasks
+        .iter()
+        .map(|t| (runs(a, t), runs(b, t)))
+        .collect();
+    let seeds: BTreeSet<u64> = per_task
+        .first()?
+        .0
+        .keys()
+        .copied()
+        .filter(|seed| {
+            per_task
+                .iter()
+                .all(|(x, y)| x.contains_key(seed) && y.contains_key(seed))
+        })
+        .collect();
+    if seeds.is_empty() {
+        return None;
+    }
+    let keep = |m: &BTreeMap<u64, &RunRecord>| -> Vec<Run> {
+        seeds
+            .iter()
+            .map(|seed| Run::new(0, *seed, m[seed].items.clone()))
+            .collect()
+    };
+    let kept: Vec<(Vec<Run>, Vec<Run>)> =
+        per_task.iter().map(|(x, y)| (keep(x), keep(y))).collect();
+    let pairs: Vec<TaskPair<'_>> = kept.iter().map(|(x, y)| TaskPair::new(x, y)).collect();
+    let options = BootstrapOptions {
+        confidence,
+        ..BootstrapOptions::default()
+    };
+    paired_bootstrap(&pairs, &options).ok()
+}
+
+/// `+1.23 [−0.45, +2.91]`: a difference and its interval, in points.
+fn with_interval(i: &Interval) -> String {
+    format!(
+        "{} [{}, {}]",
+        signed(i.estimate),
+        signed(i.low),
+        signed(i.high)
+    )
+}
+
+/// What a 95% interval says of a claim that the difference is positive (`want_positive`) or
+/// negative.
+fn verdict_of(interval: Option<&Interval>, want_positive: bool) -> &'static str {
+    match interval {
+        None => "undecided (no per-item records to put an interval on it)",
+        Some(i) if want_positive && i.above_zero() || !want_positive && i.below_zero() => "holds",
+        Some(i) if want_positive && i.below_zero() || !want_positive && i.above_zero() => {
+            "does not hold"
+        }
+        Some(_) => "undecided (the 95% interval includes 0)",
+    }
 }
 
 /// `12.34 ± 0.56` in points (scores × 100).
@@ -454,12 +538,21 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
             writeln!(w)?;
             write!(w, "| {family} Δ vs no PF | |")?;
             for arm in &arms {
-                match family_delta(&scores, "default", arm.name(), &ft, fraction) {
-                    Some(((m, sd), n)) if n > 1 => {
+                let interval = (*arm != Arm::NoPf)
+                    .then(|| {
+                        family_interval(&records, arm.name(), Arm::NoPf.name(), &ft, fraction, 0.95)
+                    })
+                    .flatten();
+                match (
+                    interval,
+                    family_delta(&scores, "default", arm.name(), &ft, fraction),
+                ) {
+                    (Some(i), _) => write!(w, " {} |", with_interval(&i))?,
+                    (None, Some(((m, sd), n))) if n > 1 => {
                         write!(w, " {} ± {:.2} |", signed(m), 100.0 * sd)?
                     }
-                    Some(((m, _), _)) => write!(w, " {} |", signed(m))?,
-                    None => write!(w, " – |")?,
+                    (None, Some(((m, _), _))) => write!(w, " {} |", signed(m))?,
+                    (None, None) => write!(w, " – |")?,
                 }
             }
             writeln!(w)?;
@@ -468,8 +561,12 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
     writeln!(
         w,
         "\nFamily averages are means over the family's tasks of the per-task means. Δ is the \
-         family average minus no PF's, paired by seed (mean ± standard deviation over seeds); \
-         it is shown only for seeds where every task of the family finished in both arms."
+         family average minus no PF's, paired by seed, shown only for seeds where every task of \
+         the family finished in both arms, with its 95% paired bootstrap interval in brackets \
+         (2000 resamples of the test items of every task and of the seeds, the same draws for \
+         both arms). Each arm was pre-finetuned once, so pre-finetuning's run-to-run variance \
+         is not in the interval. Runs recorded without their per-item counts show mean ± \
+         standard deviation over seeds instead."
     )?;
 
     // Chart and paper comparison.
@@ -537,7 +634,27 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
         )
         .map(|((m, _), _)| m)
     };
-    let show = |v: Option<f64>| v.map_or("–".to_owned(), signed);
+    // Arm a minus arm b on a family's average, with its interval at `confidence`.
+    let interval = |a: Arm, b: Arm, family: &str, fraction: u32, confidence: f64| {
+        family_interval(
+            &records,
+            a.name(),
+            b.name(),
+            &family_tasks(family),
+            fraction,
+            confidence,
+        )
+    };
+    let show = |arm: Arm, family: &str, fraction: u32| match interval(
+        arm,
+        Arm::NoPf,
+        family,
+        fraction,
+        0.95,
+    ) {
+        Some(i) => with_interval(&i),
+        None => delta(arm, family, fraction).map_or("–".to_owned(), signed),
+    };
     for family in ["NER", "TC"] {
         for &fraction in &fractions {
             let paper = match (family, fraction) {
@@ -549,79 +666,118 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
             writeln!(
                 w,
                 "| {family} | {fraction}% | {paper} | {} | {} | {} | {} |",
-                show(delta(Arm::MtpfTpl, family, fraction)),
-                show(delta(Arm::NerPf, family, fraction)),
-                show(delta(Arm::TcPf, family, fraction)),
-                show(delta(Arm::Naive, family, fraction)),
+                show(Arm::MtpfTpl, family, fraction),
+                show(Arm::NerPf, family, fraction),
+                show(Arm::TcPf, family, fraction),
+                show(Arm::Naive, family, fraction),
             )?;
         }
     }
     writeln!(
         w,
-        "\nThe claims, read off the table above (Δ in points against no PF):\n"
+        "\nThe claims, read off 95% paired bootstrap intervals (Δ in points): a claim holds only \
+         when its interval excludes 0 in the claimed direction, and does not hold when it \
+         excludes 0 in the other; \"MTPF-TPL keeps the individual gains\" is an equivalence test \
+         (two one-sided tests at α = 0.05, a 90% interval inside ±1 point).\n"
     )?;
+    // Several verdicts at once: holds if all hold, does not hold if any fails.
+    let all = |verdicts: &[&'static str]| -> &'static str {
+        if verdicts.iter().all(|v| *v == "holds") {
+            "holds"
+        } else if verdicts.contains(&"does not hold") {
+            "does not hold"
+        } else {
+            verdicts
+                .iter()
+                .find(|v| v.starts_with("undecided"))
+                .copied()
+                .unwrap_or("undecided")
+        }
+    };
+    let text = |i: Option<&Interval>| i.map_or("–".to_owned(), with_interval);
     for &fraction in &fractions {
-        let (ner, tc) = (
-            delta(Arm::NerPf, "NER", fraction),
-            delta(Arm::TcPf, "TC", fraction),
-        );
-        let (naive_ner, naive_tc) = (
-            delta(Arm::Naive, "NER", fraction),
-            delta(Arm::Naive, "TC", fraction),
-        );
-        let (tpl_ner, tpl_tc) = (
-            delta(Arm::MtpfTpl, "NER", fraction),
-            delta(Arm::MtpfTpl, "TC", fraction),
-        );
-        let verdict = |ok: bool| if ok { "holds" } else { "does not hold" };
-        if let (Some(ner), Some(tc)) = (ner, tc) {
+        let ner = interval(Arm::NerPf, Arm::NoPf, "NER", fraction, 0.95);
+        let tc = interval(Arm::TcPf, Arm::NoPf, "TC", fraction, 0.95);
+        if ner.is_some() || tc.is_some() {
             writeln!(
                 w,
                 "- {fraction}%: each family's own PF helps it (NER PF on NER {}, TC PF on TC \
                  {}): {}.",
-                signed(ner),
-                signed(tc),
-                verdict(ner > 0.0 && tc > 0.0)
+                text(ner.as_ref()),
+                text(tc.as_ref()),
+                all(&[
+                    verdict_of(ner.as_ref(), true),
+                    verdict_of(tc.as_ref(), true)
+                ])
             )?;
-            if let (Some(nn), Some(nt)) = (naive_ner, naive_tc) {
-                writeln!(
-                    w,
-                    "- {fraction}%: naive multi-task PF loses part of that (NER {} vs {}, TC \
-                     {} vs {}): {}.",
-                    signed(nn),
-                    signed(ner),
-                    signed(nt),
-                    signed(tc),
-                    verdict(nn < ner && nt < tc)
-                )?;
-            }
-            if let (Some(pn), Some(pt)) = (tpl_ner, tpl_tc) {
-                writeln!(
-                    w,
-                    "- {fraction}%: MTPF-TPL against the individual PFs: NER {} vs {} (gap \
-                     {}), TC {} vs {} (gap {}); against naive: NER {}, TC {}.",
-                    signed(pn),
-                    signed(ner),
-                    signed(pn - ner),
-                    signed(pt),
-                    signed(tc),
-                    signed(pt - tc),
-                    naive_ner.map_or("–".into(), |n| signed(pn - n)),
-                    naive_tc.map_or("–".into(), |n| signed(pt - n)),
-                )?;
-            }
+        }
+        let naive_ner = interval(Arm::Naive, Arm::NerPf, "NER", fraction, 0.95);
+        let naive_tc = interval(Arm::Naive, Arm::TcPf, "TC", fraction, 0.95);
+        if naive_ner.is_some() || naive_tc.is_some() {
+            writeln!(
+                w,
+                "- {fraction}%: naive multi-task PF loses part of the individual gains (naive \
+                 minus NER PF on NER {}, minus TC PF on TC {}): {}.",
+                text(naive_ner.as_ref()),
+                text(naive_tc.as_ref()),
+                all(&[
+                    verdict_of(naive_ner.as_ref(), false),
+                    verdict_of(naive_tc.as_ref(), false)
+                ])
+            )?;
+        }
+        let keeps = [
+            interval(Arm::MtpfTpl, Arm::NerPf, "NER", fraction, 0.90),
+            interval(Arm::MtpfTpl, Arm::TcPf, "TC", fraction, 0.90),
+        ];
+        if keeps.iter().any(Option::is_some) {
+            let equivalent = match &keeps {
+                [Some(n), Some(t)] if n.within(0.01) && t.within(0.01) => "holds",
+                [Some(_), Some(_)] => "not shown (a 90% interval reaches past ±1 point)",
+                _ => "undecided (no per-item records for one family)",
+            };
+            let [n, t] = &keeps;
+            writeln!(
+                w,
+                "- {fraction}%: MTPF-TPL keeps the individual gains (MTPF-TPL minus NER PF on \
+                 NER {}, minus TC PF on TC {}, 90% intervals): {equivalent}.",
+                text(n.as_ref()),
+                text(t.as_ref()),
+            )?;
+        }
+        let over_naive = [
+            interval(Arm::MtpfTpl, Arm::Naive, "NER", fraction, 0.95),
+            interval(Arm::MtpfTpl, Arm::Naive, "TC", fraction, 0.95),
+        ];
+        if over_naive.iter().any(Option::is_some) {
+            let [n, t] = &over_naive;
+            writeln!(
+                w,
+                "- {fraction}%: MTPF-TPL beats naive multi-task PF (NER {}, TC {}): {}.",
+                text(n.as_ref()),
+                text(t.as_ref()),
+                all(&[verdict_of(n.as_ref(), true), verdict_of(t.as_ref(), true)])
+            )?;
         }
     }
     if let (Some(full), Some(low)) = (
-        delta(Arm::MtpfTpl, "NER", 100),
-        delta(Arm::MtpfTpl, "NER", 10),
+        interval(Arm::MtpfTpl, Arm::NoPf, "NER", 100, 0.95),
+        interval(Arm::MtpfTpl, Arm::NoPf, "NER", 10, 0.95),
     ) {
+        // The two differences come from different runs: only intervals that do not overlap
+        // decide.
         writeln!(
             w,
             "- MTPF-TPL's NER gain is larger with 10% of the data ({} vs {} with all): {}.",
-            signed(low),
-            signed(full),
-            if low > full { "holds" } else { "does not hold" }
+            with_interval(&low),
+            with_interval(&full),
+            if low.low > full.high {
+                "holds"
+            } else if low.high < full.low {
+                "does not hold"
+            } else {
+                "undecided (the intervals overlap)"
+            }
         )?;
     }
 
@@ -831,6 +987,8 @@ impl PfDefaults {
 
 #[cfg(test)]
 mod tests {
+    use lora_bert::metrics::bootstrap::Counts;
+
     use super::*;
 
     #[test]
@@ -860,7 +1018,58 @@ mod tests {
             dev_examples: 1,
             test_examples: 1,
             seconds: 1.0,
+            items: Vec::new(),
         }
+    }
+
+    /// A record whose test score is the accuracy of `right` (one text per entry).
+    fn with_items(arm: &str, task: &str, seed: u64, right: &[bool]) -> RunRecord {
+        let items: Vec<Counts> = right.iter().map(|&r| Counts::unit(r)).collect();
+        let test = Counts::sum(&items).score();
+        RunRecord {
+            items,
+            ..record(arm, task, seed, test)
+        }
+    }
+
+    #[test]
+    fn family_intervals_pair_items_and_seeds_and_decide_claims() {
+        // Task a: tc-pf right on 3 more of 4 texts under both seeds; task b: the same.
+        let (good, bad) = ([true, true, true, true], [true, false, false, false]);
+        let mut records = Vec::new();
+        for seed in [0, 1] {
+            for task in ["a", "b"] {
+                records.push(with_items("tc-pf", task, seed, &good));
+                records.push(with_items("no-pf", task, seed, &bad));
+            }
+        }
+        let i = family_interval(&records, "tc-pf", "no-pf", &["a", "b"], 100, 0.95).unwrap();
+        assert!((i.estimate - 0.75).abs() < 1e-12, "{i:?}");
+        // By hand: a replicate's Δ is (X + Y) / 8 with X, Y ~ Binomial(4, 3/4) the drawn texts
+        // other than the one both arms get right (seeds change nothing here). P(X + Y = 8) =
+        // 0.75⁸ = 0.10, so the upper end is 1; P(X + Y ≤ 2) = 0.004 and P(X + Y ≤ 3) = 0.027,
+        // so the 2.5% point is 2/8 or 3/8 in a finite sample. The gain holds.
+        assert_eq!(i.high, 1.0, "{i:?}");
+        assert!((0.25..=0.375).contains(&i.low), "{i:?}");
+        assert_eq!(verdict_of(Some(&i), true), "holds");
+        // Seed 1 of task b missing for no-pf: only seed 0 is paired, still an interval.
+        records.retain(|r| !(r.arm == "no-pf" && r.task == "b" && r.seed == 1));
+        assert!(family_interval(&records, "tc-pf", "no-pf", &["a", "b"], 100, 0.95).is_some());
+        // Records without per-item counts: no interval, and the verdict says why.
+        let old = [record("tc-pf", "a", 0, 0.9), record("no-pf", "a", 0, 0.1)];
+        assert!(family_interval(&old, "tc-pf", "no-pf", &["a"], 100, 0.95).is_none());
+        assert!(verdict_of(None, true).starts_with("undecided (no per-item"));
+        // Clear intervals decide both ways.
+        let clear = |low, high| Interval {
+            estimate: (low + high) / 2.0,
+            low,
+            high,
+            confidence: 0.95,
+            resamples: 10,
+        };
+        assert_eq!(verdict_of(Some(&clear(0.01, 0.03)), true), "holds");
+        assert_eq!(verdict_of(Some(&clear(0.01, 0.03)), false), "does not hold");
+        assert_eq!(verdict_of(Some(&clear(-0.03, -0.01)), false), "holds");
     }
 
     #[test]

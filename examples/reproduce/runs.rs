@@ -11,7 +11,11 @@ use lora_bert::data::split::stratified_subset;
 use lora_bert::data::token::encode_tagged;
 use lora_bert::data::{LabelVocab, LabeledText};
 use lora_bert::encoder::tokenizer::BertTokenizer;
-use lora_bert::train::finetune::{TokenEvalOptions, evaluate_texts, evaluate_tokens};
+use lora_bert::metrics::bootstrap::Counts;
+use lora_bert::metrics::{Mode, NerReport};
+use lora_bert::train::finetune::{
+    TokenEvalOptions, entity_report, predict_texts, predict_word_tags,
+};
 use lora_bert::train::{
     AppSetup, FineTuneConfig, FineTuneMode, Pooling, TokenMetric, TrainConfig, Variant,
     finetune_texts, finetune_tokens,
@@ -44,6 +48,60 @@ pub struct RunRecord {
     pub dev_examples: usize,
     pub test_examples: usize,
     pub seconds: f64,
+    /// What each test item contributed to `test` (entities or tokens of a sentence, or one
+    /// text), in the test sample's order: the items of the paired bootstrap. Empty in
+    /// records written before they were kept.
+    #[serde(
+        default,
+        with = "compact_counts",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub items: Vec<Counts>,
+}
+
+/// Per-item counts as one string, `correct,predicted,gold` items joined by `;` (a pretty JSON
+/// array would take a line per number: thousands per record).
+mod compact_counts {
+    use lora_bert::metrics::bootstrap::Counts;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(items: &[Counts], s: S) -> Result<S::Ok, S::Error> {
+        let mut text = String::with_capacity(items.len() * 6);
+        for (i, c) in items.iter().enumerate() {
+            if i > 0 {
+                text.push(';');
+            }
+            text.push_str(&format!("{},{},{}", c.correct, c.predicted, c.gold));
+        }
+        s.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Counts>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.is_empty() {
+            return Ok(Vec::new());
+        }
+        text.split(';')
+            .enumerate()
+            .map(|(i, item)| {
+                let n: Vec<u32> = item
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| D::Error::custom(format!("item {i} `{item}`: {e}")))?;
+                match n[..] {
+                    [correct, predicted, gold] if correct <= predicted.min(gold) => Ok(Counts {
+                        correct,
+                        predicted,
+                        gold,
+                    }),
+                    _ => Err(D::Error::custom(format!(
+                        "item {i} `{item}`: expected correct,predicted,gold with correct the least"
+                    ))),
+                }
+            })
+            .collect()
+    }
 }
 
 /// Writes `value` as pretty JSON, atomically (a sibling temporary renamed over `path`).
@@ -192,7 +250,7 @@ pub fn run(
     let keep = train_subset(&task.data, fraction, seed)?;
     let (dev_n, test_n) = (plan.sizes.dev, plan.sizes.test);
     let pad = tokenizer.pad_id();
-    let (test, fit, n) = match &task.data {
+    let (test, items, fit, n) = match &task.data {
         TaskData::Tokens(s) => {
             let Kind::Token(metric) = def.kind else {
                 unreachable!("token data of a text task")
@@ -208,18 +266,21 @@ pub fn run(
             let (train_ex, dev_ex, test_ex) = (encode(&train_set)?, encode(dev)?, encode(test)?);
             let (classifier, fit) =
                 finetune_tokens(model, &train_ex, (&dev_ex, dev), &task.vocab, &config, pad)?;
-            let report = evaluate_tokens(
-                &classifier,
-                &test_ex,
-                test,
-                &task.vocab,
-                &TokenEvalOptions::new(pad),
-            )?;
-            let score = match metric {
-                TokenMetric::EntityF1 => report.averages.micro_avg.f1,
-                TokenMetric::Accuracy => report.accuracy,
+            let options = TokenEvalOptions::new(pad);
+            let pred = predict_word_tags(&classifier, &test_ex, test.len(), &task.vocab, &options)?;
+            let report = entity_report(test, &pred)?;
+            let gold: Vec<Vec<String>> = test.iter().map(|s| s.tags.clone()).collect();
+            let counts = NerReport::sentence_counts(&gold, &pred, Mode::Default)?;
+            let (score, items): (f64, Vec<Counts>) = match metric {
+                TokenMetric::EntityF1 => (
+                    report.averages.micro_avg.f1,
+                    counts.iter().map(|c| c.entities).collect(),
+                ),
+                TokenMetric::Accuracy => {
+                    (report.accuracy, counts.iter().map(|c| c.tokens).collect())
+                }
             };
-            (score, fit, [train_set.len(), dev.len(), test.len()])
+            (score, items, fit, [train_set.len(), dev.len(), test.len()])
         }
         TaskData::Texts(s) => {
             let encoder = TextEncoder::new(tokenizer);
@@ -233,9 +294,15 @@ pub fn run(
             let (train_enc, dev_enc, test_enc) = (encode(&train_set)?, encode(dev)?, encode(test)?);
             let (classifier, fit) =
                 finetune_texts(model, &train_enc, &dev_enc, &task.vocab, &config)?;
-            let report = evaluate_texts(&classifier, &test_enc, &task.vocab, 64)?;
+            let pred = predict_texts(&classifier, test_enc.rows(), 64)?;
+            let items: Vec<Counts> = pred
+                .iter()
+                .zip(test_enc.labels())
+                .map(|(p, g)| Counts::unit(p == g))
+                .collect();
             (
-                report.accuracy,
+                Counts::sum(&items).score(),
+                items,
                 fit,
                 [train_set.len(), dev.len(), test.len()],
             )
@@ -259,5 +326,6 @@ pub fn run(
         dev_examples: n[1],
         test_examples: n[2],
         seconds: started.elapsed().as_secs_f64(),
+        items,
     })
 }
