@@ -103,24 +103,26 @@ fn family_delta_over(
     (!per_seed.is_empty()).then(|| (mean_std(&per_seed), per_seed.len()))
 }
 
-/// The 95% paired bootstrap interval (over test items and seeds) of the family average of arm
-/// `a` minus that of arm `b`, both in the default setting, over the seeds where every task of
-/// the family finished in both arms with its per-item counts recorded. `None` when there is no
-/// such seed (records written before the counts were kept) or the runs of a task were scored
-/// on different test items.
+/// The paired bootstrap interval (over test items and seeds) of the family average of `a`
+/// minus that of `b`, each a (setting, arm), over the seeds (of `only`, or all) where every
+/// task of the family finished in both with its per-item counts recorded. `None` when there is
+/// no such seed (records written before the counts were kept) or the runs of a task were
+/// scored on different test items.
 fn family_interval(
     records: &[RunRecord],
-    a: &str,
-    b: &str,
+    a: (&str, &str),
+    b: (&str, &str),
     family_tasks: &[&str],
     fraction: u32,
+    only: Option<&BTreeSet<u64>>,
     confidence: f64,
 ) -> Option<Interval> {
-    let runs = |arm: &str, task: &str| -> BTreeMap<u64, &RunRecord> {
+    let runs = |(setting, arm): (&str, &str), task: &str| -> BTreeMap<u64, &RunRecord> {
         records
             .iter()
             .filter(|r| {
-                r.setting == "default"
+                r.setting == setting
+                    && only.is_none_or(|only| only.contains(&r.seed))
                     && r.arm == arm
                     && r.task == task
                     && pct(r.fraction) == fraction
@@ -162,6 +164,9 @@ fn family_interval(
     };
     paired_bootstrap(&pairs, &options).ok()
 }
+
+/// The arm every Δ is taken against: no PF in the default setting.
+const NO_PF: (&str, &str) = ("default", "no-pf");
 
 /// `+1.23 [−0.45, +2.91]`: a difference and its interval, in points.
 fn with_interval(i: &Interval) -> String {
@@ -540,7 +545,15 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
             for arm in &arms {
                 let interval = (*arm != Arm::NoPf)
                     .then(|| {
-                        family_interval(&records, arm.name(), Arm::NoPf.name(), &ft, fraction, 0.95)
+                        family_interval(
+                            &records,
+                            ("default", arm.name()),
+                            NO_PF,
+                            &ft,
+                            fraction,
+                            None,
+                            0.95,
+                        )
                     })
                     .flatten();
                 match (
@@ -638,10 +651,11 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
     let interval = |a: Arm, b: Arm, family: &str, fraction: u32, confidence: f64| {
         family_interval(
             &records,
-            a.name(),
-            b.name(),
+            ("default", a.name()),
+            ("default", b.name()),
             &family_tasks(family),
             fraction,
+            None,
             confidence,
         )
     };
@@ -837,8 +851,9 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
         writeln!(
             w,
             "MTPF-TPL pre-finetuned and fine-tuned again with one knob changed (the rest as in \
-             the main setting); Δ against the main setting's no PF, paired by seed, on the \
-             tasks and seeds the changed settings ran ({}; seeds {}). The `default` row is the \
+             the main setting); Δ against the main setting's no PF, paired by seed, with its \
+             95% paired bootstrap interval, on the tasks and seeds the changed settings ran \
+             ({}; seeds {}). The `default` row is the \
              main setting's MTPF-TPL on those same tasks and seeds, so the rows compare; the \
              main table above averages all tasks and seeds.\n",
             sweep_tasks(&records),
@@ -884,12 +899,26 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
                             )
                         })
                         .flatten();
-                    match d {
-                        Some(((m, sd), n)) if n > 1 => {
+                    let interval = (!ft.is_empty())
+                        .then(|| {
+                            family_interval(
+                                &records,
+                                (setting, "mtpf-tpl"),
+                                NO_PF,
+                                &ft,
+                                fraction,
+                                Some(&sweep_seeds),
+                                0.95,
+                            )
+                        })
+                        .flatten();
+                    match (interval, d) {
+                        (Some(i), _) => write!(w, " {} |", with_interval(&i))?,
+                        (None, Some(((m, sd), n))) if n > 1 => {
                             write!(w, " {} ± {:.2} |", signed(m), 100.0 * sd)?
                         }
-                        Some(((m, _), _)) => write!(w, " {} |", signed(m))?,
-                        None => write!(w, " – |")?,
+                        (None, Some(((m, _), _))) => write!(w, " {} |", signed(m))?,
+                        (None, None) => write!(w, " – |")?,
                     }
                 }
             }
@@ -1034,6 +1063,7 @@ mod tests {
 
     #[test]
     fn family_intervals_pair_items_and_seeds_and_decide_claims() {
+        assert_eq!(NO_PF, ("default", Arm::NoPf.name()));
         // Task a: tc-pf right on 3 more of 4 texts under both seeds; task b: the same.
         let (good, bad) = ([true, true, true, true], [true, false, false, false]);
         let mut records = Vec::new();
@@ -1043,7 +1073,16 @@ mod tests {
                 records.push(with_items("no-pf", task, seed, &bad));
             }
         }
-        let i = family_interval(&records, "tc-pf", "no-pf", &["a", "b"], 100, 0.95).unwrap();
+        let i = family_interval(
+            &records,
+            ("default", "tc-pf"),
+            NO_PF,
+            &["a", "b"],
+            100,
+            None,
+            0.95,
+        )
+        .unwrap();
         assert!((i.estimate - 0.75).abs() < 1e-12, "{i:?}");
         // By hand: a replicate's Δ is (X + Y) / 8 with X, Y ~ Binomial(4, 3/4) the drawn texts
         // other than the one both arms get right (seeds change nothing here). P(X + Y = 8) =
@@ -1054,10 +1093,23 @@ mod tests {
         assert_eq!(verdict_of(Some(&i), true), "holds");
         // Seed 1 of task b missing for no-pf: only seed 0 is paired, still an interval.
         records.retain(|r| !(r.arm == "no-pf" && r.task == "b" && r.seed == 1));
-        assert!(family_interval(&records, "tc-pf", "no-pf", &["a", "b"], 100, 0.95).is_some());
+        assert!(
+            family_interval(
+                &records,
+                ("default", "tc-pf"),
+                NO_PF,
+                &["a", "b"],
+                100,
+                None,
+                0.95
+            )
+            .is_some()
+        );
         // Records without per-item counts: no interval, and the verdict says why.
         let old = [record("tc-pf", "a", 0, 0.9), record("no-pf", "a", 0, 0.1)];
-        assert!(family_interval(&old, "tc-pf", "no-pf", &["a"], 100, 0.95).is_none());
+        assert!(
+            family_interval(&old, ("default", "tc-pf"), NO_PF, &["a"], 100, None, 0.95).is_none()
+        );
         assert!(verdict_of(None, true).starts_with("undecided (no per-item"));
         // Clear intervals decide both ways.
         let clear = |low, high| Interval {
