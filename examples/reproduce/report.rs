@@ -117,7 +117,8 @@ fn family_interval(
     only: Option<&BTreeSet<u64>>,
     confidence: f64,
 ) -> Option<Interval> {
-    let runs = |(setting, arm): (&str, &str), task: &str| -> BTreeMap<u64, &RunRecord> {
+    type BySeed<'r> = BTreeMap<u64, &'r RunRecord>;
+    let runs = |(setting, arm): (&str, &str), task: &str| -> BySeed {
         records
             .iter()
             .filter(|r| {
@@ -131,7 +132,7 @@ fn family_interval(
             .map(|r| (r.seed, r))
             .collect()
     };
-    let per_task: Vec<(BTreeMap<u64, &RunRecord>, BTreeMap<u64, &RunRecord>)> = family_tasks
+    let per_task: Vec<(BySeed, BySeed)> = family_tasks
         .iter()
         .map(|t| (runs(a, t), runs(b, t)))
         .collect();
@@ -149,7 +150,7 @@ fn family_interval(
     if seeds.is_empty() {
         return None;
     }
-    let keep = |m: &BTreeMap<u64, &RunRecord>| -> Vec<Run> {
+    let keep = |m: &BySeed| -> Vec<Run> {
         seeds
             .iter()
             .map(|seed| Run::new(0, *seed, m[seed].items.clone()))
