@@ -79,6 +79,34 @@ struct Pinned {
 }
 
 impl Pinned {
+    /// Sets `plan`'s profile, sizes and teacher to these (the teacher's own training sizes
+    /// stay the flags': the report reads the teacher's files).
+    fn apply(&self, plan: &mut Plan) -> std::result::Result<(), String> {
+        plan.profile = match self.profile.as_str() {
+            "quick" => plan::Profile::Quick,
+            "full" => plan::Profile::Full,
+            other => return Err(format!("unknown profile `{other}`")),
+        };
+        plan.teacher = TeacherChoice::from_pinned(&self.teacher)
+            .ok_or_else(|| format!("unknown teacher `{}`", self.teacher))?;
+        let s = &mut plan.sizes;
+        s.max_len = self.max_len;
+        s.pf_steps = self.pf_steps;
+        s.pf_batch = self.pf_batch;
+        s.pf_lr = self.pf_lr;
+        s.pf_sentences = self.pf_sentences;
+        s.pf_pairs = self.pf_pairs;
+        s.pf_dev = self.pf_dev;
+        s.token_steps = self.token_steps;
+        s.text_steps = self.text_steps;
+        s.batch = self.batch;
+        s.lr = self.lr;
+        s.evals = self.evals;
+        s.dev = self.dev;
+        s.test = self.test;
+        Ok(())
+    }
+
     fn of(plan: &Plan) -> Pinned {
         let s = &plan.sizes;
         Pinned {
@@ -119,14 +147,21 @@ fn remember_command(plan: &Plan) -> Result<Vec<String>> {
     Ok(commands)
 }
 
-/// Records the plan's sizes in `OUT/plan.json`, or checks them against an earlier run's.
-fn pin(plan: &Plan) -> Result<()> {
+/// Records the plan's sizes in `OUT/plan.json`, or checks them against an earlier run's. A
+/// `--report-only` invocation takes the folder's instead: its report describes what ran,
+/// whatever its own flags say.
+fn pin(plan: &mut Plan) -> Result<()> {
     let path = plan.out.join("plan.json");
     let mine = Pinned::of(plan);
     match std::fs::read(&path) {
         Ok(bytes) => {
             let theirs: Pinned =
                 serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+            if plan.report_only {
+                return theirs
+                    .apply(plan)
+                    .map_err(|e| format!("{}: {e}", path.display()).into());
+            }
             // The protocol is part of each run's key: only the sizes must agree.
             let same = Pinned {
                 protocol: theirs.protocol.clone(),
@@ -157,12 +192,13 @@ fn run() -> Result<()> {
     if args.first().is_some_and(|a| a == "pilot") {
         return pilot::run(args[1..].to_vec());
     }
-    let Some(plan) = plan::parse(args)? else {
+    let Some(mut plan) = plan::parse(args)? else {
         return Ok(());
     };
     let started = Instant::now();
     std::fs::create_dir_all(&plan.out)?;
-    pin(&plan)?;
+    pin(&mut plan)?;
+    let plan = plan;
     let cache = AssetCache::from_env()?;
     let inference = device::device(plan.backend)?;
     let training = device::autodiff(inference.clone());
@@ -219,7 +255,11 @@ fn run() -> Result<()> {
             seed,
         )
     };
+    // Runs of this command not finished yet (none for a report: it runs nothing).
     let unfinished = || {
+        if plan.report_only {
+            return 0;
+        }
         let mut n = 0;
         for (setting, arms) in &settings {
             for &arm in arms {
@@ -240,7 +280,6 @@ fn run() -> Result<()> {
     let mut teacher_seconds: Option<f64> = std::fs::read(&teacher_seconds_path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
-    let mut pf_records = Vec::new();
     if !plan.report_only {
         let needs_teacher = settings.iter().any(|(setting, arms)| {
             arms.iter().any(|&a| {
@@ -272,7 +311,7 @@ fn run() -> Result<()> {
         for (setting, arms) in &settings {
             for &arm in arms.iter().filter(|a| **a != Arm::NoPf) {
                 if plan.shard.0 == 0 {
-                    pf_records.push(pf::ensure(
+                    pf::ensure(
                         &plan,
                         setting,
                         arm,
@@ -281,26 +320,21 @@ fn run() -> Result<()> {
                         &pf_data,
                         teacher.as_ref(),
                         &training,
-                    )?);
+                    )?;
                 }
             }
         }
-    } else {
-        for (setting, arms) in &settings {
-            pf_records.extend(
-                arms.iter()
-                    .filter_map(|&a| pf::read_record(&plan.out, setting, a)),
-            );
-        }
     }
 
-    let context = |wall: f64| report::Context {
+    // The report's pre-finetuning rows: every record in the folder, whichever command (and
+    // selection flags) wrote it.
+    let pf_all = pf::read_all_records(&plan.out)?;
+    let context = || report::Context {
         plan: &plan,
-        pf: pf_records.clone(),
+        pf: pf_all.clone(),
         teacher_seconds,
         unfinished: unfinished(),
         commands: commands.clone(),
-        wall_seconds: wall,
         sizes: sizes.clone(),
         pf_sources: pf_data
             .pair_sources
@@ -394,10 +428,7 @@ fn run() -> Result<()> {
             );
             // The report follows the runs, so an interrupted run leaves one.
             if trained.is_multiple_of(10) && shard == 0 {
-                report::write(
-                    &context(started.elapsed().as_secs_f64()),
-                    &runs::read_records(&plan.out)?,
-                )?;
+                report::write(&context(), &runs::read_records(&plan.out)?)?;
             }
         }
         if failed > 0 {
@@ -413,10 +444,7 @@ fn run() -> Result<()> {
         );
         return Ok(());
     }
-    report::write(
-        &context(started.elapsed().as_secs_f64()),
-        &runs::read_records(&plan.out)?,
-    )?;
+    report::write(&context(), &runs::read_records(&plan.out)?)?;
     println!(
         "\nreport: {} (wall time {:.0}s)",
         plan.report.display(),

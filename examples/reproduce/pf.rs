@@ -57,6 +57,46 @@ pub fn read_record(out: &Path, setting: &Setting, arm: Arm) -> Option<PfRecord> 
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
+/// Every pre-finetuning record under `OUT/pf` (`SETTING/ARM/report.json`), in path order.
+///
+/// # Errors
+///
+/// A `report.json` that is not a record, naming it.
+pub fn read_all_records(out: &Path) -> Result<Vec<PfRecord>> {
+    let mut paths = Vec::new();
+    for setting in sorted_dirs(&out.join("pf"))? {
+        for arm in sorted_dirs(&setting)? {
+            let path = arm.join("report.json");
+            if path.is_file() {
+                paths.push(path);
+            }
+        }
+    }
+    paths
+        .into_iter()
+        .map(|p| {
+            serde_json::from_slice(&std::fs::read(&p)?)
+                .map_err(|e| format!("{}: not a pre-finetuning record: {e}", p.display()).into())
+        })
+        .collect()
+}
+
+/// The folders in `dir`, sorted; none when it does not exist.
+fn sorted_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        if path.is_dir() {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// The soft-label objective of the tagger teacher: KL at temperature 2, no hard labels (the
 /// pilot's setting; `reproduce pilot --temperature T --hard-weight W` measures others).
 pub const SOFT_LABELS: SoftLabels = SoftLabels {

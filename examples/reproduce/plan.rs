@@ -315,6 +315,19 @@ impl TeacherChoice {
         }
     }
 
+    /// The teacher a [`TeacherChoice::describe`] string names.
+    pub fn from_pinned(pinned: &str) -> Option<TeacherChoice> {
+        if pinned.starts_with("tagger trained here") {
+            Some(TeacherChoice::Train)
+        } else if pinned == "all-mpnet-base-v2 states" {
+            Some(TeacherChoice::MpnetStates)
+        } else {
+            pinned
+                .strip_prefix("tagger ")
+                .map(|dir| TeacherChoice::Dir(PathBuf::from(dir)))
+        }
+    }
+
     /// What `OUT/plan.json` pins.
     pub fn describe(&self, sizes: &Sizes) -> String {
         match self {
@@ -792,6 +805,24 @@ mod tests {
         let config = states.pf_config(&states.setting, Variant::Ner, 0);
         assert_eq!(config.soft_labels, None);
         assert_eq!(config.distill_loss, DistillLoss::Mse);
+    }
+
+    #[test]
+    fn a_pinned_teacher_reads_back() {
+        let sizes = Profile::Quick.sizes();
+        for teacher in [
+            TeacherChoice::Train,
+            TeacherChoice::MpnetStates,
+            TeacherChoice::Dir(PathBuf::from("runs/ner teacher")),
+        ] {
+            let pinned = teacher.describe(&sizes);
+            assert_eq!(
+                TeacherChoice::from_pinned(&pinned),
+                Some(teacher),
+                "{pinned}"
+            );
+        }
+        assert_eq!(TeacherChoice::from_pinned("something else"), None);
     }
 
     #[test]

@@ -192,6 +192,31 @@ fn verdict_of(interval: Option<&Interval>, want_positive: bool) -> &'static str 
     }
 }
 
+/// The time a pre-finetuning took in all: its record's time, which for a run resumed from a
+/// checkpoint covers the steps after the resume only, scaled to all its steps.
+fn pf_seconds(p: &PfRecord) -> f64 {
+    match p.fit.resumed_from {
+        Some(from) if p.fit.steps > from => {
+            p.seconds * p.fit.steps as f64 / (p.fit.steps - from) as f64
+        }
+        _ => p.seconds,
+    }
+}
+
+/// `7`, or `5–9` when the values differ, `–` for none.
+fn span(values: impl Iterator<Item = usize>) -> String {
+    let (mut lo, mut hi) = (usize::MAX, 0);
+    for v in values {
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    match (lo, hi) {
+        (usize::MAX, _) => "–".into(),
+        (lo, hi) if lo == hi => lo.to_string(),
+        (lo, hi) => format!("{lo}–{hi}"),
+    }
+}
+
 /// `12.34 ± 0.56` in points (scores × 100).
 fn cell(values: &[f64]) -> String {
     if values.is_empty() {
@@ -257,14 +282,13 @@ fn hours(seconds: f64) -> String {
 /// What the report needs besides the records.
 pub struct Context<'a> {
     pub plan: &'a Plan,
+    /// Every pre-finetuning record in the output folder.
     pub pf: Vec<PfRecord>,
     pub teacher_seconds: Option<f64>,
     /// Runs of this invocation's plan not finished yet.
     pub unfinished: usize,
     /// Every command that wrote into the output folder, in order.
     pub commands: Vec<String>,
-    /// Wall time of this invocation so far.
-    pub wall_seconds: f64,
     /// Sizes of each task as used: train (100%), dev, test.
     pub sizes: BTreeMap<String, [usize; 3]>,
     pub pf_sources: Vec<(String, usize)>,
@@ -290,7 +314,12 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
     let runs_json = report.with_file_name(format!("{stem}-runs.json"));
     crate::runs::write_json(&runs_json, &records)?;
 
-    let fractions: Vec<u32> = plan.fractions.iter().map(|&f| pct(f)).collect();
+    // What ran, read from the records (not from this invocation's flags).
+    let fractions: Vec<u32> = {
+        let set: BTreeSet<u32> = records.iter().map(|r| pct(r.fraction)).collect();
+        set.into_iter().rev().collect()
+    };
+    let seeds: BTreeSet<u64> = records.iter().map(|r| r.seed).collect();
     let tasks: Vec<&str> = TASKS
         .iter()
         .filter(|t| records.iter().any(|r| r.task == t.name))
@@ -314,8 +343,9 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
     let s = &plan.sizes;
     let pf_default = PfDefaults::of(plan);
     let compute: f64 = records.iter().map(|r| r.seconds).sum::<f64>()
-        + ctx.pf.iter().map(|p| p.seconds).sum::<f64>()
+        + ctx.pf.iter().map(pf_seconds).sum::<f64>()
         + ctx.teacher_seconds.unwrap_or(0.0);
+    let resumed_pf = ctx.pf.iter().any(|p| p.fit.resumed_from.is_some());
 
     let mut md = String::new();
     let w = &mut md;
@@ -337,13 +367,26 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
         }
     )?;
     writeln!(w, "```text\n{}\n```\n", ctx.commands.join("\n"))?;
+    if plan.report_only {
+        writeln!(
+            w,
+            "Rendered from the records by `{}`: a report-only command runs nothing, and its \
+             sizes and protocol are the folder's `plan.json`, not its flags.\n",
+            plan.command
+        )?;
+    }
     writeln!(w, "- machine: {}; backend {}", machine(), plan.backend)?;
     writeln!(
         w,
-        "- compute: {} in all (pre-finetuning, teacher cache and every finished run, summed over \
-         the sessions that ran them); this invocation's wall time {}",
+        "- compute: {} in all (pre-finetuning, teacher and every finished run, summed over the \
+         sessions that ran them{})",
         hours(compute),
-        hours(ctx.wall_seconds)
+        if resumed_pf {
+            "; a pre-finetuning resumed from a checkpoint counts its timed steps' rate over all \
+             its steps"
+        } else {
+            ""
+        }
     )?;
     writeln!(
         w,
@@ -445,9 +488,10 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
          examples), the best dev checkpoint scored on {} test examples (both fixed samples, \
          stratified by label, the same for every arm and seed); \
          WNUT-16 runs twice the steps (its entity F1 stays 0 for about 150 steps). \
-         Token tasks are scored on words (first piece); texts by accuracy. With 10% of the \
-         training data the same number of steps runs more epochs. Seeds: {:?} (the seed \
-         draws the 10% subset, the head's initial weights and the batch order).",
+         Token tasks are scored on words (first piece); texts by accuracy. The table below \
+         gives, from the run records, the examples each run trained on and was scored on and \
+         the epochs its steps make. Seeds in the records: {:?} (the seed draws the 10% \
+         subset, the head's initial weights and the batch order).",
         protocol_name(plan.protocol),
         match plan.protocol {
             lora_bert::train::FineTuneMode::HeadOnly =>
@@ -464,27 +508,75 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
         s.evals,
         s.dev,
         s.test,
-        plan.seeds,
+        seeds,
     )?;
-    writeln!(
-        w,
-        "\n| task | family | metric | train (100%) | dev | test | data |"
-    )?;
-    writeln!(w, "|---|---|---|---:|---:|---:|---|")?;
+    write!(w, "\n| task | family | metric | train set |")?;
+    for &fraction in &fractions {
+        write!(w, " trained on ({fraction}%) | epochs ({fraction}%) |")?;
+    }
+    writeln!(w, " dev | test | steps | data |")?;
+    write!(w, "|---|---|---|---:|")?;
+    for _ in &fractions {
+        write!(w, "---:|---:|")?;
+    }
+    writeln!(w, "---:|---:|---:|---|")?;
     for t in TASKS.iter().filter(|t| tasks.contains(&t.name)) {
-        let [train, dev, test] = ctx.sizes.get(t.name).copied().unwrap_or([0; 3]);
-        writeln!(
+        let of = |fraction: Option<u32>, f: &dyn Fn(&RunRecord) -> usize| -> String {
+            span(
+                records
+                    .iter()
+                    .filter(|r| r.task == t.name && fraction.is_none_or(|p| pct(r.fraction) == p))
+                    .map(f),
+            )
+        };
+        let full = ctx
+            .sizes
+            .get(t.name)
+            .map_or("–".into(), |[n, ..]| n.to_string());
+        write!(
             w,
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {full} |",
             t.name,
             crate::plan::family_name(t.family),
             t.metric(),
-            train,
-            dev.min(s.dev),
-            test.min(s.test),
+        )?;
+        for &fraction in &fractions {
+            let epochs: Vec<f64> = records
+                .iter()
+                .filter(|r| r.task == t.name && pct(r.fraction) == fraction)
+                .filter(|r| r.train_examples > 0)
+                .map(|r| (r.steps * s.batch) as f64 / r.train_examples as f64)
+                .collect();
+            let epochs = match (
+                epochs.iter().copied().reduce(f64::min),
+                epochs.iter().copied().reduce(f64::max),
+            ) {
+                (Some(lo), Some(hi)) if (hi - lo).abs() < 0.05 => format!("{lo:.1}"),
+                (Some(lo), Some(hi)) => format!("{lo:.1}–{hi:.1}"),
+                _ => "–".into(),
+            };
+            write!(
+                w,
+                " {} | {epochs} |",
+                of(Some(fraction), &|r| r.train_examples)
+            )?;
+        }
+        writeln!(
+            w,
+            " {} | {} | {} | {} |",
+            of(None, &|r| r.dev_examples),
+            of(None, &|r| r.test_examples),
+            of(None, &|r| r.steps),
             t.about
         )?;
     }
+    writeln!(
+        w,
+        "\nTrain set: the task's training split as loaded; the other columns are read from the \
+         run records (a range when runs differ, for instance when early stopping cut some \
+         short); epochs = steps × batch {} / examples trained on.",
+        s.batch
+    )?;
 
     // Per-task tables.
     for &fraction in &fractions {
@@ -954,8 +1046,11 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
                 match p.fit.resumed_from {
                     // The step counts and time cover the steps after the resume only.
                     Some(step) => format!(
-                        "{} (resumed at step {step}: steps and time after it)",
-                        hours(p.seconds)
+                        "{} for the steps after a resume at step {step}; about {} for all {} \
+                         at that rate",
+                        hours(p.seconds),
+                        hours(pf_seconds(p)),
+                        p.fit.steps
                     ),
                     None => hours(p.seconds),
                 }
@@ -1155,6 +1250,65 @@ mod tests {
             family_delta_over(&scores, "default", "tc-pf", &["a", "b"], 100, Some(&only)).unwrap();
         assert_eq!(n, 1);
         assert!((mean - 0.04).abs() < 1e-12);
+    }
+
+    /// The report describes the records, not the invocation: seeds, fractions and sizes that
+    /// differ from the flags are the records'.
+    #[test]
+    fn the_report_is_rendered_from_the_records_not_the_flags() {
+        let out = std::env::temp_dir().join(format!("reproduce-report-{}", std::process::id()));
+        let report = out.join("r.md");
+        let args = [
+            "--report-only",
+            "--out",
+            out.to_str().unwrap(),
+            "--seeds",
+            "0",
+            "--report",
+            report.to_str().unwrap(),
+        ];
+        let plan = crate::plan::parse(args.iter().map(|a| a.to_string()).collect())
+            .unwrap()
+            .unwrap();
+        // Runs of seeds 3 and 5 at 50% of the data on one task, none at the flags' fractions.
+        let mut records = Vec::new();
+        for seed in [3, 5] {
+            for (arm, right) in [("no-pf", false), ("tc-pf", true)] {
+                let mut r = with_items(arm, "reuters-r8", seed, &[right, true, true]);
+                r.fraction = 0.5;
+                r.train_examples = 2467;
+                r.dev_examples = 321;
+                r.test_examples = 3;
+                r.steps = 40;
+                records.push(r);
+            }
+        }
+        let ctx = Context {
+            plan: &plan,
+            pf: Vec::new(),
+            teacher_seconds: None,
+            unfinished: 0,
+            commands: vec!["the command that ran".into()],
+            sizes: BTreeMap::new(),
+            pf_sources: Vec::new(),
+        };
+        write(&ctx, &records).unwrap();
+        let md = std::fs::read_to_string(&report).unwrap();
+        std::fs::remove_dir_all(&out).unwrap();
+        assert!(md.contains("Seeds in the records: {3, 5}"), "{md}");
+        assert!(
+            md.contains("## Test scores, 50% of the training data"),
+            "{md}"
+        );
+        assert!(!md.contains("100% of the training data"), "{md}");
+        // 40 steps × batch 16 / 2467 examples.
+        assert!(md.contains("| 2467 | 0.3 |"), "{md}");
+        assert!(md.contains("| 321 | 3 | 40 |"), "{md}");
+        assert!(
+            md.contains("Rendered from the records by `cargo run"),
+            "{md}"
+        );
+        assert!(!md.contains("wall time"), "{md}");
     }
 
     #[test]
