@@ -34,6 +34,7 @@ mod data;
 mod pf;
 mod pilot;
 mod plan;
+mod probes;
 mod report;
 mod runs;
 
@@ -67,6 +68,9 @@ struct Pinned {
     pf_dev: usize,
     /// The NER family's teacher.
     teacher: String,
+    /// The probe protocol's training cap (0 in folders made before it existed).
+    #[serde(default)]
+    probe_train: usize,
     token_steps: usize,
     text_steps: usize,
     batch: usize,
@@ -104,6 +108,9 @@ impl Pinned {
         s.evals = self.evals;
         s.dev = self.dev;
         s.test = self.test;
+        if self.probe_train > 0 {
+            s.probe_train = self.probe_train;
+        }
         Ok(())
     }
 
@@ -120,6 +127,7 @@ impl Pinned {
             pf_pairs: s.pf_pairs,
             pf_dev: s.pf_dev,
             teacher: plan.teacher.describe(s),
+            probe_train: s.probe_train,
             token_steps: s.token_steps,
             text_steps: s.text_steps,
             batch: s.batch,
@@ -155,8 +163,12 @@ fn pin(plan: &mut Plan) -> Result<()> {
     let mine = Pinned::of(plan);
     match std::fs::read(&path) {
         Ok(bytes) => {
-            let theirs: Pinned =
+            let mut theirs: Pinned =
                 serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+            if theirs.probe_train == 0 {
+                // Made before the probe protocol: no probe runs to disagree with.
+                theirs.probe_train = mine.probe_train;
+            }
             if plan.report_only {
                 return theirs
                     .apply(plan)
@@ -244,7 +256,7 @@ fn run() -> Result<()> {
         sizes.insert(def.name.to_owned(), task.data.sizes());
         tasks.push(task);
     }
-    let record = |setting, arm, task: &runs::Task, fraction, seed| {
+    let record = |setting, arm, task: &runs::Task, fraction, seed, pf_seed| {
         runs::record_path(
             &plan.out,
             plan.protocol,
@@ -253,6 +265,7 @@ fn run() -> Result<()> {
             task.def,
             fraction,
             seed,
+            pf_seed,
         )
     };
     // Runs of this command not finished yet (none for a report: it runs nothing).
@@ -266,7 +279,10 @@ fn run() -> Result<()> {
                 for task in &tasks {
                     for &fraction in &plan.fractions {
                         for &seed in &plan.seeds {
-                            n += usize::from(!record(setting, arm, task, fraction, seed).is_file());
+                            for &pf_seed in plan.pf_seeds_of(arm) {
+                                let path = record(setting, arm, task, fraction, seed, pf_seed);
+                                n += usize::from(!path.is_file());
+                            }
                         }
                     }
                 }
@@ -284,7 +300,10 @@ fn run() -> Result<()> {
         let needs_teacher = settings.iter().any(|(setting, arms)| {
             arms.iter().any(|&a| {
                 matches!(a, Arm::NerPf | Arm::Naive | Arm::MtpfTpl)
-                    && pf::read_record(&plan.out, setting, a).is_none()
+                    && plan
+                        .pf_seeds_of(a)
+                        .iter()
+                        .any(|&k| pf::read_record(&plan.out, setting, a, k).is_none())
             })
         });
         let teacher = if needs_teacher && plan.shard.0 == 0 {
@@ -310,17 +329,20 @@ fn run() -> Result<()> {
         };
         for (setting, arms) in &settings {
             for &arm in arms.iter().filter(|a| **a != Arm::NoPf) {
-                if plan.shard.0 == 0 {
-                    pf::ensure(
-                        &plan,
-                        setting,
-                        arm,
-                        &files,
-                        &pf_tokenizer,
-                        &pf_data,
-                        teacher.as_ref(),
-                        &training,
-                    )?;
+                for &pf_seed in plan.pf_seeds_of(arm) {
+                    if plan.shard.0 == 0 {
+                        pf::ensure(
+                            &plan,
+                            setting,
+                            arm,
+                            &files,
+                            &pf_tokenizer,
+                            &pf_data,
+                            teacher.as_ref(),
+                            &training,
+                            pf_seed,
+                        )?;
+                    }
                 }
             }
         }
@@ -343,8 +365,101 @@ fn run() -> Result<()> {
             .collect(),
     };
 
+    // The probe protocol: arm by arm, each task encoded once, then a probe per fraction and seed.
+    if !plan.report_only && plan.protocol == runs::Protocol::Probe {
+        let (shard, shards) = plan.shard;
+        let (mut unit, mut done, mut failed) = (0usize, 0usize, 0usize);
+        for (setting, arms) in &settings {
+            for &arm in arms {
+                for &pf_seed in plan.pf_seeds_of(arm) {
+                    let mut todo = Vec::new();
+                    for task in &tasks {
+                        unit += 1;
+                        if (unit - 1) % shards != shard {
+                            continue;
+                        }
+                        let mut jobs = Vec::new();
+                        for &fraction in &plan.fractions {
+                            for &seed in &plan.seeds {
+                                let path = record(setting, arm, task, fraction, seed, pf_seed);
+                                if !path.is_file() {
+                                    jobs.push(probes::Job {
+                                        fraction,
+                                        seed,
+                                        path,
+                                    });
+                                }
+                            }
+                        }
+                        if !jobs.is_empty() {
+                            todo.push((task, jobs));
+                        }
+                    }
+                    if todo.is_empty() {
+                        continue;
+                    }
+                    let model: AdaptedModel<Lora> = match arm {
+                        Arm::NoPf => AdaptedModel::new(BertModel::load(&files.dir, &inference)?.0),
+                        _ => {
+                            let dir = pf::model_dir(&plan.out, setting, arm, pf_seed);
+                            if !dir.join("config.json").is_file() {
+                                eprintln!(
+                                    "{}: not pre-finetuned yet (shard 0 does it); rerun later",
+                                    runs::arm_folder(arm, pf_seed)
+                                );
+                                failed += todo.iter().map(|t| t.1.len()).sum::<usize>();
+                                continue;
+                            }
+                            load_pf(dir, &inference)?
+                        }
+                    };
+                    for (task, jobs) in todo {
+                        match probes::run_task(
+                            &plan, setting, arm, pf_seed, task, &model, &tokenizer, &jobs,
+                        ) {
+                            Ok(records) => {
+                                for r in records {
+                                    done += 1;
+                                    println!(
+                                        "[probe {done}] {:<16} {:<16} {:>3}% seed {} {}: test {} \
+                                         {:.4} (dev {:.4}, {} L-BFGS steps) {:.0}s",
+                                        runs::arm_folder(arm, pf_seed),
+                                        r.task,
+                                        (r.fraction * 100.0).round(),
+                                        r.seed,
+                                        setting.name(),
+                                        r.metric,
+                                        r.test,
+                                        r.dev_best,
+                                        r.steps,
+                                        r.seconds
+                                    );
+                                }
+                            }
+                            Err(e) => {
+                                eprintln!(
+                                    "probes of {} on {} ({}) failed: {e}",
+                                    runs::arm_folder(arm, pf_seed),
+                                    task.def.name,
+                                    setting.name()
+                                );
+                                failed += jobs.len();
+                            }
+                        }
+                    }
+                    if shard == 0 {
+                        report::write(&context(), &runs::read_records(&plan.out)?)?;
+                    }
+                }
+            }
+        }
+        if failed > 0 {
+            eprintln!("{failed} probe runs failed or waited (see above); rerun the command");
+        }
+    }
+
     // Downstream runs: seed by seed, so a partial run covers every task and arm.
-    if !plan.report_only {
+    if !plan.report_only && plan.protocol != runs::Protocol::Probe {
         let (shard, shards) = plan.shard;
         let mut jobs = std::collections::VecDeque::new();
         let mut index = 0usize;
@@ -353,10 +468,14 @@ fn run() -> Result<()> {
                 for task in &tasks {
                     for (setting, arms) in &settings {
                         for &arm in arms {
-                            index += 1;
-                            let path = record(setting, arm, task, fraction, seed);
-                            if (index - 1) % shards == shard && !path.is_file() {
-                                jobs.push_back((seed, fraction, task, setting, arm, path));
+                            for &pf_seed in plan.pf_seeds_of(arm) {
+                                index += 1;
+                                let path = record(setting, arm, task, fraction, seed, pf_seed);
+                                if (index - 1) % shards == shard && !path.is_file() {
+                                    jobs.push_back((
+                                        seed, pf_seed, fraction, task, setting, arm, path,
+                                    ));
+                                }
                             }
                         }
                     }
@@ -368,17 +487,17 @@ fn run() -> Result<()> {
         let mut failed = 0usize;
         // Shard 0 pre-finetuned every model above; the other shards run what they can and
         // come back to runs whose model shard 0 has not finished yet.
-        let ready = |setting: &plan::Setting, arm: Arm| {
+        let ready = |setting: &plan::Setting, arm: Arm, pf_seed: u64| {
             arm == Arm::NoPf
-                || pf::model_dir(&plan.out, setting, arm)
+                || pf::model_dir(&plan.out, setting, arm, pf_seed)
                     .join("config.json")
                     .is_file()
         };
         while let Some(job) = jobs.pop_front() {
-            let (seed, fraction, task, setting, arm, path) = job;
-            if !ready(setting, arm) {
-                jobs.push_back((seed, fraction, task, setting, arm, path));
-                if jobs.iter().all(|j| !ready(j.3, j.4)) {
+            let (seed, pf_seed, fraction, task, setting, arm, path) = job;
+            if !ready(setting, arm, pf_seed) {
+                jobs.push_back((seed, pf_seed, fraction, task, setting, arm, path));
+                if jobs.iter().all(|j| !ready(j.4, j.5, j.1)) {
                     if !waiting {
                         println!("waiting for shard 0's pre-finetuned models");
                         waiting = true;
@@ -390,32 +509,33 @@ fn run() -> Result<()> {
             waiting = false;
             let model: AdaptedModel<Lora> = match arm {
                 Arm::NoPf => AdaptedModel::new(BertModel::load(&files.dir, &training)?.0),
-                _ => load_pf(pf::model_dir(&plan.out, setting, arm), &training)?,
+                _ => load_pf(pf::model_dir(&plan.out, setting, arm, pf_seed), &training)?,
             };
             // One failed run (a non-finite loss, say) must not end hours of others: it is
             // reported, left without a record (a rerun tries it again) and the rest go on.
-            let record =
-                match runs::run(&plan, setting, arm, task, fraction, seed, model, &tokenizer) {
-                    Ok(record) => record,
-                    Err(e) => {
-                        eprintln!(
-                            "run {} {} {}% seed {seed} ({}) failed: {e}",
-                            arm.name(),
-                            task.def.name,
-                            (fraction * 100.0).round(),
-                            setting.name()
-                        );
-                        failed += 1;
-                        continue;
-                    }
-                };
+            let record = match runs::run(
+                &plan, setting, arm, task, fraction, seed, pf_seed, model, &tokenizer,
+            ) {
+                Ok(record) => record,
+                Err(e) => {
+                    eprintln!(
+                        "run {} {} {}% seed {seed} ({}) failed: {e}",
+                        runs::arm_folder(arm, pf_seed),
+                        task.def.name,
+                        (fraction * 100.0).round(),
+                        setting.name()
+                    );
+                    failed += 1;
+                    continue;
+                }
+            };
             runs::write_json(&path, &record)?;
             trained += 1;
             run_seconds += record.seconds;
             println!(
                 "[{trained}/{total}] {:<9} {:<16} {:>3}% seed {seed} {}: test {} {:.4} (dev \
                  {:.4} at step {}) {:.0}s, about {:.0} min left",
-                arm.name(),
+                runs::arm_folder(arm, pf_seed),
                 task.def.name,
                 (fraction * 100.0).round(),
                 setting.name(),

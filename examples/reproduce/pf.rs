@@ -42,18 +42,25 @@ pub struct PfRecord {
     pub tc_steps: usize,
     pub seconds: f64,
     pub fit: FitReport,
+    /// The pre-finetuning seed (0 in records written before there were several).
+    #[serde(default)]
+    pub pf_seed: u64,
 }
 
-pub fn dir(out: &Path, setting: &Setting, arm: Arm) -> PathBuf {
-    out.join("pf").join(setting.name()).join(arm.name())
+/// `OUT/pf/SETTING/ARM` for seed 0 (where folders made before there were several seeds
+/// have it), `OUT/pf/SETTING/ARM@seed-K` for seed K.
+pub fn dir(out: &Path, setting: &Setting, arm: Arm, pf_seed: u64) -> PathBuf {
+    out.join("pf")
+        .join(setting.name())
+        .join(crate::runs::arm_folder(arm, pf_seed))
 }
 
-pub fn model_dir(out: &Path, setting: &Setting, arm: Arm) -> PathBuf {
-    dir(out, setting, arm).join("model")
+pub fn model_dir(out: &Path, setting: &Setting, arm: Arm, pf_seed: u64) -> PathBuf {
+    dir(out, setting, arm, pf_seed).join("model")
 }
 
-pub fn read_record(out: &Path, setting: &Setting, arm: Arm) -> Option<PfRecord> {
-    let path = dir(out, setting, arm).join("report.json");
+pub fn read_record(out: &Path, setting: &Setting, arm: Arm, pf_seed: u64) -> Option<PfRecord> {
+    let path = dir(out, setting, arm, pf_seed).join("report.json");
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
@@ -332,25 +339,26 @@ pub fn ensure(
     data: &PfData,
     teacher: Option<&TeacherCache>,
     training: &Device,
+    pf_seed: u64,
 ) -> Result<PfRecord> {
     let variant = arm
         .variant()
         .ok_or("the plain backbone is not pre-finetuned")?;
-    if let Some(record) = read_record(&plan.out, setting, arm)
-        && model_dir(&plan.out, setting, arm)
+    if let Some(record) = read_record(&plan.out, setting, arm, pf_seed)
+        && model_dir(&plan.out, setting, arm, pf_seed)
             .join("config.json")
             .is_file()
     {
         return Ok(record);
     }
-    let dir = dir(&plan.out, setting, arm);
+    let dir = dir(&plan.out, setting, arm, pf_seed);
     println!(
-        "\n== pre-finetuning {} ({}), setting {} ==",
+        "\n== pre-finetuning {} ({}), setting {}, seed {pf_seed} ==",
         arm.label(),
         arm.name(),
         setting.name()
     );
-    let mut config = plan.pf_config(setting, variant, tokenizer.pad_id());
+    let mut config = plan.pf_config(setting, variant, tokenizer.pad_id(), pf_seed);
     config.checkpoints = Some(dir.join("checkpoints"));
     let o_vocab = LabelVocab::new(vec!["O".to_owned()])?;
     let encode =
@@ -386,7 +394,7 @@ pub fn ensure(
     let (pf, report) = pre_finetune(variant, model, ner, tc, &config)?;
     let seconds = started.elapsed().as_secs_f64();
     // Written beside, then renamed: a `model` folder is always complete.
-    let model = model_dir(&plan.out, setting, arm);
+    let model = model_dir(&plan.out, setting, arm, pf_seed);
     let partial = dir.join("model.partial");
     if partial.exists() {
         std::fs::remove_dir_all(&partial)?;
@@ -403,6 +411,7 @@ pub fn ensure(
         tc_steps: report.steps_of(Family::Tc),
         seconds,
         fit: report.fit,
+        pf_seed,
     };
     write_json(&dir.join("report.json"), &record)?;
     println!(

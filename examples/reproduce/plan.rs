@@ -6,9 +6,7 @@ use std::path::PathBuf;
 
 use lora_bert::Backend;
 use lora_bert::data::sampler::Strategy;
-use lora_bert::train::{
-    DistillLoss, Family, FineTuneMode, PfConfig, TokenMetric, TrainConfig, Variant,
-};
+use lora_bert::train::{DistillLoss, Family, PfConfig, TokenMetric, TrainConfig, Variant};
 
 use crate::Result;
 use crate::pf::TeacherSizes;
@@ -378,6 +376,9 @@ pub struct Sizes {
     pub max_len: usize,
     /// The tagger teacher's training (`TeacherChoice::Train`).
     pub teacher: TeacherSizes,
+    /// The probe protocol's "100%": at most this many training sentences or texts (a fixed
+    /// shuffle's first ones).
+    pub probe_train: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -411,6 +412,7 @@ impl Profile {
                 dev: 100,
                 test: 200,
                 max_len: 64,
+                probe_train: 1000,
                 // 50 steps at 5e-5 tagged every word `O` (valid F1 0), with the head at 5e-5 or
                 // 1e-3; these 100 steps reached CoNLL-2003 test F1 0.23 (500 sentences) in 7 min
                 // on 2 cores: enough to run the harness end to end, not a good teacher.
@@ -437,6 +439,7 @@ impl Profile {
                 dev: 200,
                 test: 500,
                 max_len: 64,
+                probe_train: 5000,
                 // The teacher of docs/results.md's pilot: 600 steps reached CoNLL-2003 test
                 // entity F1 88.0 in 55 minutes on 2 cores.
                 teacher: TeacherSizes {
@@ -481,7 +484,10 @@ pub struct Plan {
     pub tasks: Vec<&'static TaskDef>,
     pub fractions: Vec<f64>,
     pub seeds: Vec<u64>,
-    pub protocol: FineTuneMode,
+    /// Pre-finetuning seeds: each arm that pre-finetunes does so once per seed (data order,
+    /// fresh weights, dropout), and is fine-tuned from each.
+    pub pf_seeds: Vec<u64>,
+    pub protocol: crate::runs::Protocol,
     pub sizes: Sizes,
     /// The setting of the main comparison.
     pub setting: Setting,
@@ -533,10 +539,26 @@ impl Plan {
     /// gets as many steps as its individual pre-finetuning (exactly under the default
     /// round-robin sampler, in expectation under a temperature; the record of each run counts
     /// them).
-    pub fn pf_config(&self, setting: &Setting, variant: Variant, pad_id: u32) -> PfConfig {
+    /// The pre-finetuning seeds of `arm`: none but 0 for the plain backbone.
+    pub fn pf_seeds_of(&self, arm: Arm) -> &[u64] {
+        if arm == Arm::NoPf {
+            &[0]
+        } else {
+            &self.pf_seeds
+        }
+    }
+
+    pub fn pf_config(
+        &self,
+        setting: &Setting,
+        variant: Variant,
+        pad_id: u32,
+        pf_seed: u64,
+    ) -> PfConfig {
         let s = &self.sizes;
         let steps = s.pf_steps * variant.families().len();
         let mut train = TrainConfig::new(steps);
+        train.seed = pf_seed;
         train.learning_rate = s.pf_lr;
         train.warmup_steps = steps / 10;
         train.eval_every = Some((steps / 5).max(1));
@@ -568,7 +590,8 @@ impl fmt::Display for Profile {
 
 pub const USAGE: &str = "\
 usage: reproduce [--profile quick|full] [--out DIR] [--report FILE] [--arms A,B,..]
-                 [--tasks T,..] [--fractions F,..] [--seeds S,..] [--protocol lora-head|head-only]
+                 [--tasks T,..] [--fractions F,..] [--seeds S,..] [--pf-seeds S,..]
+                 [--protocol lora-head|head-only|probe]
                  [--pf-steps N] [--token-steps N] [--text-steps N] [--lr X]
                  [--teacher tagger|mpnet-states|DIR] [--teacher-steps N]
                  [--rank N] [--k N] [--targets M+M] [--temperature T] [--distill mse|cosine]
@@ -594,7 +617,12 @@ and a chart. Finished runs are kept: rerunning the same command resumes.
   --seeds LIST      fine-tuning seeds (default: quick 0, full 0,1,2)
   --protocol P      lora-head: a LoRA group shaped like the PF groups + a linear head, the
                     backbone frozen (default); head-only: the head alone (MTPF-TPL keeps its
-                    family group, frozen)
+                    family group, frozen); probe: a linear probe on the frozen features,
+                    fitted to convergence, L2 chosen on dev (issue 17's primary protocol)
+  --probe-train N   the probe protocol's training examples at 100% (quick 1000, full 5000;
+                    a fixed shuffle's first ones when the split is larger)
+  --pf-seeds LIST   pre-finetuning seeds: each arm that pre-finetunes does so once per seed,
+                    and every downstream run is repeated on each (default 0)
   --pf-steps N      pre-finetuning steps (quick 24, full 300)
   --teacher T       the NER family's teacher: tagger (default: all-mpnet-base-v2 with a token
                     head, trained here on CoNLL-2003 into OUT/teacher; the student learns its
@@ -655,7 +683,8 @@ pub fn parse(args: Vec<String>) -> Result<Option<Plan>> {
         tasks: profile.tasks(),
         fractions: vec![1.0, 0.1],
         seeds: profile.seeds(),
-        protocol: FineTuneMode::LoraHead,
+        pf_seeds: vec![0],
+        protocol: crate::runs::Protocol::LoraHead,
         sizes: profile.sizes(),
         setting: Setting::default(),
         teacher: TeacherChoice::Train,
@@ -696,14 +725,17 @@ pub fn parse(args: Vec<String>) -> Result<Option<Plan>> {
                 })?
             }
             "--seeds" => plan.seeds = list(&value()?, |s| Ok(s.parse()?))?,
+            "--pf-seeds" => plan.pf_seeds = list(&value()?, |s| Ok(s.parse()?))?,
             "--protocol" => {
                 plan.protocol = match value()?.as_str() {
-                    "lora-head" => FineTuneMode::LoraHead,
-                    "head-only" => FineTuneMode::HeadOnly,
+                    "lora-head" => crate::runs::Protocol::LoraHead,
+                    "head-only" => crate::runs::Protocol::HeadOnly,
+                    "probe" => crate::runs::Protocol::Probe,
                     other => return Err(format!("unknown protocol `{other}`").into()),
                 }
             }
             "--pf-steps" => plan.sizes.pf_steps = positive(&flag, &value()?)?,
+            "--probe-train" => plan.sizes.probe_train = positive(&flag, &value()?)?,
             "--teacher" => {
                 plan.teacher = match value()?.as_str() {
                     "tagger" => TeacherChoice::Train,
@@ -797,14 +829,26 @@ mod tests {
             Some(p.out.join("teacher")),
             "trained into the output folder"
         );
-        let config = p.pf_config(&p.setting, Variant::Ner, 0);
+        let config = p.pf_config(&p.setting, Variant::Ner, 0, 0);
         assert_eq!(config.soft_labels, Some(crate::pf::SOFT_LABELS));
 
         let states = plan(&["--teacher", "mpnet-states", "--distill", "mse"]).unwrap();
         assert_eq!(states.teacher.tagger_dir(&states.out), None);
-        let config = states.pf_config(&states.setting, Variant::Ner, 0);
+        let config = states.pf_config(&states.setting, Variant::Ner, 0, 0);
         assert_eq!(config.soft_labels, None);
         assert_eq!(config.distill_loss, DistillLoss::Mse);
+    }
+
+    #[test]
+    fn pre_finetuning_seeds_seed_the_pre_finetuning_and_not_the_plain_backbone() {
+        let p = plan(&["--pf-seeds", "0,4"]).unwrap();
+        assert_eq!(p.pf_seeds_of(Arm::MtpfTpl), [0, 4]);
+        assert_eq!(p.pf_seeds_of(Arm::NoPf), [0]);
+        assert_eq!(p.pf_config(&p.setting, Variant::Naive, 0, 4).train.seed, 4);
+        assert_eq!(plan(&[]).unwrap().pf_seeds, [0]);
+        // Seed 0 keeps the folders of runs made before there were several.
+        assert_eq!(crate::runs::arm_folder(Arm::Naive, 0), "naive");
+        assert_eq!(crate::runs::arm_folder(Arm::Naive, 4), "naive@seed-4");
     }
 
     #[test]

@@ -34,20 +34,31 @@ fn pct(fraction: f64) -> u32 {
     (fraction * 100.0).round() as u32
 }
 
+/// A seed's score is the mean over the pre-finetuning seeds it ran under.
 fn index(records: &[RunRecord]) -> Scores {
-    let mut scores = Scores::new();
+    type Key = (String, String, String, u32);
+    let mut all: BTreeMap<Key, BTreeMap<u64, Vec<f64>>> = BTreeMap::new();
     for r in records {
-        scores
-            .entry((
-                r.setting.clone(),
-                r.arm.clone(),
-                r.task.clone(),
-                pct(r.fraction),
-            ))
-            .or_default()
-            .insert(r.seed, r.test);
+        all.entry((
+            r.setting.clone(),
+            r.arm.clone(),
+            r.task.clone(),
+            pct(r.fraction),
+        ))
+        .or_default()
+        .entry(r.seed)
+        .or_default()
+        .push(r.test);
     }
-    scores
+    all.into_iter()
+        .map(|(key, by_seed)| {
+            let means = by_seed
+                .into_iter()
+                .map(|(seed, v)| (seed, v.iter().sum::<f64>() / v.len() as f64))
+                .collect();
+            (key, means)
+        })
+        .collect()
 }
 
 /// The family average of `arm` minus no PF's (default setting's), per seed present for every
@@ -103,11 +114,12 @@ fn family_delta_over(
     (!per_seed.is_empty()).then(|| (mean_std(&per_seed), per_seed.len()))
 }
 
-/// The paired bootstrap interval (over test items and seeds) of the family average of `a`
-/// minus that of `b`, each a (setting, arm), over the seeds (of `only`, or all) where every
-/// task of the family finished in both with its per-item counts recorded. `None` when there is
-/// no such seed (records written before the counts were kept) or the runs of a task were
-/// scored on different test items.
+/// The paired bootstrap interval (over test items, seeds and each arm's pre-finetuning seeds)
+/// of the family average of `a` minus that of `b`, each a (setting, arm), over the seeds (of
+/// `only`, or all) where every task of the family finished in both, under every pre-finetuning
+/// seed of each, with its per-item counts recorded. `None` when there is no such seed (records
+/// written before the counts were kept) or the runs of a task were scored on different test
+/// items.
 fn family_interval(
     records: &[RunRecord],
     a: (&str, &str),
@@ -117,7 +129,8 @@ fn family_interval(
     only: Option<&BTreeSet<u64>>,
     confidence: f64,
 ) -> Option<Interval> {
-    type BySeed<'r> = BTreeMap<u64, &'r RunRecord>;
+    // (pre-finetuning seed, seed) → record.
+    type BySeed<'r> = BTreeMap<(u64, u64), &'r RunRecord>;
     let runs = |(setting, arm): (&str, &str), task: &str| -> BySeed {
         records
             .iter()
@@ -129,35 +142,40 @@ fn family_interval(
                     && pct(r.fraction) == fraction
                     && !r.items.is_empty()
             })
-            .map(|r| (r.seed, r))
+            .map(|r| ((r.pf_seed, r.seed), r))
             .collect()
     };
     let per_task: Vec<(BySeed, BySeed)> = family_tasks
         .iter()
         .map(|t| (runs(a, t), runs(b, t)))
         .collect();
-    let seeds: BTreeSet<u64> = per_task
-        .first()?
-        .0
+    let groups = |m: &BySeed| m.keys().map(|k| k.0).collect::<BTreeSet<u64>>();
+    let (first_a, first_b) = per_task.first()?;
+    let (groups_a, groups_b) = (groups(first_a), groups(first_b));
+    let seeds: BTreeSet<u64> = first_a
         .keys()
-        .copied()
+        .map(|k| k.1)
         .filter(|seed| {
-            per_task
-                .iter()
-                .all(|(x, y)| x.contains_key(seed) && y.contains_key(seed))
+            per_task.iter().all(|(x, y)| {
+                groups_a.iter().all(|&g| x.contains_key(&(g, *seed)))
+                    && groups_b.iter().all(|&g| y.contains_key(&(g, *seed)))
+            })
         })
         .collect();
     if seeds.is_empty() {
         return None;
     }
-    let keep = |m: &BySeed| -> Vec<Run> {
-        seeds
+    let keep = |m: &BySeed, groups: &BTreeSet<u64>| -> Vec<Run> {
+        groups
             .iter()
-            .map(|seed| Run::new(0, *seed, m[seed].items.clone()))
+            .flat_map(|&g| seeds.iter().map(move |&seed| (g, seed)))
+            .map(|(g, seed)| Run::new(g, seed, m[&(g, seed)].items.clone()))
             .collect()
     };
-    let kept: Vec<(Vec<Run>, Vec<Run>)> =
-        per_task.iter().map(|(x, y)| (keep(x), keep(y))).collect();
+    let kept: Vec<(Vec<Run>, Vec<Run>)> = per_task
+        .iter()
+        .map(|(x, y)| (keep(x, &groups_a), keep(y, &groups_b)))
+        .collect();
     let pairs: Vec<TaskPair<'_>> = kept.iter().map(|(x, y)| TaskPair::new(x, y)).collect();
     let options = BootstrapOptions {
         confidence,
@@ -320,6 +338,11 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
         set.into_iter().rev().collect()
     };
     let seeds: BTreeSet<u64> = records.iter().map(|r| r.seed).collect();
+    let pf_seeds: BTreeSet<u64> = records
+        .iter()
+        .filter(|r| r.arm != Arm::NoPf.name())
+        .map(|r| r.pf_seed)
+        .collect();
     let tasks: Vec<&str> = TASKS
         .iter()
         .filter(|t| records.iter().any(|r| r.task == t.name))
@@ -494,7 +517,14 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
          subset, the head's initial weights and the batch order).",
         protocol_name(plan.protocol),
         match plan.protocol {
-            lora_bert::train::FineTuneMode::HeadOnly =>
+            crate::runs::Protocol::Probe =>
+                ": a linear probe on the frozen last hidden state \
+                 (mean-pooled for texts; MTPF-TPL through its family's group), multinomial \
+                 logistic regression fitted by full-batch L-BFGS to convergence for each L2 \
+                 strength of a grid, the one with the best dev score kept; \"100%\" is the \
+                 training split or its first examples of a fixed shuffle (the table below \
+                 gives how many), and the step counts below are L-BFGS iterations",
+            crate::runs::Protocol::HeadOnly =>
                 ": the linear head alone; MTPF-TPL routes through its family's group, frozen",
             _ =>
                 ": a LoRA group shaped like the pre-finetuning groups plus a linear head, the \
@@ -551,6 +581,8 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
                 epochs.iter().copied().reduce(f64::min),
                 epochs.iter().copied().reduce(f64::max),
             ) {
+                // A probe's steps are L-BFGS iterations over all its rows, not batches.
+                _ if plan.protocol == crate::runs::Protocol::Probe => "–".into(),
                 (Some(lo), Some(hi)) if (hi - lo).abs() < 0.05 => format!("{lo:.1}"),
                 (Some(lo), Some(hi)) => format!("{lo:.1}–{hi:.1}"),
                 _ => "–".into(),
@@ -583,7 +615,12 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
         writeln!(
             w,
             "\n## Test scores, {fraction}% of the training data\n\nMean ± standard deviation \
-             over seeds, in points (score × 100).\n"
+             over seeds, in points (score × 100){}.\n",
+            if pf_seeds.len() > 1 {
+                "; a seed's score is the mean over the pre-finetuning seeds"
+            } else {
+                ""
+            }
         )?;
         write!(w, "| task | metric |")?;
         for arm in &arms {
@@ -670,9 +707,18 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
          family average minus no PF's, paired by seed, shown only for seeds where every task of \
          the family finished in both arms, with its 95% paired bootstrap interval in brackets \
          (2000 resamples of the test items of every task and of the seeds, the same draws for \
-         both arms). Each arm was pre-finetuned once, so pre-finetuning's run-to-run variance \
-         is not in the interval. Runs recorded without their per-item counts show mean ± \
-         standard deviation over seeds instead."
+         both arms{}). Runs recorded without their per-item counts show mean ± standard \
+         deviation over seeds instead.",
+        if pf_seeds.len() > 1 {
+            format!(
+                ", and of each arm's pre-finetuning seeds {pf_seeds:?}, drawn per arm: \
+                 pre-finetuning's run-to-run variance is in the interval"
+            )
+        } else {
+            ". Each arm was pre-finetuned once, so pre-finetuning's run-to-run variance is not \
+             in the interval"
+                .to_owned()
+        }
     )?;
 
     // Chart and paper comparison.
@@ -1036,7 +1082,13 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
             writeln!(
                 w,
                 "| {} | `{}` | {} | {} | {} | {} |",
-                Arm::from_name(&p.arm).map_or(p.arm.as_str(), |a| a.label()),
+                match (
+                    Arm::from_name(&p.arm).map_or(p.arm.as_str(), |a| a.label()),
+                    p.pf_seed
+                ) {
+                    (label, 0) => label.to_owned(),
+                    (label, k) => format!("{label} (seed {k})"),
+                },
                 p.setting,
                 p.ner_steps,
                 p.tc_steps,
@@ -1133,7 +1185,7 @@ mod tests {
             family: "TC".into(),
             fraction: 1.0,
             seed,
-            protocol: lora_bert::train::FineTuneMode::LoraHead,
+            protocol: crate::runs::Protocol::LoraHead,
             metric: "accuracy".into(),
             test,
             dev_best: test,
@@ -1143,6 +1195,7 @@ mod tests {
             dev_examples: 1,
             test_examples: 1,
             seconds: 1.0,
+            pf_seed: 0,
             items: Vec::new(),
         }
     }
@@ -1250,6 +1303,56 @@ mod tests {
             family_delta_over(&scores, "default", "tc-pf", &["a", "b"], 100, Some(&only)).unwrap();
         assert_eq!(n, 1);
         assert!((mean - 0.04).abs() < 1e-12);
+    }
+
+    #[test]
+    fn pre_finetuning_seeds_are_the_groups_of_the_interval() {
+        // One text, one seed: tc-pf's backbone of pre-finetuning seed 0 gets it right, that of
+        // seed 1 wrong; no PF wrong. Drawing tc-pf's two backbones gives Δ = 1, 1/2, 1/2, 0.
+        let mut records = vec![
+            with_items("tc-pf", "a", 0, &[true]),
+            with_items("tc-pf", "a", 0, &[false]),
+            with_items("no-pf", "a", 0, &[false]),
+        ];
+        records[1].pf_seed = 1;
+        let at = |confidence| {
+            family_interval(
+                &records,
+                ("default", "tc-pf"),
+                NO_PF,
+                &["a"],
+                100,
+                None,
+                confidence,
+            )
+            .unwrap()
+        };
+        let (wide, narrow) = (at(0.6), at(0.4));
+        assert_eq!((wide.estimate, wide.low, wide.high), (0.5, 0.0, 1.0));
+        assert_eq!((narrow.low, narrow.high), (0.5, 0.5));
+        // The tables average the two backbones per seed.
+        let scores = index(&records);
+        let key = (
+            "default".to_owned(),
+            "tc-pf".to_owned(),
+            "a".to_owned(),
+            100,
+        );
+        assert_eq!(scores[&key][&0], 0.5);
+        // A backbone missing the seed leaves no complete grid: no interval.
+        records[1].seed = 7;
+        assert!(
+            family_interval(
+                &records,
+                ("default", "tc-pf"),
+                NO_PF,
+                &["a"],
+                100,
+                None,
+                0.95
+            )
+            .is_none()
+        );
     }
 
     /// The report describes the records, not the invocation: seeds, fractions and sizes that

@@ -36,8 +36,8 @@ pub struct RunRecord {
     pub family: String,
     pub fraction: f64,
     pub seed: u64,
-    /// `lora_head` or `head_only`.
-    pub protocol: FineTuneMode,
+    /// `lora_head`, `head_only` or `probe`.
+    pub protocol: Protocol,
     pub metric: String,
     /// The test score of the model with the best dev score.
     pub test: f64,
@@ -48,6 +48,10 @@ pub struct RunRecord {
     pub dev_examples: usize,
     pub test_examples: usize,
     pub seconds: f64,
+    /// The pre-finetuning seed of the model fine-tuned (0 for no PF, and in records written
+    /// before there were several).
+    #[serde(default)]
+    pub pf_seed: u64,
     /// What each test item contributed to `test` (entities or tokens of a sentence, or one
     /// text), in the test sample's order: the items of the paired bootstrap. Empty in
     /// records written before they were kept.
@@ -116,29 +120,64 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 }
 
 /// Where the record of a run lives.
+#[allow(clippy::too_many_arguments)]
 pub fn record_path(
     out: &Path,
-    protocol: FineTuneMode,
+    protocol: Protocol,
     setting: &Setting,
     arm: Arm,
     task: &TaskDef,
     fraction: f64,
     seed: u64,
+    pf_seed: u64,
 ) -> PathBuf {
     out.join("runs")
         .join(protocol_name(protocol))
         .join(setting.name())
-        .join(arm.name())
+        .join(arm_folder(arm, pf_seed))
         .join(task.name)
         .join(format!("{}pct", (fraction * 100.0).round()))
         .join(format!("seed-{seed}.json"))
 }
 
-pub fn protocol_name(protocol: FineTuneMode) -> &'static str {
+/// An arm's folder name: `ARM` for pre-finetuning seed 0 (as in folders made before there
+/// were several), `ARM@seed-K` for seed K.
+pub fn arm_folder(arm: Arm, pf_seed: u64) -> String {
+    match pf_seed {
+        0 => arm.name().to_owned(),
+        k => format!("{}@seed-{k}", arm.name()),
+    }
+}
+
+/// How a downstream run adapts the backbone to a task. Stored in records by the names of
+/// [`FineTuneMode`] for the fine-tuning protocols, so records of either kind read back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// Fine-tuning of the linear head alone.
+    HeadOnly,
+    /// Fine-tuning of a LoRA group and a linear head.
+    LoraHead,
+    /// A linear probe on frozen features, fitted to convergence ([`crate::probes`]).
+    Probe,
+}
+
+impl Protocol {
+    /// The fine-tuning mode of a fine-tuning protocol.
+    pub fn mode(self) -> Option<FineTuneMode> {
+        match self {
+            Protocol::HeadOnly => Some(FineTuneMode::HeadOnly),
+            Protocol::LoraHead => Some(FineTuneMode::LoraHead),
+            Protocol::Probe => None,
+        }
+    }
+}
+
+pub fn protocol_name(protocol: Protocol) -> &'static str {
     match protocol {
-        FineTuneMode::HeadOnly => "head-only",
-        FineTuneMode::LoraHead => "lora-head",
-        FineTuneMode::Full => "full",
+        Protocol::HeadOnly => "head-only",
+        Protocol::LoraHead => "lora-head",
+        Protocol::Probe => "probe",
     }
 }
 
@@ -221,6 +260,7 @@ pub fn run(
     task: &Task,
     fraction: f64,
     seed: u64,
+    pf_seed: u64,
     model: AdaptedModel<Lora>,
     tokenizer: &BertTokenizer,
 ) -> Result<RunRecord> {
@@ -230,9 +270,13 @@ pub fn run(
     // The task's group is shaped like the pre-finetuning groups; MTPF-TPL starts from a copy
     // of its family's group, the other arms from a fresh one.
     let lora = plan
-        .pf_config(setting, Variant::MtpfTpl, tokenizer.pad_id())
+        .pf_config(setting, Variant::MtpfTpl, tokenizer.pad_id(), 0)
         .lora();
-    let mut setup = AppSetup::new(def.name, plan.protocol).with_lora(lora);
+    let mode = plan
+        .protocol
+        .mode()
+        .ok_or("a probe run is not fine-tuned (see probes.rs)")?;
+    let mut setup = AppSetup::new(def.name, mode).with_lora(lora);
     if arm == Arm::MtpfTpl {
         setup = setup.with_init_group(def.family.group());
     }
@@ -326,6 +370,7 @@ pub fn run(
         dev_examples: n[1],
         test_examples: n[2],
         seconds: started.elapsed().as_secs_f64(),
+        pf_seed,
         items,
     })
 }

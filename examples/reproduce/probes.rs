@@ -1,0 +1,404 @@
+//! The probe protocol (`--protocol probe`, issue 17's primary evaluation): a linear probe on
+//! the frozen features of each arm, fitted to convergence, instead of fine-tuning.
+//!
+//! For each arm (and pre-finetuning seed) and task, the training, dev and test examples are
+//! encoded once through the arm's model: the last hidden state of every token for token
+//! tasks, the mean-pooled one for text tasks, MTPF-TPL through its family's group. Then, for
+//! each fraction and seed, a multinomial logistic regression is fitted by full-batch L-BFGS on
+//! the seed's share of the training examples for every L2 strength of
+//! [`L2_GRID`](lora_bert::train::probe::L2_GRID) (strongest first, stopping once the dev score
+//! has fallen twice in a row), the strength with the best dev score is kept, and its probe is
+//! scored on test with per-item counts.
+//!
+//! "100%" is the whole training split, or its first `--probe-train` examples (quick 1000, full
+//! 5000) of a fixed shuffle when it is larger; "10%" is a seeded stratified tenth of that. With all the examples the
+//! fit does not depend on the seed (the problem is convex and starts from zero weights), so it
+//! is computed once and recorded under every seed.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use lora_bert::adapters::{AdaptedModel, Lora};
+use lora_bert::data::align::LabelAlignment;
+use lora_bert::data::batch::TextEncoder;
+use lora_bert::data::split::stratified_subset;
+use lora_bert::data::token::{TokenExample, encode_tagged};
+use lora_bert::data::{LabeledText, TaggedSentence};
+use lora_bert::encoder::tokenizer::BertTokenizer;
+use lora_bert::encoder::{Device, Route};
+use lora_bert::metrics::bootstrap::Counts;
+use lora_bert::metrics::{Mode, NerReport};
+use lora_bert::train::TokenMetric;
+use lora_bert::train::finetune::{TokenEvalOptions, stitch_word_ids, word_tags};
+use lora_bert::train::probe::{
+    L2_GRID, LinearProbe, ProbeConfig, labelled_tokens, text_states, token_states,
+};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use crate::Result;
+use crate::data::TaskData;
+use crate::plan::{Arm, Kind, Plan, Setting, family_name};
+use crate::runs::{EVAL_SEED, RunRecord, Task, eval_sample, write_json};
+
+/// Examples per forward pass when encoding.
+const BATCH: usize = 64;
+
+/// One run to do: its fraction, seed and where its record goes.
+pub struct Job {
+    pub fraction: f64,
+    pub seed: u64,
+    pub path: PathBuf,
+}
+
+/// The first `cap` indices of a fixed shuffle of `n` (all of them, in order, when `n` is at
+/// most `cap`).
+fn capped(n: usize, cap: usize) -> Vec<usize> {
+    let mut all: Vec<usize> = (0..n).collect();
+    if n > cap {
+        all.shuffle(&mut ChaCha8Rng::seed_from_u64(EVAL_SEED));
+        all.truncate(cap);
+        all.sort_unstable();
+    }
+    all
+}
+
+/// The positions (into the capped training set) a run of `fraction` and `seed` trains on.
+fn share(labels: &[String], fraction: f64, seed: u64) -> Result<Vec<usize>> {
+    if fraction >= 1.0 {
+        return Ok((0..labels.len()).collect());
+    }
+    Ok(stratified_subset(labels, fraction, seed)?)
+}
+
+/// What a probe is scored with: per-item counts and their score.
+fn scored(items: Vec<Counts>) -> (f64, Vec<Counts>) {
+    (Counts::sum(&items).score(), items)
+}
+
+/// Encoded features of one task through one arm's model.
+enum Features {
+    Tokens {
+        train: Vec<TokenExample>,
+        train_states: Vec<Vec<f32>>,
+        /// One label per capped training sentence (all equal: token tasks are not
+        /// stratified).
+        strata: Vec<String>,
+        dev: (Vec<TaggedSentence>, Vec<TokenExample>, Vec<Vec<f32>>),
+        test: (Vec<TaggedSentence>, Vec<TokenExample>, Vec<Vec<f32>>),
+        metric: TokenMetric,
+    },
+    Texts {
+        train: Vec<f32>,
+        train_labels: Vec<u32>,
+        strata: Vec<String>,
+        dev: (Vec<f32>, Vec<u32>),
+        test: (Vec<f32>, Vec<u32>),
+    },
+}
+
+/// Encodes `task` through `model` on `route`.
+fn encode(
+    plan: &Plan,
+    task: &Task,
+    model: &AdaptedModel<Lora>,
+    route: &Route,
+    tokenizer: &BertTokenizer,
+) -> Result<Features> {
+    let (dev_n, test_n) = (plan.sizes.dev, plan.sizes.test);
+    Ok(match &task.data {
+        TaskData::Tokens(s) => {
+            let Kind::Token(metric) = task.def.kind else {
+                return Err(format!("{}: token data of a text task", task.def.name).into());
+            };
+            let train: Vec<TaggedSentence> = capped(s.train.len(), plan.sizes.probe_train)
+                .into_iter()
+                .map(|i| s.train[i].clone())
+                .collect();
+            let (dev, test) = (
+                eval_sample(&s.dev, dev_n, |_| 0u8),
+                eval_sample(&s.test, test_n, |_| 0u8),
+            );
+            let enc = |x: &[TaggedSentence]| {
+                encode_tagged(tokenizer, x, &task.vocab, LabelAlignment::FirstSubword)
+            };
+            let pad = tokenizer.pad_id();
+            let states = |x: &[TokenExample]| token_states(model, route, x, BATCH, pad);
+            let (train_x, dev_x, test_x) = (enc(&train)?, enc(&dev)?, enc(&test)?);
+            Features::Tokens {
+                train_states: states(&train_x)?,
+                strata: vec![String::new(); train.len()],
+                train: train_x,
+                dev: (dev, dev_x.clone(), states(&dev_x)?),
+                test: (test, test_x.clone(), states(&test_x)?),
+                metric,
+            }
+        }
+        TaskData::Texts(s) => {
+            let train: Vec<LabeledText> = capped(s.train.len(), plan.sizes.probe_train)
+                .into_iter()
+                .map(|i| s.train[i].clone())
+                .collect();
+            let label = |t: &LabeledText| t.label.clone();
+            let (dev, test) = (
+                eval_sample(&s.dev, dev_n, label),
+                eval_sample(&s.test, test_n, label),
+            );
+            let encoder = TextEncoder::new(tokenizer);
+            let enc = |x: &[LabeledText]| encoder.encode_texts(x, |l| task.vocab.id(l));
+            let (train_x, dev_x, test_x) = (enc(&train)?, enc(&dev)?, enc(&test)?);
+            let states = |x: &lora_bert::data::batch::EncodedTexts| {
+                text_states(model, route, x.rows(), BATCH)
+            };
+            Features::Texts {
+                train: states(&train_x)?,
+                train_labels: train_x.labels().to_vec(),
+                strata: train.iter().map(|t| t.label.clone()).collect(),
+                dev: (states(&dev_x)?, dev_x.labels().to_vec()),
+                test: (states(&test_x)?, test_x.labels().to_vec()),
+            }
+        }
+    })
+}
+
+/// A fitted probe's dev and test results.
+struct Outcome {
+    dev: f64,
+    test: f64,
+    items: Vec<Counts>,
+    steps: usize,
+    train_examples: usize,
+    dev_examples: usize,
+    test_examples: usize,
+}
+
+impl Features {
+    /// Fits the probe for `fraction` and `seed`, choosing L2 on dev, and scores it on test.
+    fn probe(
+        &self,
+        task: &Task,
+        hidden: usize,
+        fraction: f64,
+        seed: u64,
+        pad: u32,
+        device: &Device,
+    ) -> Result<Outcome> {
+        let classes = task.vocab.len();
+        let config = ProbeConfig::default();
+        match self {
+            Features::Tokens {
+                train,
+                train_states,
+                strata,
+                dev,
+                test,
+                metric,
+            } => {
+                let keep = share(strata, fraction, seed)?;
+                let wanted: std::collections::BTreeSet<usize> = keep.iter().copied().collect();
+                let picked: Vec<usize> = (0..train.len())
+                    .filter(|&i| wanted.contains(&train[i].sentence))
+                    .collect();
+                let examples: Vec<TokenExample> =
+                    picked.iter().map(|&i| train[i].clone()).collect();
+                let states: Vec<Vec<f32>> =
+                    picked.iter().map(|&i| train_states[i].clone()).collect();
+                let (features, labels) = labelled_tokens(&examples, &states, hidden)?;
+                let options = TokenEvalOptions::new(pad);
+                let score =
+                    |probe: &LinearProbe,
+                     (gold, ex, st): &(Vec<TaggedSentence>, Vec<TokenExample>, Vec<Vec<f32>>)|
+                     -> Result<(f64, Vec<Counts>)> {
+                        let logits = st
+                            .iter()
+                            .map(|s| probe.logits(s))
+                            .collect::<lora_bert::train::Result<Vec<_>>>()?;
+                        let ids = stitch_word_ids(ex, &logits, gold.len(), &task.vocab, &options)?;
+                        let pred = word_tags(ids, &task.vocab);
+                        let gold: Vec<Vec<String>> = gold.iter().map(|s| s.tags.clone()).collect();
+                        let counts = NerReport::sentence_counts(&gold, &pred, Mode::Default)?;
+                        Ok(scored(
+                            counts
+                                .iter()
+                                .map(|c| match metric {
+                                    TokenMetric::EntityF1 => c.entities,
+                                    TokenMetric::Accuracy => c.tokens,
+                                })
+                                .collect(),
+                        ))
+                    };
+                let (probe, dev_score, steps) =
+                    select(&features, hidden, &labels, classes, &config, device, |p| {
+                        Ok(score(p, dev)?.0)
+                    })?;
+                let (test_score, items) = score(&probe, test)?;
+                Ok(Outcome {
+                    dev: dev_score,
+                    test: test_score,
+                    items,
+                    steps,
+                    train_examples: keep.len(),
+                    dev_examples: dev.0.len(),
+                    test_examples: test.0.len(),
+                })
+            }
+            Features::Texts {
+                train,
+                train_labels,
+                strata,
+                dev,
+                test,
+            } => {
+                let keep = share(strata, fraction, seed)?;
+                let mut features = Vec::with_capacity(keep.len() * hidden);
+                let mut labels = Vec::with_capacity(keep.len());
+                for &i in &keep {
+                    features.extend_from_slice(&train[i * hidden..(i + 1) * hidden]);
+                    labels.push(train_labels[i]);
+                }
+                let score = |probe: &LinearProbe,
+                             (x, y): &(Vec<f32>, Vec<u32>)|
+                 -> Result<(f64, Vec<Counts>)> {
+                    let predicted = probe.predict(x)?;
+                    Ok(scored(
+                        predicted
+                            .iter()
+                            .zip(y)
+                            .map(|(p, g)| Counts::unit(p == g))
+                            .collect(),
+                    ))
+                };
+                let (probe, dev_score, steps) =
+                    select(&features, hidden, &labels, classes, &config, device, |p| {
+                        Ok(score(p, dev)?.0)
+                    })?;
+                let (test_score, items) = score(&probe, test)?;
+                Ok(Outcome {
+                    dev: dev_score,
+                    test: test_score,
+                    items,
+                    steps,
+                    train_examples: keep.len(),
+                    dev_examples: dev.1.len(),
+                    test_examples: test.1.len(),
+                })
+            }
+        }
+    }
+}
+
+/// Fits a probe for each strength of [`L2_GRID`] (strongest first) and keeps the one with the
+/// best dev score; stops once the dev score has fallen twice in a row. Returns the probe, its
+/// dev score and its L-BFGS steps.
+fn select(
+    features: &[f32],
+    hidden: usize,
+    labels: &[u32],
+    classes: usize,
+    config: &ProbeConfig,
+    device: &Device,
+    dev_score: impl Fn(&LinearProbe) -> Result<f64>,
+) -> Result<(LinearProbe, f64, usize)> {
+    let mut best: Option<(LinearProbe, f64, usize)> = None;
+    let (mut last, mut falls) = (f64::NEG_INFINITY, 0);
+    for &l2 in &L2_GRID {
+        let (probe, fit) = LinearProbe::fit(
+            features,
+            hidden,
+            labels,
+            classes,
+            &ProbeConfig { l2, ..*config },
+            device,
+        )?;
+        let score = dev_score(&probe)?;
+        if best.as_ref().is_none_or(|b| score > b.1) {
+            best = Some((probe, score, fit.steps));
+        }
+        falls = if score < last { falls + 1 } else { 0 };
+        last = score;
+        if falls == 2 {
+            break;
+        }
+    }
+    best.ok_or_else(|| "an empty L2 grid".into())
+}
+
+/// Runs the probe `jobs` of one arm (under `pf_seed`) on one task, writing a record per job.
+#[allow(clippy::too_many_arguments)]
+pub fn run_task(
+    plan: &Plan,
+    setting: &Setting,
+    arm: Arm,
+    pf_seed: u64,
+    task: &Task,
+    model: &AdaptedModel<Lora>,
+    tokenizer: &BertTokenizer,
+    jobs: &[Job],
+) -> Result<Vec<RunRecord>> {
+    let route = if arm == Arm::MtpfTpl {
+        model.route(task.def.family.group())?
+    } else {
+        Route::Base
+    };
+    let started = Instant::now();
+    let features = encode(plan, task, model, &route, tokenizer)?;
+    let encoding = started.elapsed().as_secs_f64();
+    let hidden = model.config().hidden_size;
+    let device = model.device();
+    // With all the examples the fit is the same under every seed: fitted once.
+    let mut full: BTreeMap<u64, (Outcome, f64)> = BTreeMap::new();
+    let mut records = Vec::new();
+    for (k, job) in jobs.iter().enumerate() {
+        let t = Instant::now();
+        let reuse = job.fraction >= 1.0 && !full.is_empty();
+        let (outcome, fit_seconds) = if reuse {
+            let (o, s) = full.values().next().expect("not empty");
+            (
+                Outcome {
+                    items: o.items.clone(),
+                    ..*o
+                },
+                *s,
+            )
+        } else {
+            let o = features.probe(
+                task,
+                hidden,
+                job.fraction,
+                job.seed,
+                tokenizer.pad_id(),
+                &device,
+            )?;
+            (o, t.elapsed().as_secs_f64())
+        };
+        let record = RunRecord {
+            setting: setting.name(),
+            arm: arm.name().into(),
+            task: task.def.name.into(),
+            family: family_name(task.def.family).into(),
+            fraction: job.fraction,
+            seed: job.seed,
+            protocol: plan.protocol,
+            metric: task.def.metric().into(),
+            test: outcome.test,
+            dev_best: outcome.dev,
+            best_step: outcome.steps,
+            steps: outcome.steps,
+            train_examples: outcome.train_examples,
+            dev_examples: outcome.dev_examples,
+            test_examples: outcome.test_examples,
+            // The encoding is charged to the first run; a reused fit costs nothing more.
+            seconds: if reuse { 0.0 } else { fit_seconds } + if k == 0 { encoding } else { 0.0 },
+            pf_seed,
+            items: outcome.items.clone(),
+        };
+        write_json(&job.path, &record)?;
+        if job.fraction >= 1.0 && !reuse {
+            full.insert(job.seed, (outcome, fit_seconds));
+        }
+        records.push(record);
+    }
+    Ok(records)
+}
