@@ -78,6 +78,70 @@ fn scored(items: Vec<Counts>) -> (f64, Vec<Counts>) {
     (Counts::sum(&items).score(), items)
 }
 
+/// A scored split of a token task: its sentences, their encoded windows and the windows'
+/// token states.
+struct TokenSplit {
+    gold: Vec<TaggedSentence>,
+    examples: Vec<TokenExample>,
+    states: Vec<Vec<f32>>,
+}
+
+impl TokenSplit {
+    /// The probe's per-sentence counts (entities or tokens, as `metric` scores) and score.
+    fn score(
+        &self,
+        probe: &LinearProbe,
+        task: &Task,
+        metric: TokenMetric,
+        options: &TokenEvalOptions,
+    ) -> Result<(f64, Vec<Counts>)> {
+        let logits = self
+            .states
+            .iter()
+            .map(|s| probe.logits(s))
+            .collect::<lora_bert::train::Result<Vec<_>>>()?;
+        let ids = stitch_word_ids(
+            &self.examples,
+            &logits,
+            self.gold.len(),
+            &task.vocab,
+            options,
+        )?;
+        let pred = word_tags(ids, &task.vocab);
+        let gold: Vec<Vec<String>> = self.gold.iter().map(|s| s.tags.clone()).collect();
+        let counts = NerReport::sentence_counts(&gold, &pred, Mode::Default)?;
+        Ok(scored(
+            counts
+                .iter()
+                .map(|c| match metric {
+                    TokenMetric::EntityF1 => c.entities,
+                    TokenMetric::Accuracy => c.tokens,
+                })
+                .collect(),
+        ))
+    }
+}
+
+/// A scored split of a text task: pooled features `[n, hidden]` and labels.
+struct TextSplit {
+    features: Vec<f32>,
+    labels: Vec<u32>,
+}
+
+impl TextSplit {
+    /// The probe's per-text counts (right or wrong) and accuracy.
+    fn score(&self, probe: &LinearProbe) -> Result<(f64, Vec<Counts>)> {
+        let predicted = probe.predict(&self.features)?;
+        Ok(scored(
+            predicted
+                .iter()
+                .zip(&self.labels)
+                .map(|(p, g)| Counts::unit(p == g))
+                .collect(),
+        ))
+    }
+}
+
 /// Encoded features of one task through one arm's model.
 enum Features {
     Tokens {
@@ -86,16 +150,16 @@ enum Features {
         /// One label per capped training sentence (all equal: token tasks are not
         /// stratified).
         strata: Vec<String>,
-        dev: (Vec<TaggedSentence>, Vec<TokenExample>, Vec<Vec<f32>>),
-        test: (Vec<TaggedSentence>, Vec<TokenExample>, Vec<Vec<f32>>),
+        dev: TokenSplit,
+        test: TokenSplit,
         metric: TokenMetric,
     },
     Texts {
         train: Vec<f32>,
         train_labels: Vec<u32>,
         strata: Vec<String>,
-        dev: (Vec<f32>, Vec<u32>),
-        test: (Vec<f32>, Vec<u32>),
+        dev: TextSplit,
+        test: TextSplit,
     },
 }
 
@@ -127,12 +191,22 @@ fn encode(
             let pad = tokenizer.pad_id();
             let states = |x: &[TokenExample]| token_states(model, route, x, BATCH, pad);
             let (train_x, dev_x, test_x) = (enc(&train)?, enc(&dev)?, enc(&test)?);
+            let (train_states, dev_states, test_states) =
+                (states(&train_x)?, states(&dev_x)?, states(&test_x)?);
             Features::Tokens {
-                train_states: states(&train_x)?,
+                train_states,
                 strata: vec![String::new(); train.len()],
                 train: train_x,
-                dev: (dev, dev_x.clone(), states(&dev_x)?),
-                test: (test, test_x.clone(), states(&test_x)?),
+                dev: TokenSplit {
+                    gold: dev,
+                    examples: dev_x,
+                    states: dev_states,
+                },
+                test: TokenSplit {
+                    gold: test,
+                    examples: test_x,
+                    states: test_states,
+                },
                 metric,
             }
         }
@@ -156,8 +230,14 @@ fn encode(
                 train: states(&train_x)?,
                 train_labels: train_x.labels().to_vec(),
                 strata: train.iter().map(|t| t.label.clone()).collect(),
-                dev: (states(&dev_x)?, dev_x.labels().to_vec()),
-                test: (states(&test_x)?, test_x.labels().to_vec()),
+                dev: TextSplit {
+                    features: states(&dev_x)?,
+                    labels: dev_x.labels().to_vec(),
+                },
+                test: TextSplit {
+                    features: states(&test_x)?,
+                    labels: test_x.labels().to_vec(),
+                },
             }
         }
     })
@@ -197,51 +277,34 @@ impl Features {
                 metric,
             } => {
                 let keep = share(strata, fraction, seed)?;
-                let wanted: std::collections::BTreeSet<usize> = keep.iter().copied().collect();
-                let picked: Vec<usize> = (0..train.len())
-                    .filter(|&i| wanted.contains(&train[i].sentence))
-                    .collect();
-                let examples: Vec<TokenExample> =
-                    picked.iter().map(|&i| train[i].clone()).collect();
-                let states: Vec<Vec<f32>> =
-                    picked.iter().map(|&i| train_states[i].clone()).collect();
-                let (features, labels) = labelled_tokens(&examples, &states, hidden)?;
+                // The rows of the kept sentences (every window of each).
+                let (features, labels) = if keep.len() == strata.len() {
+                    labelled_tokens(train, train_states, hidden)?
+                } else {
+                    let wanted: std::collections::BTreeSet<usize> = keep.iter().copied().collect();
+                    let picked: Vec<usize> = (0..train.len())
+                        .filter(|&i| wanted.contains(&train[i].sentence))
+                        .collect();
+                    let examples: Vec<TokenExample> =
+                        picked.iter().map(|&i| train[i].clone()).collect();
+                    let states: Vec<Vec<f32>> =
+                        picked.iter().map(|&i| train_states[i].clone()).collect();
+                    labelled_tokens(&examples, &states, hidden)?
+                };
                 let options = TokenEvalOptions::new(pad);
-                let score =
-                    |probe: &LinearProbe,
-                     (gold, ex, st): &(Vec<TaggedSentence>, Vec<TokenExample>, Vec<Vec<f32>>)|
-                     -> Result<(f64, Vec<Counts>)> {
-                        let logits = st
-                            .iter()
-                            .map(|s| probe.logits(s))
-                            .collect::<lora_bert::train::Result<Vec<_>>>()?;
-                        let ids = stitch_word_ids(ex, &logits, gold.len(), &task.vocab, &options)?;
-                        let pred = word_tags(ids, &task.vocab);
-                        let gold: Vec<Vec<String>> = gold.iter().map(|s| s.tags.clone()).collect();
-                        let counts = NerReport::sentence_counts(&gold, &pred, Mode::Default)?;
-                        Ok(scored(
-                            counts
-                                .iter()
-                                .map(|c| match metric {
-                                    TokenMetric::EntityF1 => c.entities,
-                                    TokenMetric::Accuracy => c.tokens,
-                                })
-                                .collect(),
-                        ))
-                    };
                 let (probe, dev_score, steps) =
                     select(&features, hidden, &labels, classes, &config, device, |p| {
-                        Ok(score(p, dev)?.0)
+                        Ok(dev.score(p, task, *metric, &options)?.0)
                     })?;
-                let (test_score, items) = score(&probe, test)?;
+                let (test_score, items) = test.score(&probe, task, *metric, &options)?;
                 Ok(Outcome {
                     dev: dev_score,
                     test: test_score,
                     items,
                     steps,
                     train_examples: keep.len(),
-                    dev_examples: dev.0.len(),
-                    test_examples: test.0.len(),
+                    dev_examples: dev.gold.len(),
+                    test_examples: test.gold.len(),
                 })
             }
             Features::Texts {
@@ -258,31 +321,19 @@ impl Features {
                     features.extend_from_slice(&train[i * hidden..(i + 1) * hidden]);
                     labels.push(train_labels[i]);
                 }
-                let score = |probe: &LinearProbe,
-                             (x, y): &(Vec<f32>, Vec<u32>)|
-                 -> Result<(f64, Vec<Counts>)> {
-                    let predicted = probe.predict(x)?;
-                    Ok(scored(
-                        predicted
-                            .iter()
-                            .zip(y)
-                            .map(|(p, g)| Counts::unit(p == g))
-                            .collect(),
-                    ))
-                };
                 let (probe, dev_score, steps) =
                     select(&features, hidden, &labels, classes, &config, device, |p| {
-                        Ok(score(p, dev)?.0)
+                        Ok(dev.score(p)?.0)
                     })?;
-                let (test_score, items) = score(&probe, test)?;
+                let (test_score, items) = test.score(&probe)?;
                 Ok(Outcome {
                     dev: dev_score,
                     test: test_score,
                     items,
                     steps,
                     train_examples: keep.len(),
-                    dev_examples: dev.1.len(),
-                    test_examples: test.1.len(),
+                    dev_examples: dev.labels.len(),
+                    test_examples: test.labels.len(),
                 })
             }
         }
