@@ -68,6 +68,9 @@ struct Pinned {
     pf_dev: usize,
     /// The NER family's teacher.
     teacher: String,
+    /// Fine-tuning learning rates chosen from on dev (empty: `lr` alone).
+    #[serde(default)]
+    lr_grid: Vec<f64>,
     /// The probe protocol's training cap (0 in folders made before it existed).
     #[serde(default)]
     probe_train: usize,
@@ -108,6 +111,7 @@ impl Pinned {
         s.evals = self.evals;
         s.dev = self.dev;
         s.test = self.test;
+        plan.lr_grid = self.lr_grid.clone();
         if self.probe_train > 0 {
             s.probe_train = self.probe_train;
         }
@@ -128,6 +132,7 @@ impl Pinned {
             pf_dev: s.pf_dev,
             teacher: plan.teacher.describe(s),
             probe_train: s.probe_train,
+            lr_grid: plan.lr_grid.clone(),
             token_steps: s.token_steps,
             text_steps: s.text_steps,
             batch: s.batch,

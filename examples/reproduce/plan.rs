@@ -487,6 +487,8 @@ pub struct Plan {
     /// Pre-finetuning seeds: each arm that pre-finetunes does so once per seed (data order,
     /// fresh weights, dropout), and is fine-tuned from each.
     pub pf_seeds: Vec<u64>,
+    /// Fine-tuning learning rates to choose from on dev, per run (empty: `sizes.lr` alone).
+    pub lr_grid: Vec<f64>,
     pub protocol: crate::runs::Protocol,
     pub sizes: Sizes,
     /// The setting of the main comparison.
@@ -539,6 +541,15 @@ impl Plan {
     /// gets as many steps as its individual pre-finetuning (exactly under the default
     /// round-robin sampler, in expectation under a temperature; the record of each run counts
     /// them).
+    /// The fine-tuning learning rates a run chooses from on dev.
+    pub fn learning_rates(&self) -> Vec<f64> {
+        if self.lr_grid.is_empty() {
+            vec![self.sizes.lr]
+        } else {
+            self.lr_grid.clone()
+        }
+    }
+
     /// The pre-finetuning seeds of `arm`: none but 0 for the plain backbone.
     pub fn pf_seeds_of(&self, arm: Arm) -> &[u64] {
         if arm == Arm::NoPf {
@@ -634,6 +645,8 @@ and a chart. Finished runs are kept: rerunning the same command resumes.
                     full 100)
   --text-steps N    fine-tuning steps of a text task (quick 30, full 60)
   --lr X            fine-tuning peak learning rate (default 3e-3)
+  --lr-grid LIST    fine-tune at each of these rates and keep the one with the best dev score
+                    (per run; default: --lr alone)
   --rank N --k N --targets M+M --temperature T --distill mse|cosine
                     MTPF-TPL's LoRA rank (8), last layers (2), projections (query+value),
                     multi-task sampler (round-robin; --temperature T: family drawn with
@@ -684,6 +697,7 @@ pub fn parse(args: Vec<String>) -> Result<Option<Plan>> {
         fractions: vec![1.0, 0.1],
         seeds: profile.seeds(),
         pf_seeds: vec![0],
+        lr_grid: Vec::new(),
         protocol: crate::runs::Protocol::LoraHead,
         sizes: profile.sizes(),
         setting: Setting::default(),
@@ -747,6 +761,15 @@ pub fn parse(args: Vec<String>) -> Result<Option<Plan>> {
             "--token-steps" => plan.sizes.token_steps = positive(&flag, &value()?)?,
             "--text-steps" => plan.sizes.text_steps = positive(&flag, &value()?)?,
             "--lr" => plan.sizes.lr = crate::args::parse(&flag, &value()?)?,
+            "--lr-grid" => {
+                plan.lr_grid = list(&value()?, |s| {
+                    let lr: f64 = crate::args::parse("--lr-grid", s)?;
+                    if !(lr.is_finite() && lr > 0.0) {
+                        return Err(format!("--lr-grid: {lr} is not a positive rate").into());
+                    }
+                    Ok(lr)
+                })?
+            }
             "--rank" | "--k" | "--targets" | "--temperature" | "--distill" => {
                 let v = value()?;
                 plan.setting.set(&flag[2..], &v)?
@@ -849,6 +872,17 @@ mod tests {
         // Seed 0 keeps the folders of runs made before there were several.
         assert_eq!(crate::runs::arm_folder(Arm::Naive, 0), "naive");
         assert_eq!(crate::runs::arm_folder(Arm::Naive, 4), "naive@seed-4");
+    }
+
+    #[test]
+    fn a_learning_rate_grid_is_parsed_and_checked() {
+        assert_eq!(plan(&[]).unwrap().learning_rates(), [3e-3]);
+        assert_eq!(plan(&["--lr", "1e-3"]).unwrap().learning_rates(), [1e-3]);
+        let p = plan(&["--lr-grid", "1e-3,3e-3,1e-2"]).unwrap();
+        assert_eq!(p.learning_rates(), [1e-3, 3e-3, 1e-2]);
+        for bad in ["0", "-1e-3", "inf", "x", ""] {
+            assert!(plan(&["--lr-grid", bad]).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -443,6 +443,7 @@ pub fn run_task(
             // The encoding is charged to the first run; a reused fit costs nothing more.
             seconds: if reuse { 0.0 } else { fit_seconds } + if k == 0 { encoding } else { 0.0 },
             pf_seed,
+            lr: None,
             items: outcome.items.clone(),
         };
         write_json(&job.path, &record)?;

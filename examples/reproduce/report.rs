@@ -504,42 +504,68 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
          tasks; the Brown downstream tasks train on the second half and are scored on the \
          dev/test documents. The other downstream datasets never reach pre-finetuning."
     )?;
-    writeln!(
-        w,
-        "- **Downstream protocol**: `{}`{}; {} steps for token tasks, {} for text tasks, \
-         batch {}, AdamW lr {} (10% warm-up, linear decay), {} dev evaluations per run ({} dev \
-         examples), the best dev checkpoint scored on {} test examples (both fixed samples, \
-         stratified by label, the same for every arm and seed); \
-         WNUT-16 runs twice the steps (its entity F1 stays 0 for about 150 steps). \
-         Token tasks are scored on words (first piece); texts by accuracy. The table below \
-         gives, from the run records, the examples each run trained on and was scored on and \
-         the epochs its steps make. Seeds in the records: {:?} (the seed draws the 10% \
-         subset, the head's initial weights and the batch order).",
-        protocol_name(plan.protocol),
-        match plan.protocol {
-            crate::runs::Protocol::Probe =>
-                ": a linear probe on the frozen last hidden state \
-                 (mean-pooled for texts; MTPF-TPL through its family's group), multinomial \
-                 logistic regression fitted by full-batch L-BFGS to convergence for each L2 \
-                 strength of a grid, the one with the best dev score kept; \"100%\" is the \
-                 training split or its first examples of a fixed shuffle (the table below \
-                 gives how many), and the step counts below are L-BFGS iterations",
-            crate::runs::Protocol::HeadOnly =>
-                ": the linear head alone; MTPF-TPL routes through its family's group, frozen",
-            _ =>
-                ": a LoRA group shaped like the pre-finetuning groups plus a linear head, the \
-                 backbone frozen; MTPF-TPL starts from a copy of its family's group, the other \
-                 arms from a fresh group (B = 0)",
-        },
-        s.token_steps,
-        s.text_steps,
-        s.batch,
-        s.lr,
-        s.evals,
-        s.dev,
-        s.test,
-        seeds,
-    )?;
+    if plan.protocol == crate::runs::Protocol::Probe {
+        writeln!(
+            w,
+            "- **Downstream protocol**: `probe`: a linear probe on the frozen last hidden state \
+             (mean-pooled for texts; MTPF-TPL through its family's group), multinomial logistic \
+             regression on standardised features fitted by full-batch L-BFGS to convergence for \
+             each L2 strength of a grid (strongest first, stopping once the dev score has \
+             fallen twice), the one with the best dev score ({} dev examples) kept and scored \
+             on {} test examples (both fixed samples, stratified by label, the same for every \
+             arm and seed). \"100%\" is the training split or its first examples of a fixed \
+             shuffle (the table below gives how many; the step counts are L-BFGS iterations of \
+             the fit kept); with all of them the fit does not depend on the seed and is \
+             recorded under each. Token tasks are scored on words (first piece); texts by \
+             accuracy. Seeds in the records: {:?} (the seed draws the 10% subset).",
+            s.dev, s.test, seeds,
+        )?;
+    } else {
+        let lr = match plan.lr_grid.as_slice() {
+            [] => format!("lr {}", s.lr),
+            grid => {
+                let mut kept: BTreeMap<String, usize> = BTreeMap::new();
+                for r in &records {
+                    if let Some(lr) = r.lr {
+                        *kept.entry(format!("{lr}")).or_default() += 1;
+                    }
+                }
+                let kept: Vec<String> = kept.iter().map(|(lr, n)| format!("{lr} in {n}")).collect();
+                format!(
+                    "lr chosen per run by the best dev score from {grid:?} (kept: {})",
+                    kept.join(", ")
+                )
+            }
+        };
+        writeln!(
+            w,
+            "- **Downstream protocol**: `{}`{}; {} steps for token tasks, {} for text tasks, \
+             batch {}, AdamW {lr} (10% warm-up, linear decay), {} dev evaluations per run ({} \
+             dev examples), the best dev checkpoint scored on {} test examples (both fixed \
+             samples, stratified by label, the same for every arm and seed); \
+             WNUT-16 runs twice the steps (its entity F1 stays 0 for about 150 steps). \
+             Token tasks are scored on words (first piece); texts by accuracy. The table below \
+             gives, from the run records, the examples each run trained on and was scored on \
+             and the epochs its steps make. Seeds in the records: {:?} (the seed draws the 10% \
+             subset, the head's initial weights and the batch order).",
+            protocol_name(plan.protocol),
+            match plan.protocol {
+                crate::runs::Protocol::HeadOnly =>
+                    ": the linear head alone; MTPF-TPL routes through its family's group, frozen",
+                _ =>
+                    ": a LoRA group shaped like the pre-finetuning groups plus a linear head, the \
+                     backbone frozen; MTPF-TPL starts from a copy of its family's group, the \
+                     other arms from a fresh group (B = 0)",
+            },
+            s.token_steps,
+            s.text_steps,
+            s.batch,
+            s.evals,
+            s.dev,
+            s.test,
+            seeds,
+        )?;
+    }
     write!(w, "\n| task | family | metric | train set |")?;
     for &fraction in &fractions {
         write!(w, " trained on ({fraction}%) | epochs ({fraction}%) |")?;
@@ -1196,6 +1222,7 @@ mod tests {
             test_examples: 1,
             seconds: 1.0,
             pf_seed: 0,
+            lr: None,
             items: Vec::new(),
         }
     }

@@ -17,7 +17,7 @@ use lora_bert::train::finetune::{
     TokenEvalOptions, entity_report, predict_texts, predict_word_tags,
 };
 use lora_bert::train::{
-    AppSetup, FineTuneConfig, FineTuneMode, Pooling, TokenMetric, TrainConfig, Variant,
+    AppSetup, FineTuneConfig, FineTuneMode, FitReport, Pooling, TokenMetric, TrainConfig, Variant,
     finetune_texts, finetune_tokens,
 };
 use serde::{Deserialize, Serialize};
@@ -52,6 +52,10 @@ pub struct RunRecord {
     /// before there were several).
     #[serde(default)]
     pub pf_seed: u64,
+    /// The fine-tuning learning rate the run kept (chosen on dev when the plan has a grid;
+    /// absent for probes and in records written before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
     /// What each test item contributed to `test` (entities or tokens of a sentence, or one
     /// text), in the test sample's order: the items of the paired bootstrap. Empty in
     /// records written before they were kept.
@@ -250,6 +254,23 @@ pub fn eval_sample<T: Clone, L: std::hash::Hash + Eq>(
         .collect()
 }
 
+/// Runs `fit` at each learning rate of `lrs` and keeps the result whose best dev metric is
+/// highest (the first on a tie), with its rate.
+fn best_on_dev<C>(
+    lrs: &[f64],
+    mut fit: impl FnMut(f64) -> Result<(C, FitReport)>,
+) -> Result<(C, FitReport, f64)> {
+    let dev = |f: &FitReport| f.best.map_or(f64::NEG_INFINITY, |b| b.0);
+    let mut best: Option<(C, FitReport, f64)> = None;
+    for &lr in lrs {
+        let (classifier, report) = fit(lr)?;
+        if best.as_ref().is_none_or(|b| dev(&report) > dev(&b.1)) {
+            best = Some((classifier, report, lr));
+        }
+    }
+    best.ok_or_else(|| "no learning rate to fine-tune at".into())
+}
+
 /// Fine-tunes `task` from `model` (the plain backbone, or an arm's pre-finetuned model with
 /// its groups) and scores the best dev model on test.
 #[allow(clippy::too_many_arguments)]
@@ -280,26 +301,29 @@ pub fn run(
     if arm == Arm::MtpfTpl {
         setup = setup.with_init_group(def.family.group());
     }
-    let mut train = TrainConfig::new(steps);
-    train.learning_rate = plan.sizes.lr;
-    train.warmup_steps = steps / 10;
-    train.eval_every = Some((steps / plan.sizes.evals).max(1));
-    train.seed = seed;
-    let mut config = FineTuneConfig::new(setup, train);
-    config.seed = seed;
-    config.batch_size = plan.sizes.batch;
-    // Mean pooling: all-MiniLM-L6-v2 was trained for it, and the TC family's contrastive
-    // pre-finetuning shapes the mean-pooled embedding.
-    config.pooling = Pooling::Mean;
+    let config_at = |lr: f64| {
+        let mut train = TrainConfig::new(steps);
+        train.learning_rate = lr;
+        train.warmup_steps = steps / 10;
+        train.eval_every = Some((steps / plan.sizes.evals).max(1));
+        train.seed = seed;
+        let mut config = FineTuneConfig::new(setup.clone(), train);
+        config.seed = seed;
+        config.batch_size = plan.sizes.batch;
+        // Mean pooling: all-MiniLM-L6-v2 was trained for it, and the TC family's contrastive
+        // pre-finetuning shapes the mean-pooled embedding.
+        config.pooling = Pooling::Mean;
+        config
+    };
+    let lrs = plan.learning_rates();
     let keep = train_subset(&task.data, fraction, seed)?;
     let (dev_n, test_n) = (plan.sizes.dev, plan.sizes.test);
     let pad = tokenizer.pad_id();
-    let (test, items, fit, n) = match &task.data {
+    let (test, items, fit, lr, n) = match &task.data {
         TaskData::Tokens(s) => {
             let Kind::Token(metric) = def.kind else {
                 unreachable!("token data of a text task")
             };
-            config.token_metric = metric;
             let train_set: Vec<_> = keep.iter().map(|&i| s.train[i].clone()).collect();
             let (dev, test) = (
                 &eval_sample(&s.dev, dev_n, |_| 0u8),
@@ -308,8 +332,18 @@ pub fn run(
             let encode =
                 |x: &[_]| encode_tagged(tokenizer, x, &task.vocab, LabelAlignment::FirstSubword);
             let (train_ex, dev_ex, test_ex) = (encode(&train_set)?, encode(dev)?, encode(test)?);
-            let (classifier, fit) =
-                finetune_tokens(model, &train_ex, (&dev_ex, dev), &task.vocab, &config, pad)?;
+            let (classifier, fit, lr) = best_on_dev(&lrs, |lr| {
+                let mut config = config_at(lr);
+                config.token_metric = metric;
+                Ok(finetune_tokens(
+                    model.clone(),
+                    &train_ex,
+                    (&dev_ex, dev),
+                    &task.vocab,
+                    &config,
+                    pad,
+                )?)
+            })?;
             let options = TokenEvalOptions::new(pad);
             let pred = predict_word_tags(&classifier, &test_ex, test.len(), &task.vocab, &options)?;
             let report = entity_report(test, &pred)?;
@@ -324,7 +358,13 @@ pub fn run(
                     (report.accuracy, counts.iter().map(|c| c.tokens).collect())
                 }
             };
-            (score, items, fit, [train_set.len(), dev.len(), test.len()])
+            (
+                score,
+                items,
+                fit,
+                lr,
+                [train_set.len(), dev.len(), test.len()],
+            )
         }
         TaskData::Texts(s) => {
             let encoder = TextEncoder::new(tokenizer);
@@ -336,8 +376,15 @@ pub fn run(
             );
             let encode = |x: &[_]| encoder.encode_texts(x, |l| task.vocab.id(l));
             let (train_enc, dev_enc, test_enc) = (encode(&train_set)?, encode(dev)?, encode(test)?);
-            let (classifier, fit) =
-                finetune_texts(model, &train_enc, &dev_enc, &task.vocab, &config)?;
+            let (classifier, fit, lr) = best_on_dev(&lrs, |lr| {
+                Ok(finetune_texts(
+                    model.clone(),
+                    &train_enc,
+                    &dev_enc,
+                    &task.vocab,
+                    &config_at(lr),
+                )?)
+            })?;
             let pred = predict_texts(&classifier, test_enc.rows(), 64)?;
             let items: Vec<Counts> = pred
                 .iter()
@@ -348,6 +395,7 @@ pub fn run(
                 Counts::sum(&items).score(),
                 items,
                 fit,
+                lr,
                 [train_set.len(), dev.len(), test.len()],
             )
         }
@@ -371,6 +419,7 @@ pub fn run(
         test_examples: n[2],
         seconds: started.elapsed().as_secs_f64(),
         pf_seed,
+        lr: Some(lr),
         items,
     })
 }
