@@ -355,6 +355,7 @@ fn select(
     let mut best: Option<(LinearProbe, f64, usize)> = None;
     let (mut last, mut falls) = (f64::NEG_INFINITY, 0);
     for &l2 in &L2_GRID {
+        let started = Instant::now();
         let (probe, fit) = LinearProbe::fit(
             features,
             hidden,
@@ -364,6 +365,12 @@ fn select(
             device,
         )?;
         let score = dev_score(&probe)?;
+        println!(
+            "    L2 {l2:e}: dev {score:.4} ({} L-BFGS steps{}, {:.0}s)",
+            fit.steps,
+            if fit.converged { ", converged" } else { "" },
+            started.elapsed().as_secs_f64()
+        );
         if best.as_ref().is_none_or(|b| score > b.1) {
             best = Some((probe, score, fit.steps));
         }
@@ -396,6 +403,11 @@ pub fn run_task(
     let started = Instant::now();
     let features = encode(plan, task, model, &route, tokenizer)?;
     let encoding = started.elapsed().as_secs_f64();
+    println!(
+        "  {} {}: features encoded in {encoding:.0}s",
+        crate::runs::arm_folder(arm, pf_seed),
+        task.def.name
+    );
     let hidden = model.config().hidden_size;
     let device = model.device();
     // With all the examples the fit is the same under every seed: fitted once.
