@@ -5,9 +5,9 @@
 //! encoded once through the arm's model: the last hidden state of every token for token
 //! tasks, the mean-pooled one for text tasks, MTPF-TPL through its family's group. Then, for
 //! each fraction and seed, a multinomial logistic regression is fitted by full-batch L-BFGS on
-//! the seed's share of the training examples for every L2 strength of
-//! [`L2_GRID`](lora_bert::train::probe::L2_GRID) (strongest first, stopping once the dev score
-//! has fallen twice in a row), the strength with the best dev score is kept, and its probe is
+//! the seed's share of the training examples along the regularisation path of
+//! [`L2_GRID`](lora_bert::train::probe::L2_GRID) (strongest first, each fit warm-started from
+//! the previous one, stopping once the dev score has fallen twice in a row), the strength with the best dev score is kept, and its probe is
 //! scored on test with per-item counts.
 //!
 //! "100%" is the whole training split, or its first `--probe-train` examples (quick 1000, full
@@ -340,9 +340,10 @@ impl Features {
     }
 }
 
-/// Fits a probe for each strength of [`L2_GRID`] (strongest first) and keeps the one with the
-/// best dev score; stops once the dev score has fallen twice in a row. Returns the probe, its
-/// dev score and its L-BFGS steps.
+/// Fits a probe along the regularisation path of [`L2_GRID`] (strongest first, each fit
+/// warm-started from the previous one) and keeps the one with the best dev score; stops once
+/// the dev score has fallen twice in a row. Returns the probe, its dev score and its L-BFGS
+/// steps.
 fn select(
     features: &[f32],
     hidden: usize,
@@ -354,31 +355,41 @@ fn select(
 ) -> Result<(LinearProbe, f64, usize)> {
     let mut best: Option<(LinearProbe, f64, usize)> = None;
     let (mut last, mut falls) = (f64::NEG_INFINITY, 0);
-    for &l2 in &L2_GRID {
-        let started = Instant::now();
-        let (probe, fit) = LinearProbe::fit(
-            features,
-            hidden,
-            labels,
-            classes,
-            &ProbeConfig { l2, ..*config },
-            device,
-        )?;
-        let score = dev_score(&probe)?;
-        println!(
-            "    L2 {l2:e}: dev {score:.4} ({} L-BFGS steps{}, {:.0}s)",
-            fit.steps,
-            if fit.converged { ", converged" } else { "" },
-            started.elapsed().as_secs_f64()
-        );
-        if best.as_ref().is_none_or(|b| score > b.1) {
-            best = Some((probe, score, fit.steps));
-        }
-        falls = if score < last { falls + 1 } else { 0 };
-        last = score;
-        if falls == 2 {
-            break;
-        }
+    let mut failed = None;
+    let mut started = Instant::now();
+    LinearProbe::fit_path(
+        features,
+        hidden,
+        labels,
+        classes,
+        &L2_GRID,
+        config,
+        device,
+        |l2, probe, fit| {
+            let score = match dev_score(probe) {
+                Ok(score) => score,
+                Err(e) => {
+                    failed = Some(e);
+                    return Ok(false);
+                }
+            };
+            println!(
+                "    L2 {l2:e}: dev {score:.4} ({} L-BFGS steps{}, {:.0}s)",
+                fit.steps,
+                if fit.converged { ", converged" } else { "" },
+                started.elapsed().as_secs_f64()
+            );
+            started = Instant::now();
+            if best.as_ref().is_none_or(|b| score > b.1) {
+                best = Some((probe.clone(), score, fit.steps));
+            }
+            falls = if score < last { falls + 1 } else { 0 };
+            last = score;
+            Ok(falls < 2)
+        },
+    )?;
+    if let Some(e) = failed {
+        return Err(e);
     }
     best.ok_or_else(|| "an empty L2 grid".into())
 }

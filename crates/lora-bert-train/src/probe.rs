@@ -226,6 +226,47 @@ impl LinearProbe {
         ))
     }
 
+    /// Fits a probe on all of `features` for each strength of `grid`, strongest first, each
+    /// fit warm-started from the previous one (the regularisation path: far fewer steps than
+    /// fitting each strength from zero), and hands each to `visit` with its strength and how
+    /// its fit ended; stops when `visit` returns `false`. `config.l2` is not used. The caller
+    /// scores each probe on its own held-out data (a dev set) and keeps the one it wants.
+    ///
+    /// # Errors
+    ///
+    /// As [`fit`](Self::fit); also for an empty grid or a non-positive candidate; an error
+    /// `visit` returns.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fit_path(
+        features: &[f32],
+        dim: usize,
+        labels: &[u32],
+        classes: usize,
+        grid: &[f64],
+        config: &ProbeConfig,
+        device: &Device,
+        mut visit: impl FnMut(f64, &LinearProbe, &ProbeFit) -> Result<bool>,
+    ) -> Result<()> {
+        validate(features, dim, labels, classes, config)?;
+        if grid.is_empty() || grid.iter().any(|l| !(l.is_finite() && *l > 0.0)) {
+            return Err(invalid(format!(
+                "L2 candidates {grid:?}: need at least one, each positive and finite"
+            )));
+        }
+        let mut order = grid.to_vec();
+        order.sort_by(|a, b| b.total_cmp(a));
+        let problem = Standardised::new(features, dim, labels, classes, device);
+        let mut theta = vec![0.0; (dim + 1) * classes];
+        for l2 in order {
+            let (next, fit) = problem.solve(l2, theta, config)?;
+            theta = next;
+            if !visit(l2, &problem.probe(&theta), &fit)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// Width of the features.
     pub fn dim(&self) -> usize {
         self.dim

@@ -48,6 +48,55 @@ fn a_probe_converges_on_a_separable_set() {
     assert_eq!(probe.predict(&held_out).unwrap(), truth);
 }
 
+/// The warm-started path reaches, at each strength, the optimum a fit from zero reaches (the
+/// problem is strictly convex), visits the strengths strongest first, and stops when asked.
+#[test]
+fn the_regularisation_path_reaches_each_strengths_optimum() {
+    let device = cpu();
+    let (mut x, y) = clusters(60);
+    for v in &mut x {
+        *v *= 0.3;
+    }
+    // The default tolerance: f32 logits leave a gradient floor near 1e-6.
+    let config = ProbeConfig {
+        max_steps: 5000,
+        ..ProbeConfig::default()
+    };
+    let grid = [1e-3, 1e-1, 1e-2];
+    let probe_x = [0.4f32, -0.2, 0.9, 0.1, 0.0, 0.0, 0.0, 1.0];
+    let mut seen = Vec::new();
+    LinearProbe::fit_path(&x, 4, &y, 3, &grid, &config, &device, |l2, probe, fit| {
+        assert!(fit.converged, "{l2}: {fit:?}");
+        let alone = LinearProbe::fit(&x, 4, &y, 3, &ProbeConfig { l2, ..config }, &device)?.0;
+        let (a, b) = (probe.logits(&probe_x)?, alone.logits(&probe_x)?);
+        for (p, q) in a.iter().zip(&b) {
+            // Both within the tolerance of one optimum.
+            assert!((p - q).abs() < 1e-2, "{l2}: {a:?} vs {b:?}");
+        }
+        // The check can tell strengths apart: the optimum of a tenth of this one is elsewhere.
+        let other = ProbeConfig {
+            l2: l2 / 10.0,
+            ..config
+        };
+        let other = LinearProbe::fit(&x, 4, &y, 3, &other, &device)?
+            .0
+            .logits(&probe_x)?;
+        assert!(
+            a.iter().zip(&other).any(|(p, q)| (p - q).abs() > 0.05),
+            "{l2}"
+        );
+        seen.push(l2);
+        Ok(seen.len() < 2)
+    })
+    .unwrap();
+    assert_eq!(seen, [1e-1, 1e-2], "strongest first, stopped after two");
+    let bad = LinearProbe::fit_path(&x, 4, &y, 3, &[], &config, &device, |_, _, _| Ok(true));
+    assert!(
+        matches!(bad, Err(TrainError::InvalidArgument { .. })),
+        "{bad:?}"
+    );
+}
+
 /// Softmax regression with L2 on standardised features, trained to convergence, sits where
 /// the gradient vanishes. In raw-feature weights `W` (what the probe applies), the penalty
 /// `λ/2 ‖σ ∘ W‖²` on the standardised weights `σ_d W[d]` gives
