@@ -264,26 +264,41 @@ struct Outcome {
 }
 
 impl Features {
-    /// Fits the probe for `fraction` and `seed`, choosing L2 on dev, and scores it on test.
-    fn probe(
+    /// The probe's score and per-item counts on dev, or on test when `test`.
+    fn score(
         &self,
+        probe: &LinearProbe,
         task: &Task,
-        hidden: usize,
-        fraction: f64,
-        seed: u64,
-        pad: u32,
-        device: &Device,
-    ) -> Result<Outcome> {
-        let classes = task.vocab.len();
-        let config = ProbeConfig::default();
+        options: &TokenEvalOptions,
+        test: bool,
+    ) -> Result<(f64, Vec<Counts>)> {
         match self {
+            Features::Tokens {
+                dev,
+                test: t,
+                metric,
+                ..
+            } => (if test { t } else { dev }).score(probe, task, *metric, options),
+            Features::Texts { dev, test: t, .. } => (if test { t } else { dev }).score(probe),
+        }
+    }
+
+    /// Dev and test items.
+    fn sizes(&self) -> (usize, usize) {
+        match self {
+            Features::Tokens { dev, test, .. } => (dev.gold.len(), test.gold.len()),
+            Features::Texts { dev, test, .. } => (dev.labels.len(), test.labels.len()),
+        }
+    }
+
+    /// The training rows `(features, labels)` of the kept examples, and how many were kept.
+    fn rows(&self, fraction: f64, seed: u64, hidden: usize) -> Result<(Vec<f32>, Vec<u32>, usize)> {
+        Ok(match self {
             Features::Tokens {
                 train,
                 train_states,
                 strata,
-                dev,
-                test,
-                metric,
+                ..
             } => {
                 let keep = share(strata, fraction, seed)?;
                 // The rows of the kept sentences (every window of each).
@@ -300,28 +315,13 @@ impl Features {
                         picked.iter().map(|&i| train_states[i].clone()).collect();
                     labelled_tokens(&examples, &states, hidden)?
                 };
-                let options = TokenEvalOptions::new(pad);
-                let (probe, dev_score, steps) =
-                    select(&features, hidden, &labels, classes, &config, device, |p| {
-                        Ok(dev.score(p, task, *metric, &options)?.0)
-                    })?;
-                let (test_score, items) = test.score(&probe, task, *metric, &options)?;
-                Ok(Outcome {
-                    dev: dev_score,
-                    test: test_score,
-                    items,
-                    steps,
-                    train_examples: keep.len(),
-                    dev_examples: dev.gold.len(),
-                    test_examples: test.gold.len(),
-                })
+                (features, labels, keep.len())
             }
             Features::Texts {
                 train,
                 train_labels,
                 strata,
-                dev,
-                test,
+                ..
             } => {
                 let keep = share(strata, fraction, seed)?;
                 let mut features = Vec::with_capacity(keep.len() * hidden);
@@ -330,22 +330,43 @@ impl Features {
                     features.extend_from_slice(&train[i * hidden..(i + 1) * hidden]);
                     labels.push(train_labels[i]);
                 }
-                let (probe, dev_score, steps) =
-                    select(&features, hidden, &labels, classes, &config, device, |p| {
-                        Ok(dev.score(p)?.0)
-                    })?;
-                let (test_score, items) = test.score(&probe)?;
-                Ok(Outcome {
-                    dev: dev_score,
-                    test: test_score,
-                    items,
-                    steps,
-                    train_examples: keep.len(),
-                    dev_examples: dev.labels.len(),
-                    test_examples: test.labels.len(),
-                })
+                (features, labels, keep.len())
             }
-        }
+        })
+    }
+
+    /// Fits the probe for `fraction` and `seed`, choosing L2 on dev, and scores it on test.
+    fn probe(
+        &self,
+        task: &Task,
+        hidden: usize,
+        fraction: f64,
+        seed: u64,
+        pad: u32,
+        device: &Device,
+    ) -> Result<Outcome> {
+        let (features, labels, kept) = self.rows(fraction, seed, hidden)?;
+        let options = TokenEvalOptions::new(pad);
+        let (probe, dev_score, steps) = select(
+            &features,
+            hidden,
+            &labels,
+            task.vocab.len(),
+            &ProbeConfig::default(),
+            device,
+            |p| Ok(self.score(p, task, &options, false)?.0),
+        )?;
+        let (test_score, items) = self.score(&probe, task, &options, true)?;
+        let (dev_examples, test_examples) = self.sizes();
+        Ok(Outcome {
+            dev: dev_score,
+            test: test_score,
+            items,
+            steps,
+            train_examples: kept,
+            dev_examples,
+            test_examples,
+        })
     }
 }
 

@@ -88,12 +88,7 @@ impl Counts {
     /// The score of these counts: `2·correct / (predicted + gold)`, entity micro-F1 (seqeval's)
     /// or accuracy; 0 when there is nothing predicted and nothing gold.
     pub fn score(self) -> f64 {
-        let denominator = f64::from(self.predicted) + f64::from(self.gold);
-        if denominator == 0.0 {
-            0.0
-        } else {
-            2.0 * f64::from(self.correct) / denominator
-        }
+        Counts::sum([&self]).score()
     }
 
     /// The sum of `items`' counts (in `u64` terms: no overflow for any test set).
