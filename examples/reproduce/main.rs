@@ -31,6 +31,7 @@
 mod args;
 
 mod data;
+mod feature_cache;
 mod pf;
 mod pilot;
 mod plan;
@@ -74,6 +75,12 @@ struct Pinned {
     /// The probe protocol's training cap (0 in folders made before it existed).
     #[serde(default)]
     probe_train: usize,
+    /// The probe protocol's dev and test caps (absent in folders made before they existed,
+    /// whose probes used `dev` and `test`).
+    #[serde(default)]
+    probe_dev: Option<usize>,
+    #[serde(default)]
+    probe_test: Option<usize>,
     token_steps: usize,
     text_steps: usize,
     batch: usize,
@@ -115,6 +122,8 @@ impl Pinned {
         if self.probe_train > 0 {
             s.probe_train = self.probe_train;
         }
+        s.probe_dev = self.probe_dev.unwrap_or(self.dev);
+        s.probe_test = self.probe_test.unwrap_or(self.test);
         Ok(())
     }
 
@@ -132,6 +141,8 @@ impl Pinned {
             pf_dev: s.pf_dev,
             teacher: plan.teacher.describe(s),
             probe_train: s.probe_train,
+            probe_dev: Some(s.probe_dev),
+            probe_test: Some(s.probe_test),
             lr_grid: plan.lr_grid.clone(),
             token_steps: s.token_steps,
             text_steps: s.text_steps,
@@ -173,6 +184,11 @@ fn pin(plan: &mut Plan) -> Result<()> {
             if theirs.probe_train == 0 {
                 // Made before the probe protocol: no probe runs to disagree with.
                 theirs.probe_train = mine.probe_train;
+            }
+            if theirs.probe_dev.is_none() && theirs.protocol != "probe" {
+                // Made before the probe caps, by fine-tuning only: nothing to disagree with.
+                theirs.probe_dev = mine.probe_dev;
+                theirs.probe_test = mine.probe_test;
             }
             if plan.report_only {
                 return theirs
@@ -370,8 +386,10 @@ fn run() -> Result<()> {
             .collect(),
     };
 
-    // The probe protocol: arm by arm, each task encoded once, then a probe per fraction and seed.
+    // The probe protocol: arm by arm, each task encoded once (or read from the feature cache),
+    // then a probe per fraction and seed.
     if !plan.report_only && plan.protocol == runs::Protocol::Probe {
+        let features = feature_cache::FeatureCache::new(plan.out.join("features"));
         let (shard, shards) = plan.shard;
         let (mut unit, mut done, mut failed) = (0usize, 0usize, 0usize);
         for (setting, arms) in &settings {
@@ -403,8 +421,11 @@ fn run() -> Result<()> {
                     if todo.is_empty() {
                         continue;
                     }
-                    let model: AdaptedModel<Lora> = match arm {
-                        Arm::NoPf => AdaptedModel::new(BertModel::load(&files.dir, &inference)?.0),
+                    let (model, dir): (AdaptedModel<Lora>, _) = match arm {
+                        Arm::NoPf => (
+                            AdaptedModel::new(BertModel::load(&files.dir, &inference)?.0),
+                            files.dir.clone(),
+                        ),
                         _ => {
                             let dir = pf::model_dir(&plan.out, setting, arm, pf_seed);
                             if !dir.join("config.json").is_file() {
@@ -415,12 +436,14 @@ fn run() -> Result<()> {
                                 failed += todo.iter().map(|t| t.1.len()).sum::<usize>();
                                 continue;
                             }
-                            load_pf(dir, &inference)?
+                            (load_pf(&dir, &inference)?, dir)
                         }
                     };
+                    let backbone = feature_cache::backbone_id(&dir)?;
                     for (task, jobs) in todo {
                         match probes::run_task(
-                            &plan, setting, arm, pf_seed, task, &model, &tokenizer, &jobs,
+                            &plan, setting, arm, pf_seed, task, &model, &backbone, &features,
+                            &tokenizer, &jobs,
                         ) {
                             Ok(records) => {
                                 for r in records {

@@ -379,6 +379,9 @@ pub struct Sizes {
     /// The probe protocol's "100%": at most this many training sentences or texts (a fixed
     /// shuffle's first ones).
     pub probe_train: usize,
+    /// The probe protocol's dev and test examples (`usize::MAX`: every one of the splits).
+    pub probe_dev: usize,
+    pub probe_test: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -413,6 +416,8 @@ impl Profile {
                 test: 200,
                 max_len: 64,
                 probe_train: 1000,
+                probe_dev: 100,
+                probe_test: 200,
                 // 50 steps at 5e-5 tagged every word `O` (valid F1 0), with the head at 5e-5 or
                 // 1e-3; these 100 steps reached CoNLL-2003 test F1 0.23 (500 sentences) in 7 min
                 // on 2 cores: enough to run the harness end to end, not a good teacher.
@@ -440,6 +445,11 @@ impl Profile {
                 test: 500,
                 max_len: 64,
                 probe_train: 5000,
+                // Every dev and test example: the L2 path scores dev once per strength, and a
+                // probe's test pass is a product, so the whole splits cost little next to
+                // encoding them once.
+                probe_dev: usize::MAX,
+                probe_test: usize::MAX,
                 // The teacher of docs/results.md's pilot: 600 steps reached CoNLL-2003 test
                 // entity F1 88.0 in 55 minutes on 2 cores.
                 teacher: TeacherSizes {

@@ -3,7 +3,9 @@
 //!
 //! For each arm (and pre-finetuning seed) and task, the training, dev and test examples are
 //! encoded once through the arm's model: the last hidden state of every token for token
-//! tasks, the mean-pooled one for text tasks, MTPF-TPL through its family's group. Then, for
+//! tasks, the mean-pooled one for text tasks, MTPF-TPL through its family's group. The states
+//! are kept in `OUT/features` ([`crate::feature_cache`]), so a rerun, a resumed run or a task
+//! with the same sentences reads them instead of encoding again. Then, for
 //! each fraction and seed, a multinomial logistic regression is fitted by full-batch L-BFGS on
 //! the seed's share of the training examples along the regularisation path of [`GRID`]
 //! (strongest first, each fit warm-started from the previous one, stopping once the dev score
@@ -11,7 +13,9 @@
 //! scored on test with per-item counts.
 //!
 //! "100%" is the whole training split, or its first `--probe-train` examples (quick 1000, full
-//! 5000) of a fixed shuffle when it is larger; "10%" is a seeded stratified tenth of that. With all the examples the
+//! 5000) of a fixed shuffle when it is larger; "10%" is a seeded stratified tenth of that.
+//! Dev and test are the whole splits in the full profile (the quick one keeps its `dev` and
+//! `test` samples). With all the examples the
 //! fit does not depend on the seed (the problem is convex and starts from zero weights), so it
 //! is computed once and recorded under every seed.
 
@@ -21,7 +25,7 @@ use std::time::Instant;
 
 use lora_bert::adapters::{AdaptedModel, Lora};
 use lora_bert::data::align::LabelAlignment;
-use lora_bert::data::batch::TextEncoder;
+use lora_bert::data::batch::{EncodedRows, TextEncoder};
 use lora_bert::data::split::stratified_subset;
 use lora_bert::data::token::{TokenExample, encode_tagged};
 use lora_bert::data::{LabeledText, TaggedSentence};
@@ -40,6 +44,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::Result;
 use crate::data::TaskData;
+use crate::feature_cache::{FeatureCache, Key};
 use crate::plan::{Arm, Kind, Plan, Setting, family_name};
 use crate::runs::{EVAL_SEED, RunRecord, Task, eval_sample, write_json};
 
@@ -172,16 +177,82 @@ enum Features {
     },
 }
 
-/// Encodes `task` through `model` on `route`.
+/// How states are computed: one model on one route, through the feature cache.
+pub struct StateSource<'a> {
+    pub model: &'a AdaptedModel<Lora>,
+    pub route: Route,
+    /// The route's name in cache keys.
+    pub route_name: String,
+    /// [`feature_cache::backbone_id`] of the model's folder.
+    pub backbone: String,
+    pub cache: &'a FeatureCache,
+    pub pad: u32,
+}
+
+impl StateSource<'_> {
+    fn key(&self, pooling: &str, rows: &[&[u32]]) -> Key {
+        let hidden = self.model.config().hidden_size;
+        Key::new(
+            &self.backbone,
+            &self.route_name,
+            "last",
+            pooling,
+            hidden,
+            rows,
+        )
+    }
+
+    /// Every token's last hidden state, per example.
+    fn tokens(&self, examples: &[TokenExample]) -> Result<(Vec<Vec<f32>>, bool)> {
+        let rows: Vec<&[u32]> = examples.iter().map(|e| e.input_ids.as_slice()).collect();
+        let (flat, hit) = self.cache.get_or(&self.key("tokens", &rows), || {
+            Ok(token_states(self.model, &self.route, examples, BATCH, self.pad)?.concat())
+        })?;
+        let hidden = self.model.config().hidden_size;
+        let total: usize = rows.iter().map(|r| r.len()).sum();
+        if flat.len() != total * hidden {
+            return Err(format!(
+                "cached token states hold {} values, not {total} tokens x {hidden}",
+                flat.len()
+            )
+            .into());
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        let mut at = 0;
+        for row in &rows {
+            out.push(flat[at..at + row.len() * hidden].to_vec());
+            at += row.len() * hidden;
+        }
+        Ok((out, hit))
+    }
+
+    /// The mean-pooled last hidden state of every row, `[rows, hidden]`.
+    fn texts(&self, rows: &EncodedRows) -> Result<(Vec<f32>, bool)> {
+        let ids: Vec<&[u32]> = (0..rows.len()).filter_map(|i| rows.ids(i)).collect();
+        let (flat, hit) = self.cache.get_or(&self.key("mean", &ids), || {
+            Ok(text_states(self.model, &self.route, rows, BATCH)?)
+        })?;
+        if flat.len() != rows.len() * self.model.config().hidden_size {
+            return Err(format!("cached text states hold {} values", flat.len()).into());
+        }
+        Ok((flat, hit))
+    }
+}
+
+/// Encodes `task` through `source`; also returns how many of its splits came from the cache.
 fn encode(
     plan: &Plan,
     task: &Task,
-    model: &AdaptedModel<Lora>,
-    route: &Route,
+    source: &StateSource,
     tokenizer: &BertTokenizer,
-) -> Result<Features> {
-    let (dev_n, test_n) = (plan.sizes.dev, plan.sizes.test);
-    Ok(match &task.data {
+) -> Result<(Features, usize)> {
+    let (dev_n, test_n) = (plan.sizes.probe_dev, plan.sizes.probe_test);
+    let mut hits = 0;
+    fn counted<T>(hits: &mut usize, (x, hit): (T, bool)) -> T {
+        *hits += usize::from(hit);
+        x
+    }
+    let features = match &task.data {
         TaskData::Tokens(s) => {
             let Kind::Token(metric) = task.def.kind else {
                 return Err(format!("{}: token data of a text task", task.def.name).into());
@@ -197,11 +268,12 @@ fn encode(
             let enc = |x: &[TaggedSentence]| {
                 encode_tagged(tokenizer, x, &task.vocab, LabelAlignment::FirstSubword)
             };
-            let pad = tokenizer.pad_id();
-            let states = |x: &[TokenExample]| token_states(model, route, x, BATCH, pad);
             let (train_x, dev_x, test_x) = (enc(&train)?, enc(&dev)?, enc(&test)?);
-            let (train_states, dev_states, test_states) =
-                (states(&train_x)?, states(&dev_x)?, states(&test_x)?);
+            let (train_states, dev_states, test_states) = (
+                counted(&mut hits, source.tokens(&train_x)?),
+                counted(&mut hits, source.tokens(&dev_x)?),
+                counted(&mut hits, source.tokens(&test_x)?),
+            );
             Features::Tokens {
                 train_states,
                 strata: vec![String::new(); train.len()],
@@ -232,8 +304,8 @@ fn encode(
             let encoder = TextEncoder::new(tokenizer);
             let enc = |x: &[LabeledText]| encoder.encode_texts(x, |l| task.vocab.id(l));
             let (train_x, dev_x, test_x) = (enc(&train)?, enc(&dev)?, enc(&test)?);
-            let states = |x: &lora_bert::data::batch::EncodedTexts| {
-                text_states(model, route, x.rows(), BATCH)
+            let mut states = |x: &lora_bert::data::batch::EncodedTexts| -> Result<Vec<f32>> {
+                Ok(counted(&mut hits, source.texts(x.rows())?))
             };
             Features::Texts {
                 train: states(&train_x)?,
@@ -249,7 +321,8 @@ fn encode(
                 },
             }
         }
-    })
+    };
+    Ok((features, hits))
 }
 
 /// A fitted probe's dev and test results.
@@ -433,19 +506,30 @@ pub fn run_task(
     pf_seed: u64,
     task: &Task,
     model: &AdaptedModel<Lora>,
+    backbone: &str,
+    cache: &FeatureCache,
     tokenizer: &BertTokenizer,
     jobs: &[Job],
 ) -> Result<Vec<RunRecord>> {
-    let route = if arm == Arm::MtpfTpl {
-        model.route(task.def.family.group())?
+    let (route, route_name) = if arm == Arm::MtpfTpl {
+        let group = task.def.family.group();
+        (model.route(group)?, group.to_owned())
     } else {
-        Route::Base
+        (Route::Base, "base".to_owned())
+    };
+    let source = StateSource {
+        model,
+        route,
+        route_name,
+        backbone: backbone.to_owned(),
+        cache,
+        pad: tokenizer.pad_id(),
     };
     let started = Instant::now();
-    let features = encode(plan, task, model, &route, tokenizer)?;
+    let (features, hits) = encode(plan, task, &source, tokenizer)?;
     let encoding = started.elapsed().as_secs_f64();
     println!(
-        "  {} {}: features encoded in {encoding:.0}s",
+        "  {} {}: features encoded in {encoding:.0}s ({hits} of 3 splits from the cache)",
         crate::runs::arm_folder(arm, pf_seed),
         task.def.name
     );

@@ -666,6 +666,57 @@ fn check_inference(model: &AdaptedModel<Lora>, batch_size: usize) -> Result<()> 
     Ok(())
 }
 
+/// Which hidden state features are read from.
+///
+/// BERT's top layers specialise in the pre-training (or sentence-embedding) objective; word
+/// classes are often read more easily from a middle layer, which is what
+/// [`Layer::Hidden`] measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layer {
+    /// The last layer's output (`last_hidden_state`).
+    #[default]
+    Last,
+    /// `hidden_states[i]` as transformers numbers them: 0 is the embeddings' output, `i` the
+    /// output of layer `i`, `num_hidden_layers` the last one's.
+    Hidden(usize),
+}
+
+impl Layer {
+    fn check(self, model: &AdaptedModel<Lora>) -> Result<()> {
+        match self {
+            Layer::Hidden(i) if i > model.config().num_hidden_layers => Err(invalid(format!(
+                "layer {i}: the model has {} layers (hidden states 0..={})",
+                model.config().num_hidden_layers,
+                model.config().num_hidden_layers
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn states(
+        self,
+        model: &AdaptedModel<Lora>,
+        input: &lora_bert_encoder::BertInput,
+        route: &Route,
+    ) -> Result<Tensor<3>> {
+        Ok(match self {
+            Layer::Last => model.forward(input, route)?.last_hidden_state,
+            Layer::Hidden(i) => model
+                .forward_all(input, route)?
+                .hidden_states
+                .swap_remove(i),
+        })
+    }
+}
+
+/// Indices `0..lengths.len()` in batches of at most `batch_size`, longest rows first, so a
+/// batch pads to little more than its own rows' length.
+fn length_batches(lengths: &[usize], batch_size: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
+    order.chunks(batch_size).map(<[usize]>::to_vec).collect()
+}
+
 /// The last hidden state of every token of every example through `route`, row-major
 /// `[len, hidden]` per example (padding cut off), in batches of `batch_size`.
 ///
@@ -680,19 +731,38 @@ pub fn token_states(
     batch_size: usize,
     pad_id: u32,
 ) -> Result<Vec<Vec<f32>>> {
+    token_states_at(model, route, examples, batch_size, pad_id, Layer::Last)
+}
+
+/// [`token_states`] read from `layer`.
+///
+/// Examples are batched by length (longest first) and returned in their own order.
+///
+/// # Errors
+///
+/// As [`token_states`], and [`TrainError::InvalidArgument`] for a layer the model does not
+/// have.
+pub fn token_states_at(
+    model: &AdaptedModel<Lora>,
+    route: &Route,
+    examples: &[TokenExample],
+    batch_size: usize,
+    pad_id: u32,
+    layer: Layer,
+) -> Result<Vec<Vec<f32>>> {
     check_inference(model, batch_size)?;
+    layer.check(model)?;
     let device = model.device();
     let hidden = model.config().hidden_size;
-    let all: Vec<usize> = (0..examples.len()).collect();
-    let mut out = Vec::with_capacity(examples.len());
-    for indices in all.chunks(batch_size) {
-        let batch = TokenBatch::collate(examples, indices, pad_id)?;
+    let lengths: Vec<usize> = examples.iter().map(TokenExample::len).collect();
+    let mut out = vec![Vec::new(); examples.len()];
+    for indices in length_batches(&lengths, batch_size) {
+        let batch = TokenBatch::collate(examples, &indices, pad_id)?;
         let input = batch.to_input(model.config(), &device)?;
-        let states = model.forward(&input, route)?.last_hidden_state;
-        let values = host_values(states, "token states")?;
+        let values = host_values(layer.states(model, &input, route)?, "token states")?;
         let row = batch.seq_len * hidden;
         for (k, &i) in indices.iter().enumerate() {
-            out.push(values[k * row..k * row + examples[i].len() * hidden].to_vec());
+            out[i] = values[k * row..k * row + lengths[i] * hidden].to_vec();
         }
     }
     Ok(out)
@@ -710,16 +780,38 @@ pub fn text_states(
     rows: &EncodedRows,
     batch_size: usize,
 ) -> Result<Vec<f32>> {
+    text_states_at(model, route, rows, batch_size, Layer::Last)
+}
+
+/// [`text_states`] pooled from `layer`.
+///
+/// Rows are batched by length (longest first) and returned in their own order.
+///
+/// # Errors
+///
+/// As [`token_states_at`].
+pub fn text_states_at(
+    model: &AdaptedModel<Lora>,
+    route: &Route,
+    rows: &EncodedRows,
+    batch_size: usize,
+    layer: Layer,
+) -> Result<Vec<f32>> {
     check_inference(model, batch_size)?;
+    layer.check(model)?;
     let device = model.device();
-    let all: Vec<usize> = (0..rows.len()).collect();
-    let mut out = Vec::with_capacity(rows.len() * model.config().hidden_size);
-    for indices in all.chunks(batch_size) {
-        let batch = rows.batch(indices)?;
+    let hidden = model.config().hidden_size;
+    let mut out = vec![0f32; rows.len() * hidden];
+    for indices in length_batches(&rows.lengths(), batch_size) {
+        let batch = rows.batch(&indices)?;
         let input = batch.to_input(model.config(), &device)?;
-        let states = model.forward(&input, route)?.last_hidden_state;
+        let states = layer.states(model, &input, route)?;
         let pooled = Pooling::Mean.pool(states, input.attention_mask.clone())?;
-        out.extend(host_values(pooled, "pooled states")?);
+        let values = host_values(pooled, "pooled states")?;
+        for (k, &i) in indices.iter().enumerate() {
+            out[i * hidden..(i + 1) * hidden]
+                .copy_from_slice(&values[k * hidden..(k + 1) * hidden]);
+        }
     }
     Ok(out)
 }

@@ -259,3 +259,62 @@ fn held_out_rows_choose_the_l2_strength() {
     bad(45, &[]);
     bad(45, &[1e-2, -1.0]);
 }
+
+fn token_example(ids: &[u32], sentence: usize) -> lora_bert_data::token::TokenExample {
+    lora_bert_data::token::TokenExample {
+        input_ids: ids.to_vec(),
+        type_ids: vec![0; ids.len()],
+        labels: vec![-100; ids.len()],
+        token_word: (0..ids.len()).map(Some).collect(),
+        sentence,
+        num_words: ids.len(),
+        window: 0,
+        num_windows: 1,
+        token_start: 0,
+    }
+}
+
+/// Features batched by length come back in the examples' order and equal each example
+/// encoded alone; `Layer::Hidden(L)` is the last layer, and a layer the model lacks is refused.
+#[test]
+fn token_states_are_in_order_whatever_the_batching() {
+    use lora_bert_adapters::{AdaptedModel, Lora};
+    use lora_bert_encoder::{BertConfig, BertModel, Route};
+    use lora_bert_train::probe::{Layer, token_states, token_states_at};
+
+    let device = cpu();
+    device.seed(3);
+    let config = BertConfig::new(50, 16, 2, 2, 32);
+    let model = AdaptedModel::<Lora>::new(BertModel::init(&config, false, &device));
+    let lengths = [3usize, 9, 5, 9, 2, 7, 4];
+    let examples: Vec<_> = lengths
+        .iter()
+        .enumerate()
+        .map(|(k, &n)| {
+            let ids: Vec<u32> = (0..n).map(|i| ((7 * k + 3 * i) % 50) as u32).collect();
+            token_example(&ids, k)
+        })
+        .collect();
+    let batched = token_states(&model, &Route::Base, &examples, 3, 0).unwrap();
+    assert_eq!(batched.len(), examples.len());
+    for (k, example) in examples.iter().enumerate() {
+        assert_eq!(batched[k].len(), example.len() * 16);
+        let alone =
+            token_states(&model, &Route::Base, std::slice::from_ref(example), 1, 0).unwrap();
+        let gap = alone[0]
+            .iter()
+            .zip(&batched[k])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(gap < 1e-4, "example {k}: {gap}");
+    }
+    let last = token_states_at(&model, &Route::Base, &examples, 3, 0, Layer::Hidden(2)).unwrap();
+    assert_eq!(last, batched);
+    let embeddings =
+        token_states_at(&model, &Route::Base, &examples, 3, 0, Layer::Hidden(0)).unwrap();
+    assert_ne!(embeddings, batched);
+    assert!(matches!(
+        token_states_at(&model, &Route::Base, &examples, 3, 0, Layer::Hidden(3)),
+        Err(TrainError::InvalidArgument { .. })
+    ));
+}
