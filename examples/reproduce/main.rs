@@ -32,6 +32,7 @@ mod args;
 
 mod data;
 mod feature_cache;
+mod layers;
 mod pf;
 mod pilot;
 mod plan;
@@ -224,6 +225,9 @@ fn run() -> Result<()> {
     let args: Vec<String> = args::utf8_args()?;
     if args.first().is_some_and(|a| a == "pilot") {
         return pilot::run(args[1..].to_vec());
+    }
+    if args.first().is_some_and(|a| a == "layers") {
+        return layers::run(args[1..].to_vec());
     }
     let Some(mut plan) = plan::parse(args)? else {
         return Ok(());

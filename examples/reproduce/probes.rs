@@ -36,7 +36,7 @@ use lora_bert::metrics::{Mode, NerReport};
 use lora_bert::train::TokenMetric;
 use lora_bert::train::finetune::{TokenEvalOptions, stitch_word_ids, word_tags};
 use lora_bert::train::probe::{
-    LinearProbe, ProbeConfig, labelled_tokens, text_states, token_states,
+    Layer, LinearProbe, ProbeConfig, labelled_tokens, text_states_at, token_states_at,
 };
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -187,17 +187,23 @@ pub struct StateSource<'a> {
     pub backbone: String,
     pub cache: &'a FeatureCache,
     pub pad: u32,
+    /// Which hidden state is read.
+    pub layer: Layer,
 }
 
 impl StateSource<'_> {
     fn key(&self, pooling: &str, rows: &[&[u32]]) -> Key {
-        let hidden = self.model.config().hidden_size;
+        let config = self.model.config();
+        let layer = match self.layer {
+            Layer::Hidden(i) if i != config.num_hidden_layers => format!("hidden-{i}"),
+            _ => "last".to_owned(),
+        };
         Key::new(
             &self.backbone,
             &self.route_name,
-            "last",
+            &layer,
             pooling,
-            hidden,
+            config.hidden_size,
             rows,
         )
     }
@@ -206,7 +212,7 @@ impl StateSource<'_> {
     fn tokens(&self, examples: &[TokenExample]) -> Result<(Vec<Vec<f32>>, bool)> {
         let rows: Vec<&[u32]> = examples.iter().map(|e| e.input_ids.as_slice()).collect();
         let (flat, hit) = self.cache.get_or(&self.key("tokens", &rows), || {
-            Ok(token_states(self.model, &self.route, examples, BATCH, self.pad)?.concat())
+            Ok(token_states_at(self.model, &self.route, examples, BATCH, self.pad, self.layer)?.concat())
         })?;
         let hidden = self.model.config().hidden_size;
         let total: usize = rows.iter().map(|r| r.len()).sum();
@@ -230,7 +236,7 @@ impl StateSource<'_> {
     fn texts(&self, rows: &EncodedRows) -> Result<(Vec<f32>, bool)> {
         let ids: Vec<&[u32]> = (0..rows.len()).filter_map(|i| rows.ids(i)).collect();
         let (flat, hit) = self.cache.get_or(&self.key("mean", &ids), || {
-            Ok(text_states(self.model, &self.route, rows, BATCH)?)
+            Ok(text_states_at(self.model, &self.route, rows, BATCH, self.layer)?)
         })?;
         if flat.len() != rows.len() * self.model.config().hidden_size {
             return Err(format!("cached text states hold {} values", flat.len()).into());
@@ -326,14 +332,16 @@ fn encode(
 }
 
 /// A fitted probe's dev and test results.
-struct Outcome {
-    dev: f64,
-    test: f64,
-    items: Vec<Counts>,
-    steps: usize,
-    train_examples: usize,
-    dev_examples: usize,
-    test_examples: usize,
+pub struct Outcome {
+    pub dev: f64,
+    pub test: f64,
+    pub items: Vec<Counts>,
+    pub steps: usize,
+    /// The L2 strength chosen on dev.
+    pub l2: f64,
+    pub train_examples: usize,
+    pub dev_examples: usize,
+    pub test_examples: usize,
 }
 
 impl Features {
@@ -420,7 +428,7 @@ impl Features {
     ) -> Result<Outcome> {
         let (features, labels, kept) = self.rows(fraction, seed, hidden)?;
         let options = TokenEvalOptions::new(pad);
-        let (probe, dev_score, steps) = select(
+        let (probe, dev_score, steps, l2) = select(
             &features,
             hidden,
             &labels,
@@ -436,6 +444,7 @@ impl Features {
             test: test_score,
             items,
             steps,
+            l2,
             train_examples: kept,
             dev_examples,
             test_examples,
@@ -445,8 +454,8 @@ impl Features {
 
 /// Fits a probe along the regularisation path of [`GRID`] (strongest first, each fit
 /// warm-started from the previous one) and keeps the one with the best dev score; stops once
-/// the dev score has fallen twice in a row. Returns the probe, its dev score and its L-BFGS
-/// steps.
+/// the dev score has fallen twice in a row. Returns the probe, its dev score, its L-BFGS
+/// steps and its L2 strength.
 fn select(
     features: &[f32],
     hidden: usize,
@@ -455,8 +464,8 @@ fn select(
     config: &ProbeConfig,
     device: &Device,
     dev_score: impl Fn(&LinearProbe) -> Result<f64>,
-) -> Result<(LinearProbe, f64, usize)> {
-    let mut best: Option<(LinearProbe, f64, usize)> = None;
+) -> Result<(LinearProbe, f64, usize, f64)> {
+    let mut best: Option<(LinearProbe, f64, usize, f64)> = None;
     let (mut last, mut falls) = (f64::NEG_INFINITY, 0);
     let mut failed = None;
     let mut started = Instant::now();
@@ -484,7 +493,7 @@ fn select(
             );
             started = Instant::now();
             if best.as_ref().is_none_or(|b| score > b.1) {
-                best = Some((probe.clone(), score, fit.steps));
+                best = Some((probe.clone(), score, fit.steps, l2));
             }
             falls = if score < last { falls + 1 } else { 0 };
             last = score;
@@ -495,6 +504,23 @@ fn select(
         return Err(e);
     }
     best.ok_or_else(|| "an empty L2 grid".into())
+}
+
+/// Encodes `task` through `source` and fits one probe on all of its (capped) training
+/// examples: a measurement outside the comparison's records (`reproduce layers`). Returns the
+/// outcome and the encoding's seconds.
+pub fn probe_all(
+    plan: &Plan,
+    task: &Task,
+    source: &StateSource,
+    tokenizer: &BertTokenizer,
+) -> Result<(Outcome, f64)> {
+    let started = Instant::now();
+    let (features, _) = encode(plan, task, source, tokenizer)?;
+    let encoding = started.elapsed().as_secs_f64();
+    let hidden = source.model.config().hidden_size;
+    let outcome = features.probe(task, hidden, 1.0, 0, source.pad, &source.model.device())?;
+    Ok((outcome, encoding))
 }
 
 /// Runs the probe `jobs` of one arm (under `pf_seed`) on one task, writing a record per job.
@@ -524,6 +550,7 @@ pub fn run_task(
         backbone: backbone.to_owned(),
         cache,
         pad: tokenizer.pad_id(),
+        layer: Layer::Last,
     };
     let started = Instant::now();
     let (features, hits) = encode(plan, task, &source, tokenizer)?;

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use lora_bert::metrics::bootstrap::{BootstrapOptions, Interval, Run, TaskPair, paired_bootstrap};
-use lora_bert::train::plot::{BarSeries, grouped_bars};
+use lora_bert::train::plot::{Bar, BarSeries, grouped_bars};
 
 use crate::Result;
 use crate::pf::PfRecord;
@@ -184,6 +184,12 @@ fn family_interval(
     paired_bootstrap(&pairs, &options).ok()
 }
 
+/// A task outside the family averages: a token task scored by tag accuracy (Brown POS), which
+/// the NER family's entity-F1 endpoint does not average in; reported as a damage check.
+fn is_damage_check(task: &crate::plan::TaskDef) -> bool {
+    task.kind == crate::plan::Kind::Token(lora_bert::train::TokenMetric::Accuracy)
+}
+
 /// The arm every Δ is taken against: no PF in the default setting.
 const NO_PF: (&str, &str) = ("default", "no-pf");
 
@@ -348,13 +354,21 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
         .filter(|t| records.iter().any(|r| r.task == t.name))
         .map(|t| t.name)
         .collect();
+    // The endpoints' families: the NER family's entity-F1 tasks (tag accuracy is not entity
+    // F1: Brown POS is a damage check of its own) and the text tasks.
     let family_tasks = |family: &str| -> Vec<&str> {
         TASKS
             .iter()
             .filter(|t| crate::plan::family_name(t.family) == family && tasks.contains(&t.name))
+            .filter(|t| !is_damage_check(t))
             .map(|t| t.name)
             .collect()
     };
+    let damage_checks: Vec<&str> = TASKS
+        .iter()
+        .filter(|t| is_damage_check(t) && tasks.contains(&t.name))
+        .map(|t| t.name)
+        .collect();
     let arms: Vec<Arm> = Arm::ALL
         .into_iter()
         .filter(|a| {
@@ -420,6 +434,36 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
         runs_json
             .file_name()
             .map_or(String::new(), |n| n.to_string_lossy().into_owned()),
+    )?;
+
+    writeln!(w, "## Primary endpoints\n")?;
+    let listed = |family: &str| {
+        let ft = family_tasks(family);
+        if ft.is_empty() {
+            "none in these records".to_owned()
+        } else {
+            ft.join(", ")
+        }
+    };
+    writeln!(
+        w,
+        "Stated before any table: the family averages (means over tasks of the per-task mean \
+         test scores) of the NER family's entity-F1 tasks ({}) and of the text tasks ({}), at \
+         100% and at 10% of the training data, under the {} protocol; each arm against no PF, \
+         and MTPF-TPL against each individual pre-finetuning and naive multi-task \
+         pre-finetuning, with 95% paired bootstrap intervals. {}\n",
+        listed("NER"),
+        listed("TC"),
+        crate::runs::protocol_name(plan.protocol),
+        if damage_checks.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "{} (tag accuracy, not entity F1) is reported on its own as a damage check, \
+                 outside the NER average.",
+                damage_checks.join(", ")
+            )
+        }
     )?;
 
     writeln!(w, "## Setup\n")?;
@@ -726,6 +770,29 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
             }
             writeln!(w)?;
         }
+        for task in &damage_checks {
+            write!(w, "| {task} Δ vs no PF (damage check) | |")?;
+            for arm in &arms {
+                let interval = (*arm != Arm::NoPf)
+                    .then(|| {
+                        family_interval(
+                            &records,
+                            ("default", arm.name()),
+                            NO_PF,
+                            &[task],
+                            fraction,
+                            None,
+                            0.95,
+                        )
+                    })
+                    .flatten();
+                match interval {
+                    Some(i) => write!(w, " {} |", with_interval(&i))?,
+                    None => write!(w, " – |")?,
+                }
+            }
+            writeln!(w)?;
+        }
     }
     writeln!(
         w,
@@ -765,9 +832,23 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
         for &fraction in &fractions {
             categories.push(format!("{family} {fraction}%"));
             for (arm, bars) in arms.iter().filter(|a| **a != Arm::NoPf).zip(&mut series) {
-                let v = family_delta(&scores, "default", arm.name(), &ft, fraction)
-                    .map_or((f64::NAN, 0.0), |((m, sd), _)| (100.0 * m, 100.0 * sd));
-                bars.values.push(v);
+                let interval = family_interval(
+                    &records,
+                    ("default", arm.name()),
+                    NO_PF,
+                    &ft,
+                    fraction,
+                    None,
+                    0.95,
+                );
+                let bar = match interval {
+                    Some(i) => Bar::with_range(100.0 * i.estimate, 100.0 * i.low, 100.0 * i.high),
+                    None => family_delta(&scores, "default", arm.name(), &ft, fraction)
+                        .map_or(Bar::with_error(f64::NAN, 0.0), |((m, sd), _)| {
+                            Bar::with_error(100.0 * m, 100.0 * sd)
+                        }),
+                };
+                bars.values.push(bar);
             }
         }
     }
@@ -775,7 +856,7 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
         let cats: Vec<&str> = categories.iter().map(String::as_str).collect();
         grouped_bars(
             &chart,
-            "Family average minus no PF (mean ± sd over seeds)",
+            "Family average minus no PF (95% paired bootstrap intervals)",
             "points",
             &cats,
             &series,
@@ -794,8 +875,8 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
         w,
         "The paper reports, over 21 tasks, MTPF-TPL's average gain over the plain backbone: \
          +0.8 F1 on NER, +8.8 accuracy on text classification, and +8.4 F1 on NER with 10% of \
-         the data. Its NER tasks are entity F1 only; our NER family also holds Brown POS (tag \
-         accuracy).\n"
+         the data. Its NER tasks are entity F1 only, and so is our NER family's average (Brown \
+         POS, tag accuracy, is the damage check above).\n"
     )?;
     writeln!(
         w,
@@ -1439,6 +1520,58 @@ mod tests {
             "{md}"
         );
         assert!(!md.contains("wall time"), "{md}");
+    }
+
+    /// Brown POS (tag accuracy) stays out of the NER family's average and gets a damage-check
+    /// row of its own; the endpoints are stated before the tables.
+    #[test]
+    fn brown_pos_is_a_damage_check_outside_the_ner_average() {
+        let out = std::env::temp_dir().join(format!("reproduce-damage-{}", std::process::id()));
+        let report = out.join("r.md");
+        let args = ["--report-only", "--out", out.to_str().unwrap(), "--report"];
+        let args = args
+            .iter()
+            .map(|a| a.to_string())
+            .chain([report.to_str().unwrap().to_owned()])
+            .collect();
+        let plan = crate::plan::parse(args).unwrap().unwrap();
+        let mut records = Vec::new();
+        for seed in [0, 1] {
+            // NER PF: brown-names unchanged, brown-pos much worse.
+            for (arm, pos) in [("no-pf", [true; 4]), ("ner-pf", [false, false, false, true])] {
+                let mut r = with_items(arm, "brown-names", seed, &[true, false, true, true]);
+                r.family = "NER".into();
+                records.push(r);
+                let mut r = with_items(arm, "brown-pos", seed, &pos);
+                r.family = "NER".into();
+                records.push(r);
+            }
+        }
+        let ctx = Context {
+            plan: &plan,
+            pf: Vec::new(),
+            teacher_seconds: None,
+            unfinished: 0,
+            commands: vec!["the command that ran".into()],
+            sizes: BTreeMap::new(),
+            pf_sources: Vec::new(),
+        };
+        write(&ctx, &records).unwrap();
+        let md = std::fs::read_to_string(&report).unwrap();
+        std::fs::remove_dir_all(&out).unwrap();
+        let endpoints = md.find("## Primary endpoints").expect("endpoints");
+        assert!(endpoints < md.find("## Test scores").unwrap(), "{md}");
+        assert!(md.contains("entity-F1 tasks (brown-names)"), "{md}");
+        // The NER average is brown-names' alone: no change.
+        assert!(
+            md.contains("| NER Δ vs no PF | | +0.00 ± 0.00 | +0.00 [+0.00, +0.00] |"),
+            "{md}"
+        );
+        // Brown POS lost 75 points under NER PF, reported on its own.
+        assert!(
+            md.contains("| brown-pos Δ vs no PF (damage check) | | – | -75.00 ["),
+            "{md}"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! * [`learning_curves`]: the training loss per step (with a moving average) above, the dev
 //!   metric at each evaluation below, one colour per run;
 //! * [`grouped_bars`]: one group of bars per category, one colour per series, each bar with an
-//!   error bar (a mean and a standard deviation, say).
+//!   error bar (a mean and a standard deviation, or an estimate and its confidence interval).
 
 use std::path::Path;
 use std::sync::Once;
@@ -52,14 +52,54 @@ pub fn learning_curves(
     write_atomically(path, |partial| draw(partial, title, metric, runs))
 }
 
-/// One series of [`grouped_bars`]: its name and, per category, a value and its error (drawn as
-/// `value ± error`; 0 draws no error bar).
+/// One bar of [`grouped_bars`]: its value and the span of its error bar.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bar {
+    /// Height of the bar.
+    pub value: f64,
+    /// Bottom of the error bar (no error bar when it is not below `high`, or not finite).
+    pub low: f64,
+    /// Top of the error bar.
+    pub high: f64,
+}
+
+impl Bar {
+    /// `value ± error` (a standard deviation, say); an error of 0 or not finite draws no error
+    /// bar.
+    pub fn with_error(value: f64, error: f64) -> Bar {
+        let e = if error.is_finite() { error.abs() } else { 0.0 };
+        Bar {
+            value,
+            low: value - e,
+            high: value + e,
+        }
+    }
+
+    /// `value` with an error bar from `low` to `high`, which need not be symmetric (a
+    /// bootstrap interval, say).
+    pub fn with_range(value: f64, low: f64, high: f64) -> Bar {
+        Bar { value, low, high }
+    }
+
+    fn has_error_bar(&self) -> bool {
+        self.low.is_finite() && self.high.is_finite() && self.low < self.high
+    }
+}
+
+impl From<(f64, f64)> for Bar {
+    /// `(value, error)`: [`Bar::with_error`].
+    fn from((value, error): (f64, f64)) -> Bar {
+        Bar::with_error(value, error)
+    }
+}
+
+/// One series of [`grouped_bars`]: its name and a bar per category.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BarSeries {
     /// Name in the legend.
     pub name: String,
-    /// `(value, error)` per category, in the order of the categories.
-    pub values: Vec<(f64, f64)>,
+    /// One bar per category, in the order of the categories.
+    pub values: Vec<Bar>,
 }
 
 /// Draws a grouped bar chart into the PNG `path` (written atomically): one group per entry of
@@ -72,11 +112,16 @@ pub struct BarSeries {
 /// values is not the number of categories; [`TrainError::Plot`] when drawing or writing fails.
 ///
 /// ```no_run
-/// use lora_bert_train::plot::{BarSeries, grouped_bars};
+/// use lora_bert_train::plot::{Bar, BarSeries, grouped_bars};
 ///
 /// let series = [
-///     BarSeries { name: "NER PF".into(), values: vec![(0.8, 0.3), (-1.2, 0.5)] },
-///     BarSeries { name: "MTPF-TPL".into(), values: vec![(0.6, 0.2), (2.1, 0.4)] },
+///     // Means ± standard deviations.
+///     BarSeries { name: "NER PF".into(), values: vec![(0.8, 0.3).into(), (-1.2, 0.5).into()] },
+///     // Estimates with 95% intervals.
+///     BarSeries {
+///         name: "MTPF-TPL".into(),
+///         values: vec![Bar::with_range(0.6, 0.1, 1.4), Bar::with_range(2.1, 1.2, 2.6)],
+///     },
 /// ];
 /// grouped_bars("deltas.png", "gain over no PF", "points", &["NER", "TC"], &series)?;
 /// # Ok::<(), lora_bert_train::TrainError>(())
@@ -230,10 +275,13 @@ fn draw_bars(
     let ends = series
         .iter()
         .flat_map(|s| s.values.iter())
-        .filter(|(v, _)| v.is_finite())
-        .flat_map(|&(v, e)| {
-            let e = if e.is_finite() { e.abs() } else { 0.0 };
-            [v - e, v + e]
+        .filter(|b| b.value.is_finite())
+        .flat_map(|b| {
+            if b.has_error_bar() {
+                vec![b.value, b.low, b.high]
+            } else {
+                vec![b.value]
+            }
         });
     // Bars start at 0: keep 0 in the range.
     let (lo, hi) = bounds(ends.chain([0.0]));
@@ -271,23 +319,21 @@ fn draw_bars(
             .values
             .iter()
             .enumerate()
-            .filter(|(_, (v, _))| v.is_finite());
+            .filter(|(_, b)| b.value.is_finite());
         let x0 = |i: usize| i as f64 - 0.4 + j as f64 * width;
         chart
-            .draw_series(bars.clone().map(|(i, &(v, _))| {
+            .draw_series(bars.clone().map(|(i, b)| {
                 Rectangle::new(
-                    [(x0(i) + 0.1 * width, 0.0), (x0(i) + 0.9 * width, v)],
+                    [(x0(i) + 0.1 * width, 0.0), (x0(i) + 0.9 * width, b.value)],
                     colour.filled(),
                 )
             }))?
             .label(s.name.as_str())
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 16, y + 6)], colour.filled()));
-        chart.draw_series(bars.filter(|(_, (_, e))| e.is_finite() && *e > 0.0).map(
-            |(i, &(v, e))| {
-                let x = x0(i) + 0.5 * width;
-                PathElement::new([(x, v - e.abs()), (x, v + e.abs())], BLACK.stroke_width(2))
-            },
-        ))?;
+        chart.draw_series(bars.filter(|(_, b)| b.has_error_bar()).map(|(i, b)| {
+            let x = x0(i) + 0.5 * width;
+            PathElement::new([(x, b.low), (x, b.high)], BLACK.stroke_width(2))
+        }))?;
     }
     chart
         .configure_series_labels()

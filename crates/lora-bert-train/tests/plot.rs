@@ -1,7 +1,7 @@
 //! Learning curves: a PNG of the right size with drawn content, written atomically, and typed
 //! errors for what cannot be drawn.
 
-use lora_bert_train::plot::{BarSeries, SIZE, grouped_bars, learning_curves};
+use lora_bert_train::plot::{Bar, BarSeries, SIZE, grouped_bars, learning_curves};
 use lora_bert_train::{Evaluation, FitReport, TrainError};
 
 fn report(steps: usize, offset: f64) -> FitReport {
@@ -83,7 +83,7 @@ fn nothing_to_draw_or_nowhere_to_write_is_an_error() {
 fn series(name: &str, values: &[(f64, f64)]) -> BarSeries {
     BarSeries {
         name: name.into(),
-        values: values.to_vec(),
+        values: values.iter().map(|&v| v.into()).collect(),
     }
 }
 
@@ -107,8 +107,15 @@ fn grouped_bars_make_a_png_that_depends_on_the_values() {
     // Another value draws another bar.
     let other = dir.path().join("other.png");
     let b2 = series("MTPF-TPL", &[(0.6, 0.2), (1.1, 0.4), (f64::NAN, 0.0)]);
-    grouped_bars(&other, "gain over no PF", "points", &cats, &[a, b2]).unwrap();
+    grouped_bars(&other, "gain over no PF", "points", &cats, &[a.clone(), b2]).unwrap();
     assert_ne!(std::fs::read(&other).unwrap(), bytes);
+
+    // An asymmetric interval draws another error bar than a symmetric one around the value.
+    let ranged = dir.path().join("ranged.png");
+    let mut b3 = b.clone();
+    b3.values[0] = Bar::with_range(0.6, 0.5, 1.4);
+    grouped_bars(&ranged, "gain over no PF", "points", &cats, &[a, b3]).unwrap();
+    assert_ne!(std::fs::read(&ranged).unwrap(), bytes);
 }
 
 #[test]

@@ -1,0 +1,325 @@
+//! `reproduce layers`: how well a linear probe reads a task from each layer of the plain
+//! backbone, and how that changes with the probe's training examples. It measures why a
+//! probe on the last layer of all-MiniLM-L6-v2 falls short on Brown POS (issue 17).
+//!
+//! ```text
+//! cargo run --release --example reproduce -- layers --out runs/layers \
+//!     --task brown-pos --layers 2,3,4,5,6 --train 1000,5000
+//! ```
+//!
+//! The probes are the comparison's (`probes.rs`, full profile: whole dev and test splits, L2
+//! chosen on dev along the same path), on the no-PF arm. Each measurement is kept as
+//! `OUT/layers/TASK/train-N/layer-K.json`; a rerun skips the finished ones, and `OUT/layers.md`
+//! is rendered from every record in the folder.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use lora_bert::adapters::AdaptedModel;
+use lora_bert::assets::{self, AssetCache};
+use lora_bert::device::{self, Backend};
+use lora_bert::encoder::tokenizer::{BertTokenizer, LengthPolicy};
+use lora_bert::encoder::{BertModel, Route};
+use lora_bert::train::probe::Layer;
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+use crate::feature_cache::{self, FeatureCache};
+use crate::probes::{self, StateSource};
+use crate::runs::{Task, write_json};
+use crate::{data, plan};
+
+/// One measurement.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LayerRecord {
+    pub task: String,
+    pub metric: String,
+    /// `hidden_states` index: 0 the embeddings, 6 the last layer of all-MiniLM-L6-v2.
+    pub layer: usize,
+    pub train_cap: usize,
+    pub train_examples: usize,
+    pub dev_examples: usize,
+    pub test_examples: usize,
+    pub l2: f64,
+    pub steps: usize,
+    pub dev: f64,
+    pub test: f64,
+    pub encode_seconds: f64,
+    pub fit_seconds: f64,
+    pub backbone: String,
+}
+
+struct Args {
+    out: PathBuf,
+    task: String,
+    layers: Vec<usize>,
+    train: Vec<usize>,
+    backend: Backend,
+}
+
+const USAGE: &str = "reproduce layers [--out DIR] [--task NAME] [--layers K,..] [--train N,..] \
+                     [--backend B]\n  defaults: --out runs/layers --task brown-pos --layers \
+                     2,3,4,5,6 --train 5000";
+
+fn parse(args: Vec<String>) -> Result<Option<Args>> {
+    let mut out = Args {
+        out: "runs/layers".into(),
+        task: "brown-pos".into(),
+        layers: vec![2, 3, 4, 5, 6],
+        train: vec![5000],
+        backend: Backend::default_cpu()?,
+    };
+    let numbers = |flag: &str, v: &str| -> Result<Vec<usize>> {
+        let list = v
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse::<usize>())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| format!("{flag} {v}: {e}"))?;
+        if list.is_empty() {
+            return Err(format!("{flag}: an empty list").into());
+        }
+        Ok(list)
+    };
+    let mut it = args.into_iter();
+    while let Some(flag) = it.next() {
+        if flag == "-h" || flag == "--help" {
+            println!("{USAGE}");
+            return Ok(None);
+        }
+        let value = it
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        match flag.as_str() {
+            "--out" => out.out = value.into(),
+            "--task" => out.task = value,
+            "--layers" => out.layers = numbers(&flag, &value)?,
+            "--train" => out.train = numbers(&flag, &value)?,
+            "--backend" => out.backend = crate::args::parse(&flag, &value)?,
+            other => return Err(format!("unknown flag `{other}`\n{USAGE}").into()),
+        }
+    }
+    if out.train.contains(&0) {
+        return Err("--train: at least 1 example".into());
+    }
+    Ok(Some(out))
+}
+
+fn record_path(out: &Path, task: &str, train: usize, layer: usize) -> PathBuf {
+    out.join("layers")
+        .join(task)
+        .join(format!("train-{train}"))
+        .join(format!("layer-{layer}.json"))
+}
+
+pub fn run(args: Vec<String>) -> Result<()> {
+    let Some(args) = parse(args)? else {
+        return Ok(());
+    };
+    let def = plan::task(&args.task).ok_or_else(|| format!("unknown task `{}`", args.task))?;
+    let cache = AssetCache::from_env()?;
+    let inference = device::device(args.backend)?;
+    let files = assets::all_minilm_l6_v2(&cache)?;
+    let model = AdaptedModel::new(BertModel::load(&files.dir, &inference)?.0);
+    let layers = model.config().num_hidden_layers;
+    if let Some(bad) = args.layers.iter().find(|&&k| k > layers) {
+        return Err(format!("--layers {bad}: the model has hidden states 0..={layers}").into());
+    }
+    let backbone = feature_cache::backbone_id(&files.dir)?;
+    let brown = data::Brown::load(&cache)?;
+    let task = Task::new(def, data::load_task(def, &cache, &brown)?)?;
+    let features = FeatureCache::new(args.out.join("features"));
+    for &train in &args.train {
+        // The comparison's full-profile probe sizes, with this training cap.
+        let plan = plan::parse(
+            [
+                "--profile",
+                "full",
+                "--protocol",
+                "probe",
+                "--probe-train",
+                &train.to_string(),
+            ]
+            .map(String::from)
+            .to_vec(),
+        )?
+        .ok_or("no plan")?;
+        let tokenizer = BertTokenizer::from_file(&files.tokenizer)?
+            .with_max_length(plan.sizes.max_len)
+            .with_length_policy(LengthPolicy::Window {
+                stride: plan.sizes.max_len / 4,
+            });
+        for &layer in &args.layers {
+            let path = record_path(&args.out, def.name, train, layer);
+            if path.is_file() {
+                continue;
+            }
+            println!("{} with at most {train} training examples, layer {layer}", def.name);
+            let source = StateSource {
+                model: &model,
+                route: Route::Base,
+                route_name: "base".into(),
+                backbone: backbone.clone(),
+                cache: &features,
+                pad: tokenizer.pad_id(),
+                layer: Layer::Hidden(layer),
+            };
+            let started = std::time::Instant::now();
+            let (outcome, encode_seconds) = probes::probe_all(&plan, &task, &source, &tokenizer)?;
+            let record = LayerRecord {
+                task: def.name.into(),
+                metric: def.metric().into(),
+                layer,
+                train_cap: train,
+                train_examples: outcome.train_examples,
+                dev_examples: outcome.dev_examples,
+                test_examples: outcome.test_examples,
+                l2: outcome.l2,
+                steps: outcome.steps,
+                dev: outcome.dev,
+                test: outcome.test,
+                encode_seconds,
+                fit_seconds: started.elapsed().as_secs_f64() - encode_seconds,
+                backbone: backbone.clone(),
+            };
+            println!(
+                "  layer {layer}: dev {:.4}, test {:.4} (L2 {:e}, {} train / {} dev / {} test, \
+                 encoded in {encode_seconds:.0}s, fitted in {:.0}s)",
+                record.dev,
+                record.test,
+                record.l2,
+                record.train_examples,
+                record.dev_examples,
+                record.test_examples,
+                record.fit_seconds
+            );
+            write_json(&path, &record)?;
+        }
+    }
+    let report = render(&read_records(&args.out)?);
+    std::fs::write(args.out.join("layers.md"), &report)?;
+    println!("\n{report}");
+    Ok(())
+}
+
+/// Every record under `OUT/layers`.
+pub fn read_records(out: &Path) -> Result<Vec<LayerRecord>> {
+    fn walk(dir: &Path, out: &mut Vec<LayerRecord>) -> Result<()> {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Ok(());
+        };
+        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        for path in paths {
+            if path.is_dir() {
+                walk(&path, out)?;
+            } else if path.extension().is_some_and(|e| e == "json") {
+                let bytes = std::fs::read(&path)?;
+                out.push(
+                    serde_json::from_slice(&bytes)
+                        .map_err(|e| format!("{}: {e}", path.display()))?,
+                );
+            }
+        }
+        Ok(())
+    }
+    let mut records = Vec::new();
+    walk(&out.join("layers"), &mut records)?;
+    Ok(records)
+}
+
+/// A table per task: a row per training cap, a column per layer, test (dev) scores in points.
+pub fn render(records: &[LayerRecord]) -> String {
+    let mut by_task: BTreeMap<&str, Vec<&LayerRecord>> = BTreeMap::new();
+    for r in records {
+        by_task.entry(&r.task).or_default().push(r);
+    }
+    let mut md = String::new();
+    for (task, rs) in by_task {
+        let layers: std::collections::BTreeSet<usize> = rs.iter().map(|r| r.layer).collect();
+        let caps: std::collections::BTreeSet<usize> = rs.iter().map(|r| r.train_cap).collect();
+        md.push_str(&format!(
+            "#### {task}: linear probe per layer of the plain backbone ({}, test; dev in brackets)\n\n",
+            rs[0].metric
+        ));
+        md.push_str("| training examples |");
+        for l in &layers {
+            md.push_str(&format!(" layer {l} |"));
+        }
+        md.push_str("\n|---|");
+        md.push_str(&"---:|".repeat(layers.len()));
+        md.push('\n');
+        for cap in &caps {
+            let row: Vec<&&LayerRecord> = rs.iter().filter(|r| r.train_cap == *cap).collect();
+            let n = row.first().map_or(0, |r| r.train_examples);
+            md.push_str(&format!("| {n} |"));
+            for l in &layers {
+                match row.iter().find(|r| r.layer == *l) {
+                    Some(r) => md.push_str(&format!(
+                        " {:.2} ({:.2}) |",
+                        100.0 * r.test,
+                        100.0 * r.dev
+                    )),
+                    None => md.push_str(" – |"),
+                }
+            }
+            md.push('\n');
+        }
+        let first = rs[0];
+        md.push_str(&format!(
+            "\nDev {} and test {} examples; L2 chosen on dev per cell (from {:e} to {:e}).\n\n",
+            first.dev_examples,
+            first.test_examples,
+            rs.iter().map(|r| r.l2).fold(f64::INFINITY, f64::min),
+            rs.iter().map(|r| r.l2).fold(0.0, f64::max),
+        ));
+    }
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(layer: usize, cap: usize, test: f64) -> LayerRecord {
+        LayerRecord {
+            task: "brown-pos".into(),
+            metric: "tag accuracy".into(),
+            layer,
+            train_cap: cap,
+            train_examples: cap,
+            dev_examples: 10,
+            test_examples: 20,
+            l2: 1e-4,
+            steps: 5,
+            dev: test - 0.01,
+            test,
+            encode_seconds: 1.0,
+            fit_seconds: 1.0,
+            backbone: "aa".into(),
+        }
+    }
+
+    #[test]
+    fn the_table_has_a_cell_per_record_and_a_dash_for_a_missing_one() {
+        let md = render(&[
+            record(6, 1000, 0.8),
+            record(3, 1000, 0.9),
+            record(6, 5000, 0.85),
+        ]);
+        assert!(md.contains("| training examples | layer 3 | layer 6 |"), "{md}");
+        assert!(md.contains("| 1000 | 90.00 (89.00) | 80.00 (79.00) |"), "{md}");
+        assert!(md.contains("| 5000 | – | 85.00 (84.00) |"), "{md}");
+    }
+
+    #[test]
+    fn bad_flags_are_refused() {
+        let args = |a: &[&str]| parse(a.iter().map(|s| s.to_string()).collect());
+        assert!(args(&["--train", "0"]).is_err());
+        assert!(args(&["--layers", "x"]).is_err());
+        assert!(args(&["--layers"]).is_err());
+        assert!(args(&["--nope", "1"]).is_err());
+        let ok = args(&["--layers", "1,3", "--train", "200"]).unwrap().unwrap();
+        assert_eq!((ok.layers, ok.train), (vec![1, 3], vec![200]));
+    }
+}
