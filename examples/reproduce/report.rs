@@ -553,16 +553,28 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
             w,
             "- **Downstream protocol**: `probe`: a linear probe on the frozen last hidden state \
              (mean-pooled for texts; MTPF-TPL through its family's group), multinomial logistic \
-             regression on standardised features fitted by full-batch L-BFGS to convergence for \
-             each L2 strength of a grid (strongest first, stopping once the dev score has \
-             fallen twice), the one with the best dev score ({} dev examples) kept and scored \
-             on {} test examples (both fixed samples, stratified by label, the same for every \
-             arm and seed). \"100%\" is the training split or its first examples of a fixed \
-             shuffle (the table below gives how many; the step counts are L-BFGS iterations of \
-             the fit kept); with all of them the fit does not depend on the seed and is \
-             recorded under each. Token tasks are scored on words (first piece); texts by \
-             accuracy. Seeds in the records: {:?} (the seed draws the 10% subset).",
-            s.dev, s.test, seeds,
+             regression on standardised features fitted by full-batch L-BFGS along an L2 grid \
+             (strongest first, each fit warm-started from the last and stopped after at most {} \
+             steps, the path ending once the dev score has fallen twice); the strength with the \
+             best dev score is then fitted on to convergence (largest gradient entry below \
+             {:e}, at most {} steps) and scored on test. Converged: {} of the {} probe fits in \
+             the records{}. Dev and test are fixed samples, stratified by label and the same \
+             for every arm and seed, or the whole splits (the table below gives their sizes). \
+             \"100%\" is the training split or its first examples of a fixed shuffle (the table \
+             gives how many; the step counts are L-BFGS iterations of the fit kept); with all \
+             of them the fit does not depend on the seed and is recorded under each. Token \
+             tasks are scored on words (first piece); texts by accuracy. Seeds in the records: \
+             {:?} (the seed draws the 10% subset).",
+            crate::probes::PATH_STEPS,
+            lora_bert::train::probe::ProbeConfig::default().tolerance,
+            lora_bert::train::probe::ProbeConfig::default().max_steps,
+            records.iter().filter(|r| r.converged == Some(true)).count(),
+            records.len(),
+            match records.iter().filter(|r| r.converged.is_none()).count() {
+                0 => String::new(),
+                n => format!(" ({n} recorded before convergence was kept)"),
+            },
+            seeds,
         )?;
     } else {
         let lr = match plan.lr_grid.as_slice() {
@@ -1304,6 +1316,7 @@ mod tests {
             seconds: 1.0,
             pf_seed: 0,
             lr: None,
+            converged: None,
             items: Vec::new(),
         }
     }

@@ -56,6 +56,10 @@ pub struct RunRecord {
     /// absent for probes and in records written before it was kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lr: Option<f64>,
+    /// Whether a probe's fit converged (absent for fine-tuning and in records written before
+    /// it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub converged: Option<bool>,
     /// What each test item contributed to `test` (entities or tokens of a sentence, or one
     /// text), in the test sample's order: the items of the paired bootstrap. Empty in
     /// records written before they were kept.
@@ -420,6 +424,7 @@ pub fn run(
         seconds: started.elapsed().as_secs_f64(),
         pf_seed,
         lr: Some(lr),
+        converged: None,
         items,
     })
 }

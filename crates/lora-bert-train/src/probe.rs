@@ -267,6 +267,37 @@ impl LinearProbe {
         Ok(())
     }
 
+    /// Continues fitting this probe on `features` and `labels` at `config.l2`, from its own
+    /// weights (a warm start): finishes a fit that [`fit_path`](Self::fit_path) stopped at
+    /// its step limit, say. The problem is strictly convex, so the result is the fit from
+    /// zero's, up to the tolerance.
+    ///
+    /// # Errors
+    ///
+    /// As [`fit`](Self::fit), for features or labels that do not match this probe's width
+    /// and classes.
+    pub fn refine(
+        &self,
+        features: &[f32],
+        labels: &[u32],
+        config: &ProbeConfig,
+        device: &Device,
+    ) -> Result<(Self, ProbeFit)> {
+        validate(features, self.dim, labels, self.classes, config)?;
+        let problem = Standardised::new(features, self.dim, labels, self.classes, device);
+        let mut raw: Vec<f64> = host_values(self.weight.clone(), "probe weight")?
+            .into_iter()
+            .map(f64::from)
+            .collect();
+        raw.extend(
+            host_values(self.bias.clone(), "probe bias")?
+                .into_iter()
+                .map(f64::from),
+        );
+        let (theta, fit) = problem.solve(config.l2, problem.standardised(&raw), config)?;
+        Ok((problem.probe(&theta), fit))
+    }
+
     /// Width of the features.
     pub fn dim(&self) -> usize {
         self.dim

@@ -97,6 +97,43 @@ fn the_regularisation_path_reaches_each_strengths_optimum() {
     );
 }
 
+/// A fit stopped at a step limit and then refined reaches the optimum a full fit reaches.
+#[test]
+fn a_stopped_fit_refined_reaches_the_full_fits_optimum() {
+    let device = cpu();
+    let (mut x, y) = clusters(60);
+    for v in &mut x {
+        *v *= 0.3;
+    }
+    let config = ProbeConfig {
+        l2: 1e-2,
+        max_steps: 5000,
+        ..ProbeConfig::default()
+    };
+    let (full, fit) = LinearProbe::fit(&x, 4, &y, 3, &config, &device).unwrap();
+    assert!(fit.converged, "{fit:?}");
+    let short = ProbeConfig {
+        max_steps: 3,
+        ..config
+    };
+    let (stopped, fit) = LinearProbe::fit(&x, 4, &y, 3, &short, &device).unwrap();
+    assert!(!fit.converged, "{fit:?}");
+    let probe_x = [0.4f32, -0.2, 0.9, 0.1, 0.0, 0.0, 0.0, 1.0];
+    let gap = |a: &LinearProbe| {
+        let (p, q) = (a.logits(&probe_x).unwrap(), full.logits(&probe_x).unwrap());
+        p.iter().zip(&q).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max)
+    };
+    assert!(gap(&stopped) > 0.05, "three steps are not the optimum");
+    let (refined, fit) = stopped.refine(&x, &y, &config, &device).unwrap();
+    assert!(fit.converged, "{fit:?}");
+    assert!(gap(&refined) < 1e-2, "{}", gap(&refined));
+    // Labels of another width are refused.
+    assert!(matches!(
+        stopped.refine(&x, &y[..10], &config, &device),
+        Err(TrainError::InvalidArgument { .. })
+    ));
+}
+
 /// Softmax regression with L2 on standardised features, trained to convergence, sits where
 /// the gradient vanishes. In raw-feature weights `W` (what the probe applies), the penalty
 /// `λ/2 ‖σ ∘ W‖²` on the standardised weights `σ_d W[d]` gives
