@@ -7,8 +7,9 @@ Rust code that wrote the report:
 
 - every record's test score equals the score of its per-item counts (2·Σc / (Σp + Σg));
 - every cell of the "Test scores" tables (mean ± sample sd over seeds, a seed's score being
-  the mean over its pre-finetuning seeds), the family averages and the point estimate of every
-  "Δ vs no PF" cell;
+  the mean over its pre-finetuning seeds), the family averages (tag-accuracy tasks, the damage
+  checks, stay out of them) and the point estimate of every "Δ vs no PF" cell, the damage
+  checks' included;
 - the seeds the report lists are the records' seeds, and no task of the sizes table has 0
   examples.
 
@@ -31,9 +32,11 @@ ARMS = {
 
 
 def item_score(items):
+    """2·Σc / (Σp + Σg) of items `n` (c = p = g), `c,n` (p = g) or `c,p,g`."""
     c = p = g = 0
     for item in items.split(";"):
-        ci, pi, gi = (int(x) for x in item.split(","))
+        n = [int(x) for x in item.split(",")]
+        ci, pi, gi = {1: lambda: (n[0],) * 3, 2: lambda: (n[0], n[1], n[1]), 3: lambda: n}[len(n)]()
         c, p, g = c + ci, p + pi, g + gi
     return 0.0 if p + g == 0 else 2.0 * c / (p + g)
 
@@ -96,17 +99,25 @@ def main(argv):
         arms = [ARMS[h] for h in header[2:]]
         family_tasks = defaultdict(list)
         for r in records:
-            if round(r["fraction"] * 100) == pct:
+            if round(r["fraction"] * 100) == pct and r["metric"] != "tag accuracy":
                 family_tasks[r["family"]].append(r["task"])
         for line in lines[2:]:
             cells = [c.strip() for c in line.strip("|").split("|")]
             name = cells[0]
             fam = re.match(r"\*\*(\w+) average\*\*", name)
-            delta = re.match(r"(\w+) Δ vs no PF", name)
+            damage = re.match(r"(\S+) Δ vs no PF \(damage check\)$", name)
+            delta = damage or re.match(r"(\w+) Δ vs no PF$", name)
             for arm, shown in zip(arms, cells[2:]):
                 if fam or delta:
-                    family = (fam or delta).group(1)
-                    tasks = sorted(set(family_tasks[family]), key=family_tasks[family].index)
+                    if damage and arm == "no-pf":
+                        if shown != "–":
+                            problems.append(f"{pct}% {name}: no PF against itself shows {shown}")
+                        continue
+                    if damage:
+                        tasks = [damage.group(1)]
+                    else:
+                        family = (fam or delta).group(1)
+                        tasks = sorted(set(family_tasks[family]), key=family_tasks[family].index)
                     means = []
                     for t in tasks:
                         v = scores.get((arm, t, pct), {})

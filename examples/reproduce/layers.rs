@@ -154,7 +154,10 @@ pub fn run(args: Vec<String>) -> Result<()> {
             if path.is_file() {
                 continue;
             }
-            println!("{} with at most {train} training examples, layer {layer}", def.name);
+            println!(
+                "{} with at most {train} training examples, layer {layer}",
+                def.name
+            );
             let source = StateSource {
                 model: &model,
                 route: Route::Base,
@@ -255,11 +258,9 @@ pub fn render(records: &[LayerRecord]) -> String {
             md.push_str(&format!("| {n} |"));
             for l in &layers {
                 match row.iter().find(|r| r.layer == *l) {
-                    Some(r) => md.push_str(&format!(
-                        " {:.2} ({:.2}) |",
-                        100.0 * r.test,
-                        100.0 * r.dev
-                    )),
+                    Some(r) => {
+                        md.push_str(&format!(" {:.2} ({:.2}) |", 100.0 * r.test, 100.0 * r.dev))
+                    }
                     None => md.push_str(" – |"),
                 }
             }
@@ -307,8 +308,14 @@ mod tests {
             record(3, 1000, 0.9),
             record(6, 5000, 0.85),
         ]);
-        assert!(md.contains("| training examples | layer 3 | layer 6 |"), "{md}");
-        assert!(md.contains("| 1000 | 90.00 (89.00) | 80.00 (79.00) |"), "{md}");
+        assert!(
+            md.contains("| training examples | layer 3 | layer 6 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 1000 | 90.00 (89.00) | 80.00 (79.00) |"),
+            "{md}"
+        );
         assert!(md.contains("| 5000 | – | 85.00 (84.00) |"), "{md}");
     }
 
@@ -319,7 +326,9 @@ mod tests {
         assert!(args(&["--layers", "x"]).is_err());
         assert!(args(&["--layers"]).is_err());
         assert!(args(&["--nope", "1"]).is_err());
-        let ok = args(&["--layers", "1,3", "--train", "200"]).unwrap().unwrap();
+        let ok = args(&["--layers", "1,3", "--train", "200"])
+            .unwrap()
+            .unwrap();
         assert_eq!((ok.layers, ok.train), (vec![1, 3], vec![200]));
     }
 }

@@ -73,6 +73,9 @@ struct Pinned {
     /// Fine-tuning learning rates chosen from on dev (empty: `lr` alone).
     #[serde(default)]
     lr_grid: Vec<f64>,
+    /// The grid's rate chosen once per arm (on the first seed) rather than per run.
+    #[serde(default)]
+    lr_per_arm: bool,
     /// The probe protocol's training cap (0 in folders made before it existed).
     #[serde(default)]
     probe_train: usize,
@@ -120,6 +123,7 @@ impl Pinned {
         s.dev = self.dev;
         s.test = self.test;
         plan.lr_grid = self.lr_grid.clone();
+        plan.lr_per_arm = self.lr_per_arm;
         if self.probe_train > 0 {
             s.probe_train = self.probe_train;
         }
@@ -145,6 +149,7 @@ impl Pinned {
             probe_dev: Some(s.probe_dev),
             probe_test: Some(s.probe_test),
             lr_grid: plan.lr_grid.clone(),
+            lr_per_arm: plan.lr_per_arm,
             token_steps: s.token_steps,
             text_steps: s.text_steps,
             batch: s.batch,
@@ -545,8 +550,28 @@ fn run() -> Result<()> {
             };
             // One failed run (a non-finite loss, say) must not end hours of others: it is
             // reported, left without a record (a rerun tries it again) and the rest go on.
+            // With the rate chosen once per arm, later seeds reuse the first seed's.
+            let first = plan.seeds[0];
+            let chosen = (plan.lr_per_arm && seed != first)
+                .then(|| runs::read_record(&record(setting, arm, task, fraction, first, pf_seed)))
+                .flatten()
+                .and_then(|r| r.lr);
+            let first_pending = jobs.iter().any(|j| {
+                j.0 == first
+                    && j.1 == pf_seed
+                    && j.2 == fraction
+                    && std::ptr::eq(j.3, task)
+                    && j.4 == setting
+                    && j.5 == arm
+            });
+            if plan.lr_per_arm && seed != first && chosen.is_none() && first_pending {
+                // The first seed's run is still queued here: after it.
+                jobs.push_back((seed, pf_seed, fraction, task, setting, arm, path));
+                continue;
+            }
+            let lrs = chosen.map_or_else(|| plan.learning_rates(), |lr| vec![lr]);
             let record = match runs::run(
-                &plan, setting, arm, task, fraction, seed, pf_seed, model, &tokenizer,
+                &plan, setting, arm, task, fraction, seed, pf_seed, model, &tokenizer, &lrs,
             ) {
                 Ok(record) => record,
                 Err(e) => {

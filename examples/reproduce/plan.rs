@@ -499,6 +499,9 @@ pub struct Plan {
     pub pf_seeds: Vec<u64>,
     /// Fine-tuning learning rates to choose from on dev, per run (empty: `sizes.lr` alone).
     pub lr_grid: Vec<f64>,
+    /// With a grid: `false` chooses the rate per run; `true` once per arm, task and fraction,
+    /// on the first seed's run, which the other seeds reuse.
+    pub lr_per_arm: bool,
     pub protocol: crate::runs::Protocol,
     pub sizes: Sizes,
     /// The setting of the main comparison.
@@ -613,7 +616,8 @@ pub const USAGE: &str = "\
 usage: reproduce [--profile quick|full] [--out DIR] [--report FILE] [--arms A,B,..]
                  [--tasks T,..] [--fractions F,..] [--seeds S,..] [--pf-seeds S,..]
                  [--protocol lora-head|head-only|probe]
-                 [--pf-steps N] [--token-steps N] [--text-steps N] [--lr X]
+                 [--pf-steps N] [--token-steps N] [--text-steps N] [--evals N] [--lr X]
+                 [--lr-grid X,..] [--lr-per arm|run]
                  [--teacher tagger|mpnet-states|DIR] [--teacher-steps N]
                  [--rank N] [--k N] [--targets M+M] [--temperature T] [--distill mse|cosine]
                  [--sweep KNOB=V1,V2,..] [--report-only] [--shard I/N]
@@ -654,9 +658,15 @@ and a chart. Finished runs are kept: rerunning the same command resumes.
   --token-steps N   fine-tuning steps of a token task, twice that for wnut16 (quick 40,
                     full 100)
   --text-steps N    fine-tuning steps of a text task (quick 30, full 60)
+  --evals N         dev evaluations per fine-tuning run, evenly spaced, the best kept
+                    (quick and full 2; issue 17's secondary protocol asks for 5)
   --lr X            fine-tuning peak learning rate (default 3e-3)
   --lr-grid LIST    fine-tune at each of these rates and keep the one with the best dev score
-                    (per run; default: --lr alone)
+                    (default: --lr alone)
+  --lr-per arm|run  with --lr-grid: choose the rate per run (default), or once per arm, task
+                    and fraction on the first seed's run, the other seeds reusing it (a seed
+                    whose first-seed run failed, or is another shard's and not finished,
+                    chooses for itself; its record keeps the rate either way)
   --rank N --k N --targets M+M --temperature T --distill mse|cosine
                     MTPF-TPL's LoRA rank (8), last layers (2), projections (query+value),
                     multi-task sampler (round-robin; --temperature T: family drawn with
@@ -708,6 +718,7 @@ pub fn parse(args: Vec<String>) -> Result<Option<Plan>> {
         seeds: profile.seeds(),
         pf_seeds: vec![0],
         lr_grid: Vec::new(),
+        lr_per_arm: false,
         protocol: crate::runs::Protocol::LoraHead,
         sizes: profile.sizes(),
         setting: Setting::default(),
@@ -770,6 +781,14 @@ pub fn parse(args: Vec<String>) -> Result<Option<Plan>> {
             "--teacher-steps" => plan.sizes.teacher.steps = positive(&flag, &value()?)?,
             "--token-steps" => plan.sizes.token_steps = positive(&flag, &value()?)?,
             "--text-steps" => plan.sizes.text_steps = positive(&flag, &value()?)?,
+            "--evals" => plan.sizes.evals = positive(&flag, &value()?)?,
+            "--lr-per" => {
+                plan.lr_per_arm = match value()?.as_str() {
+                    "arm" => true,
+                    "run" => false,
+                    other => return Err(format!("--lr-per arm|run, not `{other}`").into()),
+                }
+            }
             "--lr" => plan.sizes.lr = crate::args::parse(&flag, &value()?)?,
             "--lr-grid" => {
                 plan.lr_grid = list(&value()?, |s| {
@@ -888,6 +907,11 @@ mod tests {
     fn a_learning_rate_grid_is_parsed_and_checked() {
         assert_eq!(plan(&[]).unwrap().learning_rates(), [3e-3]);
         assert_eq!(plan(&["--lr", "1e-3"]).unwrap().learning_rates(), [1e-3]);
+        assert!(!plan(&[]).unwrap().lr_per_arm);
+        assert!(plan(&["--lr-per", "arm"]).unwrap().lr_per_arm);
+        assert!(plan(&["--lr-per", "seed"]).is_err());
+        assert_eq!(plan(&["--evals", "5"]).unwrap().sizes.evals, 5);
+        assert!(plan(&["--evals", "0"]).is_err());
         let p = plan(&["--lr-grid", "1e-3,3e-3,1e-2"]).unwrap();
         assert_eq!(p.learning_rates(), [1e-3, 3e-3, 1e-2]);
         for bad in ["0", "-1e-3", "inf", "x", ""] {

@@ -212,7 +212,15 @@ impl StateSource<'_> {
     fn tokens(&self, examples: &[TokenExample]) -> Result<(Vec<Vec<f32>>, bool)> {
         let rows: Vec<&[u32]> = examples.iter().map(|e| e.input_ids.as_slice()).collect();
         let (flat, hit) = self.cache.get_or(&self.key("tokens", &rows), || {
-            Ok(token_states_at(self.model, &self.route, examples, BATCH, self.pad, self.layer)?.concat())
+            Ok(token_states_at(
+                self.model,
+                &self.route,
+                examples,
+                BATCH,
+                self.pad,
+                self.layer,
+            )?
+            .concat())
         })?;
         let hidden = self.model.config().hidden_size;
         let total: usize = rows.iter().map(|r| r.len()).sum();
@@ -236,7 +244,13 @@ impl StateSource<'_> {
     fn texts(&self, rows: &EncodedRows) -> Result<(Vec<f32>, bool)> {
         let ids: Vec<&[u32]> = (0..rows.len()).filter_map(|i| rows.ids(i)).collect();
         let (flat, hit) = self.cache.get_or(&self.key("mean", &ids), || {
-            Ok(text_states_at(self.model, &self.route, rows, BATCH, self.layer)?)
+            Ok(text_states_at(
+                self.model,
+                &self.route,
+                rows,
+                BATCH,
+                self.layer,
+            )?)
         })?;
         if flat.len() != rows.len() * self.model.config().hidden_size {
             return Err(format!("cached text states hold {} values", flat.len()).into());
@@ -528,7 +542,8 @@ fn select(
     let (mut probe, mut dev, fit, l2) = best.ok_or("an empty L2 grid")?;
     let (mut steps, mut converged) = (fit.steps, fit.converged);
     if !converged {
-        let (refined, more) = probe.refine(features, labels, &ProbeConfig { l2, ..*config }, device)?;
+        let (refined, more) =
+            probe.refine(features, labels, &ProbeConfig { l2, ..*config }, device)?;
         dev = dev_score(&refined)?;
         println!(
             "    L2 {l2:e} fitted on: dev {dev:.4} ({} more L-BFGS steps, {}, {:.0}s)",

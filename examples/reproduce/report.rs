@@ -588,7 +588,13 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
                 }
                 let kept: Vec<String> = kept.iter().map(|(lr, n)| format!("{lr} in {n}")).collect();
                 format!(
-                    "lr chosen per run by the best dev score from {grid:?} (kept: {})",
+                    "lr chosen {} by the best dev score from {grid:?} (kept: {})",
+                    if plan.lr_per_arm {
+                        "once per arm, task and fraction (on the first seed's run; the other \
+                         seeds reuse it)"
+                    } else {
+                        "per run"
+                    },
                     kept.join(", ")
                 )
             }
@@ -1551,7 +1557,10 @@ mod tests {
         let mut records = Vec::new();
         for seed in [0, 1] {
             // NER PF: brown-names unchanged, brown-pos much worse.
-            for (arm, pos) in [("no-pf", [true; 4]), ("ner-pf", [false, false, false, true])] {
+            for (arm, pos) in [
+                ("no-pf", [true; 4]),
+                ("ner-pf", [false, false, false, true]),
+            ] {
                 let mut r = with_items(arm, "brown-names", seed, &[true, false, true, true]);
                 r.family = "NER".into();
                 records.push(r);

@@ -71,19 +71,28 @@ pub struct RunRecord {
     pub items: Vec<Counts>,
 }
 
-/// Per-item counts as one string, `correct,predicted,gold` items joined by `;` (a pretty JSON
-/// array would take a line per number: thousands per record).
+/// Per-item counts as one string, items joined by `;`, each in its shortest form: `n` when
+/// `correct = predicted = gold = n` (a text right is `1`, a sentence without entities `0`),
+/// `c,n` when `predicted = gold = n` (a sentence's tag accuracy), `c,p,g` otherwise. A pretty
+/// JSON array would take a line per number, and whole test splits hold thousands of items.
 mod compact_counts {
     use lora_bert::metrics::bootstrap::Counts;
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
     pub fn serialize<S: Serializer>(items: &[Counts], s: S) -> Result<S::Ok, S::Error> {
-        let mut text = String::with_capacity(items.len() * 6);
+        let mut text = String::with_capacity(items.len() * 3);
         for (i, c) in items.iter().enumerate() {
             if i > 0 {
                 text.push(';');
             }
-            text.push_str(&format!("{},{},{}", c.correct, c.predicted, c.gold));
+            let item = if c.correct == c.predicted && c.predicted == c.gold {
+                c.correct.to_string()
+            } else if c.predicted == c.gold {
+                format!("{},{}", c.correct, c.gold)
+            } else {
+                format!("{},{},{}", c.correct, c.predicted, c.gold)
+            };
+            text.push_str(&item);
         }
         s.serialize_str(&text)
     }
@@ -101,16 +110,26 @@ mod compact_counts {
                     .map(str::parse)
                     .collect::<Result<_, _>>()
                     .map_err(|e| D::Error::custom(format!("item {i} `{item}`: {e}")))?;
-                match n[..] {
-                    [correct, predicted, gold] if correct <= predicted.min(gold) => Ok(Counts {
-                        correct,
-                        predicted,
-                        gold,
-                    }),
-                    _ => Err(D::Error::custom(format!(
-                        "item {i} `{item}`: expected correct,predicted,gold with correct the least"
-                    ))),
+                let (correct, predicted, gold) = match n[..] {
+                    [n] => (n, n, n),
+                    [c, n] => (c, n, n),
+                    [c, p, g] => (c, p, g),
+                    _ => {
+                        return Err(D::Error::custom(format!(
+                            "item {i} `{item}`: expected n, c,n or c,p,g"
+                        )));
+                    }
+                };
+                if correct > predicted.min(gold) {
+                    return Err(D::Error::custom(format!(
+                        "item {i} `{item}`: more correct than predicted or gold"
+                    )));
                 }
+                Ok(Counts {
+                    correct,
+                    predicted,
+                    gold,
+                })
             })
             .collect()
     }
@@ -187,6 +206,11 @@ pub fn protocol_name(protocol: Protocol) -> &'static str {
         Protocol::LoraHead => "lora-head",
         Protocol::Probe => "probe",
     }
+}
+
+/// The record at `path`, when there is a readable one.
+pub fn read_record(path: &Path) -> Option<RunRecord> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
 /// Every record under `OUT/runs`, in path order.
@@ -288,6 +312,7 @@ pub fn run(
     pf_seed: u64,
     model: AdaptedModel<Lora>,
     tokenizer: &BertTokenizer,
+    lrs: &[f64],
 ) -> Result<RunRecord> {
     let started = Instant::now();
     let def = task.def;
@@ -319,7 +344,6 @@ pub fn run(
         config.pooling = Pooling::Mean;
         config
     };
-    let lrs = plan.learning_rates();
     let keep = train_subset(&task.data, fraction, seed)?;
     let (dev_n, test_n) = (plan.sizes.dev, plan.sizes.test);
     let pad = tokenizer.pad_id();
@@ -336,7 +360,7 @@ pub fn run(
             let encode =
                 |x: &[_]| encode_tagged(tokenizer, x, &task.vocab, LabelAlignment::FirstSubword);
             let (train_ex, dev_ex, test_ex) = (encode(&train_set)?, encode(dev)?, encode(test)?);
-            let (classifier, fit, lr) = best_on_dev(&lrs, |lr| {
+            let (classifier, fit, lr) = best_on_dev(lrs, |lr| {
                 let mut config = config_at(lr);
                 config.token_metric = metric;
                 Ok(finetune_tokens(
@@ -380,7 +404,7 @@ pub fn run(
             );
             let encode = |x: &[_]| encoder.encode_texts(x, |l| task.vocab.id(l));
             let (train_enc, dev_enc, test_enc) = (encode(&train_set)?, encode(dev)?, encode(test)?);
-            let (classifier, fit, lr) = best_on_dev(&lrs, |lr| {
+            let (classifier, fit, lr) = best_on_dev(lrs, |lr| {
                 Ok(finetune_texts(
                     model.clone(),
                     &train_enc,
@@ -427,4 +451,49 @@ pub fn run(
         converged: None,
         items,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use lora_bert::metrics::bootstrap::Counts;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Serialize, Deserialize, PartialEq, Debug)]
+    struct Items(#[serde(with = "super::compact_counts")] Vec<Counts>);
+
+    fn counts(correct: u32, predicted: u32, gold: u32) -> Counts {
+        Counts {
+            correct,
+            predicted,
+            gold,
+        }
+    }
+
+    #[test]
+    fn items_round_trip_in_their_shortest_forms() {
+        let items = Items(vec![
+            counts(1, 1, 1),
+            counts(0, 1, 1),
+            counts(0, 0, 0),
+            counts(17, 20, 20),
+            counts(2, 3, 4),
+            counts(0, 2, 0),
+        ]);
+        let json = serde_json::to_string(&items).unwrap();
+        assert_eq!(json, r#""1;0,1;0;17,20;2,3,4;0,2,0""#);
+        assert_eq!(serde_json::from_str::<Items>(&json).unwrap(), items);
+        // Records written before the short forms read the same.
+        let old: Items = serde_json::from_str(r#""1,1,1;0,1,1;0,0,0""#).unwrap();
+        assert_eq!(old.0, items.0[..3]);
+        for bad in [
+            r#""1,2,3,4""#,
+            r#""2,1""#,
+            r#""3,1,2""#,
+            r#""x""#,
+            r#""1;;1""#,
+        ] {
+            assert!(serde_json::from_str::<Items>(bad).is_err(), "{bad}");
+        }
+        assert_eq!(serde_json::from_str::<Items>(r#""""#).unwrap().0, []);
+    }
 }

@@ -121,7 +121,10 @@ fn a_stopped_fit_refined_reaches_the_full_fits_optimum() {
     let probe_x = [0.4f32, -0.2, 0.9, 0.1, 0.0, 0.0, 0.0, 1.0];
     let gap = |a: &LinearProbe| {
         let (p, q) = (a.logits(&probe_x).unwrap(), full.logits(&probe_x).unwrap());
-        p.iter().zip(&q).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max)
+        p.iter()
+            .zip(&q)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max)
     };
     assert!(gap(&stopped) > 0.05, "three steps are not the optimum");
     let (refined, fit) = stopped.refine(&x, &y, &config, &device).unwrap();
