@@ -717,7 +717,11 @@ mod tests {
 
     #[test]
     fn the_path_starts_lower_for_more_rows() {
-        assert_eq!(path_grid(500), &GRID[..], "a small set tries every strength");
+        assert_eq!(
+            path_grid(500),
+            &GRID[..],
+            "a small set tries every strength"
+        );
         assert_eq!(path_grid(32_000)[0], 3e-2);
         assert_eq!(path_grid(115_000)[0], 1e-2);
         assert_eq!(path_grid(usize::MAX), &GRID[GRID.len() - 1..]);
