@@ -73,7 +73,18 @@ def main(argv):
         records = json.load(f)
     problems = []
 
+    # Items written once for records whose items are another seed's (`items_as_seed`).
+    items_of = {
+        (r["setting"], r["protocol"], r["arm"], r["task"], r["fraction"], r["pf_seed"], r["seed"]): r.get("items")
+        for r in records
+    }
     for i, r in enumerate(records):
+        if "items_as_seed" in r:
+            key = (r["setting"], r["protocol"], r["arm"], r["task"], r["fraction"], r["pf_seed"], r["items_as_seed"])
+            if not items_of.get(key):
+                problems.append(f"record {i} ({r['arm']} {r['task']}): items of seed {r['items_as_seed']}, which has none")
+                continue
+            r = dict(r, items=items_of[key])
         if r.get("items"):
             s = item_score(r["items"])
             if abs(s - r["test"]) > 1e-9:

@@ -701,6 +701,7 @@ pub fn run_task(
             lr: None,
             converged: Some(outcome.converged),
             items: outcome.items.clone(),
+            items_as_seed: None,
         };
         write_json(&job.path, &record)?;
         if job.fraction >= 1.0 && !reuse {

@@ -336,7 +336,7 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
         .map_or("results".into(), |s| s.to_string_lossy().into_owned());
     let chart = report.with_file_name(format!("{stem}.png"));
     let runs_json = report.with_file_name(format!("{stem}-runs.json"));
-    crate::runs::write_json(&runs_json, &records)?;
+    crate::runs::write_json(&runs_json, &crate::runs::shared_items(&records))?;
 
     // What ran, read from the records (not from this invocation's flags).
     let fractions: Vec<u32> = {
@@ -1382,6 +1382,7 @@ mod tests {
             pf_seed: 0,
             lr: None,
             converged: None,
+            items_as_seed: None,
             items: Vec::new(),
         }
     }

@@ -69,6 +69,45 @@ pub struct RunRecord {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub items: Vec<Counts>,
+    /// In a report's records file only: this record's items are those of the record of
+    /// seed `k` with the same setting, protocol, arm, task, fraction and pre-finetuning seed
+    /// (written once: a probe on all the training data does not depend on the seed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items_as_seed: Option<u64>,
+}
+
+/// `records` with each run of items equal to an earlier record's of the same setting,
+/// protocol, arm, task, fraction and pre-finetuning seed written as a reference to that
+/// record's seed ([`RunRecord::items_as_seed`]), for a smaller records file.
+pub fn shared_items(records: &[RunRecord]) -> Vec<RunRecord> {
+    use std::collections::HashMap;
+    type Key = (String, String, String, String, u64, u64);
+    let mut first: HashMap<Key, Vec<(u64, &[Counts])>> = HashMap::new();
+    let mut out = Vec::with_capacity(records.len());
+    for r in records {
+        let key = (
+            r.setting.clone(),
+            protocol_name(r.protocol).to_owned(),
+            r.arm.clone(),
+            r.task.clone(),
+            r.fraction.to_bits(),
+            r.pf_seed,
+        );
+        let seen = first.entry(key).or_default();
+        let mut r2 = r.clone();
+        match seen
+            .iter()
+            .find(|(_, items)| !r.items.is_empty() && *items == r.items.as_slice())
+        {
+            Some((seed, _)) => {
+                r2.items = Vec::new();
+                r2.items_as_seed = Some(*seed);
+            }
+            None => seen.push((r.seed, &r.items)),
+        }
+        out.push(r2);
+    }
+    out
 }
 
 /// Per-item counts as one string, items joined by `;`, each in its shortest form: `n` when
@@ -450,6 +489,7 @@ pub fn run(
         lr: Some(lr),
         converged: None,
         items,
+        items_as_seed: None,
     })
 }
 
@@ -495,5 +535,45 @@ mod tests {
             assert!(serde_json::from_str::<Items>(bad).is_err(), "{bad}");
         }
         assert_eq!(serde_json::from_str::<Items>(r#""""#).unwrap().0, []);
+    }
+
+    #[test]
+    fn equal_items_of_one_arm_task_and_fraction_are_written_once() {
+        let record = |seed: u64, fraction: f64, right: bool| super::RunRecord {
+            setting: "default".into(),
+            arm: "no-pf".into(),
+            task: "t".into(),
+            family: "TC".into(),
+            fraction,
+            seed,
+            protocol: super::Protocol::Probe,
+            metric: "accuracy".into(),
+            test: 0.5,
+            dev_best: 0.5,
+            best_step: 1,
+            steps: 1,
+            train_examples: 1,
+            dev_examples: 1,
+            test_examples: 2,
+            seconds: 0.0,
+            pf_seed: 0,
+            lr: None,
+            converged: Some(true),
+            items: vec![Counts::unit(right), Counts::unit(true)],
+            items_as_seed: None,
+        };
+        let records = [
+            record(0, 1.0, true),
+            record(1, 1.0, true),
+            record(2, 1.0, false),
+            record(1, 0.1, true),
+        ];
+        let shared = super::shared_items(&records);
+        assert_eq!(shared[0], records[0]);
+        assert_eq!(shared[1].items_as_seed, Some(0));
+        assert!(shared[1].items.is_empty());
+        // Other items, or another fraction, are written out.
+        assert_eq!(shared[2], records[2]);
+        assert_eq!(shared[3], records[3]);
     }
 }
