@@ -24,7 +24,8 @@
 //!
 //! Every stage resumes: a finished pre-finetuning or run is read back, an interrupted
 //! pre-finetuning continues from its checkpoint, the teacher cache keeps its finished shards.
-//! `OUT/plan.json` pins the sizes and protocol of a folder; a rerun that changes them is
+//! `OUT/plan.json` pins the pre-finetuning of a folder and `OUT/plan-PROTOCOL.json` each
+//! protocol's sizes, so both protocols share one pre-finetuning; a rerun that changes them is
 //! refused (use another `--out`).
 
 #[path = "../common/args.rs"]
@@ -56,8 +57,9 @@ use crate::plan::{Arm, Plan, TeacherChoice};
 
 pub type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
-/// What `OUT/plan.json` pins: everything that changes a run's result but not its key.
-#[derive(Debug, PartialEq, Serialize, Deserialize)]
+/// What `OUT/plan.json` and `OUT/plan-PROTOCOL.json` pin: everything that changes a run's
+/// result but not its key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Pinned {
     profile: String,
     protocol: String,
@@ -177,47 +179,101 @@ fn remember_command(plan: &Plan) -> Result<Vec<String>> {
     Ok(commands)
 }
 
-/// Records the plan's sizes in `OUT/plan.json`, or checks them against an earlier run's. A
-/// `--report-only` invocation takes the folder's instead: its report describes what ran,
-/// whatever its own flags say.
-fn pin(plan: &mut Plan) -> Result<()> {
-    let path = plan.out.join("plan.json");
-    let mine = Pinned::of(plan);
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            let mut theirs: Pinned =
-                serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-            if theirs.probe_train == 0 {
-                // Made before the probe protocol: no probe runs to disagree with.
-                theirs.probe_train = mine.probe_train;
-            }
-            if theirs.probe_dev.is_none() && theirs.protocol != "probe" {
-                // Made before the probe caps, by fine-tuning only: nothing to disagree with.
-                theirs.probe_dev = mine.probe_dev;
-                theirs.probe_test = mine.probe_test;
-            }
-            if plan.report_only {
-                return theirs
-                    .apply(plan)
-                    .map_err(|e| format!("{}: {e}", path.display()).into());
-            }
-            // The protocol is part of each run's key: only the sizes must agree.
-            let same = Pinned {
-                protocol: theirs.protocol.clone(),
-                ..mine
-            };
-            if same != theirs {
-                return Err(format!(
-                    "{} was made with other sizes ({theirs:?}); use another --out or the same \
-                     flags",
-                    path.display()
-                )
-                .into());
-            }
-            Ok(())
-        }
-        Err(_) => runs::write_json(&path, &mine),
+impl Pinned {
+    /// Whether `self` and `other` agree on what every protocol shares: the profile, the
+    /// pre-finetuning and its teacher, the rows' length and how dev and test are sampled.
+    fn same_shared(&self, other: &Pinned) -> bool {
+        self.profile == other.profile
+            && self.max_len == other.max_len
+            && self.pf_steps == other.pf_steps
+            && self.pf_batch == other.pf_batch
+            && self.pf_lr == other.pf_lr
+            && self.pf_sentences == other.pf_sentences
+            && self.pf_pairs == other.pf_pairs
+            && self.pf_dev == other.pf_dev
+            && self.teacher == other.teacher
+            && self.eval_sample == other.eval_sample
     }
+
+    /// Fills what a folder made before a field existed could not record.
+    fn upgrade(mut self, mine: &Pinned) -> Pinned {
+        if self.probe_train == 0 {
+            // Made before the probe protocol: no probe runs to disagree with.
+            self.probe_train = mine.probe_train;
+        }
+        if self.probe_dev.is_none() && self.protocol != "probe" {
+            // Made before the probe caps, by fine-tuning only: nothing to disagree with.
+            self.probe_dev = mine.probe_dev;
+            self.probe_test = mine.probe_test;
+        }
+        self
+    }
+}
+
+/// Records the plan's sizes, or checks them against an earlier command's. `OUT/plan.json`
+/// pins what every protocol shares (the pre-finetuning, so that both protocols use the same
+/// pre-finetuned models); `OUT/plan-PROTOCOL.json` pins the sizes of one protocol's runs
+/// (a folder made before it has only `plan.json`, which then pins its own protocol's too). A
+/// `--report-only` invocation takes the folder's pins instead: its report describes what
+/// ran, whatever its own flags say.
+fn pin(plan: &mut Plan) -> Result<()> {
+    let mine = Pinned::of(plan);
+    let base = plan.out.join("plan.json");
+    let own = plan.out.join(format!("plan-{}.json", mine.protocol));
+    let read = |path: &std::path::Path| -> Result<Option<Pinned>> {
+        match std::fs::read(path) {
+            Ok(bytes) => Ok(Some(
+                serde_json::from_slice::<Pinned>(&bytes)
+                    .map_err(|e| format!("{}: {e}", path.display()))?
+                    .upgrade(&mine),
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("{}: {e}", path.display()).into()),
+        }
+    };
+    let shared = read(&base)?;
+    let theirs = match read(&own)? {
+        Some(p) => Some(p),
+        None => shared
+            .as_ref()
+            .filter(|s| s.protocol == mine.protocol)
+            .cloned(),
+    };
+    if plan.report_only {
+        if let Some(pinned) = theirs.as_ref().or(shared.as_ref()) {
+            pinned
+                .apply(plan)
+                .map_err(|e| format!("{}: {e}", plan.out.display()))?;
+        }
+        return Ok(());
+    }
+    if let Some(s) = &shared
+        && !s.same_shared(&mine)
+    {
+        return Err(format!(
+            "{} was made with another pre-finetuning or profile ({s:?}); use another --out or \
+             the same flags",
+            base.display()
+        )
+        .into());
+    }
+    if let Some(t) = &theirs
+        && t != &mine
+    {
+        return Err(format!(
+            "{} was made with other {} sizes ({t:?}); use another --out or the same flags",
+            if own.is_file() { &own } else { &base }.display(),
+            mine.protocol
+        )
+        .into());
+    }
+    if shared.is_none() {
+        runs::write_json(&base, &mine)?;
+    }
+    if !own.is_file() {
+        runs::write_json(&own, &mine)?;
+    }
+    Ok(())
 }
 
 fn main() -> std::process::ExitCode {
@@ -628,4 +684,79 @@ fn run() -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(out: &std::path::Path, extra: &[&str]) -> Plan {
+        let mut args = vec!["--out".to_owned(), out.display().to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        plan::parse(args).unwrap().unwrap()
+    }
+
+    /// Both protocols share one folder's pre-finetuning with sizes of their own; a change to
+    /// the shared part or to a protocol's own sizes is refused; a report takes the folder's.
+    #[test]
+    fn protocols_share_the_pre_finetuning_and_pin_their_own_sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path();
+        pin(&mut plan(out, &["--token-steps", "7"])).unwrap();
+        // The probe protocol with its own sizes, the fine-tuning sizes left at the defaults.
+        pin(&mut plan(
+            out,
+            &["--protocol", "probe", "--probe-train", "30"],
+        ))
+        .unwrap();
+        assert!(out.join("plan-lora-head.json").is_file());
+        assert!(out.join("plan-probe.json").is_file());
+        // Again, the same: fine.
+        pin(&mut plan(out, &["--token-steps", "7"])).unwrap();
+        pin(&mut plan(
+            out,
+            &["--protocol", "probe", "--probe-train", "30"],
+        ))
+        .unwrap();
+        // Another size of a protocol's own, or of the shared pre-finetuning: refused.
+        let err = pin(&mut plan(out, &["--token-steps", "8"])).unwrap_err();
+        assert!(err.to_string().contains("lora-head sizes"), "{err}");
+        let err = pin(&mut plan(
+            out,
+            &["--protocol", "probe", "--probe-train", "31"],
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("probe sizes"), "{err}");
+        let err = pin(&mut plan(
+            out,
+            &[
+                "--protocol",
+                "probe",
+                "--probe-train",
+                "30",
+                "--pf-steps",
+                "9",
+            ],
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("another pre-finetuning"), "{err}");
+        // A report takes each protocol's pins, whatever its flags.
+        let mut report = plan(
+            out,
+            &[
+                "--report-only",
+                "--probe-train",
+                "99",
+                "--protocol",
+                "probe",
+            ],
+        );
+        pin(&mut report).unwrap();
+        assert_eq!(report.sizes.probe_train, 30);
+        let mut report = plan(out, &["--report-only", "--token-steps", "99"]);
+        pin(&mut report).unwrap();
+        assert_eq!(report.sizes.token_steps, 7);
+    }
 }

@@ -408,7 +408,7 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
         writeln!(
             w,
             "Rendered from the records by `{}`: a report-only command runs nothing, and its \
-             sizes and protocol are the folder's `plan.json`, not its flags.\n",
+             sizes are the folder's pins (`plan.json`, `plan-PROTOCOL.json`), not its flags.\n",
             plan.command
         )?;
     }
