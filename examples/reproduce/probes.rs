@@ -208,7 +208,7 @@ impl StateSource<'_> {
         )
     }
 
-    /// Every token's last hidden state, per example.
+    /// Every token's state at the source's layer, per example.
     fn tokens(&self, examples: &[TokenExample]) -> Result<(Vec<Vec<f32>>, bool)> {
         let rows: Vec<&[u32]> = examples.iter().map(|e| e.input_ids.as_slice()).collect();
         let (flat, hit) = self.cache.get_or(&self.key("tokens", &rows), || {
@@ -240,7 +240,7 @@ impl StateSource<'_> {
         Ok((out, hit))
     }
 
-    /// The mean-pooled last hidden state of every row, `[rows, hidden]`.
+    /// The mean-pooled state at the source's layer of every row, `[rows, hidden]`.
     fn texts(&self, rows: &EncodedRows) -> Result<(Vec<f32>, bool)> {
         let ids: Vec<&[u32]> = (0..rows.len()).filter_map(|i| rows.ids(i)).collect();
         let (flat, hit) = self.cache.get_or(&self.key("mean", &ids), || {
