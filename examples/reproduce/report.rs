@@ -1099,7 +1099,7 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
                 Some(b) => {
                     let why = if b.layer < 6 {
                         "all-MiniLM-L6-v2's last layer was trained for mean-pooled sentence \
-                         embeddings and keeps less word-class information than a middle layer"
+                         embeddings and keeps less word-class information than the earlier layers"
                     } else {
                         "the last layer is the best of those measured, so the shortfall is the \
                          encoder's own"
