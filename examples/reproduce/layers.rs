@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::Result;
 use crate::feature_cache::{self, FeatureCache};
 use crate::probes::{self, StateSource};
-use crate::runs::{Task, write_json};
+use crate::runs::{Task, json_files, write_json};
 use crate::{data, plan};
 
 /// One measurement.
@@ -207,28 +207,14 @@ pub fn run(args: Vec<String>) -> Result<()> {
 
 /// Every record under `OUT/layers`.
 pub fn read_records(out: &Path) -> Result<Vec<LayerRecord>> {
-    fn walk(dir: &Path, out: &mut Vec<LayerRecord>) -> Result<()> {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return Ok(());
-        };
-        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        paths.sort();
-        for path in paths {
-            if path.is_dir() {
-                walk(&path, out)?;
-            } else if path.extension().is_some_and(|e| e == "json") {
-                let bytes = std::fs::read(&path)?;
-                out.push(
-                    serde_json::from_slice(&bytes)
-                        .map_err(|e| format!("{}: {e}", path.display()))?,
-                );
-            }
-        }
-        Ok(())
-    }
-    let mut records = Vec::new();
-    walk(&out.join("layers"), &mut records)?;
-    Ok(records)
+    json_files(&out.join("layers"))?
+        .into_iter()
+        .map(|path| {
+            let bytes = std::fs::read(&path)?;
+            serde_json::from_slice(&bytes)
+                .map_err(|e| format!("{}: not a layer record: {e}", path.display()).into())
+        })
+        .collect()
 }
 
 /// A table per task: a row per training cap, a column per layer, test (dev) scores in points.

@@ -538,11 +538,7 @@ fn select(
             println!(
                 "    L2 {l2:e}: dev {score:.4} ({} L-BFGS steps, {}, {:.0}s)",
                 fit.steps,
-                if fit.converged {
-                    "converged".to_owned()
-                } else {
-                    format!("gradient {:.1e}", fit.gradient)
-                },
+                ending(fit),
                 started.elapsed().as_secs_f64()
             );
             started = Instant::now();
@@ -566,11 +562,7 @@ fn select(
         println!(
             "    L2 {l2:e} fitted on: dev {dev:.4} ({} more L-BFGS steps, {}, {:.0}s)",
             more.steps,
-            if more.converged {
-                "converged".to_owned()
-            } else {
-                format!("gradient {:.1e}", more.gradient)
-            },
+            ending(&more),
             started.elapsed().as_secs_f64()
         );
         probe = refined;
@@ -584,6 +576,15 @@ fn select(
         converged,
         steps,
     })
+}
+
+/// How a fit ended, for a progress line.
+fn ending(fit: &ProbeFit) -> String {
+    if fit.converged {
+        "converged".to_owned()
+    } else {
+        format!("gradient {:.1e}", fit.gradient)
+    }
 }
 
 /// The probe [`select`] keeps.

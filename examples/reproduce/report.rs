@@ -1542,6 +1542,21 @@ mod tests {
         );
     }
 
+    /// The report `plan` writes from `records`, read back.
+    fn rendered(plan: &Plan, records: &[RunRecord]) -> String {
+        let ctx = Context {
+            plan,
+            pf: Vec::new(),
+            teacher_seconds: None,
+            unfinished: 0,
+            commands: vec!["the command that ran".into()],
+            sizes: BTreeMap::new(),
+            pf_sources: Vec::new(),
+        };
+        write(&ctx, records).unwrap();
+        std::fs::read_to_string(&plan.report).unwrap()
+    }
+
     /// The report describes the records, not the invocation: seeds, fractions and sizes that
     /// differ from the flags are the records'.
     #[test]
@@ -1573,17 +1588,7 @@ mod tests {
                 records.push(r);
             }
         }
-        let ctx = Context {
-            plan: &plan,
-            pf: Vec::new(),
-            teacher_seconds: None,
-            unfinished: 0,
-            commands: vec!["the command that ran".into()],
-            sizes: BTreeMap::new(),
-            pf_sources: Vec::new(),
-        };
-        write(&ctx, &records).unwrap();
-        let md = std::fs::read_to_string(&report).unwrap();
+        let md = rendered(&plan, &records);
         std::fs::remove_dir_all(&out).unwrap();
         assert!(md.contains("Seeds in the records: {3, 5}"), "{md}");
         assert!(
@@ -1629,17 +1634,7 @@ mod tests {
                 records.push(r);
             }
         }
-        let ctx = Context {
-            plan: &plan,
-            pf: Vec::new(),
-            teacher_seconds: None,
-            unfinished: 0,
-            commands: vec!["the command that ran".into()],
-            sizes: BTreeMap::new(),
-            pf_sources: Vec::new(),
-        };
-        write(&ctx, &records).unwrap();
-        let md = std::fs::read_to_string(&report).unwrap();
+        let md = rendered(&plan, &records);
         std::fs::remove_dir_all(&out).unwrap();
         let endpoints = md.find("## Primary endpoints").expect("endpoints");
         assert!(endpoints < md.find("## Test scores").unwrap(), "{md}");

@@ -252,10 +252,10 @@ pub fn read_record(path: &Path) -> Option<RunRecord> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
-/// Every record under `OUT/runs`, in path order.
-pub fn read_records(out: &Path) -> Result<Vec<RunRecord>> {
+/// Every `.json` file under `dir` (none when it does not exist), in path order.
+pub fn json_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut paths = Vec::new();
-    let mut stack = vec![out.join("runs")];
+    let mut stack = vec![dir.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
@@ -270,7 +270,12 @@ pub fn read_records(out: &Path) -> Result<Vec<RunRecord>> {
         }
     }
     paths.sort();
-    paths
+    Ok(paths)
+}
+
+/// Every record under `OUT/runs`, in path order.
+pub fn read_records(out: &Path) -> Result<Vec<RunRecord>> {
+    json_files(&out.join("runs"))?
         .into_iter()
         .map(|p| {
             let bytes = std::fs::read(&p)?;

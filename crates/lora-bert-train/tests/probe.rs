@@ -30,6 +30,16 @@ fn clusters(n: usize) -> (Vec<f32>, Vec<u32>) {
     (x, y)
 }
 
+/// [`clusters`] shrunk until the classes overlap: the optimum is interior, with finite
+/// weights.
+fn overlapping(n: usize) -> (Vec<f32>, Vec<u32>) {
+    let (mut x, y) = clusters(n);
+    for v in &mut x {
+        *v *= 0.3;
+    }
+    (x, y)
+}
+
 #[test]
 fn a_probe_converges_on_a_separable_set() {
     let device = cpu();
@@ -53,10 +63,7 @@ fn a_probe_converges_on_a_separable_set() {
 #[test]
 fn the_regularisation_path_reaches_each_strengths_optimum() {
     let device = cpu();
-    let (mut x, y) = clusters(60);
-    for v in &mut x {
-        *v *= 0.3;
-    }
+    let (x, y) = overlapping(60);
     // The default tolerance: f32 logits leave a gradient floor near 1e-6.
     let config = ProbeConfig {
         max_steps: 5000,
@@ -101,10 +108,7 @@ fn the_regularisation_path_reaches_each_strengths_optimum() {
 #[test]
 fn a_stopped_fit_refined_reaches_the_full_fits_optimum() {
     let device = cpu();
-    let (mut x, y) = clusters(60);
-    for v in &mut x {
-        *v *= 0.3;
-    }
+    let (x, y) = overlapping(60);
     let config = ProbeConfig {
         l2: 1e-2,
         max_steps: 5000,
@@ -145,11 +149,7 @@ fn a_stopped_fit_refined_reaches_the_full_fits_optimum() {
 #[test]
 fn a_fitted_probe_is_a_stationary_point_of_the_regularised_loss() {
     let device = cpu();
-    // Overlapping classes: the optimum is interior, with finite weights.
-    let (mut x, y) = clusters(60);
-    for v in &mut x {
-        *v *= 0.3;
-    }
+    let (x, y) = overlapping(60);
     let config = ProbeConfig {
         l2: 1e-2,
         max_steps: 5000,
