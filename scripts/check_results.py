@@ -1,11 +1,12 @@
 """Recomputes a `reproduce` report's numbers from its run records and lists every difference.
 
-    python3 scripts/check_results.py docs/results.md [docs/results-runs.json]
+    python3 scripts/check_results.py docs/results.md [docs/results-runs.json [docs/results-items.json.gz]]
 
-The records file defaults to the report's `-runs.json` sibling. Checked, independently of the
-Rust code that wrote the report:
+The records file defaults to the report's `-runs.json` sibling, the per-item counts to its
+`-items.json.gz` sibling. Checked, independently of the Rust code that wrote the report:
 
-- every record's test score equals the score of its per-item counts (2·Σc / (Σp + Σg));
+- every record has one entry of per-item counts (or a reference to another seed's), and its
+  test score equals the score of those counts (2·Σc / (Σp + Σg));
 - every cell of the "Test scores" tables (mean ± sample sd over seeds, a seed's score being
   the mean over its pre-finetuning seeds), the family averages (tag-accuracy tasks, the damage
   checks, stay out of them) and the point estimate of every "Δ vs no PF" cell, the damage
@@ -16,6 +17,7 @@ Rust code that wrote the report:
 Exits 1 when anything differs. Only the standard library is used.
 """
 
+import gzip
 import json
 import re
 import statistics
@@ -67,28 +69,39 @@ def main(argv):
         return 2
     report_path = argv[1]
     runs_path = argv[2] if len(argv) > 2 else re.sub(r"\.md$", "-runs.json", report_path)
+    items_path = argv[3] if len(argv) > 3 else re.sub(r"-runs\.json$", "-items.json.gz", runs_path)
     with open(report_path, encoding="utf-8") as f:
         report = f.read()
     with open(runs_path, encoding="utf-8") as f:
         records = json.load(f)
+    with gzip.open(items_path, "rt", encoding="utf-8") as f:
+        entries = json.load(f)
     problems = []
 
-    # Items written once for records whose items are another seed's (`items_as_seed`).
-    items_of = {
-        (r["setting"], r["protocol"], r["arm"], r["task"], r["fraction"], r["pf_seed"], r["seed"]): r.get("items")
-        for r in records
-    }
+    def key(r, seed):
+        return (r["setting"], r["protocol"], r["arm"], r["task"], r["fraction"], r["pf_seed"], seed)
+
+    # Counts written once for entries whose counts are another seed's (`as_seed`).
+    items_of = {}
+    for e in entries:
+        if key(e, e["seed"]) in items_of:
+            problems.append(f"two items entries for {key(e, e['seed'])}")
+        items_of[key(e, e["seed"])] = e
+    if len(entries) != len(records):
+        problems.append(f"{len(entries)} items entries for {len(records)} records")
     for i, r in enumerate(records):
-        if "items_as_seed" in r:
-            key = (r["setting"], r["protocol"], r["arm"], r["task"], r["fraction"], r["pf_seed"], r["items_as_seed"])
-            if not items_of.get(key):
-                problems.append(f"record {i} ({r['arm']} {r['task']}): items of seed {r['items_as_seed']}, which has none")
-                continue
-            r = dict(r, items=items_of[key])
-        if r.get("items"):
-            s = item_score(r["items"])
-            if abs(s - r["test"]) > 1e-9:
-                problems.append(f"record {i} ({r['arm']} {r['task']}): test {r['test']} but its items score {s}")
+        e = items_of.get(key(r, r["seed"]))
+        if e is None:
+            problems.append(f"record {i} ({r['arm']} {r['task']}): no items entry")
+            continue
+        if "as_seed" in e:
+            e = items_of.get(key(r, e["as_seed"]), {})
+        if not e.get("items"):
+            problems.append(f"record {i} ({r['arm']} {r['task']}): its items entry has no counts")
+            continue
+        s = item_score(e["items"])
+        if abs(s - r["test"]) > 1e-9:
+            problems.append(f"record {i} ({r['arm']} {r['task']}): test {r['test']} but its items score {s}")
 
     seeds = sorted({r["seed"] for r in records})
     m = re.search(r"Seeds in the records: \{([0-9, ]*)\}", report)

@@ -20,7 +20,8 @@
 //!    backbone and from each pre-finetuned model, with 100% and 10% of its training data,
 //!    for each seed, and scores the best dev checkpoint on test.
 //! 4. Writes each run as JSON under `OUT/runs`, all of them next to the report
-//!    (`FILE-runs.json`), and the Markdown report with a chart (`FILE.png`).
+//!    (`FILE-runs.json`, their per-item test counts in `FILE-items.json.gz`), and the
+//!    Markdown report with a chart (`FILE.png`).
 //!
 //! Every stage resumes: a finished pre-finetuning or run is read back, an interrupted
 //! pre-finetuning continues from its checkpoint, the teacher cache keeps its finished shards.
@@ -38,6 +39,7 @@ mod pf;
 mod pilot;
 mod plan;
 mod probes;
+mod records_file;
 mod report;
 mod runs;
 
@@ -297,6 +299,8 @@ fn run() -> Result<()> {
     std::fs::create_dir_all(&plan.out)?;
     pin(&mut plan)?;
     let plan = plan;
+    // Records of another version are refused now, not after hours of runs.
+    runs::read_records(&plan.out)?;
     let cache = AssetCache::from_env()?;
     let inference = device::device(plan.backend)?;
     let training = device::autodiff(inference.clone());

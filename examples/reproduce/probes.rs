@@ -681,6 +681,7 @@ pub fn run_task(
             (o, t.elapsed().as_secs_f64())
         };
         let record = RunRecord {
+            version: crate::runs::RECORD_VERSION,
             setting: setting.name(),
             arm: arm.name().into(),
             task: task.def.name.into(),
@@ -702,7 +703,6 @@ pub fn run_task(
             lr: None,
             converged: Some(outcome.converged),
             items: outcome.items.clone(),
-            items_as_seed: None,
         };
         write_json(&job.path, &record)?;
         if job.fraction >= 1.0 && !reuse {

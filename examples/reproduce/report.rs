@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
+use std::path::Path;
 
 use lora_bert::metrics::bootstrap::{BootstrapOptions, Interval, Run, TaskPair, paired_bootstrap};
 use lora_bert::train::plot::{Bar, BarSeries, grouped_bars};
@@ -318,7 +319,13 @@ pub struct Context<'a> {
     pub pf_sources: Vec<(String, usize)>,
 }
 
-/// Writes the report, its chart and the JSON of every run.
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map_or(String::new(), |n| n.to_string_lossy().into_owned())
+}
+
+/// Writes the report, its chart, the JSON of every run and their per-item counts
+/// ([`crate::records_file`]).
 pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
     let plan = ctx.plan;
     let records: Vec<RunRecord> = records
@@ -336,7 +343,16 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
         .map_or("results".into(), |s| s.to_string_lossy().into_owned());
     let chart = report.with_file_name(format!("{stem}.png"));
     let runs_json = report.with_file_name(format!("{stem}-runs.json"));
-    crate::runs::write_json(&runs_json, &crate::runs::shared_items(&records))?;
+    let items_gz = report.with_file_name(format!("{stem}-items.json.gz"));
+    crate::records_file::write(&records, &runs_json, &items_gz)?;
+    if crate::records_file::read(&runs_json, &items_gz)? != records {
+        return Err(format!(
+            "{} and {} do not read back to the records written",
+            runs_json.display(),
+            items_gz.display()
+        )
+        .into());
+    }
 
     // What ran, read from the records (not from this invocation's flags).
     let fractions: Vec<u32> = {
@@ -427,13 +443,10 @@ pub fn write(ctx: &Context, records: &[RunRecord]) -> Result<()> {
     )?;
     writeln!(
         w,
-        "- every run: [`{}`]({}) (one record per arm × task × fraction × seed)\n",
-        runs_json
-            .file_name()
-            .map_or(String::new(), |n| n.to_string_lossy().into_owned()),
-        runs_json
-            .file_name()
-            .map_or(String::new(), |n| n.to_string_lossy().into_owned()),
+        "- every run: [`{runs}`]({runs}) (one record per line, per arm × task × fraction × \
+         seed); the per-item test counts the intervals are drawn from: [`{items}`]({items})\n",
+        runs = file_name(&runs_json),
+        items = file_name(&items_gz),
     )?;
 
     writeln!(w, "## Primary endpoints\n")?;
@@ -1363,6 +1376,7 @@ mod tests {
 
     fn record(arm: &str, task: &str, seed: u64, test: f64) -> RunRecord {
         RunRecord {
+            version: crate::runs::RECORD_VERSION,
             setting: "default".into(),
             arm: arm.into(),
             task: task.into(),
@@ -1382,7 +1396,6 @@ mod tests {
             pf_seed: 0,
             lr: None,
             converged: None,
-            items_as_seed: None,
             items: Vec::new(),
         }
     }

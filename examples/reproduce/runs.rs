@@ -26,9 +26,17 @@ use crate::Result;
 use crate::data::{TaskData, train_subset};
 use crate::plan::{Arm, Kind, Plan, Setting, TaskDef, family_name};
 
+/// The version of [`RunRecord`]'s format and of the protocols behind it. Records of another
+/// version (0: written before records carried one) are refused rather than mixed into a
+/// report; bump it when a change makes new records incomparable with old ones.
+pub const RECORD_VERSION: u32 = 1;
+
 /// Every finished run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
+    /// [`RECORD_VERSION`] when written.
+    #[serde(default)]
+    pub version: u32,
     pub setting: String,
     pub arm: String,
     pub task: String,
@@ -69,52 +77,13 @@ pub struct RunRecord {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub items: Vec<Counts>,
-    /// In a report's records file only: this record's items are those of the record of
-    /// seed `k` with the same setting, protocol, arm, task, fraction and pre-finetuning seed
-    /// (written once: a probe on all the training data does not depend on the seed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub items_as_seed: Option<u64>,
-}
-
-/// `records` with each run of items equal to an earlier record's of the same setting,
-/// protocol, arm, task, fraction and pre-finetuning seed written as a reference to that
-/// record's seed ([`RunRecord::items_as_seed`]), for a smaller records file.
-pub fn shared_items(records: &[RunRecord]) -> Vec<RunRecord> {
-    use std::collections::HashMap;
-    type Key = (String, String, String, String, u64, u64);
-    let mut first: HashMap<Key, Vec<(u64, &[Counts])>> = HashMap::new();
-    let mut out = Vec::with_capacity(records.len());
-    for r in records {
-        let key = (
-            r.setting.clone(),
-            protocol_name(r.protocol).to_owned(),
-            r.arm.clone(),
-            r.task.clone(),
-            r.fraction.to_bits(),
-            r.pf_seed,
-        );
-        let seen = first.entry(key).or_default();
-        let mut r2 = r.clone();
-        match seen
-            .iter()
-            .find(|(_, items)| !r.items.is_empty() && *items == r.items.as_slice())
-        {
-            Some((seed, _)) => {
-                r2.items = Vec::new();
-                r2.items_as_seed = Some(*seed);
-            }
-            None => seen.push((r.seed, &r.items)),
-        }
-        out.push(r2);
-    }
-    out
 }
 
 /// Per-item counts as one string, items joined by `;`, each in its shortest form: `n` when
 /// `correct = predicted = gold = n` (a text right is `1`, a sentence without entities `0`),
 /// `c,n` when `predicted = gold = n` (a sentence's tag accuracy), `c,p,g` otherwise. A pretty
 /// JSON array would take a line per number, and whole test splits hold thousands of items.
-mod compact_counts {
+pub(crate) mod compact_counts {
     use lora_bert::metrics::bootstrap::Counts;
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
@@ -176,11 +145,18 @@ mod compact_counts {
 
 /// Writes `value` as pretty JSON, atomically (a sibling temporary renamed over `path`).
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    write_bytes(path, &serde_json::to_vec_pretty(value)?)
+}
+
+/// Writes `bytes` to `path` atomically: to a sibling with `.partial` appended to the name,
+/// then renamed over `path`.
+pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let partial = path.with_extension("json.partial");
-    std::fs::write(&partial, serde_json::to_vec_pretty(value)?)?;
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    std::fs::write(&partial, bytes)?;
     std::fs::rename(&partial, path)?;
     Ok(())
 }
@@ -273,14 +249,26 @@ pub fn json_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(paths)
 }
 
-/// Every record under `OUT/runs`, in path order.
+/// Every record under `OUT/runs`, in path order; an error names the first file that is not a
+/// record of this [`RECORD_VERSION`].
 pub fn read_records(out: &Path) -> Result<Vec<RunRecord>> {
     json_files(&out.join("runs"))?
         .into_iter()
         .map(|p| {
             let bytes = std::fs::read(&p)?;
-            serde_json::from_slice(&bytes)
-                .map_err(|e| format!("{}: not a run record: {e}", p.display()).into())
+            let record: RunRecord = serde_json::from_slice(&bytes)
+                .map_err(|e| format!("{}: not a run record: {e}", p.display()))?;
+            if record.version != RECORD_VERSION {
+                return Err(format!(
+                    "{}: a run record of version {}, but this reproduce writes version \
+                     {RECORD_VERSION}; its numbers are not comparable: remove it (or its \
+                     folder) and rerun",
+                    p.display(),
+                    record.version
+                )
+                .into());
+            }
+            Ok(record)
         })
         .collect()
 }
@@ -474,6 +462,7 @@ pub fn run(
     };
     let (dev_best, best_step) = fit.best.unwrap_or((f64::NAN, fit.steps));
     Ok(RunRecord {
+        version: RECORD_VERSION,
         setting: setting.name(),
         arm: arm.name().into(),
         task: def.name.into(),
@@ -494,7 +483,6 @@ pub fn run(
         lr: Some(lr),
         converged: None,
         items,
-        items_as_seed: None,
     })
 }
 
@@ -543,42 +531,27 @@ mod tests {
     }
 
     #[test]
-    fn equal_items_of_one_arm_task_and_fraction_are_written_once() {
-        let record = |seed: u64, fraction: f64, right: bool| super::RunRecord {
-            setting: "default".into(),
-            arm: "no-pf".into(),
-            task: "t".into(),
-            family: "TC".into(),
-            fraction,
-            seed,
-            protocol: super::Protocol::Probe,
-            metric: "accuracy".into(),
-            test: 0.5,
-            dev_best: 0.5,
-            best_step: 1,
-            steps: 1,
-            train_examples: 1,
-            dev_examples: 1,
-            test_examples: 2,
-            seconds: 0.0,
-            pf_seed: 0,
-            lr: None,
-            converged: Some(true),
-            items: vec![Counts::unit(right), Counts::unit(true)],
-            items_as_seed: None,
-        };
-        let records = [
-            record(0, 1.0, true),
-            record(1, 1.0, true),
-            record(2, 1.0, false),
-            record(1, 0.1, true),
-        ];
-        let shared = super::shared_items(&records);
-        assert_eq!(shared[0], records[0]);
-        assert_eq!(shared[1].items_as_seed, Some(0));
-        assert!(shared[1].items.is_empty());
-        // Other items, or another fraction, are written out.
-        assert_eq!(shared[2], records[2]);
-        assert_eq!(shared[3], records[3]);
+    fn records_of_another_version_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = serde_json::json!({
+            "setting": "default", "arm": "no-pf", "task": "t", "family": "TC",
+            "fraction": 1.0, "seed": 0, "protocol": "probe", "metric": "accuracy",
+            "test": 0.5, "dev_best": 0.5, "best_step": 1, "steps": 1, "train_examples": 1,
+            "dev_examples": 1, "test_examples": 1, "seconds": 0.0, "items": "1"
+        });
+        let path = dir
+            .path()
+            .join("runs/probe/default/no-pf/t/100pct/seed-0.json");
+        let mut current = record.clone();
+        current["version"] = super::RECORD_VERSION.into();
+        super::write_json(&path, &current).unwrap();
+        assert_eq!(super::read_records(dir.path()).unwrap().len(), 1);
+        // Written before records carried a version.
+        super::write_json(&path, &record).unwrap();
+        let err = super::read_records(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("seed-0.json: a run record of version 0"),
+            "{err}"
+        );
     }
 }
