@@ -66,6 +66,30 @@ pub enum Aggregation {
     /// for the label, the other pieces' scores for its continuation label); ties go to the
     /// lowest id. Needs [`TokenPredictions::Scores`].
     Average,
+    /// The best label of the piece most confident in its best label (Hugging Face's `max`
+    /// aggregation; ties: the earlier piece). Needs [`TokenPredictions::Scores`].
+    Max,
+}
+
+impl Aggregation {
+    /// Whether it reads scores, so that [`TokenPredictions::Labels`] cannot feed it.
+    pub fn needs_scores(self) -> bool {
+        matches!(self, Aggregation::Average | Aggregation::Max)
+    }
+}
+
+/// A word's predicted label and its score: the score the aggregation chose the label by
+/// (the first piece's score for it; the mean over the pieces for [`Aggregation::Average`] and
+/// [`Aggregation::Majority`], each piece scored for the label it should predict; the most
+/// confident piece's for [`Aggregation::Max`]). Label-only predictions score `1` for the
+/// predicted label and `0` otherwise, so a majority's score is its share of the votes. With
+/// probabilities in, the score is a probability.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WordPrediction {
+    /// The label id.
+    pub label: u32,
+    /// Its score.
+    pub score: f32,
 }
 
 /// A model's output for the tokens of one encoding.
@@ -423,20 +447,51 @@ impl LabelAligner {
         let pieces = pieces(token_word, num_words)?;
         Ok(pieces
             .iter()
-            .map(|p| (!p.is_empty()).then(|| self.aggregate(&preds, p, aggregation)))
+            .map(|p| (!p.is_empty()).then(|| self.aggregate(&preds, p, aggregation).label))
             .collect())
     }
 
-    /// The prediction of one word from its pieces (token indices, first piece first).
+    /// The prediction of one word from its pieces (token indices, first piece first), with
+    /// its score.
     pub(crate) fn aggregate(
         &self,
         preds: &Preds<'_>,
         pieces: &[usize],
         aggregation: Aggregation,
-    ) -> u32 {
+    ) -> WordPrediction {
+        let mean = |c: u32| {
+            pieces
+                .iter()
+                .enumerate()
+                .map(|(j, &t)| preds.score(t, self.expected(c, j == 0)))
+                .sum::<f32>()
+                / pieces.len() as f32
+        };
+        let label = self.aggregate_label(preds, pieces, aggregation);
+        let score = match aggregation {
+            Aggregation::First => preds.score(pieces[0], label),
+            Aggregation::Majority | Aggregation::Average => mean(label),
+            Aggregation::Max => pieces
+                .iter()
+                .map(|&t| preds.score(t, preds.best(t)))
+                .fold(f32::NEG_INFINITY, f32::max),
+        };
+        WordPrediction { label, score }
+    }
+
+    fn aggregate_label(&self, preds: &Preds<'_>, pieces: &[usize], aggregation: Aggregation) -> u32 {
         let first = pieces[0];
         match aggregation {
             Aggregation::First => preds.best(first),
+            Aggregation::Max => {
+                let mut best = first;
+                for &t in &pieces[1..] {
+                    if preds.score(t, preds.best(t)) > preds.score(best, preds.best(best)) {
+                        best = t;
+                    }
+                }
+                preds.best(best)
+            }
             Aggregation::Majority => {
                 let best: Vec<u32> = pieces.iter().map(|&t| preds.best(t)).collect();
                 let votes = |c: u32| {
@@ -504,10 +559,10 @@ impl<'a> Preds<'a> {
         let n = aligner.num_labels();
         match predictions {
             TokenPredictions::Labels(labels) => {
-                if aggregation == Aggregation::Average {
+                if aggregation.needs_scores() {
                     return Err(DataError::InvalidArgument {
                         what: "aggregation",
-                        message: "Average needs scores, not labels".into(),
+                        message: format!("{aggregation:?} needs scores, not labels"),
                     });
                 }
                 if labels.len() != tokens {
@@ -561,12 +616,14 @@ impl<'a> Preds<'a> {
         }
     }
 
+    /// Token `t`'s score for `label` (label-only predictions: 1 for the predicted label, 0
+    /// otherwise).
     fn score(&self, t: usize, label: u32) -> f32 {
         match self.predictions {
             TokenPredictions::Scores { scores, num_labels } => {
                 scores[t * num_labels + label as usize]
             }
-            TokenPredictions::Labels(_) => 0.0,
+            TokenPredictions::Labels(l) => f32::from(u8::from(l[t] == label)),
         }
     }
 }

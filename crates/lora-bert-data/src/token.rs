@@ -239,30 +239,49 @@ fn encode_sentence(
         })
         .collect::<Result<Vec<u32>>>()?;
     let (text, spans) = sentence.text_and_spans();
-    let encodings = tokenizer
-        .encode(&text)
-        .map_err(|e| DataError::Tokenizer(reindex(e, index)))?;
-    let token_word = encodings
-        .iter()
-        .map(|e| token_words(e, &spans))
-        .collect::<Result<Vec<_>>>()?;
+    let mut examples = encode_words(tokenizer, &text, &spans, index)?;
     let first = first_pieces(
-        encodings
+        examples
             .iter()
-            .zip(&token_word)
-            .map(|(e, tw)| (tw.as_slice(), e.token_start)),
+            .map(|e| (e.token_word.as_slice(), e.token_start)),
         spans.len(),
     );
-    Ok(encodings
+    for e in &mut examples {
+        e.labels = content_positions(&e.token_word, e.token_start)
+            .map(|(w, g)| match (w, g) {
+                (Some(w), Some(g)) => aligner.piece_label(word_labels[w], first[w] == Some(g)),
+                _ => IGNORE_INDEX,
+            })
+            .collect();
+    }
+    Ok(examples)
+}
+
+/// The examples (windows, with the tokenizer's [`LengthPolicy::Window`](lora_bert_encoder::tokenizer::LengthPolicy::Window)) of one text whose
+/// words are the byte ranges `word_spans` (sorted, not overlapping: as
+/// [`split_words`](crate::align::split_words) or
+/// [`TaggedSentence::text_and_spans`] give them), without training labels (every label is
+/// [`IGNORE_INDEX`]), numbered as sentence `index`: what a token classifier predicts on, for
+/// [`stitch`](crate::window::stitch) to read back per word. [`encode_tagged`] is this plus the
+/// labels.
+///
+/// # Errors
+///
+/// [`DataError::Tokenizer`] (with `index`) when the text is empty or too long for the
+/// tokenizer's policy; [`DataError::InvalidArgument`] when a token starts outside every word.
+pub fn encode_words(
+    tokenizer: &BertTokenizer,
+    text: &str,
+    word_spans: &[(usize, usize)],
+    index: usize,
+) -> Result<Vec<TokenExample>> {
+    let encodings = tokenizer
+        .encode(text)
+        .map_err(|e| DataError::Tokenizer(reindex(e, index)))?;
+    encodings
         .into_iter()
-        .zip(token_word)
-        .map(|(e, tw)| {
-            let labels = content_positions(&tw, e.token_start)
-                .map(|(w, g)| match (w, g) {
-                    (Some(w), Some(g)) => aligner.piece_label(word_labels[w], first[w] == Some(g)),
-                    _ => IGNORE_INDEX,
-                })
-                .collect();
+        .map(|e| {
+            let token_word = token_words(&e, word_spans)?;
             let Encoding {
                 ids,
                 type_ids,
@@ -271,19 +290,19 @@ fn encode_sentence(
                 token_start,
                 ..
             } = e;
-            TokenExample {
+            Ok(TokenExample {
+                labels: vec![IGNORE_INDEX; ids.len()],
                 input_ids: ids,
                 type_ids,
-                labels,
-                token_word: tw,
+                token_word,
                 sentence: index,
-                num_words: spans.len(),
+                num_words: word_spans.len(),
                 window,
                 num_windows,
                 token_start,
-            }
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Each token's word and its index among the text's non-special tokens (`None` for special

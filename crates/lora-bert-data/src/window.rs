@@ -10,7 +10,7 @@
 //! recipe, without its length bonus). Only windows that hold the word's first piece compete, so
 //! [`Aggregation::First`] always reads the piece that was trained.
 
-use crate::align::{Aggregation, LabelAligner, Preds, TokenPredictions, pieces};
+use crate::align::{Aggregation, LabelAligner, Preds, TokenPredictions, WordPrediction, pieces};
 use crate::token::{TokenExample, content_positions, first_pieces};
 use crate::{DataError, Result};
 
@@ -29,6 +29,22 @@ pub fn stitch(
     windows: &[(&TokenExample, TokenPredictions<'_>)],
     aggregation: Aggregation,
 ) -> Result<Vec<Option<u32>>> {
+    Ok(stitch_scored(aligner, windows, aggregation)?
+        .into_iter()
+        .map(|w| w.map(|w| w.label))
+        .collect())
+}
+
+/// [`stitch`], with each word's score ([`WordPrediction`]).
+///
+/// # Errors
+///
+/// As [`stitch`].
+pub fn stitch_scored(
+    aligner: &LabelAligner,
+    windows: &[(&TokenExample, TokenPredictions<'_>)],
+    aggregation: Aggregation,
+) -> Result<Vec<Option<WordPrediction>>> {
     let (head, _) = windows
         .first()
         .ok_or_else(|| DataError::Empty("windows to stitch".into()))?;

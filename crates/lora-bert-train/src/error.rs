@@ -111,6 +111,9 @@ pub enum TrainError {
     /// Scoring predictions failed (gold and predicted sequences that do not match up).
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    /// Reading predictions back to words and entities failed (the apps crate's decoding).
+    #[error(transparent)]
+    App(#[from] lora_bert_apps::AppError),
 }
 
 /// `map_err` helper for I/O errors on `path`.

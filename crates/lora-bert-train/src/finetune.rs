@@ -30,9 +30,11 @@
 //! trainer stops at `max_steps` (or early). The loss is [`token_cross_entropy`] (labels
 //! [`IGNORE_INDEX`](lora_bert_data::align::IGNORE_INDEX) ignored) for tokens and
 //! [`cross_entropy`] for texts. The dev metric is the entity micro-F1 of seqeval's default
-//! mode ([`NerReport`], [`Mode::Default`]) on **word-level** tags for tokens (each word's tag is
-//! read from its pieces with [`Aggregation`], by default the first piece; windows of long
-//! sentences are stitched with [`stitch`]; a word with no token is tagged `O`), and accuracy or
+//! mode ([`entity_report`]: BILOU's `L-`/`U-` read as `E-`/`S-`) on **word-level** tags for
+//! tokens, read from the logits through the path serving uses
+//! ([`TokenDecoder`](lora_bert_apps::TokenDecoder): each word's tag read from its pieces with
+//! [`Aggregation`], by default the first piece; windows of long sentences stitched; a word
+//! with no token tagged `O`), and accuracy or
 //! macro-F1 ([`TextMetric`], [`ClassificationReport`]) for texts.
 //!
 //! # App directories
@@ -57,14 +59,14 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use lora_bert_adapters::peft::PEFT_PREFIX;
 use lora_bert_adapters::{AdaptedModel, Layers, Lora, LoraConfig, Targets, TensorFile};
-use lora_bert_data::align::{Aggregation, LabelAligner, LabelAlignment, TokenPredictions};
+use lora_bert_apps::TokenDecoder;
+use lora_bert_data::align::{Aggregation, LabelAlignment};
 use lora_bert_data::batch::{BatchConfig, BatchPlan, EncodedRows, EncodedTexts};
 use lora_bert_data::token::{TokenBatch, TokenExample};
-use lora_bert_data::window::stitch;
 use lora_bert_data::{LabelVocab, TaggedSentence};
 use lora_bert_encoder::checkpoint::f32_bytes;
 use lora_bert_encoder::{BertInput, BertModel, Route};
-use lora_bert_metrics::{ClassificationReport, Mode, NerReport};
+use lora_bert_metrics::{ClassificationReport, NerReport};
 use safetensors::Dtype;
 use serde::{Deserialize, Serialize};
 
@@ -718,14 +720,13 @@ pub fn predict_token_logits(
 
 /// One predicted label id per word of every sentence the examples come from (`None` for a
 /// word with no token), indexed by [`TokenExample::sentence`]: `num_sentences` entries.
-/// Windows of a sentence are stitched ([`stitch`]); `vocab` (the head's labels) gives the
+/// Read as [`stitch_word_ids`] reads them; `vocab` (the head's labels) gives the
 /// continuation labels the majority and average aggregations read.
 ///
 /// # Errors
 ///
 /// [`TrainError::InvalidArgument`] when `vocab` does not have one label per class of the
-/// head, an example's sentence is not below `num_sentences`, a sentence has no example, or a
-/// sentence's windows are not consecutive; errors of [`predict_token_logits`] and [`stitch`].
+/// head; errors of [`predict_token_logits`] and [`stitch_word_ids`].
 pub fn predict_word_ids(
     classifier: &TokenClassifier,
     examples: &[TokenExample],
@@ -741,16 +742,17 @@ pub fn predict_word_ids(
 
 /// One label id per word of every sentence (`None` for a word with no token) from the
 /// row-major `[len, vocab.len()]` token `logits` of every example (as
-/// [`predict_token_logits`] gives them): the windows of each sentence are stitched
-/// ([`stitch`]) and each word's label read with `options.aggregation`. This is the part of
+/// [`predict_token_logits`] gives them), through the path serving uses
+/// ([`TokenDecoder::sentences`]): the windows of each sentence are stitched and each word's
+/// label read with `options.aggregation` from the tokens' probabilities. This is the part of
 /// [`predict_word_ids`] after the forward pass, for models other than a [`TokenClassifier`]
 /// (a [`Tagger`](crate::teacher::Tagger), say).
 ///
 /// # Errors
 ///
-/// [`TrainError::InvalidArgument`] when `logits` has not one row per example, an example's
-/// sentence is not below `num_sentences`, a sentence has no example, or a sentence's windows
-/// are not consecutive; errors of [`stitch`].
+/// [`TrainError::App`] when `logits` has not one row per example, an example's sentence is
+/// not below `num_sentences`, a sentence has no example, a sentence's windows are not
+/// consecutive, or a row does not fit its window.
 pub fn stitch_word_ids(
     examples: &[TokenExample],
     logits: &[Vec<f32>],
@@ -758,66 +760,12 @@ pub fn stitch_word_ids(
     vocab: &LabelVocab,
     options: &TokenEvalOptions,
 ) -> Result<Vec<Vec<Option<u32>>>> {
-    let num_labels = vocab.len();
-    if logits.len() != examples.len() {
-        return Err(TrainError::InvalidArgument {
-            what: "token logits",
-            message: format!(
-                "{} rows of logits for {} examples",
-                logits.len(),
-                examples.len()
-            ),
-        });
-    }
-    let aligner = LabelAligner::new(vocab, options.alignment);
-    let mut words: Vec<Option<Vec<Option<u32>>>> = vec![None; num_sentences];
-    let mut start = 0;
-    while start < examples.len() {
-        let sentence = examples[start].sentence;
-        let mut end = start + 1;
-        while end < examples.len() && examples[end].sentence == sentence {
-            end += 1;
-        }
-        if sentence >= num_sentences {
-            return Err(TrainError::InvalidArgument {
-                what: "examples",
-                message: format!(
-                    "example {start} is from sentence {sentence}, but there are {num_sentences} sentences"
-                ),
-            });
-        }
-        if words[sentence].is_some() {
-            return Err(TrainError::InvalidArgument {
-                what: "examples",
-                message: format!(
-                    "the windows of sentence {sentence} are not consecutive (again at example {start})"
-                ),
-            });
-        }
-        let windows: Vec<(&TokenExample, TokenPredictions<'_>)> = (start..end)
-            .map(|i| {
-                (
-                    &examples[i],
-                    TokenPredictions::Scores {
-                        scores: &logits[i],
-                        num_labels,
-                    },
-                )
-            })
-            .collect();
-        words[sentence] = Some(stitch(&aligner, &windows, options.aggregation)?);
-        start = end;
-    }
-    words
+    let decoder = TokenDecoder::new(vocab.clone(), options.alignment, options.aggregation);
+    Ok(decoder
+        .sentences(examples, logits, num_sentences)?
         .into_iter()
-        .enumerate()
-        .map(|(s, w)| {
-            w.ok_or_else(|| TrainError::InvalidArgument {
-                what: "examples",
-                message: format!("sentence {s} has no example"),
-            })
-        })
-        .collect()
+        .map(|words| words.into_iter().map(|w| w.map(|w| w.label)).collect())
+        .collect())
 }
 
 /// Word tags of every sentence (see [`predict_word_ids`]), named with `vocab`; a word with no
@@ -860,7 +808,7 @@ fn check_vocab(vocab: &LabelVocab, num_labels: usize) -> Result<()> {
     Ok(())
 }
 
-/// Entity scores (seqeval's default mode) of the word tags predicted for `examples` against
+/// Entity scores ([`entity_report`]) of the word tags predicted for `examples` against
 /// the `gold` sentences they were encoded from.
 ///
 /// # Errors
@@ -878,8 +826,9 @@ pub fn evaluate_tokens(
     entity_report(gold, &pred)
 }
 
-/// Entity scores (seqeval's default mode) of predicted word tags against the `gold`
-/// sentences, sentence by sentence.
+/// Entity scores of predicted word tags against the `gold` sentences, sentence by sentence,
+/// with entities read as serving reads them ([`lora_bert_apps::entity_report`]: seqeval's
+/// default mode, BILOU's `L-`/`U-` as `E-`/`S-`).
 ///
 /// # Errors
 ///
@@ -903,15 +852,8 @@ pub fn entity_report(gold: &[TaggedSentence], pred: &[Vec<String>]) -> Result<Ne
             });
         }
     }
-    let gold: Vec<Vec<&str>> = gold
-        .iter()
-        .map(|tags| tags.iter().map(String::as_str).collect())
-        .collect();
-    let pred: Vec<Vec<&str>> = pred
-        .iter()
-        .map(|tags| tags.iter().map(String::as_str).collect())
-        .collect();
-    Ok(NerReport::new(&gold, &pred, Mode::Default)?)
+    let gold: Vec<Vec<String>> = gold.into_iter().cloned().collect();
+    Ok(lora_bert_apps::entity_report(&gold, pred)?)
 }
 
 /// The predicted class of every row, in batches of `batch_size`, with the model in validation

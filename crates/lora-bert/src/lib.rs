@@ -9,6 +9,8 @@
 //!   PEFT-layout files.
 //! - [`data`]: readers for real formats, tag schemes, label alignment to word pieces,
 //!   batching, multi-task sampling and a registry of the real datasets.
+//! - [`apps`]: the one path from a token classifier's logits to word labels to entities,
+//!   shared by fine-tuning's evaluation and the [`pipelines`].
 //! - [`metrics`]: seqeval-exact entity scores and scikit-learn-exact classification scores.
 //! - [`train`]: heads, objectives, teachers, the trainer (checkpoints, exact resume,
 //!   data-parallel devices), fine-tuning and the pre-finetuning regimes (MTPF-TPL).
@@ -29,6 +31,7 @@
 #![warn(missing_docs)]
 
 pub use lora_bert_adapters as adapters;
+pub use lora_bert_apps as apps;
 pub use lora_bert_assets as assets;
 pub use lora_bert_data as data;
 pub use lora_bert_encoder as encoder;
@@ -71,6 +74,12 @@ pub enum Error {
     /// An adapter could not be loaded or routed.
     #[error(transparent)]
     Adapter(#[from] lora_bert_adapters::AdapterError),
+    /// Logits could not be read back to words and entities.
+    #[error(transparent)]
+    App(#[from] lora_bert_apps::AppError),
+    /// Data error (word spans, encoding).
+    #[error(transparent)]
+    Data(#[from] lora_bert_data::DataError),
     /// An app's files (manifest, head, labels) could not be loaded.
     #[error(transparent)]
     Train(#[from] lora_bert_train::TrainError),

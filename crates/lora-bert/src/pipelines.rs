@@ -23,8 +23,13 @@
 
 use std::sync::Arc;
 
-use lora_bert_encoder::tokenizer::{BertTokenizer, Encoding, LengthPolicy};
-use lora_bert_metrics::chunks::chunks_of;
+use lora_bert_apps::decode::softmax;
+use lora_bert_apps::{LabelAlignment, TokenDecoder, is_entity_tag};
+use lora_bert_data::LabelVocab;
+use lora_bert_data::align::split_words;
+use lora_bert_data::join_words;
+use lora_bert_data::token::{TokenExample, encode_words};
+use lora_bert_encoder::tokenizer::{BertTokenizer, LengthPolicy};
 use lora_bert_train::AppKind;
 
 use crate::Error;
@@ -33,33 +38,7 @@ use crate::runtime::{Logits, Row, Runtime};
 /// Rows per forward pass (default of both pipelines).
 pub const DEFAULT_BATCH_SIZE: usize = 32;
 
-/// How a word's label is read from its pieces' predictions (Hugging Face's
-/// `aggregation_strategy`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SubwordAggregation {
-    /// The first piece's prediction (what fine-tuning with first-piece labels trains).
-    #[default]
-    First,
-    /// The label with the highest probability averaged over the pieces.
-    Average,
-    /// The prediction of the piece that is most confident.
-    Max,
-}
-
-/// A named entity found in a text.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Entity {
-    /// The entity's text, exactly `input[start..end]` in characters.
-    pub text: String,
-    /// Its type (`person`, `PER`, ...): the label without its `B-`/`I-` prefix.
-    pub label: String,
-    /// Mean probability of its words' labels.
-    pub score: f32,
-    /// Character offset of its first character in the input.
-    pub start: usize,
-    /// Character offset one past its last character.
-    pub end: usize,
-}
+pub use lora_bert_apps::{Aggregation, Entity};
 
 /// A text's label ([`ClassifierPipeline::predict`]).
 #[derive(Debug, Clone, PartialEq)]
@@ -72,13 +51,6 @@ pub struct Classification {
     pub scores: Vec<(String, f32)>,
 }
 
-fn softmax(logits: &[f32]) -> Vec<f32> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exp: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
-    let sum: f32 = exp.iter().sum();
-    exp.into_iter().map(|e| e / sum).collect()
-}
-
 fn argmax(p: &[f32]) -> usize {
     p.iter()
         .enumerate()
@@ -86,17 +58,6 @@ fn argmax(p: &[f32]) -> usize {
             if v > best.1 { (i, v) } else { best }
         })
         .0
-}
-
-/// `O`, or an entity tag: a scheme prefix (`B I E S L U`), `-`, and a non-empty type.
-fn is_entity_tag(label: &str) -> bool {
-    if label == "O" {
-        return true;
-    }
-    let mut chars = label.chars();
-    matches!(chars.next(), Some('B' | 'I' | 'E' | 'S' | 'L' | 'U'))
-        && chars.next() == Some('-')
-        && chars.next().is_some()
 }
 
 /// Checks that `app` is registered and classifies what the pipeline expects.
@@ -133,18 +94,18 @@ fn run(runtime: &Runtime, rows: &[Row<'_>], batch_size: usize) -> Result<Vec<Log
 ///
 /// Texts longer than the tokenizer's maximum are split into overlapping windows (the
 /// tokenizer's [`LengthPolicy::Window`], stride a quarter of the maximum unless the tokenizer
-/// already windows); each token takes its probabilities from the window where it has the most
-/// context on both sides. Words are the tokenizer's pre-tokenized words; a word's label comes
-/// from its pieces by [`SubwordAggregation`]; the word labels form entities exactly as
-/// seqeval's default mode reads them (BIO, IOBES; an `I-X` after another type starts a new
-/// entity), the way the apps are scored in fine-tuning.
+/// already windows). Words are the tokenizer's pre-tokenized words
+/// ([`split_words`]; or the caller's, with [`NerPipeline::predict_words`]). From the logits
+/// on, the path is the one fine-tuning's evaluation scores ([`TokenDecoder`]): each word is
+/// read from the window where it has the most context, its label from its pieces by an
+/// [`Aggregation`] (the first piece by default), and entities from the word labels as
+/// seqeval's default mode reads them, with BILOU's `L-`/`U-` as `E-`/`S-`.
 #[derive(Debug, Clone)]
 pub struct NerPipeline {
     runtime: Arc<Runtime>,
     app: String,
-    labels: Vec<String>,
+    decoder: TokenDecoder,
     tokenizer: BertTokenizer,
-    aggregation: SubwordAggregation,
     batch_size: usize,
 }
 
@@ -189,19 +150,25 @@ impl NerPipeline {
                 tokenizer.with_length_policy(LengthPolicy::Window { stride })
             }
         };
+        let vocab = LabelVocab::new(labels).map_err(|e| {
+            Error::InvalidInput(format!("app `{app}`: its labels are not a vocabulary: {e}"))
+        })?;
         Ok(Self {
             runtime,
             app: app.to_owned(),
-            labels,
+            decoder: TokenDecoder::new(vocab, LabelAlignment::FirstSubword, Aggregation::First),
             tokenizer: tokenizer.allow_empty(true),
-            aggregation: SubwordAggregation::default(),
             batch_size: DEFAULT_BATCH_SIZE,
         })
     }
 
     /// Reads word labels with `aggregation` instead of the first piece.
-    pub fn with_aggregation(mut self, aggregation: SubwordAggregation) -> Self {
-        self.aggregation = aggregation;
+    pub fn with_aggregation(mut self, aggregation: Aggregation) -> Self {
+        self.decoder = TokenDecoder::new(
+            self.decoder.vocab().clone(),
+            LabelAlignment::FirstSubword,
+            aggregation,
+        );
         self
     }
 
@@ -219,24 +186,56 @@ impl NerPipeline {
     /// [`Error::InvalidInput`] for no text; [`Error::Tokenizer`]; the runtime's errors (an
     /// app removed meanwhile is [`Error::UnknownApp`]).
     pub fn predict(&self, texts: &[&str]) -> Result<Vec<Vec<Entity>>, Error> {
+        let words = texts
+            .iter()
+            .map(|text| {
+                if text.trim().is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    split_words(&self.tokenizer, text)
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.predict_spans(texts, &words)
+    }
+
+    /// The entities of sentences given as words, joined by single spaces into the text the
+    /// entities' offsets point into (as datasets give sentences, and as fine-tuning encodes
+    /// them): what fine-tuning's evaluation scored, for the same app and sentences.
+    ///
+    /// # Errors
+    ///
+    /// As [`NerPipeline::predict`].
+    pub fn predict_words<S: AsRef<str>>(
+        &self,
+        sentences: &[Vec<S>],
+    ) -> Result<Vec<Vec<Entity>>, Error> {
+        let (texts, words): (Vec<String>, Vec<Vec<(usize, usize)>>) =
+            sentences.iter().map(|s| join_words(s)).unzip();
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        self.predict_spans(&texts, &words)
+    }
+
+    /// The entities of each text from its words' byte ranges.
+    fn predict_spans(
+        &self,
+        texts: &[&str],
+        words: &[Vec<(usize, usize)>],
+    ) -> Result<Vec<Vec<Entity>>, Error> {
         if texts.is_empty() {
             return Err(Error::InvalidInput("no text".into()));
         }
-        let mut encodings: Vec<(usize, Encoding)> = Vec::new();
-        for (i, text) in texts.iter().enumerate() {
-            if text.trim().is_empty() {
-                continue;
-            }
-            for e in self.tokenizer.encode(text)? {
-                encodings.push((i, e));
+        let mut examples: Vec<TokenExample> = Vec::new();
+        for (i, (text, spans)) in texts.iter().zip(words).enumerate() {
+            if !spans.is_empty() {
+                examples.extend(encode_words(&self.tokenizer, text, spans, i)?);
             }
         }
-        let rows: Vec<Row<'_>> = encodings
+        let rows: Vec<Row<'_>> = examples
             .iter()
-            .filter(|(_, e)| e.ids.len() > 2)
-            .map(|(_, e)| Row {
+            .map(|e| Row {
                 app: &self.app,
-                ids: &e.ids,
+                ids: &e.input_ids,
             })
             .collect();
         let logits = if rows.is_empty() {
@@ -244,118 +243,26 @@ impl NerPipeline {
         } else {
             run(&self.runtime, &rows, self.batch_size)?
         };
-        let mut logits = logits.into_iter();
+        let logits = logits
+            .into_iter()
+            .map(|l| match l {
+                Logits::Tokens(t) => Ok(t.concat()),
+                Logits::Sequence(_) => Err(Error::Internal("token logits expected".into())),
+            })
+            .collect::<Result<Vec<Vec<f32>>, Error>>()?;
         let mut out = vec![Vec::new(); texts.len()];
         let mut k = 0;
-        while k < encodings.len() {
-            let text = encodings[k].0;
+        while k < examples.len() {
+            let text = examples[k].sentence;
             let mut windows = Vec::new();
-            while k < encodings.len() && encodings[k].0 == text {
-                let e = &encodings[k].1;
-                if e.ids.len() > 2 {
-                    match logits.next() {
-                        Some(Logits::Tokens(t)) => windows.push((e, t)),
-                        _ => return Err(Error::Internal("token logits expected".into())),
-                    }
-                }
+            while k < examples.len() && examples[k].sentence == text {
+                windows.push((&examples[k], logits[k].as_slice()));
                 k += 1;
             }
-            out[text] = self.entities(texts[text], &windows)?;
+            let predicted = self.decoder.sentence(&windows)?;
+            out[text] = self.decoder.entities(texts[text], &words[text], &predicted)?;
         }
         Ok(out)
-    }
-
-    fn entities(
-        &self,
-        text: &str,
-        windows: &[(&Encoding, Vec<Vec<f32>>)],
-    ) -> Result<Vec<Entity>, Error> {
-        // Per token of the whole text: probabilities, context (for windows), offsets, word.
-        struct Token {
-            probs: Vec<f32>,
-            context: usize,
-            offsets: (usize, usize),
-            word: u32,
-        }
-        let mut tokens: Vec<Option<Token>> = Vec::new();
-        for (e, logits) in windows {
-            let content: Vec<usize> = (0..e.len()).filter(|&t| e.word_ids[t].is_some()).collect();
-            for (pos, &t) in content.iter().enumerate() {
-                let g = e.token_start + pos;
-                let context = pos.min(content.len() - 1 - pos);
-                if tokens.len() <= g {
-                    tokens.resize_with(g + 1, || None);
-                }
-                if tokens[g].as_ref().is_none_or(|old| context > old.context) {
-                    let word = e.word_ids[t].unwrap_or_default();
-                    tokens[g] = Some(Token {
-                        probs: softmax(&logits[t]),
-                        context,
-                        offsets: e.offsets[t],
-                        word,
-                    });
-                }
-            }
-        }
-        // Words: their span and label.
-        let mut words: Vec<(usize, usize, usize, f32)> = Vec::new(); // start, end, label, score
-        let mut i = 0;
-        while i < tokens.len() {
-            let Some(first) = &tokens[i] else {
-                return Err(Error::Internal(format!("token {i} is in no window")));
-            };
-            let mut j = i + 1;
-            while j < tokens.len() && tokens[j].as_ref().is_some_and(|t| t.word == first.word) {
-                j += 1;
-            }
-            let pieces: Vec<&Token> = tokens[i..j].iter().flatten().collect();
-            let (label, score) = match self.aggregation {
-                SubwordAggregation::First => {
-                    let l = argmax(&first.probs);
-                    (l, first.probs[l])
-                }
-                SubwordAggregation::Average => {
-                    let n = first.probs.len();
-                    let mean: Vec<f32> = (0..n)
-                        .map(|c| {
-                            pieces.iter().map(|p| p.probs[c]).sum::<f32>() / pieces.len() as f32
-                        })
-                        .collect();
-                    let l = argmax(&mean);
-                    (l, mean[l])
-                }
-                SubwordAggregation::Max => {
-                    let best = pieces
-                        .iter()
-                        .max_by(|a, b| {
-                            let (x, y) = (a.probs[argmax(&a.probs)], b.probs[argmax(&b.probs)]);
-                            x.total_cmp(&y)
-                        })
-                        .map_or(first, |p| *p);
-                    let l = argmax(&best.probs);
-                    (l, best.probs[l])
-                }
-            };
-            let end = pieces.last().map_or(first.offsets.1, |p| p.offsets.1);
-            words.push((first.offsets.0, end, label, score));
-            i = j;
-        }
-        let tags: Vec<&str> = words.iter().map(|w| self.labels[w.2].as_str()).collect();
-        Ok(chunks_of(&tags)
-            .into_iter()
-            .map(|c| {
-                let (label, a, b) = (c.kind, c.start, c.end + 1);
-                let (start, end) = (words[a].0, words[b - 1].1);
-                let score = words[a..b].iter().map(|w| w.3).sum::<f32>() / (b - a) as f32;
-                Entity {
-                    text: text[start..end].to_owned(),
-                    label,
-                    score,
-                    start: text[..start].chars().count(),
-                    end: text[..end].chars().count(),
-                }
-            })
-            .collect())
     }
 }
 
@@ -429,17 +336,5 @@ impl ClassifierPipeline {
                 Logits::Tokens(_) => Err(Error::Internal("sequence logits expected".into())),
             })
             .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn softmax_sums_to_one() {
-        let p = softmax(&[1.0, 2.0, 3.0]);
-        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
-        assert_eq!(argmax(&p), 2);
     }
 }

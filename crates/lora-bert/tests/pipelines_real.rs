@@ -1,15 +1,21 @@
 //! The pipelines on the real all-MiniLM-L6-v2 and its tokenizer: character offsets through
 //! multi-byte text, a 10,000-character input windowed and stitched, several apps on one
-//! backbone with each app's memory a small share of it.
+//! backbone with each app's memory a small share of it; the NER pipeline serving, on WNUT-16's
+//! test set, the entities fine-tuning's evaluation scores.
 
 use std::sync::Arc;
 
 use lora_bert::adapters::{AdaptedModel, Lora};
+use lora_bert::apps::entity_spans;
 use lora_bert::assets::{self, AssetCache};
+use lora_bert::data::align::LabelAlignment;
+use lora_bert::data::registry;
+use lora_bert::data::token::encode_tagged;
 use lora_bert::data::LabelVocab;
-use lora_bert::encoder::tokenizer::BertTokenizer;
+use lora_bert::encoder::tokenizer::{BertTokenizer, LengthPolicy};
 use lora_bert::pipelines::{ClassifierPipeline, NerPipeline};
 use lora_bert::runtime::Runtime;
+use lora_bert::train::finetune::{TokenEvalOptions, evaluate_tokens, predict_word_tags};
 use lora_bert::train::{
     AppSetup, FineTuneMode, SequenceClassificationHeadConfig, TextClassifier,
     TokenClassificationHeadConfig, TokenClassifier,
@@ -103,4 +109,81 @@ fn real_model_pipelines_keep_offsets_exact_over_windows_and_apps_small() {
     runtime.remove("ner1").unwrap();
     runtime.remove("clf2").unwrap();
     assert_eq!(clf.predict(&[sentence]).unwrap()[0], got[0]);
+}
+
+/// What is served is what was scored, on real data: for a saved app, the entities the NER
+/// pipeline returns for every WNUT-16 test sentence are the entities fine-tuning's evaluation
+/// scored (read from the same app loaded for evaluation, with windows of 32 tokens).
+#[test]
+fn wnut16_test_entities_served_are_the_ones_evaluation_scores() {
+    let device = device::device(Backend::default_cpu().unwrap()).unwrap();
+    let cache = AssetCache::from_env().unwrap();
+    let files = assets::all_minilm_l6_v2(&cache).unwrap();
+    let wnut = registry::wnut16(&cache).unwrap();
+    let vocab = LabelVocab::from_tags(
+        [&wnut.train, &wnut.dev, &wnut.test]
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s.tags.iter()),
+    )
+    .unwrap();
+    let backbone = || AdaptedModel::<Lora>::new(BertModel::load(&files.dir, &device).unwrap().0);
+    // An untrained app: a fresh head tags many words as entities, which is what is compared.
+    let dir = tempfile::tempdir().unwrap();
+    device.seed(5);
+    TokenClassifier::new(
+        backbone(),
+        &AppSetup::new("wnut16", FineTuneMode::LoraHead),
+        &TokenClassificationHeadConfig::new(384, vocab.len()),
+    )
+    .unwrap()
+    .save(dir.path(), &vocab)
+    .unwrap();
+    let tokenizer = BertTokenizer::from_file(&files.tokenizer)
+        .unwrap()
+        .with_max_length(32)
+        .with_length_policy(LengthPolicy::Window { stride: 8 });
+    let test = &wnut.test;
+
+    // Evaluation: the app loaded as fine-tuning loads it, its word tags and entity scores.
+    let (clf, labels) = TokenClassifier::load(dir.path(), backbone()).unwrap();
+    let examples = encode_tagged(&tokenizer, test, &labels, LabelAlignment::FirstSubword).unwrap();
+    assert!(
+        examples.len() > test.len(),
+        "some test sentences are windowed"
+    );
+    let options = TokenEvalOptions::new(tokenizer.pad_id());
+    let scored = predict_word_tags(&clf, &examples, test.len(), &labels, &options).unwrap();
+    let report = evaluate_tokens(&clf, &examples, test, &labels, &options).unwrap();
+
+    // Serving: the runtime and the NER pipeline on the same sentences.
+    let runtime = Arc::new(Runtime::new(
+        BertModel::load(&files.dir, &device).unwrap().0,
+    ));
+    runtime.register("wnut16", dir.path()).unwrap();
+    let words: Vec<Vec<&str>> = test
+        .iter()
+        .map(|s| s.tokens.iter().map(String::as_str).collect())
+        .collect();
+    let served = NerPipeline::new(runtime, "wnut16", tokenizer)
+        .unwrap()
+        .predict_words(&words)
+        .unwrap();
+
+    let mut total = 0;
+    for (s, (tags, entities)) in scored.iter().zip(&served).enumerate() {
+        let want: Vec<(String, std::ops::Range<usize>)> = entity_spans(tags)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.kind, e.start..e.end))
+            .collect();
+        let got: Vec<(String, std::ops::Range<usize>)> = entities
+            .iter()
+            .map(|e| (e.label.clone(), e.words.clone()))
+            .collect();
+        assert_eq!(got, want, "test sentence {s}: {:?}", test[s].tokens);
+        total += got.len();
+    }
+    assert_eq!(report.found, total, "the entities evaluation counted");
+    assert!(total > 100, "only {total} entities in {} sentences", test.len());
 }

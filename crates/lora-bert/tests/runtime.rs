@@ -7,11 +7,16 @@ use std::sync::{Arc, Mutex};
 
 use burn::tensor::Tensor;
 use lora_bert::adapters::{AdaptedModel, Layers, Lora, LoraConfig, Targets};
-use lora_bert::data::LabelVocab;
+use lora_bert::apps::entity_spans;
+use lora_bert::data::align::LabelAlignment;
+use lora_bert::data::scheme::{Span, encode};
+use lora_bert::data::token::{TokenExample, encode_tagged};
+use lora_bert::data::{LabelVocab, Scheme, TaggedSentence};
 use lora_bert::encoder::tokenizer::{BertTokenizer, LengthPolicy};
 use lora_bert::metrics::chunks::chunks_of;
-use lora_bert::pipelines::{ClassifierPipeline, NerPipeline, SubwordAggregation};
+use lora_bert::pipelines::{ClassifierPipeline, NerPipeline, Aggregation};
 use lora_bert::runtime::{Logits, Row, Runtime};
+use lora_bert::train::finetune::{TokenEvalOptions, entity_report, stitch_word_ids, word_tags};
 use lora_bert::train::{
     AppSetup, FineTuneMode, SequenceClassificationHeadConfig, TextClassifier,
     TokenClassificationHeadConfig, TokenClassifier,
@@ -585,12 +590,147 @@ fn ner_entities_are_the_word_labels_read_as_seqeval_does_with_character_offsets(
         assert!(e.score > 0.0 && e.score <= 1.0);
     }
     // Other aggregations run and keep the offsets exact.
-    for aggregation in [SubwordAggregation::Average, SubwordAggregation::Max] {
+    for aggregation in [Aggregation::Average, Aggregation::Max] {
         let ner = ner.clone().with_aggregation(aggregation);
         for e in ner.predict(&[text]).unwrap().remove(0) {
             assert_eq!(chars[e.start..e.end].iter().collect::<String>(), e.text);
         }
     }
+}
+
+/// Saves a token app for `vocab`'s labels: a random head over a random LoRA group.
+fn save_tagger(dir: &Path, vocab: &LabelVocab, seed: u64) {
+    let device = cpu();
+    let model = AdaptedModel::<Lora>::new(backbone(16, &device));
+    let lora = LoraConfig::new(4, Targets::new(["query", "value"]).layers(Layers::All));
+    let setup = AppSetup::new("task", FineTuneMode::LoraHead).with_lora(lora);
+    device.seed(seed);
+    TokenClassifier::new(
+        model,
+        &setup,
+        &TokenClassificationHeadConfig::new(16, vocab.len()),
+    )
+    .unwrap()
+    .save(dir, vocab)
+    .unwrap();
+}
+
+/// Whether a window edge cuts a word: a word with pieces in one window and later pieces only
+/// in the next.
+fn a_window_cuts_a_word(examples: &[TokenExample]) -> bool {
+    examples.windows(2).any(|pair| {
+        let (a, b) = (&pair[0], &pair[1]);
+        let content = a.token_word.iter().flatten().count();
+        let (Some(&last), true) = (a.token_word.iter().flatten().last(), a.sentence == b.sentence)
+        else {
+            return false;
+        };
+        let a_end = a.token_start + content;
+        b.token_word
+            .iter()
+            .flatten()
+            .enumerate()
+            .any(|(pos, &w)| w == last && b.token_start + pos >= a_end)
+    })
+}
+
+/// What is served is what was scored: the runtime's logits for the same sentences, read by
+/// the NER pipeline and by fine-tuning's evaluation, give the same entities in every tag
+/// scheme, with windows that cut words.
+#[test]
+fn the_ner_pipeline_serves_the_entities_evaluation_scores_in_every_scheme() {
+    let dir = tempfile::tempdir().unwrap();
+    let tok = tokenizer(dir.path(), 8).with_length_policy(LengthPolicy::Window { stride: 2 });
+    let sentences: Vec<Vec<&str>> = vec![
+        "anna met bob in paris , the cats sat on the big mat .".split(' ').collect(),
+        "new york is big , running cats sat on mats in paris".split(' ').collect(),
+        "cats running mats sating cats running mats".split(' ').collect(),
+        vec!["bob"],
+    ];
+    let gold: Vec<TaggedSentence> = sentences
+        .iter()
+        .map(|w| TaggedSentence {
+            tokens: w.iter().map(|s| s.to_string()).collect(),
+            tags: vec!["O".into(); w.len()],
+        })
+        .collect();
+    let mut total = 0;
+    for (k, scheme) in Scheme::ALL.into_iter().enumerate() {
+        let vocab = LabelVocab::for_scheme(&["PER", "LOC"], scheme).unwrap();
+        let app = dir.path().join(scheme.to_string());
+        save_tagger(&app, &vocab, 40 + k as u64);
+        let runtime = Arc::new(Runtime::new(backbone(16, &cpu())));
+        runtime.register("ner", &app).unwrap();
+        let served = NerPipeline::new(runtime.clone(), "ner", tok.clone())
+            .unwrap()
+            .predict_words(&sentences)
+            .unwrap();
+
+        // Evaluation: the sentences encoded as fine-tuning encodes them, the same logits,
+        // read back to word tags by fine-tuning's evaluation.
+        let examples = encode_tagged(&tok, &gold, &vocab, LabelAlignment::FirstSubword).unwrap();
+        assert!(a_window_cuts_a_word(&examples), "{scheme}: no word is cut");
+        let rows: Vec<Row<'_>> = examples
+            .iter()
+            .map(|e| Row {
+                app: "ner",
+                ids: &e.input_ids,
+            })
+            .collect();
+        let logits: Vec<Vec<f32>> = runtime
+            .logits(&rows)
+            .unwrap()
+            .into_iter()
+            .map(|l| match l {
+                Logits::Tokens(t) => t.concat(),
+                Logits::Sequence(_) => unreachable!(),
+            })
+            .collect();
+        let options = TokenEvalOptions::new(0);
+        let ids = stitch_word_ids(&examples, &logits, gold.len(), &vocab, &options).unwrap();
+        let scored = word_tags(ids, &vocab);
+        for (tags, entities) in scored.iter().zip(&served) {
+            let want: Vec<(String, std::ops::Range<usize>)> = entity_spans(tags)
+                .unwrap()
+                .into_iter()
+                .map(|s| (s.kind, s.start..s.end))
+                .collect();
+            let got: Vec<(String, std::ops::Range<usize>)> = entities
+                .iter()
+                .map(|e| (e.label.clone(), e.words.clone()))
+                .collect();
+            assert_eq!(got, want, "{scheme}: {tags:?}");
+            total += want.len();
+        }
+        // And evaluation counts exactly those: the served entities, written as gold tags,
+        // score a perfect match against the evaluated tags.
+        let served_tags: Vec<Vec<String>> = served
+            .iter()
+            .zip(&sentences)
+            .map(|(entities, words)| {
+                let spans: Vec<Span> = entities
+                    .iter()
+                    .map(|e| Span::new(e.label.clone(), e.words.start, e.words.end))
+                    .collect();
+                encode(&spans, words.len(), Scheme::Iobes).unwrap()
+            })
+            .collect();
+        let report = entity_report(
+            &gold
+                .iter()
+                .zip(served_tags)
+                .map(|(g, tags)| TaggedSentence {
+                    tokens: g.tokens.clone(),
+                    tags,
+                })
+                .collect::<Vec<_>>(),
+            &scored,
+        )
+        .unwrap();
+        let n: usize = served.iter().map(Vec::len).sum();
+        assert_eq!((report.found, report.correct), (n, n), "{scheme}");
+    }
+    assert!(total > 10, "random taggers found only {total} entities");
 }
 
 #[test]
