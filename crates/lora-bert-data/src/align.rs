@@ -479,7 +479,12 @@ impl LabelAligner {
         WordPrediction { label, score }
     }
 
-    fn aggregate_label(&self, preds: &Preds<'_>, pieces: &[usize], aggregation: Aggregation) -> u32 {
+    fn aggregate_label(
+        &self,
+        preds: &Preds<'_>,
+        pieces: &[usize],
+        aggregation: Aggregation,
+    ) -> u32 {
         let first = pieces[0];
         match aggregation {
             Aggregation::First => preds.best(first),

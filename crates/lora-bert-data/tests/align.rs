@@ -3,12 +3,12 @@
 use std::sync::OnceLock;
 
 use lora_bert_data::align::{
-    Aggregation, IGNORE_INDEX, LabelAligner, LabelAlignment, TokenPredictions, dropped_words,
-    entities_with_offsets, entity_offsets, split_words, token_words,
+    Aggregation, IGNORE_INDEX, LabelAligner, LabelAlignment, TokenPredictions, WordPrediction,
+    dropped_words, entities_with_offsets, entity_offsets, split_words, token_words,
 };
 use lora_bert_data::scheme::Span;
 use lora_bert_data::token::{TokenExample, encode_tagged};
-use lora_bert_data::window::stitch;
+use lora_bert_data::window::{stitch, stitch_scored};
 use lora_bert_data::{DataError, LabelVocab, Scheme, TaggedSentence};
 use lora_bert_encoder::tokenizer::{BertTokenizer, LengthPolicy, TokenizerError};
 use lora_bert_metrics::Mode;
@@ -223,6 +223,56 @@ fn aggregation_rules() {
             .unwrap(),
         [Some(0)]
     );
+}
+
+/// `Max` reads the most confident piece; every aggregation scores the label it chose.
+#[test]
+fn max_aggregation_and_word_scores() {
+    let vocab = iob2(); // O B-LOC I-LOC B-PER I-PER
+    let first = LabelAligner::new(&vocab, LabelAlignment::FirstSubword);
+    let tw = vec![None, Some(0), Some(0), Some(0), None];
+    let example = TokenExample {
+        input_ids: vec![0; 5],
+        type_ids: vec![0; 5],
+        labels: vec![IGNORE_INDEX; 5],
+        token_word: tw,
+        sentence: 0,
+        num_words: 1,
+        window: 0,
+        num_windows: 1,
+        token_start: 0,
+    };
+    // Probabilities of three pieces: B-PER 0.5, I-LOC 0.8, O 0.6.
+    let rows: [[f32; 5]; 5] = [
+        [1.0, 0.0, 0.0, 0.0, 0.0],
+        [0.2, 0.1, 0.1, 0.5, 0.1],
+        [0.05, 0.05, 0.8, 0.05, 0.05],
+        [0.6, 0.1, 0.1, 0.1, 0.1],
+        [1.0, 0.0, 0.0, 0.0, 0.0],
+    ];
+    let scores: Vec<f32> = rows.iter().flatten().copied().collect();
+    let sc = TokenPredictions::Scores {
+        scores: &scores,
+        num_labels: 5,
+    };
+    let word =
+        |aggregation| stitch_scored(&first, &[(&example, sc)], aggregation).unwrap()[0].unwrap();
+    let close = |w: WordPrediction, label: u32, score: f32| {
+        assert_eq!(w.label, label);
+        assert!((w.score - score).abs() < 1e-6, "{w:?} against {score}");
+    };
+    close(word(Aggregation::First), 3, 0.5);
+    close(word(Aggregation::Max), 2, 0.8);
+    // The mean over the pieces: O (0.2 + 0.05 + 0.6) / 3 beats I-LOC (0.1 + 0.8 + 0.1) / 3.
+    close(word(Aggregation::Average), 2, 1.0 / 3.0);
+    // Majority (one vote each: B-PER, I-LOC, O): the first piece's, scored by its mean.
+    close(word(Aggregation::Majority), 3, (0.5 + 0.05 + 0.1) / 3.0);
+    // Labels are one-hot scores: a majority scores its share of the votes; Max needs scores.
+    let labels = [0, 2, 2, 0, 0];
+    let lp = TokenPredictions::Labels(&labels);
+    let w = stitch_scored(&first, &[(&example, lp)], Aggregation::Majority).unwrap()[0].unwrap();
+    close(w, 2, 2.0 / 3.0);
+    assert!(stitch_scored(&first, &[(&example, lp)], Aggregation::Max).is_err());
 }
 
 #[test]

@@ -260,7 +260,9 @@ impl NerPipeline {
                 k += 1;
             }
             let predicted = self.decoder.sentence(&windows)?;
-            out[text] = self.decoder.entities(texts[text], &words[text], &predicted)?;
+            out[text] = self
+                .decoder
+                .entities(texts[text], &words[text], &predicted)?;
         }
         Ok(out)
     }

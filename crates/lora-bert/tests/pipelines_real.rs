@@ -8,10 +8,10 @@ use std::sync::Arc;
 use lora_bert::adapters::{AdaptedModel, Lora};
 use lora_bert::apps::entity_spans;
 use lora_bert::assets::{self, AssetCache};
+use lora_bert::data::LabelVocab;
 use lora_bert::data::align::LabelAlignment;
 use lora_bert::data::registry;
 use lora_bert::data::token::encode_tagged;
-use lora_bert::data::LabelVocab;
 use lora_bert::encoder::tokenizer::{BertTokenizer, LengthPolicy};
 use lora_bert::pipelines::{ClassifierPipeline, NerPipeline};
 use lora_bert::runtime::Runtime;
@@ -185,5 +185,9 @@ fn wnut16_test_entities_served_are_the_ones_evaluation_scores() {
         total += got.len();
     }
     assert_eq!(report.found, total, "the entities evaluation counted");
-    assert!(total > 100, "only {total} entities in {} sentences", test.len());
+    assert!(
+        total > 100,
+        "only {total} entities in {} sentences",
+        test.len()
+    );
 }

@@ -14,7 +14,7 @@ use lora_bert::data::token::{TokenExample, encode_tagged};
 use lora_bert::data::{LabelVocab, Scheme, TaggedSentence};
 use lora_bert::encoder::tokenizer::{BertTokenizer, LengthPolicy};
 use lora_bert::metrics::chunks::chunks_of;
-use lora_bert::pipelines::{ClassifierPipeline, NerPipeline, Aggregation};
+use lora_bert::pipelines::{Aggregation, ClassifierPipeline, NerPipeline};
 use lora_bert::runtime::{Logits, Row, Runtime};
 use lora_bert::train::finetune::{TokenEvalOptions, entity_report, stitch_word_ids, word_tags};
 use lora_bert::train::{
@@ -621,8 +621,10 @@ fn a_window_cuts_a_word(examples: &[TokenExample]) -> bool {
     examples.windows(2).any(|pair| {
         let (a, b) = (&pair[0], &pair[1]);
         let content = a.token_word.iter().flatten().count();
-        let (Some(&last), true) = (a.token_word.iter().flatten().last(), a.sentence == b.sentence)
-        else {
+        let (Some(&last), true) = (
+            a.token_word.iter().flatten().last(),
+            a.sentence == b.sentence,
+        ) else {
             return false;
         };
         let a_end = a.token_start + content;
@@ -642,9 +644,15 @@ fn the_ner_pipeline_serves_the_entities_evaluation_scores_in_every_scheme() {
     let dir = tempfile::tempdir().unwrap();
     let tok = tokenizer(dir.path(), 8).with_length_policy(LengthPolicy::Window { stride: 2 });
     let sentences: Vec<Vec<&str>> = vec![
-        "anna met bob in paris , the cats sat on the big mat .".split(' ').collect(),
-        "new york is big , running cats sat on mats in paris".split(' ').collect(),
-        "cats running mats sating cats running mats".split(' ').collect(),
+        "anna met bob in paris , the cats sat on the big mat ."
+            .split(' ')
+            .collect(),
+        "new york is big , running cats sat on mats in paris"
+            .split(' ')
+            .collect(),
+        "cats running mats sating cats running mats"
+            .split(' ')
+            .collect(),
         vec!["bob"],
     ];
     let gold: Vec<TaggedSentence> = sentences
