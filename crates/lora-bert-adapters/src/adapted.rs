@@ -200,6 +200,32 @@ impl<S: Adapter<Config = C>, C: AdapterConfig> AdaptedModel<S, C> {
         Ok(id)
     }
 
+    /// Adds group `to` as a copy of group `from`: the same configuration, sites and weights in
+    /// new parameters (training one leaves the other as it is), trainable. A task's group
+    /// starts this way from its family's group.
+    ///
+    /// # Errors
+    ///
+    /// [`AdapterError::UnknownGroup`] for `from`, [`AdapterError::DuplicateGroup`] for `to`,
+    /// [`AdapterError::Merged`] while a group is merged.
+    pub fn copy_group(&mut self, from: &str, to: &str) -> Result<usize, AdapterError> {
+        let source = self.group_id(from)?;
+        let info = self.group(from)?;
+        let (config, sites) = (info.config.clone(), info.sites.clone());
+        let (id, _, _) = self.prepare(to, &config)?;
+        for (site, projection) in self.model.projections_mut() {
+            if sites.contains(&site)
+                && let Some(module) = projection.adapter.get(source).cloned()
+            {
+                projection
+                    .adapter
+                    .set(id, Some(module.map(&mut FreshParams)));
+            }
+        }
+        self.register(id, to, config, sites);
+        Ok(id)
+    }
+
     /// Loads group `name` from a PEFT-layout directory (`adapter_config.json`,
     /// `adapter_model.safetensors`). Every tensor must fit the model and be used.
     pub fn load_group(&mut self, name: &str, dir: impl AsRef<Path>) -> Result<usize, AdapterError> {
@@ -595,6 +621,16 @@ impl ModuleMapper for RequireGrad {
         } else {
             param.set_require_grad(self.value)
         }
+    }
+}
+
+/// Gives every float parameter a new id (and so its own optimizer state and gradients),
+/// keeping its value, trainable.
+struct FreshParams;
+
+impl ModuleMapper for FreshParams {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        Param::from_tensor(param.val().detach())
     }
 }
 

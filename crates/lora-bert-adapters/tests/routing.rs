@@ -246,3 +246,100 @@ fn ia3_groups_route_like_lora_groups() {
     }
     assert!(max_diff(&a, &base) > 1e-2 && max_diff(&a, &b) > 1e-2);
 }
+
+/// A copied group computes what its source computes, in parameters of its own: changing the
+/// copy's weights leaves the source as it was. For LoRA and IA³ alike.
+#[test]
+fn a_copied_group_routes_like_its_source_in_its_own_parameters() {
+    use burn::module::{Module, ModuleVisitor, Param, ParamId};
+    use burn::tensor::Tensor;
+
+    #[derive(Default)]
+    struct Ids(Vec<ParamId>);
+    impl ModuleVisitor for Ids {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0.push(param.id);
+        }
+    }
+    fn ids<M: Module>(m: &M) -> Vec<ParamId> {
+        let mut v = Ids::default();
+        m.visit(&mut v);
+        v.0
+    }
+
+    let device = cpu();
+    let mut lora = AdaptedModel::<Lora>::new(minilm(&device));
+    let input = batch(lora.config(), &device);
+    lora.add_group(
+        "family",
+        LoraConfig::new(
+            4,
+            Targets::new(["query", "value"]).layers(Layers::Only(vec![4, 5])),
+        ),
+    )
+    .unwrap();
+    // A fresh LoRA group is the identity (B = 0): give B values so the copy has something to
+    // carry.
+    for (_, projection) in lora.model.projections_mut() {
+        if let Some(m) = projection.adapter.slots.get_mut(0).and_then(Option::as_mut) {
+            let b = m.b.val();
+            m.b = Param::from_tensor(b.ones_like() * 0.05);
+        }
+    }
+    let copy = lora.copy_group("family", "task").unwrap();
+    assert_eq!(
+        lora.group("task").unwrap().sites,
+        lora.group("family").unwrap().sites
+    );
+    let out = |m: &AdaptedModel<Lora>, g: &str| {
+        last_hidden(&m.forward(&input, &m.route(g).unwrap()).unwrap())
+    };
+    let (family, task) = (out(&lora, "family"), out(&lora, "task"));
+    assert!(max_diff(&family, &task) < 1e-6);
+    assert!(
+        max_diff(
+            &family,
+            &last_hidden(&lora.forward(&input, &Route::Base).unwrap())
+        ) > 1e-3
+    );
+    for (_, projection) in lora.model.projections() {
+        if let (Some(a), Some(b)) = (projection.adapter.get(0), projection.adapter.get(copy)) {
+            let (a, b) = (ids(a), ids(b));
+            assert!(
+                a.iter().all(|id| !b.contains(id)),
+                "the copy shares a parameter"
+            );
+        }
+    }
+    // Changing the copy leaves the source as it was.
+    for (_, projection) in lora.model.projections_mut() {
+        if let Some(m) = projection
+            .adapter
+            .slots
+            .get_mut(copy)
+            .and_then(Option::as_mut)
+        {
+            m.b = Param::from_tensor(m.b.val() * 3.0);
+        }
+    }
+    assert!(max_diff(&family, &out(&lora, "family")) < 1e-6);
+    assert!(max_diff(&family, &out(&lora, "task")) > 1e-3);
+
+    // IA³, and the errors.
+    let mut ia3 = AdaptedModel::<Ia3>::new(minilm(&device));
+    ia3.add_group("family", Ia3Config::new(Targets::new(["key", "value"])))
+        .unwrap();
+    ia3.copy_group("family", "task").unwrap();
+    assert_eq!(
+        ia3.group("task").unwrap().config,
+        ia3.group("family").unwrap().config
+    );
+    assert!(matches!(
+        ia3.copy_group("nope", "x"),
+        Err(AdapterError::UnknownGroup { .. })
+    ));
+    assert!(matches!(
+        ia3.copy_group("family", "task"),
+        Err(AdapterError::DuplicateGroup { .. })
+    ));
+}

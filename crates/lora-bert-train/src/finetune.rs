@@ -57,17 +57,14 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use lora_bert_adapters::peft::PEFT_PREFIX;
-use lora_bert_adapters::{AdaptedModel, Layers, Lora, LoraConfig, Targets, TensorFile};
+use lora_bert_adapters::{AdaptedModel, Layers, Lora, LoraConfig, Targets};
 use lora_bert_apps::TokenDecoder;
 use lora_bert_data::align::{Aggregation, LabelAlignment};
 use lora_bert_data::batch::{BatchConfig, BatchPlan, EncodedRows, EncodedTexts};
 use lora_bert_data::token::{TokenBatch, TokenExample};
 use lora_bert_data::{LabelVocab, TaggedSentence};
-use lora_bert_encoder::checkpoint::f32_bytes;
 use lora_bert_encoder::{BertInput, BertModel, Route};
 use lora_bert_metrics::{ClassificationReport, NerReport};
-use safetensors::Dtype;
 use serde::{Deserialize, Serialize};
 
 use crate::error::io_err;
@@ -266,40 +263,6 @@ impl FineTuneConfig {
 // ---------------------------------------------------------------------------------------------
 // Setting the model up
 
-/// Copies group `from` of `model` under the name `to`: same configuration, same weights (new
-/// parameters, so training one leaves the other as it is).
-///
-/// # Errors
-///
-/// [`TrainError::Adapter`] when `from` is unknown or `to` exists.
-pub fn copy_group(model: &mut AdaptedModel<Lora>, from: &str, to: &str) -> Result<()> {
-    let id = model.group_id(from)?;
-    let config = model.group(from)?.config.clone();
-    let mut data: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    for (site, projection) in model.model.projections() {
-        let Some(adapter) = projection.adapter.get(id) else {
-            continue;
-        };
-        for (suffix, tensor) in lora_bert_adapters::Adapter::tensors(adapter) {
-            let name = format!("{PEFT_PREFIX}{}.{suffix}", site.hf_path());
-            let shape = tensor.dims().to_vec();
-            let values = host_values(tensor, "group weights")?;
-            data.push((name, shape, f32_bytes(&values)));
-        }
-    }
-    let path = PathBuf::from(format!("<copy of group `{from}`>"));
-    let mut views = Vec::with_capacity(data.len());
-    for (name, shape, bytes) in &data {
-        let view = safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), bytes)
-            .map_err(|e| format_error(&path, e))?;
-        views.push((name.as_str(), view));
-    }
-    let bytes = safetensors::serialize(views, None).map_err(|e| format_error(&path, e))?;
-    let file = TensorFile::parse(path, &bytes)?;
-    model.load_group_from(to, config, file)?;
-    Ok(())
-}
-
 /// Sets `model` up for `setup` (see the [module docs](self)): adds or copies the task's group
 /// and freezes what the mode does not train.
 fn prepare(
@@ -321,7 +284,7 @@ fn prepare(
     let task = setup.task.as_str();
     let group = match (&setup.init_group, setup.mode) {
         (Some(family), mode) => {
-            copy_group(&mut model, family, task)?;
+            model.copy_group(family, task)?;
             model.set_group_trainable(task, mode != FineTuneMode::HeadOnly)?;
             Some(task.to_owned())
         }
