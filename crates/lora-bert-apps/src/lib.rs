@@ -1,5 +1,8 @@
 //! Apps of lora-bert: what fine-tuning scores and what serving answers, in one place.
 //!
+//! - [`heads`]: the task heads on the encoder's states (token and sequence classification,
+//!   and the projection of contrastive training) and their files; [`pooling`]: how states
+//!   become one vector per text or per word.
 //! - [`decode`]: the one path from a token classifier's logits to word labels to entities
 //!   with character offsets ([`TokenDecoder`]), and the entity scores of evaluation read the
 //!   same way ([`entity_report`]). Fine-tuning's evaluation and the facade's `NerPipeline`
@@ -11,6 +14,8 @@
 
 pub mod decode;
 mod error;
+pub mod heads;
+pub mod pooling;
 
 pub use decode::{Entity, TokenDecoder, entity_report, entity_spans, is_entity_tag};
 pub use error::{AppError, Result};

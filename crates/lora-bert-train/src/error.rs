@@ -111,9 +111,35 @@ pub enum TrainError {
     /// Scoring predictions failed (gold and predicted sequences that do not match up).
     #[error(transparent)]
     Metrics(#[from] MetricsError),
-    /// Reading predictions back to words and entities failed (the apps crate's decoding).
+    /// An error of the apps crate that has no counterpart here.
     #[error(transparent)]
-    App(#[from] lora_bert_apps::AppError),
+    App(lora_bert_apps::AppError),
+}
+
+impl From<lora_bert_apps::AppError> for TrainError {
+    /// The apps crate's errors (heads, pooling, decoding) as the variants of this crate that
+    /// say the same, so that a caller matches one `TrainError::Format` whichever crate read
+    /// the file.
+    fn from(e: lora_bert_apps::AppError) -> Self {
+        use lora_bert_apps::AppError as A;
+        match e {
+            A::Io { path, source } => TrainError::Io { path, source },
+            A::Format { path, message } => TrainError::Format { path, message },
+            A::Shape {
+                what,
+                expected,
+                found,
+            } => TrainError::Shape {
+                what,
+                expected,
+                found,
+            },
+            A::InvalidArgument { what, message } => TrainError::InvalidArgument { what, message },
+            A::Data(e) => TrainError::Data(e),
+            A::Metrics(e) => TrainError::Metrics(e),
+            other => TrainError::App(other),
+        }
+    }
 }
 
 /// `map_err` helper for I/O errors on `path`.

@@ -364,7 +364,7 @@ impl TokenClassifier {
     /// [`TrainError::Adapter`] for a route to an unknown group or a bad input.
     pub fn forward(&self, input: &BertInput, route: &Route) -> Result<Tensor<3>> {
         let out = self.model.forward(input, route)?;
-        self.head.forward(out.last_hidden_state)
+        Ok(self.head.forward(out.last_hidden_state)?)
     }
 
     /// Saves the app into `dir` (see the [module docs](self)).
@@ -376,7 +376,9 @@ impl TokenClassifier {
     /// cannot be written.
     pub fn save(&self, dir: impl AsRef<Path>, labels: &LabelVocab) -> Result<()> {
         let dir = dir.as_ref();
-        save_parts(dir, &self.model, &self.app, || self.head.save(dir, labels))?;
+        save_parts(dir, &self.model, &self.app, || {
+            Ok(self.head.save(dir, labels)?)
+        })?;
         write_app(dir, AppKind::TokenClassification, &self.app)
     }
 
@@ -445,8 +447,9 @@ impl TextClassifier {
     /// [`TrainError::Adapter`] for a route to an unknown group or a bad input.
     pub fn forward(&self, input: &BertInput, route: &Route) -> Result<Tensor<2>> {
         let out = self.model.forward(input, route)?;
-        self.head
-            .forward(out.last_hidden_state, input.attention_mask.clone())
+        Ok(self
+            .head
+            .forward(out.last_hidden_state, input.attention_mask.clone())?)
     }
 
     /// Saves the app into `dir`; see [`TokenClassifier::save`].
@@ -456,7 +459,9 @@ impl TextClassifier {
     /// As [`TokenClassifier::save`].
     pub fn save(&self, dir: impl AsRef<Path>, labels: &LabelVocab) -> Result<()> {
         let dir = dir.as_ref();
-        save_parts(dir, &self.model, &self.app, || self.head.save(dir, labels))?;
+        save_parts(dir, &self.model, &self.app, || {
+            Ok(self.head.save(dir, labels)?)
+        })?;
         write_app(dir, AppKind::SequenceClassification, &self.app)
     }
 

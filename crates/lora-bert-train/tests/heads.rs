@@ -6,6 +6,7 @@ use std::path::Path;
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use lora_bert_apps::AppError;
 use lora_bert_data::LabelVocab;
 use lora_bert_data::batch::{InputBatch, PairBatch, TextBatch};
 use lora_bert_data::token::{TokenBatch, TokenExample};
@@ -111,7 +112,7 @@ fn mean_pooling_averages_real_tokens_only() {
         .pool(hidden, mask(&[1; 6], [2, 3], &dev))
         .unwrap_err();
     match err {
-        TrainError::Shape {
+        AppError::Shape {
             expected, found, ..
         } => {
             assert_eq!((expected, found), (vec![2, 4], vec![2, 3]));
@@ -189,16 +190,16 @@ fn word_map_errors_and_examples() {
     let dev = cpu();
     assert!(matches!(
         WordMap::new(&[vec![None, Some(0), None]], 2),
-        Err(TrainError::Shape { .. })
+        Err(AppError::Shape { .. })
     ));
     assert!(matches!(
         WordMap::new::<Vec<Option<usize>>>(&[], 4),
-        Err(TrainError::InvalidArgument { .. })
+        Err(AppError::InvalidArgument { .. })
     ));
     // A broken map (words 0 and 1000 in a row of 2 tokens) is refused, not allocated.
     assert!(matches!(
         WordMap::new(&[vec![Some(0), Some(1000)]], 4),
-        Err(TrainError::InvalidArgument {
+        Err(AppError::InvalidArgument {
             what: "word map",
             ..
         })
@@ -210,7 +211,7 @@ fn word_map_errors_and_examples() {
     // States that do not fit the map.
     let err = word_pool(Tensor::zeros([2, 3, 4], &dev), &map, WordPooling::Mean).unwrap_err();
     match err {
-        TrainError::Shape {
+        AppError::Shape {
             expected, found, ..
         } => {
             assert_eq!((expected, found), (vec![2, 2], vec![2, 3]));
@@ -406,7 +407,7 @@ fn heads_have_the_right_shapes() {
     // Wrong widths.
     let narrow = random_hidden([3, 5, 8], 2, &dev);
     match token.forward(narrow.clone()).unwrap_err() {
-        TrainError::Shape {
+        AppError::Shape {
             expected, found, ..
         } => {
             assert_eq!((expected, found), (vec![3, 5, 16], vec![3, 5, 8]));
@@ -420,8 +421,8 @@ fn heads_have_the_right_shapes() {
 #[test]
 fn bad_configs_are_refused() {
     let dev = cpu();
-    let refused = |r: Result<_, TrainError>, name: &str| match r {
-        Err(TrainError::InvalidArgument { what, .. }) => assert_eq!(what, name),
+    let refused = |r: Result<_, AppError>, name: &str| match r {
+        Err(AppError::InvalidArgument { what, .. }) => assert_eq!(what, name),
         Err(other) => panic!("{other}"),
         Ok(_) => panic!("accepted a bad {name}"),
     };
@@ -592,7 +593,7 @@ fn load_reports_what_is_wrong() {
         ],
     );
     match load(dir.path()).unwrap_err() {
-        TrainError::Shape {
+        AppError::Shape {
             what,
             expected,
             found,
@@ -614,7 +615,7 @@ fn load_reports_what_is_wrong() {
         ],
     );
     match load(dir.path()).unwrap_err() {
-        TrainError::Format { path, message } => {
+        AppError::Format { path, message } => {
             assert!(path.ends_with(WEIGHTS_FILE));
             assert!(message.contains("non-finite") && message.contains("classifier.weight"));
         }
@@ -627,7 +628,7 @@ fn load_reports_what_is_wrong() {
         &[("classifier.weight", vec![5, 16], vec![0.0; 80])],
     );
     assert!(
-        matches!(load(dir.path()), Err(TrainError::Format { message, .. }) if message.contains("missing tensor `classifier.bias`"))
+        matches!(load(dir.path()), Err(AppError::Format { message, .. }) if message.contains("missing tensor `classifier.bias`"))
     );
     write_weights(
         dir.path(),
@@ -638,14 +639,14 @@ fn load_reports_what_is_wrong() {
         ],
     );
     assert!(
-        matches!(load(dir.path()), Err(TrainError::Format { message, .. }) if message.contains("pooler.dense.bias"))
+        matches!(load(dir.path()), Err(AppError::Format { message, .. }) if message.contains("pooler.dense.bias"))
     );
 
     // Corrupt weights file.
     std::fs::write(dir.path().join(WEIGHTS_FILE), b"\x08\0\0\0\0\0\0\0not json").unwrap();
     assert!(matches!(
         load(dir.path()),
-        Err(TrainError::Format { message, .. }) if message.contains("safetensors")
+        Err(AppError::Format { message, .. }) if message.contains("safetensors")
     ));
 
     // Label count != num_labels.
@@ -656,7 +657,7 @@ fn load_reports_what_is_wrong() {
         .save(dir.path().join(LABELS_FILE))
         .unwrap();
     match load(dir.path()).unwrap_err() {
-        TrainError::Format { path, message } => {
+        AppError::Format { path, message } => {
             assert!(path.ends_with(LABELS_FILE));
             assert!(
                 message.contains("3 labels") && message.contains("5"),
@@ -671,11 +672,11 @@ fn load_reports_what_is_wrong() {
     token_head_saved(dir.path());
     std::fs::remove_file(dir.path().join(WEIGHTS_FILE)).unwrap();
     assert!(
-        matches!(load(dir.path()), Err(TrainError::Io { path, .. }) if path.ends_with(WEIGHTS_FILE))
+        matches!(load(dir.path()), Err(AppError::Io { path, .. }) if path.ends_with(WEIGHTS_FILE))
     );
     assert!(matches!(
         load(&dir.path().join("nowhere")),
-        Err(TrainError::Io { .. })
+        Err(AppError::Io { .. })
     ));
 
     // Corrupt config, and a config of another kind of head.
@@ -686,7 +687,7 @@ fn load_reports_what_is_wrong() {
         "{\"head\": \"token_classification\"",
     )
     .unwrap();
-    assert!(matches!(load(dir.path()), Err(TrainError::Format { .. })));
+    assert!(matches!(load(dir.path()), Err(AppError::Format { .. })));
     let dir = tempfile::tempdir().unwrap();
     ProjectionHeadConfig::new(16)
         .init(&dev)
@@ -694,7 +695,7 @@ fn load_reports_what_is_wrong() {
         .save(dir.path())
         .unwrap();
     assert!(
-        matches!(load(dir.path()), Err(TrainError::Format { message, .. }) if message.contains("projection"))
+        matches!(load(dir.path()), Err(AppError::Format { message, .. }) if message.contains("projection"))
     );
 
     // Saving with a vocabulary that does not fit.
@@ -704,7 +705,7 @@ fn load_reports_what_is_wrong() {
     let vocab = LabelVocab::from_labels(["a", "b"]).unwrap();
     assert!(matches!(
         head.save(tempfile::tempdir().unwrap().path(), &vocab),
-        Err(TrainError::InvalidArgument { what: "labels", .. })
+        Err(AppError::InvalidArgument { what: "labels", .. })
     ));
 }
 

@@ -72,7 +72,7 @@ impl<E: TeacherEncoder + Module + ModuleDisplay> Tagger<E> {
         let hidden = self
             .encoder
             .states(rows, TeacherLayer::Last, &Route::Base, device)?;
-        self.head.forward(hidden)
+        Ok(self.head.forward(hidden)?)
     }
 }
 
@@ -116,7 +116,7 @@ impl<E: TeacherEncoder + Module + ModuleDisplay> TeacherEncoder for Tagger<E> {
             });
         }
         let hidden = self.encoder.states(rows, layer, route, device)?;
-        self.head.forward(hidden)
+        Ok(self.head.forward(hidden)?)
     }
 }
 

@@ -8,7 +8,7 @@ use lora_bert_data::token::TokenExample;
 use lora_bert_encoder::mean_pool;
 use serde::{Deserialize, Serialize};
 
-use crate::{Result, TrainError};
+use crate::{AppError, Result};
 
 /// How a sequence's token states `[B, S, H]` become one vector `[B, H]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -29,7 +29,7 @@ impl Pooling {
     /// ```
     /// use burn::tensor::{Int, Tensor, TensorData};
     /// use lora_bert_encoder::device;
-    /// use lora_bert_train::pooling::Pooling;
+    /// use lora_bert_apps::pooling::Pooling;
     ///
     /// let cpu = device::device(device::Backend::default_cpu()?)?;
     /// let hidden = Tensor::<3>::from_data(TensorData::new(vec![1.0f32, 3.0, 8.0], [1, 3, 1]), &cpu);
@@ -43,12 +43,12 @@ impl Pooling {
     ///
     /// # Errors
     ///
-    /// [`TrainError::Shape`] when the mask is not `[B, S]` or the sequence is empty.
+    /// [`AppError::Shape`] when the mask is not `[B, S]` or the sequence is empty.
     pub fn pool(self, hidden: Tensor<3>, attention_mask: Tensor<2, Int>) -> Result<Tensor<2>> {
         let [batch, seq_len, width] = hidden.dims();
         let mask_dims = attention_mask.dims();
         if mask_dims != [batch, seq_len] || seq_len == 0 {
-            return Err(TrainError::Shape {
+            return Err(AppError::Shape {
                 what: "attention mask vs hidden states [B, S, H] (pooling)".into(),
                 expected: vec![batch, seq_len],
                 found: mask_dims.to_vec(),
@@ -99,12 +99,12 @@ impl WordMap {
     ///
     /// # Errors
     ///
-    /// [`TrainError::InvalidArgument`] for no row, `seq_len` 0, or a row whose words span more
-    /// than `2 × seq_len` columns (a broken map); [`TrainError::Shape`] for a row longer than
+    /// [`AppError::InvalidArgument`] for no row, `seq_len` 0, or a row whose words span more
+    /// than `2 × seq_len` columns (a broken map); [`AppError::Shape`] for a row longer than
     /// `seq_len`.
     pub fn new<R: AsRef<[Option<usize>]>>(rows: &[R], seq_len: usize) -> Result<Self> {
         if rows.is_empty() || seq_len == 0 {
-            return Err(TrainError::InvalidArgument {
+            return Err(AppError::InvalidArgument {
                 what: "word map",
                 message: format!("{} rows of {seq_len} tokens", rows.len()),
             });
@@ -115,7 +115,7 @@ impl WordMap {
         for (b, row) in rows.iter().enumerate() {
             let row = row.as_ref();
             if row.len() > seq_len {
-                return Err(TrainError::Shape {
+                return Err(AppError::Shape {
                     what: format!("token→word map of row {b} vs the padded sequence length"),
                     expected: vec![seq_len],
                     found: vec![row.len()],
@@ -134,7 +134,7 @@ impl WordMap {
             // Every word of a row has a token except the rare word that tokenizes to nothing,
             // so a span far wider than the row is a broken map, not a sentence.
             if n > 2 * seq_len {
-                return Err(TrainError::InvalidArgument {
+                return Err(AppError::InvalidArgument {
                     what: "word map",
                     message: format!(
                         "row {b} spans words {first}..={last} with {} tokens: not a \
@@ -254,7 +254,7 @@ pub struct PooledWords {
 /// ```
 /// use burn::tensor::{Tensor, TensorData};
 /// use lora_bert_encoder::device;
-/// use lora_bert_train::pooling::{WordMap, WordPooling, word_pool};
+/// use lora_bert_apps::pooling::{WordMap, WordPooling, word_pool};
 ///
 /// let cpu = device::device(device::Backend::default_cpu()?)?;
 /// // [CLS] new york ##er [SEP]: word 0 = "new", word 1 = "york ##er".
@@ -267,12 +267,12 @@ pub struct PooledWords {
 ///
 /// # Errors
 ///
-/// [`TrainError::Shape`] when `states` is not `[B, S, H]` for the map's `B` and `S`.
+/// [`AppError::Shape`] when `states` is not `[B, S, H]` for the map's `B` and `S`.
 pub fn word_pool(states: Tensor<3>, map: &WordMap, mode: WordPooling) -> Result<PooledWords> {
     let [batch, seq_len, _] = states.dims();
     let [rows, width] = map.shape();
     if [batch, seq_len] != [rows, map.seq_len] {
-        return Err(TrainError::Shape {
+        return Err(AppError::Shape {
             what: "token states [B, S, H] vs word map [B, S] (word pooling)".into(),
             expected: vec![rows, map.seq_len],
             found: vec![batch, seq_len],

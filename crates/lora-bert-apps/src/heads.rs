@@ -17,7 +17,7 @@
 //! use burn::tensor::Tensor;
 //! use lora_bert_data::LabelVocab;
 //! use lora_bert_encoder::device;
-//! use lora_bert_train::heads::{TokenClassificationHead, TokenClassificationHeadConfig};
+//! use lora_bert_apps::heads::{TokenClassificationHead, TokenClassificationHeadConfig};
 //!
 //! let cpu = device::device(device::Backend::default_cpu()?)?;
 //! let vocab = LabelVocab::from_tags(["O", "B-PER", "I-PER"])?;
@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{io_err, write_atomic};
 use crate::pooling::Pooling;
-use crate::{Result, TrainError};
+use crate::{AppError, Result};
 
 /// The config file of a saved head.
 pub const CONFIG_FILE: &str = "head_config.json";
@@ -148,7 +148,7 @@ fn check_width(what: &str, dims: &[usize], expected: usize) -> Result<()> {
         if let Some(last) = want.last_mut() {
             *last = expected;
         }
-        return Err(TrainError::Shape {
+        return Err(AppError::Shape {
             what: what.into(),
             expected: want,
             found: dims.to_vec(),
@@ -159,13 +159,13 @@ fn check_width(what: &str, dims: &[usize], expected: usize) -> Result<()> {
 
 fn check_common(hidden_size: usize, dropout: f64) -> Result<()> {
     if hidden_size == 0 {
-        return Err(TrainError::InvalidArgument {
+        return Err(AppError::InvalidArgument {
             what: "hidden_size",
             message: "must be at least 1".into(),
         });
     }
     if !dropout.is_finite() || !(0.0..1.0).contains(&dropout) {
-        return Err(TrainError::InvalidArgument {
+        return Err(AppError::InvalidArgument {
             what: "dropout",
             message: format!("must be in [0, 1), got {dropout}"),
         });
@@ -175,7 +175,7 @@ fn check_common(hidden_size: usize, dropout: f64) -> Result<()> {
 
 fn check_labels(num_labels: usize) -> Result<()> {
     if num_labels == 0 {
-        return Err(TrainError::InvalidArgument {
+        return Err(AppError::InvalidArgument {
             what: "num_labels",
             message: "must be at least 1".into(),
         });
@@ -185,7 +185,7 @@ fn check_labels(num_labels: usize) -> Result<()> {
 
 fn check_init_range(std: f64) -> Result<()> {
     if !std.is_finite() || std < 0.0 {
-        return Err(TrainError::InvalidArgument {
+        return Err(AppError::InvalidArgument {
             what: "initializer_range",
             message: format!("must be finite and >= 0, got {std}"),
         });
@@ -240,7 +240,7 @@ impl TokenClassificationHeadConfig {
     ///
     /// # Errors
     ///
-    /// [`TrainError::InvalidArgument`] for a zero width or class count, a dropout outside
+    /// [`AppError::InvalidArgument`] for a zero width or class count, a dropout outside
     /// `[0, 1)` or a negative initializer range.
     pub fn init(&self, device: &Device) -> Result<TokenClassificationHead> {
         self.validate()?;
@@ -274,7 +274,7 @@ impl TokenClassificationHead {
     ///
     /// # Errors
     ///
-    /// [`TrainError::Shape`] when the hidden width is not the head's.
+    /// [`AppError::Shape`] when the hidden width is not the head's.
     pub fn forward(&self, hidden: Tensor<3>) -> Result<Tensor<3>> {
         check_width(
             "hidden states [B, S, H] (token classification head)",
@@ -295,8 +295,8 @@ impl TokenClassificationHead {
     ///
     /// # Errors
     ///
-    /// [`TrainError::InvalidArgument`] when `labels` does not have `num_labels` labels;
-    /// [`TrainError::Io`] or [`TrainError::Data`] when a file cannot be written.
+    /// [`AppError::InvalidArgument`] when `labels` does not have `num_labels` labels;
+    /// [`AppError::Io`] or [`AppError::Data`] when a file cannot be written.
     pub fn save(&self, dir: impl AsRef<Path>, labels: &LabelVocab) -> Result<()> {
         save_head(
             dir.as_ref(),
@@ -310,11 +310,11 @@ impl TokenClassificationHead {
     ///
     /// # Errors
     ///
-    /// [`TrainError::Io`] for a missing or unreadable file; [`TrainError::Format`] for a
+    /// [`AppError::Io`] for a missing or unreadable file; [`AppError::Format`] for a
     /// malformed config, a config of another kind of head, a corrupt weights file, a missing,
     /// extra or non-finite tensor, or a label count other than `num_labels`;
-    /// [`TrainError::Shape`] naming the tensor whose shape does not fit the config;
-    /// [`TrainError::Data`] for a malformed `labels.json`.
+    /// [`AppError::Shape`] naming the tensor whose shape does not fit the config;
+    /// [`AppError::Data`] for a malformed `labels.json`.
     pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<(Self, LabelVocab)> {
         let dir = dir.as_ref();
         let (file, mut tensors) = load_head(dir)?;
@@ -434,7 +434,7 @@ impl SequenceClassificationHead {
     ///
     /// # Errors
     ///
-    /// [`TrainError::Shape`] when the hidden width is not the head's or the mask does not fit.
+    /// [`AppError::Shape`] when the hidden width is not the head's or the mask does not fit.
     pub fn forward(&self, hidden: Tensor<3>, attention_mask: Tensor<2, Int>) -> Result<Tensor<2>> {
         check_width(
             "hidden states [B, S, H] (sequence classification head)",
@@ -552,7 +552,7 @@ impl ProjectionHeadConfig {
     fn validate(&self) -> Result<()> {
         check_common(self.hidden_size, 0.0)?;
         if self.dim == Some(0) {
-            return Err(TrainError::InvalidArgument {
+            return Err(AppError::InvalidArgument {
                 what: "dim",
                 message: "must be at least 1".into(),
             });
@@ -564,7 +564,7 @@ impl ProjectionHeadConfig {
     ///
     /// # Errors
     ///
-    /// [`TrainError::InvalidArgument`] for a zero width or `dim`, or a negative initializer
+    /// [`AppError::InvalidArgument`] for a zero width or `dim`, or a negative initializer
     /// range.
     pub fn init(&self, device: &Device) -> Result<ProjectionHead> {
         self.validate()?;
@@ -579,7 +579,7 @@ impl ProjectionHeadConfig {
 
 /// Sentence embeddings for contrastive training: `dense(pool(hidden))`, or `pool(hidden)`
 /// without a projection, `[B, S, H] → [B, D]`. Not normalised: the contrastive loss
-/// normalises ([`info_nce`](crate::loss::info_nce)).
+/// normalises (`lora_bert_train::loss::info_nce`).
 #[derive(Module, Debug)]
 pub struct ProjectionHead {
     /// `hidden_size → dim`, when the config asks for one (saved as `dense.*`).
@@ -594,7 +594,7 @@ impl ProjectionHead {
     ///
     /// # Errors
     ///
-    /// [`TrainError::Shape`] when the hidden width is not the head's or the mask does not fit.
+    /// [`AppError::Shape`] when the hidden width is not the head's or the mask does not fit.
     pub fn forward(&self, hidden: Tensor<3>, attention_mask: Tensor<2, Int>) -> Result<Tensor<2>> {
         check_width(
             "hidden states [B, S, H] (projection head)",
@@ -609,7 +609,7 @@ impl ProjectionHead {
     ///
     /// # Errors
     ///
-    /// [`TrainError::Shape`] when the width is not the head's.
+    /// [`AppError::Shape`] when the width is not the head's.
     pub fn project(&self, pooled: Tensor<2>) -> Result<Tensor<2>> {
         check_width(
             "pooled vectors [B, H] (projection head)",
@@ -632,7 +632,7 @@ impl ProjectionHead {
     ///
     /// # Errors
     ///
-    /// [`TrainError::Io`] when a file cannot be written.
+    /// [`AppError::Io`] when a file cannot be written.
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
         let tensors = match &self.dense {
             Some(dense) => dense.tensors("dense")?,
@@ -697,15 +697,15 @@ impl HeadFile {
     }
 }
 
-fn wrong_kind(dir: &Path, file: &HeadFile, expected: &str) -> TrainError {
-    TrainError::Format {
+fn wrong_kind(dir: &Path, file: &HeadFile, expected: &str) -> AppError {
+    AppError::Format {
         path: dir.join(CONFIG_FILE),
         message: format!("holds a {} head, not a {expected} head", file.kind()),
     }
 }
 
-fn format_err(path: &Path, e: TrainError) -> TrainError {
-    TrainError::Format {
+fn format_err(path: &Path, e: AppError) -> AppError {
+    AppError::Format {
         path: path.to_path_buf(),
         message: e.to_string(),
     }
@@ -718,7 +718,7 @@ fn named<const D: usize>(name: String, tensor: Tensor<D>) -> Result<NamedTensor>
     let shape = tensor.dims().to_vec();
     let values = tensor
         .try_into_vec_as::<f32>()
-        .map_err(|e| TrainError::InvalidArgument {
+        .map_err(|e| AppError::InvalidArgument {
             what: "head weights",
             message: format!("cannot read `{name}` as f32: {e:?}"),
         })?;
@@ -734,7 +734,7 @@ fn save_head(
     if let Some((vocab, n)) = labels
         && vocab.len() != n
     {
-        return Err(TrainError::InvalidArgument {
+        return Err(AppError::InvalidArgument {
             what: "labels",
             message: format!("{} labels for a head of {n} classes", vocab.len()),
         });
@@ -765,8 +765,8 @@ fn save_head(
     write_atomic(&dir.join(CONFIG_FILE), &json)
 }
 
-fn invalid(what: &'static str, e: impl std::fmt::Display) -> TrainError {
-    TrainError::InvalidArgument {
+fn invalid(what: &'static str, e: impl std::fmt::Display) -> AppError {
+    AppError::InvalidArgument {
         what,
         message: e.to_string(),
     }
@@ -775,7 +775,7 @@ fn invalid(what: &'static str, e: impl std::fmt::Display) -> TrainError {
 fn load_head(dir: &Path) -> Result<(HeadFile, TensorFile)> {
     let config_path = dir.join(CONFIG_FILE);
     let text = std::fs::read_to_string(&config_path).map_err(io_err(&config_path))?;
-    let file: HeadFile = serde_json::from_str(&text).map_err(|e| TrainError::Format {
+    let file: HeadFile = serde_json::from_str(&text).map_err(|e| AppError::Format {
         path: config_path.clone(),
         message: e.to_string(),
     })?;
@@ -788,7 +788,7 @@ fn load_labels(dir: &Path, num_labels: usize) -> Result<LabelVocab> {
     let path = dir.join(LABELS_FILE);
     let vocab = LabelVocab::load(&path)?;
     if vocab.len() != num_labels {
-        return Err(TrainError::Format {
+        return Err(AppError::Format {
             path,
             message: format!(
                 "{} labels, but the head has num_labels = {num_labels}",
@@ -807,7 +807,7 @@ struct TensorFile {
 
 impl TensorFile {
     fn parse(bytes: &[u8], path: PathBuf) -> Result<Self> {
-        let file = SafeTensors::deserialize(bytes).map_err(|e| TrainError::Format {
+        let file = SafeTensors::deserialize(bytes).map_err(|e| AppError::Format {
             path: path.clone(),
             message: format!("not a valid safetensors file: {e}"),
         })?;
@@ -825,26 +825,23 @@ impl TensorFile {
 
     /// The values of tensor `name`, which must have shape `shape` and finite values.
     fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        let (found, dtype, data) = self
-            .tensors
-            .remove(name)
-            .ok_or_else(|| TrainError::Format {
-                path: self.path.clone(),
-                message: format!("missing tensor `{name}`"),
-            })?;
+        let (found, dtype, data) = self.tensors.remove(name).ok_or_else(|| AppError::Format {
+            path: self.path.clone(),
+            message: format!("missing tensor `{name}`"),
+        })?;
         if found != shape {
-            return Err(TrainError::Shape {
+            return Err(AppError::Shape {
                 what: format!("tensor `{name}` in {}", self.path.display()),
                 expected: shape.to_vec(),
                 found,
             });
         }
-        let values = decode_f32(dtype, &data).ok_or_else(|| TrainError::Format {
+        let values = decode_f32(dtype, &data).ok_or_else(|| AppError::Format {
             path: self.path.clone(),
             message: format!("tensor `{name}` has dtype {dtype:?}, expected a float dtype"),
         })?;
         if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            return Err(TrainError::Format {
+            return Err(AppError::Format {
                 path: self.path.clone(),
                 message: format!(
                     "tensor `{name}` has a non-finite value ({}) at flat index {i}",
@@ -861,7 +858,7 @@ impl TensorFile {
             return Ok(());
         }
         let names: Vec<&str> = self.tensors.keys().map(String::as_str).collect();
-        Err(TrainError::Format {
+        Err(AppError::Format {
             path: self.path,
             message: format!("unexpected tensors: {}", names.join(", ")),
         })
