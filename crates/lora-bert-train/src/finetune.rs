@@ -59,6 +59,10 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use lora_bert_adapters::{AdaptedModel, Layers, Lora, LoraConfig, Targets};
 use lora_bert_apps::TokenDecoder;
+pub use lora_bert_apps::manifest::{
+    APP_FILE, AppInfo, AppKind, AppManifest, BACKBONE_DIR, FineTuneMode, WordDecoding, read_app,
+    write_app,
+};
 use lora_bert_data::align::{Aggregation, LabelAlignment};
 use lora_bert_data::batch::{BatchConfig, BatchPlan, EncodedRows, EncodedTexts};
 use lora_bert_data::token::{TokenBatch, TokenExample};
@@ -76,24 +80,6 @@ use crate::input::{ToBertInput, class_labels, token_labels};
 use crate::loss::{CrossEntropy, cross_entropy, token_cross_entropy};
 use crate::pooling::Pooling;
 use crate::{FitReport, Result, TrainConfig, TrainError, Trainer};
-
-/// The file describing a saved app.
-pub const APP_FILE: &str = "app.json";
-/// The folder of a saved backbone ([`FineTuneMode::Full`] apps).
-pub const BACKBONE_DIR: &str = "backbone";
-
-/// Which parameters fine-tuning trains (see the [module docs](self) for the table).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FineTuneMode {
-    /// The head only; backbone (and the task's group, if copied from a family group) frozen.
-    HeadOnly,
-    /// The task's LoRA group and the head; backbone frozen.
-    #[default]
-    LoraHead,
-    /// Backbone, head (and the task's group, if copied from a family group).
-    Full,
-}
 
 /// The LoRA group [`FineTuneMode::LoraHead`] adds when none is given: `r = 8`,
 /// `lora_alpha = 16` (scaling 2), no dropout, on `query` and `value` of every layer.
@@ -138,17 +124,6 @@ impl AppSetup {
         self.init_group = Some(group.into());
         self
     }
-}
-
-/// What an app remembers about its setup (saved as `app.json`, beside a `kind`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AppInfo {
-    /// The task's name.
-    pub task: String,
-    /// The mode it was set up for.
-    pub mode: FineTuneMode,
-    /// The group the app routes through (`None`: the plain backbone).
-    pub group: Option<String>,
 }
 
 /// The dev metric of text classification.
@@ -295,14 +270,7 @@ fn prepare(
         (None, _) => None,
     };
     let model = model.with_backbone_trainable(setup.mode == FineTuneMode::Full);
-    Ok((
-        model,
-        AppInfo {
-            task: task.to_owned(),
-            mode: setup.mode,
-            group,
-        },
-    ))
+    Ok((model, AppInfo::new(task, setup.mode, group)))
 }
 
 fn route_of(model: &AdaptedModel<Lora>, app: &AppInfo) -> Result<Route> {
@@ -379,7 +347,7 @@ impl TokenClassifier {
         save_parts(dir, &self.model, &self.app, || {
             Ok(self.head.save(dir, labels)?)
         })?;
-        write_app(dir, AppKind::TokenClassification, &self.app)
+        Ok(write_app(dir, AppKind::TokenClassification, &self.app)?)
     }
 
     /// Loads an app saved by [`save`](Self::save) onto `model`, the base model the app was
@@ -462,7 +430,7 @@ impl TextClassifier {
         save_parts(dir, &self.model, &self.app, || {
             Ok(self.head.save(dir, labels)?)
         })?;
-        write_app(dir, AppKind::SequenceClassification, &self.app)
+        Ok(write_app(dir, AppKind::SequenceClassification, &self.app)?)
     }
 
     /// Loads an app saved by [`save`](Self::save); see [`TokenClassifier::load`].
@@ -494,42 +462,6 @@ fn check_hidden(model: &AdaptedModel<Lora>, head_width: usize) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // App files
 
-/// What an app classifies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AppKind {
-    /// Every token ([`TokenClassifier`]: NER, POS).
-    TokenClassification,
-    /// The whole text ([`TextClassifier`]).
-    SequenceClassification,
-}
-
-/// The contents of an app's `app.json` ([`read_app`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AppManifest {
-    /// What the app classifies.
-    pub kind: AppKind,
-    /// Its task, mode and group.
-    #[serde(flatten)]
-    pub app: AppInfo,
-    /// Whether the app brings its own backbone (a [`FineTuneMode::Full`] app).
-    pub backbone: bool,
-}
-
-/// Reads the `app.json` of an app directory written by [`TokenClassifier::save`] or
-/// [`TextClassifier::save`].
-///
-/// # Errors
-///
-/// [`TrainError::Io`] when the file cannot be read, [`TrainError::Format`] when it is not
-/// an app manifest.
-pub fn read_app(dir: impl AsRef<Path>) -> Result<AppManifest> {
-    let path = dir.as_ref().join(APP_FILE);
-    let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
-    serde_json::from_str(&text).map_err(|e| format_error(&path, e))
-}
-
 fn save_parts(
     dir: &Path,
     model: &AdaptedModel<Lora>,
@@ -548,19 +480,6 @@ fn save_parts(
             .map_err(|e| format_error(&path, e))?;
     }
     save_head()
-}
-
-fn write_app(dir: &Path, kind: AppKind, app: &AppInfo) -> Result<()> {
-    let file = AppManifest {
-        kind,
-        app: app.clone(),
-        backbone: app.mode == FineTuneMode::Full,
-    };
-    let path = dir.join(APP_FILE);
-    let mut json = serde_json::to_vec_pretty(&file).map_err(|e| format_error(&path, e))?;
-    json.push(b'\n');
-    lora_bert_encoder::checkpoint::write_atomically(&path, &json)
-        .map_err(|e| format_error(&path, e))
 }
 
 fn load_parts(
@@ -922,7 +841,12 @@ pub fn finetune_tokens(
     device.seed(config.seed);
     let head = TokenClassificationHeadConfig::new(model.config().hidden_size, vocab.len())
         .with_dropout(config.head_dropout);
-    let classifier = TokenClassifier::new(model, &config.app, &head)?;
+    let mut classifier = TokenClassifier::new(model, &config.app, &head)?;
+    // Saved with the app, so that serving reads words as this evaluation does.
+    classifier.app.decoding = Some(WordDecoding {
+        alignment: config.alignment,
+        aggregation: config.aggregation,
+    });
     let route = classifier.route()?;
     let batches = config.batches(train.iter().map(TokenExample::len).collect())?;
     let options = config.token_options(pad_id);

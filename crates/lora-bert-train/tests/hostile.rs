@@ -11,6 +11,7 @@ use std::sync::{Mutex, OnceLock};
 
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor, TensorData};
+use lora_bert_apps::AppError;
 use lora_bert_data::LabelVocab;
 use lora_bert_encoder::{BertConfig, BertModel, device};
 use lora_bert_testkit::alloc::{Counting, MIB, peak_of, serial};
@@ -506,7 +507,7 @@ proptest! {
                     serde_json::from_str(&serde_json::to_string(&app).unwrap()).unwrap();
                 prop_assert_eq!(again, app);
             }
-            Err(e) => prop_assert!(matches!(e, TrainError::Format { .. } | TrainError::Io { .. }), "{e:?}"),
+            Err(e) => prop_assert!(matches!(e, AppError::Format { .. } | AppError::Io { .. }), "{e:?}"),
         }
     }
 }
@@ -620,7 +621,7 @@ fn corpus_app_manifests() {
     ] {
         let err = read_app(corpus(&["app", name])).unwrap_err();
         assert!(
-            matches!(&err, TrainError::Format { path, .. } if path.ends_with("app.json")),
+            matches!(&err, AppError::Format { path, .. } if path.ends_with("app.json")),
             "{name}: {err:?}"
         );
     }

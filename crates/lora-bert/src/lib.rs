@@ -41,6 +41,7 @@ pub use lora_bert_encoder::{
     l2_normalize, mean_pool,
 };
 pub use lora_bert_metrics as metrics;
+#[cfg(feature = "train")]
 pub use lora_bert_train as train;
 
 mod embedder;
@@ -74,14 +75,16 @@ pub enum Error {
     /// An adapter could not be loaded or routed.
     #[error(transparent)]
     Adapter(#[from] lora_bert_adapters::AdapterError),
-    /// Logits could not be read back to words and entities.
+    /// An app's files (manifest, head, labels) could not be loaded, or logits could not be
+    /// read back to words and entities.
     #[error(transparent)]
     App(#[from] lora_bert_apps::AppError),
     /// Data error (word spans, encoding).
     #[error(transparent)]
     Data(#[from] lora_bert_data::DataError),
-    /// An app's files (manifest, head, labels) could not be loaded.
+    /// Training or fine-tuning failed (the `train` feature).
     #[error(transparent)]
+    #[cfg(feature = "train")]
     Train(#[from] lora_bert_train::TrainError),
     /// No app of that name is registered.
     #[error("no app `{0}` is registered")]

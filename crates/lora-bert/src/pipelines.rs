@@ -24,16 +24,16 @@
 use std::sync::Arc;
 
 use lora_bert_apps::decode::softmax;
+use lora_bert_apps::manifest::AppKind;
 use lora_bert_apps::{LabelAlignment, TokenDecoder, is_entity_tag};
 use lora_bert_data::LabelVocab;
 use lora_bert_data::align::split_words;
 use lora_bert_data::join_words;
 use lora_bert_data::token::{TokenExample, encode_words};
 use lora_bert_encoder::tokenizer::{BertTokenizer, LengthPolicy};
-use lora_bert_train::AppKind;
 
 use crate::Error;
-use crate::runtime::{Logits, Row, Runtime};
+use crate::runtime::{AppInfo, Logits, Row, Runtime};
 
 /// Rows per forward pass (default of both pipelines).
 pub const DEFAULT_BATCH_SIZE: usize = 32;
@@ -61,7 +61,7 @@ fn argmax(p: &[f32]) -> usize {
 }
 
 /// Checks that `app` is registered and classifies what the pipeline expects.
-fn check_app(runtime: &Runtime, app: &str, kind: AppKind) -> Result<Vec<String>, Error> {
+fn check_app(runtime: &Runtime, app: &str, kind: AppKind) -> Result<AppInfo, Error> {
     let info = runtime.app(app)?;
     if info.kind != kind {
         return Err(Error::InvalidInput(format!(
@@ -69,7 +69,7 @@ fn check_app(runtime: &Runtime, app: &str, kind: AppKind) -> Result<Vec<String>,
             info.kind
         )));
     }
-    Ok(info.labels)
+    Ok(info)
 }
 
 /// Runs `rows` through the runtime in batches of `batch_size` and returns their logits in the
@@ -98,13 +98,16 @@ fn run(runtime: &Runtime, rows: &[Row<'_>], batch_size: usize) -> Result<Vec<Log
 /// ([`split_words`]; or the caller's, with [`NerPipeline::predict_words`]). From the logits
 /// on, the path is the one fine-tuning's evaluation scores ([`TokenDecoder`]): each word is
 /// read from the window where it has the most context, its label from its pieces by an
-/// [`Aggregation`] (the first piece by default), and entities from the word labels as
+/// [`Aggregation`] (the one the app was scored with, as its manifest records; the first piece
+/// for apps that record none), and entities from the word labels as
 /// seqeval's default mode reads them, with BILOU's `L-`/`U-` as `E-`/`S-`.
 #[derive(Debug, Clone)]
 pub struct NerPipeline {
     runtime: Arc<Runtime>,
     app: String,
     decoder: TokenDecoder,
+    /// The label alignment the app was trained with.
+    alignment: LabelAlignment,
     tokenizer: BertTokenizer,
     batch_size: usize,
 }
@@ -118,7 +121,9 @@ impl NerPipeline {
     /// whose labels are not entity tags (`O` and `B-`/`I-`/`E-`/`S-`/`L-`/`U-` prefixed
     /// types, as a part-of-speech app's are not).
     pub fn new(runtime: Arc<Runtime>, app: &str, tokenizer: BertTokenizer) -> Result<Self, Error> {
-        let labels = check_app(&runtime, app, AppKind::TokenClassification)?;
+        let info = check_app(&runtime, app, AppKind::TokenClassification)?;
+        let decoding = info.decoding.unwrap_or_default();
+        let labels = info.labels;
         let not_tags: Vec<&str> = labels
             .iter()
             .map(String::as_str)
@@ -156,19 +161,17 @@ impl NerPipeline {
         Ok(Self {
             runtime,
             app: app.to_owned(),
-            decoder: TokenDecoder::new(vocab, LabelAlignment::FirstSubword, Aggregation::First),
+            decoder: TokenDecoder::new(vocab, decoding.alignment, decoding.aggregation),
+            alignment: decoding.alignment,
             tokenizer: tokenizer.allow_empty(true),
             batch_size: DEFAULT_BATCH_SIZE,
         })
     }
 
-    /// Reads word labels with `aggregation` instead of the first piece.
+    /// Reads word labels with `aggregation` instead of the one the app was scored with (its
+    /// manifest's; the first piece when it names none).
     pub fn with_aggregation(mut self, aggregation: Aggregation) -> Self {
-        self.decoder = TokenDecoder::new(
-            self.decoder.vocab().clone(),
-            LabelAlignment::FirstSubword,
-            aggregation,
-        );
+        self.decoder = TokenDecoder::new(self.decoder.vocab().clone(), self.alignment, aggregation);
         self
     }
 
@@ -287,7 +290,7 @@ impl ClassifierPipeline {
     ///
     /// [`Error::UnknownApp`]; [`Error::InvalidInput`] for an app that is not a text app.
     pub fn new(runtime: Arc<Runtime>, app: &str, tokenizer: BertTokenizer) -> Result<Self, Error> {
-        let labels = check_app(&runtime, app, AppKind::SequenceClassification)?;
+        let labels = check_app(&runtime, app, AppKind::SequenceClassification)?.labels;
         Ok(Self {
             runtime,
             app: app.to_owned(),

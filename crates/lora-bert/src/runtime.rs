@@ -1,8 +1,8 @@
 //! Many apps on one backbone: [`Runtime`].
 //!
 //! The backbone is loaded once. An *app* (a directory written by
-//! [`TokenClassifier::save`](lora_bert_train::TokenClassifier::save) or
-//! [`TextClassifier::save`](lora_bert_train::TextClassifier::save): its LoRA group in PEFT's
+//! `lora_bert::train::TokenClassifier::save` or
+//! `TextClassifier::save`: its LoRA group in PEFT's
 //! layout, its head and its labels) is registered under a name: its group joins the shared
 //! model's adapter bank (the backbone is neither reloaded nor copied) and its head is kept beside
 //! it. A batch may mix rows of several apps: one forward pass routes each row through its app's
@@ -37,8 +37,9 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use burn::module::Module;
 use burn::tensor::{Int, Tensor, TensorData};
 use lora_bert_adapters::{AdaptedModel, Lora};
+use lora_bert_apps::heads::{SequenceClassificationHead, TokenClassificationHead};
+use lora_bert_apps::manifest::{AppKind, WordDecoding, read_app};
 use lora_bert_encoder::{BertInput, BertModel, Device, NoAdapter};
-use lora_bert_train::{AppKind, SequenceClassificationHead, TokenClassificationHead, read_app};
 
 use crate::Error;
 
@@ -51,6 +52,9 @@ pub struct AppInfo {
     pub kind: AppKind,
     /// Its labels, in the order of its logits.
     pub labels: Vec<String>,
+    /// How a token app's word labels were read when it was scored (from its manifest;
+    /// `None`: first piece).
+    pub decoding: Option<WordDecoding>,
     /// Bytes of its own parameters (LoRA group and head, f32).
     pub bytes: usize,
     /// The directory it was loaded from.
@@ -194,7 +198,7 @@ impl Runtime {
     /// [`Error::InvalidInput`] for an empty name; [`Error::AppExists`] when the name is taken;
     /// [`Error::OwnBackbone`] for an app fine-tuned in full (it brings its own backbone);
     /// [`Error::Adapter`] for a group that does not fit the backbone (shape, layers);
-    /// [`Error::Train`] for a missing or malformed file; [`Error::HeadWidth`] for a head of
+    /// [`Error::App`] for a missing or malformed file (manifest, head, labels); [`Error::HeadWidth`] for a head of
     /// another hidden size. The runtime is unchanged after an error.
     pub fn register(&self, name: &str, dir: impl AsRef<Path>) -> Result<AppInfo, Error> {
         let dir = dir.as_ref();
@@ -260,6 +264,7 @@ impl Runtime {
             name: name.to_owned(),
             kind: manifest.kind,
             labels: labels.labels().to_vec(),
+            decoding: manifest.app.decoding,
             bytes: (group_params + head_params) * std::mem::size_of::<f32>(),
             dir: dir.to_path_buf(),
         };

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use burn::tensor::Tensor;
 use lora_bert::adapters::{AdaptedModel, Layers, Lora, LoraConfig, Targets};
-use lora_bert::apps::entity_spans;
+use lora_bert::apps::{AppError, entity_spans};
 use lora_bert::data::align::LabelAlignment;
 use lora_bert::data::scheme::{Span, encode};
 use lora_bert::data::token::{TokenExample, encode_tagged};
@@ -424,8 +424,33 @@ fn bad_input_is_a_typed_error() {
     ));
     assert!(matches!(
         runtime.register("missing", f.ner.join("nowhere")),
-        Err(Error::Train(_))
+        Err(Error::App(AppError::Io { .. }))
     ));
+    // Damaged copies of the NER app: each refused with an error naming the file at fault.
+    let damaged = |name: &str, file: &str, edit: &dyn Fn(Vec<u8>) -> Vec<u8>| {
+        let dir = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir(&f.ner).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+        let target = dir.path().join(file);
+        std::fs::write(&target, edit(std::fs::read(&target).unwrap())).unwrap();
+        match runtime.register(name, dir.path()) {
+            Err(Error::App(AppError::Format { path, .. })) => assert!(path.ends_with(file)),
+            other => panic!("{name}: {other:?}"),
+        }
+    };
+    damaged("later-format", "app.json", &|bytes| {
+        let text = String::from_utf8(bytes).unwrap();
+        text.replacen("\"version\": 1", "\"version\": 9", 1)
+            .into_bytes()
+    });
+    damaged("truncated-head", "head.safetensors", &|bytes| {
+        bytes[..bytes.len() / 2].to_vec()
+    });
+    damaged("fewer-labels", "labels.json", &|_| {
+        serde_json::to_vec(&LabelVocab::new(vec!["O".into(), "B-PER".into()]).unwrap()).unwrap()
+    });
 
     let dir = tempfile::tempdir().unwrap();
     // An app fine-tuned in full brings its own backbone.
