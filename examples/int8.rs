@@ -19,7 +19,7 @@ use std::error::Error;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use lora_bert::adapters::AdaptedModel;
+use lora_bert::adapters::{AdaptedModel, Lora};
 use lora_bert::assets::{self, AssetCache};
 use lora_bert::data::LabelVocab;
 use lora_bert::data::align::LabelAlignment;
@@ -118,7 +118,8 @@ fn run() -> Result<()> {
             speed(&backbone, &tokenizer, 1, &device)?,
             speed(&backbone, &tokenizer, 32, &device)?,
         );
-        let (ner, _) = TokenClassifier::load(&ner_app, AdaptedModel::new(backbone.clone()))?;
+        let (ner, _) =
+            TokenClassifier::load(&ner_app, AdaptedModel::<Lora>::new(backbone.clone()))?;
         let f1 = evaluate_tokens(
             &ner,
             &ner_test,
@@ -129,7 +130,7 @@ fn run() -> Result<()> {
         .averages
         .micro_avg
         .f1;
-        let (tc, _) = TextClassifier::load(&tc_app, AdaptedModel::new(backbone))?;
+        let (tc, _) = TextClassifier::load(&tc_app, AdaptedModel::<Lora>::new(backbone))?;
         let accuracy = evaluate_texts(&tc, &tc_test, &tc_vocab, 64)?.accuracy;
         println!(
             "{:<6} {:>10.2} {:>12.4} {:>14.4} {:>10.1} {:>11.3}",

@@ -75,6 +75,24 @@
 //! assert_eq!(model.sites("app")?.len(), 2);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # From a scheme to a served app
+//!
+//! Nothing above this crate names LoRA except as a default, so these two impls are all a
+//! scheme's author writes. With them, the layers above take the scheme as a type parameter:
+//!
+//! - fine-tuning (`lora_bert_train::finetune`): an `AdaptedModel::<ExtraBias>` and
+//!   `AppSetup::new(task, FineTuneMode::LoraHead).with_adapter(ExtraBiasConfig { .. })`, given
+//!   to `finetune_tokens` or `finetune_texts`, train the group and the head; `save` writes the
+//!   app directory (the group in PEFT's layout, under `PEFT_TYPE`);
+//! - pre-finetuned family groups are copied per task by
+//!   [`AdaptedModel::copy_group`](crate::AdaptedModel::copy_group), whatever
+//!   the scheme;
+//! - serving (`lora_bert::runtime`): `Runtime::<ExtraBias>::from_backbone(backbone)` registers
+//!   such apps, and the NER and classifier pipelines take that runtime. One runtime serves one
+//!   scheme: rows of one forward pass go through groups of one scheme, and an app of another
+//!   scheme is refused at registration (its `adapter_config.json` names another `peft_type`).
+//!   The facade's `tests/runtime.rs` fine-tunes and serves an IA³ app beside LoRA apps so.
 
 use std::fmt::Debug;
 

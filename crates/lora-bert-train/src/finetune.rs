@@ -57,7 +57,7 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use lora_bert_adapters::{AdaptedModel, Layers, Lora, LoraConfig, Targets};
+use lora_bert_adapters::{AdaptedModel, Adapter, Layers, Lora, LoraConfig, Targets};
 use lora_bert_apps::TokenDecoder;
 pub use lora_bert_apps::manifest::{
     APP_FILE, AppInfo, AppKind, AppManifest, BACKBONE_DIR, FineTuneMode, WordDecoding, read_app,
@@ -87,16 +87,19 @@ pub fn default_lora() -> LoraConfig {
     LoraConfig::new(8, Targets::new(["query", "value"]).layers(Layers::All)).alpha(16.0)
 }
 
-/// How an app sits on a model: its task name, mode and group.
+/// How an app sits on a model: its task name, mode and group. `C` is the configuration of the
+/// group [`FineTuneMode::LoraHead`] adds: a [`LoraConfig`] unless
+/// [`with_adapter`](Self::with_adapter) names another scheme's (an
+/// [`Ia3Config`](lora_bert_adapters::Ia3Config), say).
 #[derive(Debug, Clone, PartialEq)]
-pub struct AppSetup {
+pub struct AppSetup<C = LoraConfig> {
     /// The task's name: the name of its group (when it has one) and of the app.
     pub task: String,
     /// What trains.
     pub mode: FineTuneMode,
     /// The group [`FineTuneMode::LoraHead`] adds when `init_group` is `None` (default
     /// [`default_lora`]).
-    pub lora: LoraConfig,
+    pub adapter: C,
     /// A (pre-finetuned family) group of the model whose copy, under the task's name, the
     /// task starts from (see the [module docs](self)).
     pub init_group: Option<String>,
@@ -108,15 +111,28 @@ impl AppSetup {
         Self {
             task: task.into(),
             mode,
-            lora: default_lora(),
+            adapter: default_lora(),
             init_group: None,
         }
     }
 
-    /// Sets the group [`FineTuneMode::LoraHead`] adds.
+    /// Sets the LoRA group [`FineTuneMode::LoraHead`] adds.
     pub fn with_lora(mut self, lora: LoraConfig) -> Self {
-        self.lora = lora;
+        self.adapter = lora;
         self
+    }
+}
+
+impl<C> AppSetup<C> {
+    /// The same setup with `adapter`, a group of any scheme, as the group
+    /// [`FineTuneMode::LoraHead`] adds; the model it sets up must be of that scheme.
+    pub fn with_adapter<D>(self, adapter: D) -> AppSetup<D> {
+        AppSetup {
+            task: self.task,
+            mode: self.mode,
+            adapter,
+            init_group: self.init_group,
+        }
     }
 
     /// Starts the task from a copy of group `group`.
@@ -150,9 +166,9 @@ pub enum TokenMetric {
 
 /// Everything [`finetune_tokens`] and [`finetune_texts`] need besides the model and data.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FineTuneConfig {
+pub struct FineTuneConfig<C = LoraConfig> {
     /// Task, mode and group.
-    pub app: AppSetup,
+    pub app: AppSetup<C>,
     /// The training loop's hyper-parameters.
     pub train: TrainConfig,
     /// Training examples per batch (default 16).
@@ -187,9 +203,9 @@ pub struct FineTuneConfig {
     pub devices: Vec<Device>,
 }
 
-impl FineTuneConfig {
+impl<C> FineTuneConfig<C> {
     /// Fine-tunes `app` with `train` and the defaults.
-    pub fn new(app: AppSetup, train: TrainConfig) -> Self {
+    pub fn new(app: AppSetup<C>, train: TrainConfig) -> Self {
         Self {
             app,
             train,
@@ -227,7 +243,7 @@ impl FineTuneConfig {
     }
 
     /// An endless sequence of training batches: the epochs of a plan over `lengths`.
-    fn batches(&self, lengths: Vec<usize>) -> Result<impl Iterator<Item = Vec<usize>> + use<>> {
+    fn batches(&self, lengths: Vec<usize>) -> Result<impl Iterator<Item = Vec<usize>> + use<C>> {
         let mut batch = BatchConfig::new(self.batch_size).shuffled(self.seed);
         batch.bucket = self.bucket;
         let plan = BatchPlan::new(lengths, batch)?;
@@ -240,10 +256,10 @@ impl FineTuneConfig {
 
 /// Sets `model` up for `setup` (see the [module docs](self)): adds or copies the task's group
 /// and freezes what the mode does not train.
-fn prepare(
-    mut model: AdaptedModel<Lora>,
-    setup: &AppSetup,
-) -> Result<(AdaptedModel<Lora>, AppInfo)> {
+fn prepare<S: Adapter>(
+    mut model: AdaptedModel<S>,
+    setup: &AppSetup<S::Config>,
+) -> Result<(AdaptedModel<S>, AppInfo)> {
     if setup.task.is_empty() {
         return Err(TrainError::InvalidArgument {
             what: "task",
@@ -264,7 +280,7 @@ fn prepare(
             Some(task.to_owned())
         }
         (None, FineTuneMode::LoraHead) => {
-            model.add_group(task, setup.lora.clone())?;
+            model.add_group(task, setup.adapter.clone())?;
             Some(task.to_owned())
         }
         (None, _) => None,
@@ -273,7 +289,7 @@ fn prepare(
     Ok((model, AppInfo::new(task, setup.mode, group)))
 }
 
-fn route_of(model: &AdaptedModel<Lora>, app: &AppInfo) -> Result<Route> {
+fn route_of<S: Adapter>(model: &AdaptedModel<S>, app: &AppInfo) -> Result<Route> {
     Ok(match &app.group {
         Some(g) => model.route(g)?,
         None => Route::Base,
@@ -285,9 +301,9 @@ fn route_of(model: &AdaptedModel<Lora>, app: &AppInfo) -> Result<Route> {
 
 /// Token classification (NER, POS): the adapted encoder and a [`TokenClassificationHead`].
 #[derive(Module, Debug)]
-pub struct TokenClassifier {
+pub struct TokenClassifier<S: Adapter = Lora> {
     /// The encoder with its groups.
-    pub model: AdaptedModel<Lora>,
+    pub model: AdaptedModel<S>,
     /// The head.
     pub head: TokenClassificationHead,
     /// The app's task, mode and group.
@@ -295,7 +311,7 @@ pub struct TokenClassifier {
     pub app: AppInfo,
 }
 
-impl TokenClassifier {
+impl<S: Adapter> TokenClassifier<S> {
     /// Sets `model` up for `setup` (adding or copying the task's group, freezing what the mode
     /// does not train) and puts a fresh head from `head` on it.
     ///
@@ -306,8 +322,8 @@ impl TokenClassifier {
     /// [`TrainError::InvalidArgument`] for an empty task name, a merged model or a bad head
     /// configuration.
     pub fn new(
-        model: AdaptedModel<Lora>,
-        setup: &AppSetup,
+        model: AdaptedModel<S>,
+        setup: &AppSetup<S::Config>,
         head: &TokenClassificationHeadConfig,
     ) -> Result<Self> {
         check_hidden(&model, head.hidden_size)?;
@@ -360,7 +376,7 @@ impl TokenClassifier {
     /// [`TrainError::Io`] or [`TrainError::Format`] for a missing or malformed file or an app
     /// of another kind; errors of [`AdaptedModel::load_group`] and
     /// [`TokenClassificationHead::load`].
-    pub fn load(dir: impl AsRef<Path>, model: AdaptedModel<Lora>) -> Result<(Self, LabelVocab)> {
+    pub fn load(dir: impl AsRef<Path>, model: AdaptedModel<S>) -> Result<(Self, LabelVocab)> {
         let dir = dir.as_ref();
         let (app, model) = load_parts(dir, model, AppKind::TokenClassification)?;
         let (head, labels) = TokenClassificationHead::load(dir, &model.device())?;
@@ -371,9 +387,9 @@ impl TokenClassifier {
 
 /// Text classification: the adapted encoder and a [`SequenceClassificationHead`].
 #[derive(Module, Debug)]
-pub struct TextClassifier {
+pub struct TextClassifier<S: Adapter = Lora> {
     /// The encoder with its groups.
-    pub model: AdaptedModel<Lora>,
+    pub model: AdaptedModel<S>,
     /// The head.
     pub head: SequenceClassificationHead,
     /// The app's task, mode and group.
@@ -381,7 +397,7 @@ pub struct TextClassifier {
     pub app: AppInfo,
 }
 
-impl TextClassifier {
+impl<S: Adapter> TextClassifier<S> {
     /// Sets `model` up for `setup` and puts a fresh head from `head` on it; see
     /// [`TokenClassifier::new`].
     ///
@@ -389,8 +405,8 @@ impl TextClassifier {
     ///
     /// As [`TokenClassifier::new`].
     pub fn new(
-        model: AdaptedModel<Lora>,
-        setup: &AppSetup,
+        model: AdaptedModel<S>,
+        setup: &AppSetup<S::Config>,
         head: &SequenceClassificationHeadConfig,
     ) -> Result<Self> {
         check_hidden(&model, head.hidden_size)?;
@@ -438,7 +454,7 @@ impl TextClassifier {
     /// # Errors
     ///
     /// As [`TokenClassifier::load`].
-    pub fn load(dir: impl AsRef<Path>, model: AdaptedModel<Lora>) -> Result<(Self, LabelVocab)> {
+    pub fn load(dir: impl AsRef<Path>, model: AdaptedModel<S>) -> Result<(Self, LabelVocab)> {
         let dir = dir.as_ref();
         let (app, model) = load_parts(dir, model, AppKind::SequenceClassification)?;
         let (head, labels) = SequenceClassificationHead::load(dir, &model.device())?;
@@ -447,7 +463,7 @@ impl TextClassifier {
     }
 }
 
-fn check_hidden(model: &AdaptedModel<Lora>, head_width: usize) -> Result<()> {
+fn check_hidden<S: Adapter>(model: &AdaptedModel<S>, head_width: usize) -> Result<()> {
     let hidden = model.config().hidden_size;
     if head_width != hidden {
         return Err(TrainError::Shape {
@@ -462,9 +478,9 @@ fn check_hidden(model: &AdaptedModel<Lora>, head_width: usize) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // App files
 
-fn save_parts(
+fn save_parts<S: Adapter>(
     dir: &Path,
-    model: &AdaptedModel<Lora>,
+    model: &AdaptedModel<S>,
     app: &AppInfo,
     save_head: impl FnOnce() -> Result<()>,
 ) -> Result<()> {
@@ -482,11 +498,11 @@ fn save_parts(
     save_head()
 }
 
-fn load_parts(
+fn load_parts<S: Adapter>(
     dir: &Path,
-    model: AdaptedModel<Lora>,
+    model: AdaptedModel<S>,
     kind: AppKind,
-) -> Result<(AppInfo, AdaptedModel<Lora>)> {
+) -> Result<(AppInfo, AdaptedModel<S>)> {
     let file = read_app(dir)?;
     if file.kind != kind {
         return Err(TrainError::Format {
@@ -579,8 +595,8 @@ fn check_batch_size(batch_size: usize) -> Result<()> {
 ///
 /// [`TrainError::InvalidArgument`] for a zero batch size; errors of collation and of the
 /// forward pass.
-pub fn predict_token_logits(
-    classifier: &TokenClassifier,
+pub fn predict_token_logits<S: Adapter>(
+    classifier: &TokenClassifier<S>,
     examples: &[TokenExample],
     batch_size: usize,
     pad_id: u32,
@@ -614,8 +630,8 @@ pub fn predict_token_logits(
 ///
 /// [`TrainError::InvalidArgument`] when `vocab` does not have one label per class of the
 /// head; errors of [`predict_token_logits`] and [`stitch_word_ids`].
-pub fn predict_word_ids(
-    classifier: &TokenClassifier,
+pub fn predict_word_ids<S: Adapter>(
+    classifier: &TokenClassifier<S>,
     examples: &[TokenExample],
     num_sentences: usize,
     vocab: &LabelVocab,
@@ -662,8 +678,8 @@ pub fn stitch_word_ids(
 ///
 /// As [`predict_word_ids`]; [`TrainError::InvalidArgument`] when `vocab` does not have one
 /// label per class of the head.
-pub fn predict_word_tags(
-    classifier: &TokenClassifier,
+pub fn predict_word_tags<S: Adapter>(
+    classifier: &TokenClassifier<S>,
     examples: &[TokenExample],
     num_sentences: usize,
     vocab: &LabelVocab,
@@ -702,8 +718,8 @@ fn check_vocab(vocab: &LabelVocab, num_labels: usize) -> Result<()> {
 ///
 /// As [`predict_word_tags`]; [`TrainError::Shape`] when a sentence's predicted words are not
 /// its gold words in number; [`TrainError::InvalidArgument`] when there is no sentence.
-pub fn evaluate_tokens(
-    classifier: &TokenClassifier,
+pub fn evaluate_tokens<S: Adapter>(
+    classifier: &TokenClassifier<S>,
     examples: &[TokenExample],
     gold: &[TaggedSentence],
     vocab: &LabelVocab,
@@ -750,8 +766,8 @@ pub fn entity_report(gold: &[TaggedSentence], pred: &[Vec<String>]) -> Result<Ne
 ///
 /// [`TrainError::InvalidArgument`] for a zero batch size; errors of collation and of the
 /// forward pass.
-pub fn predict_texts(
-    classifier: &TextClassifier,
+pub fn predict_texts<S: Adapter>(
+    classifier: &TextClassifier<S>,
     rows: &EncodedRows,
     batch_size: usize,
 ) -> Result<Vec<u32>> {
@@ -789,8 +805,8 @@ fn argmax(row: &[f32]) -> u32 {
 ///
 /// As [`predict_texts`]; [`TrainError::InvalidArgument`] when `vocab` does not fit the head
 /// or a label is outside it.
-pub fn evaluate_texts(
-    classifier: &TextClassifier,
+pub fn evaluate_texts<S: Adapter>(
+    classifier: &TextClassifier<S>,
     texts: &EncodedTexts,
     vocab: &LabelVocab,
     batch_size: usize,
@@ -827,14 +843,14 @@ pub fn evaluate_texts(
 /// [`TrainError::InvalidArgument`] for no training example, a zero batch size or a bad
 /// setup; errors of [`TokenClassifier::new`], of the loss (a label outside `vocab`), of the
 /// evaluation and of [`Trainer::fit`].
-pub fn finetune_tokens(
-    model: AdaptedModel<Lora>,
+pub fn finetune_tokens<S: Adapter>(
+    model: AdaptedModel<S>,
     train: &[TokenExample],
     dev: (&[TokenExample], &[TaggedSentence]),
     vocab: &LabelVocab,
-    config: &FineTuneConfig,
+    config: &FineTuneConfig<S::Config>,
     pad_id: u32,
-) -> Result<(TokenClassifier, FitReport)> {
+) -> Result<(TokenClassifier<S>, FitReport)> {
     check_batch_size(config.batch_size)?;
     check_batch_size(config.eval_batch_size)?;
     let device = model.device();
@@ -854,14 +870,14 @@ pub fn finetune_tokens(
     config.trainer().fit(
         classifier,
         batches,
-        |m: &TokenClassifier, indices: Vec<usize>| {
+        |m: &TokenClassifier<S>, indices: Vec<usize>| {
             let device = m.model.device();
             let batch = TokenBatch::collate(train, &indices, pad_id)?;
             let input = batch.to_input(m.model.config(), &device)?;
             let labels = token_labels(&batch, &device)?;
             token_cross_entropy(m.forward(&input, &route)?, labels, &config.cross_entropy)
         },
-        |m: &TokenClassifier| {
+        |m: &TokenClassifier<S>| {
             let report = evaluate_tokens(m, dev_examples, dev_gold, vocab, &options)?;
             Ok(match config.token_metric {
                 TokenMetric::EntityF1 => report.averages.micro_avg.f1,
@@ -879,13 +895,13 @@ pub fn finetune_tokens(
 /// # Errors
 ///
 /// As [`finetune_tokens`].
-pub fn finetune_texts(
-    model: AdaptedModel<Lora>,
+pub fn finetune_texts<S: Adapter>(
+    model: AdaptedModel<S>,
     train: &EncodedTexts,
     dev: &EncodedTexts,
     vocab: &LabelVocab,
-    config: &FineTuneConfig,
-) -> Result<(TextClassifier, FitReport)> {
+    config: &FineTuneConfig<S::Config>,
+) -> Result<(TextClassifier<S>, FitReport)> {
     check_batch_size(config.batch_size)?;
     check_batch_size(config.eval_batch_size)?;
     let device = model.device();
@@ -899,14 +915,14 @@ pub fn finetune_texts(
     config.trainer().fit(
         classifier,
         batches,
-        |m: &TextClassifier, indices: Vec<usize>| {
+        |m: &TextClassifier<S>, indices: Vec<usize>| {
             let device = m.model.device();
             let batch = train.batch(&indices)?;
             let input = batch.to_input(m.model.config(), &device)?;
             let labels = class_labels(&batch, &device)?;
             cross_entropy(m.forward(&input, &route)?, labels, &config.cross_entropy)
         },
-        |m: &TextClassifier| {
+        |m: &TextClassifier<S>| {
             let report = evaluate_texts(m, dev, vocab, config.eval_batch_size)?;
             Ok(match config.text_metric {
                 TextMetric::Accuracy => report.accuracy,

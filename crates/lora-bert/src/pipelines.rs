@@ -23,6 +23,7 @@
 
 use std::sync::Arc;
 
+use lora_bert_adapters::{Adapter, Lora};
 use lora_bert_apps::decode::softmax;
 use lora_bert_apps::manifest::AppKind;
 use lora_bert_apps::{LabelAlignment, TokenDecoder, is_entity_tag};
@@ -61,7 +62,7 @@ fn argmax(p: &[f32]) -> usize {
 }
 
 /// Checks that `app` is registered and classifies what the pipeline expects.
-fn check_app(runtime: &Runtime, app: &str, kind: AppKind) -> Result<AppInfo, Error> {
+fn check_app<S: Adapter>(runtime: &Runtime<S>, app: &str, kind: AppKind) -> Result<AppInfo, Error> {
     let info = runtime.app(app)?;
     if info.kind != kind {
         return Err(Error::InvalidInput(format!(
@@ -75,7 +76,11 @@ fn check_app(runtime: &Runtime, app: &str, kind: AppKind) -> Result<AppInfo, Err
 /// Runs `rows` through the runtime in batches of `batch_size` and returns their logits in the
 /// order of `rows`. A batch pads to its longest row, so the rows go in order of length: texts
 /// of similar length share a batch and little of it is padding.
-fn run(runtime: &Runtime, rows: &[Row<'_>], batch_size: usize) -> Result<Vec<Logits>, Error> {
+fn run<S: Adapter>(
+    runtime: &Runtime<S>,
+    rows: &[Row<'_>],
+    batch_size: usize,
+) -> Result<Vec<Logits>, Error> {
     let mut order: Vec<usize> = (0..rows.len()).collect();
     order.sort_by_key(|&i| rows[i].ids.len());
     let mut out: Vec<Option<Logits>> = vec![None; rows.len()];
@@ -102,8 +107,8 @@ fn run(runtime: &Runtime, rows: &[Row<'_>], batch_size: usize) -> Result<Vec<Log
 /// for apps that record none), and entities from the word labels as
 /// seqeval's default mode reads them, with BILOU's `L-`/`U-` as `E-`/`S-`.
 #[derive(Debug, Clone)]
-pub struct NerPipeline {
-    runtime: Arc<Runtime>,
+pub struct NerPipeline<S: Adapter = Lora> {
+    runtime: Arc<Runtime<S>>,
     app: String,
     decoder: TokenDecoder,
     /// The label alignment the app was trained with.
@@ -112,7 +117,7 @@ pub struct NerPipeline {
     batch_size: usize,
 }
 
-impl NerPipeline {
+impl<S: Adapter> NerPipeline<S> {
     /// A pipeline for token app `app` of `runtime`.
     ///
     /// # Errors
@@ -120,7 +125,11 @@ impl NerPipeline {
     /// [`Error::UnknownApp`]; [`Error::InvalidInput`] for an app that is not a token app, or
     /// whose labels are not entity tags (`O` and `B-`/`I-`/`E-`/`S-`/`L-`/`U-` prefixed
     /// types, as a part-of-speech app's are not).
-    pub fn new(runtime: Arc<Runtime>, app: &str, tokenizer: BertTokenizer) -> Result<Self, Error> {
+    pub fn new(
+        runtime: Arc<Runtime<S>>,
+        app: &str,
+        tokenizer: BertTokenizer,
+    ) -> Result<Self, Error> {
         let info = check_app(&runtime, app, AppKind::TokenClassification)?;
         let decoding = info.decoding.unwrap_or_default();
         let labels = info.labels;
@@ -209,9 +218,9 @@ impl NerPipeline {
     /// # Errors
     ///
     /// As [`NerPipeline::predict`].
-    pub fn predict_words<S: AsRef<str>>(
+    pub fn predict_words<W: AsRef<str>>(
         &self,
-        sentences: &[Vec<S>],
+        sentences: &[Vec<W>],
     ) -> Result<Vec<Vec<Entity>>, Error> {
         let (texts, words): (Vec<String>, Vec<Vec<(usize, usize)>>) =
             sentences.iter().map(|s| join_words(s)).unzip();
@@ -275,21 +284,25 @@ impl NerPipeline {
 /// tokenizer's maximum are truncated (the start of a text carries its label, as in
 /// fine-tuning).
 #[derive(Debug, Clone)]
-pub struct ClassifierPipeline {
-    runtime: Arc<Runtime>,
+pub struct ClassifierPipeline<S: Adapter = Lora> {
+    runtime: Arc<Runtime<S>>,
     app: String,
     labels: Vec<String>,
     tokenizer: BertTokenizer,
     batch_size: usize,
 }
 
-impl ClassifierPipeline {
+impl<S: Adapter> ClassifierPipeline<S> {
     /// A pipeline for sequence app `app` of `runtime`.
     ///
     /// # Errors
     ///
     /// [`Error::UnknownApp`]; [`Error::InvalidInput`] for an app that is not a text app.
-    pub fn new(runtime: Arc<Runtime>, app: &str, tokenizer: BertTokenizer) -> Result<Self, Error> {
+    pub fn new(
+        runtime: Arc<Runtime<S>>,
+        app: &str,
+        tokenizer: BertTokenizer,
+    ) -> Result<Self, Error> {
         let labels = check_app(&runtime, app, AppKind::SequenceClassification)?.labels;
         Ok(Self {
             runtime,

@@ -36,7 +36,7 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use burn::module::Module;
 use burn::tensor::{Int, Tensor, TensorData};
-use lora_bert_adapters::{AdaptedModel, Lora};
+use lora_bert_adapters::{AdaptedModel, Adapter, Lora};
 use lora_bert_apps::heads::{SequenceClassificationHead, TokenClassificationHead};
 use lora_bert_apps::manifest::{AppKind, WordDecoding, read_app};
 use lora_bert_encoder::{BertInput, BertModel, Device, NoAdapter};
@@ -113,17 +113,19 @@ struct App {
 }
 
 #[derive(Debug)]
-struct State {
-    model: AdaptedModel<Lora>,
+struct State<S: Adapter> {
+    model: AdaptedModel<S>,
     apps: BTreeMap<String, App>,
 }
 
-/// One backbone serving many apps; see the [module docs](self).
+/// One backbone serving many apps whose groups are of adapter scheme `S` (LoRA unless named:
+/// `Runtime::<Ia3>::from_backbone`); see the [module docs](self). An app of another scheme
+/// is refused at registration ([`Error::Adapter`]): serve it from a runtime of its own.
 #[derive(Debug)]
-pub struct Runtime {
+pub struct Runtime<S: Adapter = Lora> {
     device: Device,
     backbone_bytes: usize,
-    state: RwLock<State>,
+    state: RwLock<State<S>>,
 }
 
 /// The name of an app's group in the shared model.
@@ -132,19 +134,10 @@ fn group_name(app: &str) -> String {
 }
 
 impl Runtime {
-    /// A runtime on `backbone` (its weights move in; nothing is copied), with no app. The
-    /// backbone may be int8 ([`BertModel::quantize_int8`]).
+    /// A runtime of LoRA apps on `backbone` (its weights move in; nothing is copied), with no
+    /// app. The backbone may be int8 ([`BertModel::quantize_int8`]).
     pub fn new(backbone: BertModel<NoAdapter>) -> Self {
-        let backbone_bytes = backbone.param_bytes();
-        let model = AdaptedModel::new(backbone);
-        Self {
-            device: model.device(),
-            backbone_bytes,
-            state: RwLock::new(State {
-                model,
-                apps: BTreeMap::new(),
-            }),
-        }
+        Self::from_backbone(backbone)
     }
 
     /// Loads the backbone from a Hugging Face model directory onto `device`.
@@ -173,19 +166,36 @@ impl Runtime {
         crate::whole_backbone(dir.as_ref(), &report)?;
         Ok(Self::new(backbone.quantize_int8()?))
     }
+}
+
+impl<S: Adapter> Runtime<S> {
+    /// A runtime of apps of scheme `S` on `backbone` (its weights move in; nothing is
+    /// copied), with no app: `Runtime::<Ia3>::from_backbone(backbone)` serves IA³ apps.
+    pub fn from_backbone(backbone: BertModel<NoAdapter>) -> Self {
+        let backbone_bytes = backbone.param_bytes();
+        let model = AdaptedModel::new(backbone);
+        Self {
+            device: model.device(),
+            backbone_bytes,
+            state: RwLock::new(State {
+                model,
+                apps: BTreeMap::new(),
+            }),
+        }
+    }
 
     /// The device the runtime computes on.
     pub fn device(&self) -> Device {
         self.device.clone()
     }
 
-    fn read(&self) -> RwLockReadGuard<'_, State> {
+    fn read(&self) -> RwLockReadGuard<'_, State<S>> {
         // A panic while the lock was held cannot leave a half-registered app (registration
         // rolls back before it returns an error), so a poisoned lock is still usable.
         self.state.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, State> {
+    fn write(&self) -> RwLockWriteGuard<'_, State<S>> {
         self.state.write().unwrap_or_else(|e| e.into_inner())
     }
 

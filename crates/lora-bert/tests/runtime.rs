@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use burn::tensor::Tensor;
-use lora_bert::adapters::{AdaptedModel, Layers, Lora, LoraConfig, Targets};
+use lora_bert::adapters::{AdaptedModel, Ia3, Ia3Config, Layers, Lora, LoraConfig, Targets};
 use lora_bert::apps::{AppError, entity_spans};
 use lora_bert::data::align::LabelAlignment;
 use lora_bert::data::scheme::{Span, encode};
@@ -16,10 +16,13 @@ use lora_bert::encoder::tokenizer::{BertTokenizer, LengthPolicy};
 use lora_bert::metrics::chunks::chunks_of;
 use lora_bert::pipelines::{Aggregation, ClassifierPipeline, NerPipeline};
 use lora_bert::runtime::{Logits, Row, Runtime};
-use lora_bert::train::finetune::{TokenEvalOptions, entity_report, stitch_word_ids, word_tags};
+use lora_bert::train::finetune::{
+    TokenEvalOptions, entity_report, finetune_tokens, predict_token_logits, stitch_word_ids,
+    word_tags,
+};
 use lora_bert::train::{
-    AppSetup, FineTuneMode, SequenceClassificationHeadConfig, TextClassifier,
-    TokenClassificationHeadConfig, TokenClassifier,
+    AppSetup, FineTuneConfig, FineTuneMode, SequenceClassificationHeadConfig, TextClassifier,
+    TokenClassificationHeadConfig, TokenClassifier, TrainConfig,
 };
 use lora_bert::{Backend, BertConfig, BertInput, BertModel, Device, Error, device};
 use safetensors::SafeTensors;
@@ -974,4 +977,98 @@ fn a_backbone_with_more_layers_than_its_config_is_refused() {
             "{err:?}"
         );
     }
+}
+
+/// Any adapter scheme end to end: an IA³ token app is fine-tuned, saved, and served by a
+/// runtime of IA³ apps with the logits the trained classifier gives, beside a runtime of LoRA
+/// apps on the same backbone weights; each runtime refuses the other scheme's app.
+#[test]
+fn an_ia3_app_is_fine_tuned_and_served_beside_lora_apps() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let tok = tokenizer(dir.path(), 32);
+    let vocab = LabelVocab::from_tags(["O", "B-PER", "B-LOC"]).unwrap();
+    let sentences: Vec<TaggedSentence> = (0..24)
+        .map(|i| {
+            let words = ["anna", "met", "bob", "in", "paris", "the", "cat", "sat"];
+            let tokens: Vec<String> = (0..5).map(|j| words[(i * 3 + j * 5) % 8].into()).collect();
+            let tags = tokens
+                .iter()
+                .map(|w| match w.as_str() {
+                    "anna" | "bob" => "B-PER",
+                    "paris" => "B-LOC",
+                    _ => "O",
+                })
+                .map(String::from)
+                .collect();
+            TaggedSentence { tokens, tags }
+        })
+        .collect();
+    let examples = encode_tagged(&tok, &sentences, &vocab, LabelAlignment::FirstSubword).unwrap();
+
+    // One backbone on disk, loaded for training and for serving.
+    let backbone_dir = dir.path().join("backbone");
+    backbone(16, &cpu()).save(&backbone_dir).unwrap();
+    let serving = || BertModel::load(&backbone_dir, &cpu()).unwrap().0;
+    let training = device::autodiff(cpu());
+    let model = AdaptedModel::<Ia3>::new(BertModel::load(&backbone_dir, &training).unwrap().0);
+    let setup = AppSetup::new("ia3", FineTuneMode::LoraHead)
+        .with_adapter(Ia3Config::new(Targets::new(["key", "value"])));
+    let config = FineTuneConfig {
+        batch_size: 8,
+        ..FineTuneConfig::new(
+            setup,
+            TrainConfig {
+                learning_rate: 1e-2,
+                warmup_steps: 0,
+                ..TrainConfig::new(12)
+            },
+        )
+    };
+    let (clf, _) = finetune_tokens(
+        model,
+        &examples,
+        (&examples, &sentences),
+        &vocab,
+        &config,
+        tok.pad_id(),
+    )
+    .unwrap();
+    assert!(clf.model.group("ia3").is_ok(), "the app has its IA³ group");
+    let app = dir.path().join("ia3");
+    clf.save(&app, &vocab).unwrap();
+    // What the trained classifier gives, to compare the served logits with.
+    let want = predict_token_logits(&clf, &examples[..1], 1, tok.pad_id()).unwrap();
+
+    let ia3 = Arc::new(Runtime::<Ia3>::from_backbone(serving()));
+    ia3.register("ia3", &app).unwrap();
+    let lora = Arc::new(Runtime::new(serving()));
+    lora.register("ner", &f.ner).unwrap();
+    assert!(matches!(
+        ia3.register("ner", &f.ner),
+        Err(Error::Adapter(_))
+    ));
+    assert!(matches!(lora.register("ia3", &app), Err(Error::Adapter(_))));
+    let got = ia3
+        .logits(&[Row {
+            app: "ia3",
+            ids: &examples[0].input_ids,
+        }])
+        .unwrap();
+    let d = max_diff(&flat(&got[0]), &want[0]);
+    assert!(
+        d < 1e-4,
+        "served IA³ logits differ from the trained app's by {d}"
+    );
+    // Both runtimes answer through the same pipelines.
+    let words: Vec<Vec<&str>> = vec![vec!["anna", "met", "bob", "in", "paris"]];
+    let a = NerPipeline::new(ia3, "ia3", tok.clone())
+        .unwrap()
+        .predict_words(&words)
+        .unwrap();
+    let b = NerPipeline::new(lora, "ner", tok)
+        .unwrap()
+        .predict_words(&words)
+        .unwrap();
+    assert_eq!((a.len(), b.len()), (1, 1));
 }
