@@ -71,6 +71,17 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
     exp.into_iter().map(|e| e / sum).collect()
 }
 
+/// The index of the largest value of `row`, the first one on ties (0 for an empty row).
+pub fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    best
+}
+
 /// The entities of one sentence's word tags, read as seqeval's default mode reads them
 /// ([`lora_bert_metrics::chunks`]: an `I-X` after `O` or another type starts an entity, a
 /// change of type ends one) with BILOU's `L-` and `U-` read as `E-` and `S-`. What
@@ -314,10 +325,13 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn softmax_sums_to_one() {
+    fn softmax_sums_to_one_and_argmax_takes_the_first_of_ties() {
         let p = softmax(&[1.0, 2.0, 3.0]);
         assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         assert!(p[2] > p[1] && p[1] > p[0]);
+        assert_eq!(argmax(&p), 2);
+        assert_eq!(argmax(&[0.5, 2.0, 2.0, -1.0]), 1);
+        assert_eq!(argmax(&[]), 0);
     }
 
     #[test]

@@ -24,7 +24,7 @@
 use std::sync::Arc;
 
 use lora_bert_adapters::{Adapter, Lora};
-use lora_bert_apps::decode::softmax;
+use lora_bert_apps::decode::{argmax, softmax};
 use lora_bert_apps::manifest::AppKind;
 use lora_bert_apps::{LabelAlignment, TokenDecoder, is_entity_tag};
 use lora_bert_data::LabelVocab;
@@ -50,15 +50,6 @@ pub struct Classification {
     pub score: f32,
     /// Every label with its probability, in the app's label order.
     pub scores: Vec<(String, f32)>,
-}
-
-fn argmax(p: &[f32]) -> usize {
-    p.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-            if v > best.1 { (i, v) } else { best }
-        })
-        .0
 }
 
 /// Checks that `app` is registered and classifies what the pipeline expects.

@@ -3,6 +3,7 @@
 use burn::module::Module;
 use lora_bert_adapters::Adapter;
 use lora_bert_apps::TokenDecoder;
+use lora_bert_apps::decode::argmax;
 use lora_bert_data::align::{Aggregation, LabelAlignment};
 use lora_bert_data::batch::{EncodedRows, EncodedTexts};
 use lora_bert_data::token::{TokenBatch, TokenExample};
@@ -248,20 +249,9 @@ pub fn predict_texts<S: Adapter>(
         let batch = rows.batch(indices)?;
         let input = batch.to_input(model.model.config(), &device)?;
         let logits = host_values(model.forward(&input, &route)?, "logits")?;
-        out.extend(logits.chunks_exact(classes).map(argmax));
+        out.extend(logits.chunks_exact(classes).map(|row| argmax(row) as u32));
     }
     Ok(out)
-}
-
-/// The index of the largest value (the first one on ties).
-fn argmax(row: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in row.iter().enumerate() {
-        if v > row[best] {
-            best = i;
-        }
-    }
-    best as u32
 }
 
 /// Accuracy, per-class scores and averages (scikit-learn's) of the classes predicted for
