@@ -33,6 +33,7 @@
 //! # Ok::<(), lora_bert_apps::AppError>(())
 //! ```
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use lora_bert_data::align::{
@@ -65,10 +66,22 @@ pub struct Entity {
 
 /// The probabilities of one row of logits (a row of `NaN` for a row holding one).
 pub fn softmax(logits: &[f32]) -> Vec<f32> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exp: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
-    let sum: f32 = exp.iter().sum();
-    exp.into_iter().map(|e| e / sum).collect()
+    let mut p = logits.to_vec();
+    softmax_in_place(&mut p);
+    p
+}
+
+/// [`softmax`] over `row`, in place.
+fn softmax_in_place(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for x in row.iter_mut() {
+        *x = (*x - max).exp();
+        sum += *x;
+    }
+    for x in row.iter_mut() {
+        *x /= sum;
+    }
 }
 
 /// The index of the largest value of `row`, the first one on ties (0 for an empty row).
@@ -103,11 +116,11 @@ pub fn is_entity_tag(label: &str) -> bool {
 }
 
 /// `L-X` as `E-X` and `U-X` as `S-X`, the other tags as they are.
-fn default_mode_tag(tag: &str) -> String {
+fn default_mode_tag(tag: &str) -> Cow<'_, str> {
     match tag.split_at_checked(2) {
-        Some(("L-", kind)) => format!("E-{kind}"),
-        Some(("U-", kind)) => format!("S-{kind}"),
-        _ => tag.to_owned(),
+        Some(("L-", kind)) => Cow::Owned(format!("E-{kind}")),
+        Some(("U-", kind)) => Cow::Owned(format!("S-{kind}")),
+        _ => Cow::Borrowed(tag),
     }
 }
 
@@ -121,8 +134,11 @@ fn default_mode_tag(tag: &str) -> String {
 ///
 /// [`AppError::Metrics`] for no sentence, or sentences (or a sentence's tags) that differ in
 /// number.
-pub fn entity_report<S: AsRef<str>>(gold: &[Vec<S>], pred: &[Vec<S>]) -> Result<NerReport> {
-    let read = |sentences: &[Vec<S>]| -> Vec<Vec<String>> {
+pub fn entity_report<'a, S: AsRef<str>>(
+    gold: &'a [Vec<S>],
+    pred: &'a [Vec<S>],
+) -> Result<NerReport> {
+    let read = |sentences: &'a [Vec<S>]| -> Vec<Vec<Cow<'a, str>>> {
         sentences
             .iter()
             .map(|s| s.iter().map(|t| default_mode_tag(t.as_ref())).collect())
@@ -162,6 +178,11 @@ impl TokenDecoder {
         self.aggregation
     }
 
+    /// How the head's training labels were aligned to pieces.
+    pub fn alignment(&self) -> LabelAlignment {
+        self.aligner.alignment()
+    }
+
     /// The word predictions of one sentence from each of its windows' row-major
     /// `[tokens, labels]` logits (in window order; one window when it was not windowed):
     /// `None` for a word with no token.
@@ -186,7 +207,9 @@ impl TokenDecoder {
                         found: logits.len(),
                     });
                 }
-                Ok(logits.chunks_exact(n).flat_map(softmax).collect())
+                let mut p = logits.to_vec();
+                p.chunks_exact_mut(n).for_each(softmax_in_place);
+                Ok(p)
             })
             .collect::<std::result::Result<_, _>>()?;
         let windows: Vec<(&TokenExample, TokenPredictions<'_>)> = windows

@@ -305,6 +305,70 @@ pub fn encode_words(
         .collect()
 }
 
+/// The byte range of each word of a text, in text order.
+pub type WordSpans = Vec<(usize, usize)>;
+
+/// The words of a raw text (the tokenizer's pre-tokenized words, as byte ranges: what
+/// [`split_words`](crate::align::split_words) gives) and its examples (as [`encode_words`]
+/// gives them for those words), from one pass of the tokenizer: what a token classifier
+/// predicts on for text that comes without words. Under
+/// [`LengthPolicy::Truncate`](lora_bert_encoder::tokenizer::LengthPolicy::Truncate) the words
+/// cut off are not among the words.
+///
+/// # Errors
+///
+/// [`DataError::Tokenizer`] (with `index`) when the text is empty or too long for the
+/// tokenizer's policy.
+pub fn encode_text(
+    tokenizer: &BertTokenizer,
+    text: &str,
+    index: usize,
+) -> Result<(WordSpans, Vec<TokenExample>)> {
+    let encodings = tokenizer
+        .encode(text)
+        .map_err(|e| DataError::Tokenizer(reindex(e, index)))?;
+    // Each word's byte range over all its pieces in all windows (windows keep the word
+    // indices of the full text), words in text order.
+    let mut ranges: std::collections::BTreeMap<u32, (usize, usize)> = Default::default();
+    for e in &encodings {
+        for (word, &(start, end)) in e.word_ids.iter().zip(&e.offsets) {
+            if let Some(word) = word {
+                let r = ranges.entry(*word).or_insert((start, end));
+                *r = (r.0.min(start), r.1.max(end));
+            }
+        }
+    }
+    let position: std::collections::HashMap<u32, usize> =
+        ranges.keys().enumerate().map(|(i, &w)| (w, i)).collect();
+    let spans: Vec<(usize, usize)> = ranges.into_values().collect();
+    let examples = encodings
+        .into_iter()
+        .map(|e| {
+            let token_word = e.word_ids.iter().map(|w| w.map(|w| position[&w])).collect();
+            let Encoding {
+                ids,
+                type_ids,
+                window,
+                num_windows,
+                token_start,
+                ..
+            } = e;
+            TokenExample {
+                labels: vec![IGNORE_INDEX; ids.len()],
+                input_ids: ids,
+                type_ids,
+                token_word,
+                sentence: index,
+                num_words: spans.len(),
+                window,
+                num_windows,
+                token_start,
+            }
+        })
+        .collect();
+    Ok((spans, examples))
+}
+
 /// Each token's word and its index among the text's non-special tokens (`None` for special
 /// tokens), given the index of the sequence's first non-special token.
 pub(crate) fn content_positions(

@@ -7,7 +7,7 @@ use lora_bert_data::align::{
     dropped_words, entities_with_offsets, entity_offsets, split_words, token_words,
 };
 use lora_bert_data::scheme::Span;
-use lora_bert_data::token::{TokenExample, encode_tagged};
+use lora_bert_data::token::{TokenExample, encode_tagged, encode_text, encode_words};
 use lora_bert_data::window::{stitch, stitch_scored};
 use lora_bert_data::{DataError, LabelVocab, Scheme, TaggedSentence};
 use lora_bert_encoder::tokenizer::{BertTokenizer, LengthPolicy, TokenizerError};
@@ -919,6 +919,31 @@ fn raw_text_words_follow_the_tokenizer() {
         words.len()
     );
     assert!(split_words(tok, "").unwrap().is_empty());
+}
+
+/// One pass of the tokenizer gives the words `split_words` finds and the examples
+/// `encode_words` makes for them, windowed or not, through multi-byte text, dropped
+/// characters and punctuation.
+#[test]
+fn encode_text_is_split_words_then_encode_words() {
+    let text = "Hello, I met  Ada Lovelace in New York's Museum\u{200b}.\t東京! Zoë 🙂 naïve-ish.";
+    let long = text.repeat(12);
+    for tok in [
+        tokenizer().clone(),
+        tokenizer()
+            .clone()
+            .with_max_length(16)
+            .with_length_policy(LengthPolicy::Window { stride: 4 }),
+    ] {
+        for (i, t) in [text, long.as_str()].into_iter().enumerate() {
+            if i == 1 && !matches!(tok.length_policy(), LengthPolicy::Window { .. }) {
+                continue;
+            }
+            let (spans, examples) = encode_text(&tok, t, i).unwrap();
+            assert_eq!(spans, split_words(&tok, t).unwrap());
+            assert_eq!(examples, encode_words(&tok, t, &spans, i).unwrap());
+        }
+    }
 }
 
 #[test]

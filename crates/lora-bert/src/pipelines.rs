@@ -26,11 +26,10 @@ use std::sync::Arc;
 use lora_bert_adapters::{Adapter, Lora};
 use lora_bert_apps::decode::{argmax, softmax};
 use lora_bert_apps::manifest::AppKind;
-use lora_bert_apps::{LabelAlignment, TokenDecoder, is_entity_tag};
+use lora_bert_apps::{TokenDecoder, is_entity_tag};
 use lora_bert_data::LabelVocab;
-use lora_bert_data::align::split_words;
 use lora_bert_data::join_words;
-use lora_bert_data::token::{TokenExample, encode_words};
+use lora_bert_data::token::{TokenExample, encode_text, encode_words};
 use lora_bert_encoder::tokenizer::{BertTokenizer, LengthPolicy};
 
 use crate::Error;
@@ -91,7 +90,7 @@ fn run<S: Adapter>(
 /// Texts longer than the tokenizer's maximum are split into overlapping windows (the
 /// tokenizer's [`LengthPolicy::Window`], stride a quarter of the maximum unless the tokenizer
 /// already windows). Words are the tokenizer's pre-tokenized words
-/// ([`split_words`]; or the caller's, with [`NerPipeline::predict_words`]). From the logits
+/// ([`encode_text`], the words [`split_words`](lora_bert_data::align::split_words) gives; or the caller's, with [`NerPipeline::predict_words`]). From the logits
 /// on, the path is the one fine-tuning's evaluation scores ([`TokenDecoder`]): each word is
 /// read from the window where it has the most context, its label from its pieces by an
 /// [`Aggregation`] (the one the app was scored with, as its manifest records; the first piece
@@ -102,8 +101,6 @@ pub struct NerPipeline<S: Adapter = Lora> {
     runtime: Arc<Runtime<S>>,
     app: String,
     decoder: TokenDecoder,
-    /// The label alignment the app was trained with.
-    alignment: LabelAlignment,
     tokenizer: BertTokenizer,
     batch_size: usize,
 }
@@ -162,7 +159,6 @@ impl<S: Adapter> NerPipeline<S> {
             runtime,
             app: app.to_owned(),
             decoder: TokenDecoder::new(vocab, decoding.alignment, decoding.aggregation),
-            alignment: decoding.alignment,
             tokenizer: tokenizer.allow_empty(true),
             batch_size: DEFAULT_BATCH_SIZE,
         })
@@ -171,7 +167,11 @@ impl<S: Adapter> NerPipeline<S> {
     /// Reads word labels with `aggregation` instead of the one the app was scored with (its
     /// manifest's; the first piece when it names none).
     pub fn with_aggregation(mut self, aggregation: Aggregation) -> Self {
-        self.decoder = TokenDecoder::new(self.decoder.vocab().clone(), self.alignment, aggregation);
+        self.decoder = TokenDecoder::new(
+            self.decoder.vocab().clone(),
+            self.decoder.alignment(),
+            aggregation,
+        );
         self
     }
 
@@ -189,17 +189,18 @@ impl<S: Adapter> NerPipeline<S> {
     /// [`Error::InvalidInput`] for no text; [`Error::Tokenizer`]; the runtime's errors (an
     /// app removed meanwhile is [`Error::UnknownApp`]).
     pub fn predict(&self, texts: &[&str]) -> Result<Vec<Vec<Entity>>, Error> {
-        let words = texts
-            .iter()
-            .map(|text| {
-                if text.trim().is_empty() {
-                    Ok(Vec::new())
-                } else {
-                    split_words(&self.tokenizer, text)
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        self.predict_spans(texts, &words)
+        let mut words = Vec::with_capacity(texts.len());
+        let mut examples = Vec::new();
+        for (i, text) in texts.iter().enumerate() {
+            if text.trim().is_empty() {
+                words.push(Vec::new());
+                continue;
+            }
+            let (spans, encoded) = encode_text(&self.tokenizer, text, i)?;
+            words.push(spans);
+            examples.extend(encoded);
+        }
+        self.entities(texts, &words, &examples)
     }
 
     /// The entities of sentences given as words, joined by single spaces into the text the
@@ -216,23 +217,25 @@ impl<S: Adapter> NerPipeline<S> {
         let (texts, words): (Vec<String>, Vec<Vec<(usize, usize)>>) =
             sentences.iter().map(|s| join_words(s)).unzip();
         let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
-        self.predict_spans(&texts, &words)
-    }
-
-    /// The entities of each text from its words' byte ranges.
-    fn predict_spans(
-        &self,
-        texts: &[&str],
-        words: &[Vec<(usize, usize)>],
-    ) -> Result<Vec<Vec<Entity>>, Error> {
-        if texts.is_empty() {
-            return Err(Error::InvalidInput("no text".into()));
-        }
-        let mut examples: Vec<TokenExample> = Vec::new();
-        for (i, (text, spans)) in texts.iter().zip(words).enumerate() {
+        let mut examples = Vec::new();
+        for (i, (text, spans)) in texts.iter().zip(&words).enumerate() {
             if !spans.is_empty() {
                 examples.extend(encode_words(&self.tokenizer, text, spans, i)?);
             }
+        }
+        self.entities(&texts, &words, &examples)
+    }
+
+    /// The entities of each text from its words' byte ranges and its examples (in text
+    /// order, a text's windows consecutive).
+    fn entities(
+        &self,
+        texts: &[&str],
+        words: &[Vec<(usize, usize)>],
+        examples: &[TokenExample],
+    ) -> Result<Vec<Vec<Entity>>, Error> {
+        if texts.is_empty() {
+            return Err(Error::InvalidInput("no text".into()));
         }
         let rows: Vec<Row<'_>> = examples
             .iter()

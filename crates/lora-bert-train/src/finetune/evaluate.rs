@@ -222,8 +222,13 @@ pub fn entity_report(gold: &[TaggedSentence], pred: &[Vec<String>]) -> Result<Ne
             });
         }
     }
-    let gold: Vec<Vec<String>> = gold.into_iter().cloned().collect();
-    Ok(lora_bert_apps::entity_report(&gold, pred)?)
+    let gold: Vec<Vec<&str>> = gold.iter().map(|tags| strs(tags)).collect();
+    let pred: Vec<Vec<&str>> = pred.iter().map(|tags| strs(tags)).collect();
+    Ok(lora_bert_apps::entity_report(&gold, &pred)?)
+}
+
+fn strs(tags: &[String]) -> Vec<&str> {
+    tags.iter().map(String::as_str).collect()
 }
 
 /// The predicted class of every row, in batches of `batch_size`, with the model in validation
