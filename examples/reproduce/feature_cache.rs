@@ -12,8 +12,9 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use safetensors::tensor::{Dtype, TensorView};
-use safetensors::{SafeTensors, serialize_to_file};
+use lora_bert::encoder::tensor_file::{StoredTensor, write_safetensors};
+use safetensors::SafeTensors;
+use safetensors::tensor::Dtype;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -222,17 +223,12 @@ impl FeatureCache {
         }
         std::fs::create_dir_all(&self.dir)?;
         let path = self.path(key);
-        let bytes: Vec<u8> = states.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let view = TensorView::new(
-            Dtype::F32,
-            vec![states.len() / key.hidden, key.hidden],
-            &bytes,
+        let states = StoredTensor::f32(vec![states.len() / key.hidden, key.hidden], states);
+        write_safetensors(
+            &path,
+            [("states", &states)],
+            [("key".to_owned(), serde_json::to_string(key)?)],
         )?;
-        let metadata =
-            std::collections::HashMap::from([("key".to_owned(), serde_json::to_string(key)?)]);
-        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-        serialize_to_file([("states", view)], Some(metadata), &tmp)?;
-        std::fs::rename(&tmp, &path)?;
         Ok(())
     }
 

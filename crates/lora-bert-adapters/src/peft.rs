@@ -10,12 +10,12 @@
 //! "off" in PEFT (null, false, an empty object or list), so an adapter never loads silently
 //! wrong.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
-use lora_bert_encoder::checkpoint::{decode_f32, f32_bytes, write_atomically};
-use safetensors::{Dtype, SafeTensors};
+use lora_bert_encoder::CheckpointError;
+use lora_bert_encoder::tensor_file::{self, StoredTensor, write_atomically};
 use serde_json::{Map, Value};
 
 use crate::error::AdapterError;
@@ -309,53 +309,27 @@ pub(crate) fn config_json(
 /// accepted in front of the module path; [`TensorFile::take`] is called with the canonical
 /// name (`base_model.model.encoder.layer.0.attention.self.query.lora_A.weight`).
 #[derive(Debug)]
-pub struct TensorFile {
-    path: PathBuf,
-    tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
-}
+pub struct TensorFile(lora_bert_encoder::tensor_file::TensorFile);
 
 impl TensorFile {
     /// Parses safetensors bytes read from `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`AdapterError::Corrupt`], [`AdapterError::Dtype`], [`AdapterError::NonFinite`] or
+    /// [`AdapterError::DuplicateTensor`] (two stored names for one canonical name), naming the
+    /// file and the tensor.
     pub fn parse(path: impl Into<PathBuf>, bytes: &[u8]) -> Result<Self, AdapterError> {
-        let path = path.into();
-        let file = SafeTensors::deserialize(bytes).map_err(|e| AdapterError::Corrupt {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        let mut tensors = BTreeMap::new();
-        // The stored name of each canonical name: two that normalise alike (`x` and
-        // `bert.x`) would otherwise leave one of them, whichever came last, silently unused.
-        let mut stored: BTreeMap<String, String> = BTreeMap::new();
-        for (name, view) in file.tensors() {
-            let canonical = canonical_name(&name);
-            if let Some(other) = stored.insert(canonical.clone(), name.clone()) {
-                let (first, second) = if other < name {
-                    (other, name)
-                } else {
-                    (name, other)
-                };
-                return Err(AdapterError::DuplicateTensor {
-                    path,
-                    name: canonical,
-                    first,
-                    second,
-                });
-            }
-            let values =
-                decode_f32(view.dtype(), view.data()).ok_or_else(|| AdapterError::Dtype {
-                    path: path.clone(),
-                    name: name.clone(),
-                    dtype: format!("{:?}", view.dtype()),
-                })?;
-            if values.iter().any(|v| !v.is_finite()) {
-                return Err(AdapterError::NonFinite { path, name });
-            }
-            tensors.insert(canonical, (view.shape().to_vec(), values));
-        }
-        Ok(Self { path, tensors })
+        lora_bert_encoder::tensor_file::TensorFile::parse_renamed(path, bytes, canonical_name)
+            .map(Self)
+            .map_err(file_error)
     }
 
     /// Reads and parses `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`AdapterError::Io`]; as [`parse`](Self::parse).
     pub fn read(path: &Path) -> Result<Self, AdapterError> {
         let bytes = std::fs::read(path).map_err(|source| AdapterError::Io {
             path: path.to_owned(),
@@ -366,43 +340,73 @@ impl TensorFile {
 
     /// The file.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.0.path()
     }
 
     /// Removes the tensor `name`, checks its shape and puts it on `device`.
+    ///
+    /// # Errors
+    ///
+    /// [`AdapterError::MissingTensor`]; [`AdapterError::Shape`].
     pub fn take(
         &mut self,
         name: &str,
         shape: [usize; 2],
         device: &Device,
     ) -> Result<Tensor<2>, AdapterError> {
-        let Some((actual, values)) = self.tensors.remove(name) else {
-            return Err(AdapterError::MissingTensor {
-                path: self.path.clone(),
-                name: name.to_owned(),
-            });
-        };
-        if actual != shape {
-            return Err(AdapterError::Shape {
-                path: self.path.clone(),
-                name: name.to_owned(),
-                expected: shape.to_vec(),
-                actual,
-            });
-        }
+        let values = self.0.take(name, &shape).map_err(file_error)?;
         Ok(Tensor::from_data(TensorData::new(values, shape), device))
     }
 
     /// Errors if tensors are left that no module took.
+    ///
+    /// # Errors
+    ///
+    /// [`AdapterError::UnexpectedTensors`].
     pub fn finish(self) -> Result<(), AdapterError> {
-        if self.tensors.is_empty() {
-            Ok(())
-        } else {
-            Err(AdapterError::UnexpectedTensors {
-                path: self.path,
-                names: self.tensors.into_keys().collect(),
-            })
+        self.0.finish().map_err(file_error)
+    }
+}
+
+/// The adapter crate's name for an error of the shared safetensors reader and writer.
+fn file_error(e: CheckpointError) -> AdapterError {
+    match e {
+        CheckpointError::Io { path, source } => AdapterError::Io { path, source },
+        CheckpointError::Corrupt { path, message } | CheckpointError::Write { path, message } => {
+            AdapterError::Corrupt { path, message }
         }
+        CheckpointError::Missing { path, names } => AdapterError::MissingTensor {
+            path,
+            name: names.join(", "),
+        },
+        CheckpointError::Duplicate {
+            path,
+            name,
+            first,
+            second,
+        } => AdapterError::DuplicateTensor {
+            path,
+            name,
+            first,
+            second,
+        },
+        CheckpointError::Unexpected { path, names } => {
+            AdapterError::UnexpectedTensors { path, names }
+        }
+        CheckpointError::Shape {
+            path,
+            name,
+            expected,
+            actual,
+        } => AdapterError::Shape {
+            path,
+            name,
+            expected,
+            actual,
+        },
+        CheckpointError::Dtype { path, name, dtype } => AdapterError::Dtype { path, name, dtype },
+        CheckpointError::NonFinite { path, name } => AdapterError::NonFinite { path, name },
+        other => AdapterError::Checkpoint(other),
     }
 }
 
@@ -416,8 +420,7 @@ fn canonical_name(name: &str) -> String {
 pub(crate) fn safetensors_bytes(
     tensors: Vec<(String, Tensor<2>)>,
 ) -> Result<Vec<u8>, AdapterError> {
-    let mut data: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(tensors.len());
-    let mut names = BTreeSet::new();
+    let mut stored = BTreeMap::new();
     for (name, tensor) in tensors {
         let shape = tensor.dims().to_vec();
         let values =
@@ -428,20 +431,9 @@ pub(crate) fn safetensors_bytes(
                     path: PathBuf::from(&name),
                     message: format!("{e:?}"),
                 })?;
-        names.insert(name.clone());
-        data.push((name, shape, f32_bytes(&values)));
+        stored.insert(name, StoredTensor::f32(shape, &values));
     }
-    let views = data.iter().map(|(name, shape, bytes)| {
-        let view = safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), bytes)
-            .expect("shape and byte length agree");
-        (name.clone(), view)
-    });
-    let mut metadata = std::collections::HashMap::new();
-    metadata.insert("format".to_owned(), "pt".to_owned());
-    safetensors::serialize(views, Some(metadata)).map_err(|e| AdapterError::Corrupt {
-        path: PathBuf::from(WEIGHTS_FILE),
-        message: e.to_string(),
-    })
+    tensor_file::safetensors_bytes(Path::new(WEIGHTS_FILE), &stored, []).map_err(file_error)
 }
 
 /// Writes a group's two files into `dir` (created if needed), each atomically.

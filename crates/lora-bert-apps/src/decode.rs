@@ -37,7 +37,7 @@ use std::borrow::Cow;
 use std::ops::Range;
 
 use lora_bert_data::align::{
-    Aggregation, LabelAligner, LabelAlignment, TokenPredictions, WordPrediction, entity_offsets,
+    Aggregation, LabelAligner, LabelAlignment, TokenPredictions, WordPrediction,
 };
 use lora_bert_data::scheme::{Span, entities_lenient};
 use lora_bert_data::token::TokenExample;
@@ -321,24 +321,53 @@ impl TokenDecoder {
             });
         }
         let spans = entity_spans(&self.tags(words))?;
-        Ok(entity_offsets(text, word_spans, &spans)?
-            .into_iter()
-            .map(|e| {
-                let scores: Vec<f32> = words[e.words.clone()]
+        spans
+            .iter()
+            .map(|span| {
+                let mut entity = place(text, word_spans, span)?;
+                let scores = words[span.start..span.end]
                     .iter()
-                    .map(|w| w.map_or(0.0, |w| w.score))
-                    .collect();
-                Entity {
-                    start: text[..e.start].chars().count(),
-                    end: text[..e.end].chars().count(),
-                    score: scores.iter().sum::<f32>() / scores.len() as f32,
-                    label: e.label,
-                    text: e.text,
-                    words: e.words,
-                }
+                    .map(|w| w.map_or(0.0, |w| w.score));
+                entity.score = scores.sum::<f32>() / span.len() as f32;
+                Ok(entity)
             })
-            .collect())
+            .collect()
     }
+}
+
+/// `span` (over words) placed on `text`, given each word's byte range in it: its text and
+/// character offsets, score 1.
+fn place(text: &str, word_spans: &[(usize, usize)], span: &Span) -> Result<Entity> {
+    let bytes = (span.start < span.end)
+        .then(|| {
+            Some((
+                word_spans.get(span.start)?.0,
+                word_spans.get(span.end - 1)?.1,
+            ))
+        })
+        .flatten();
+    let found = bytes.and_then(|(start, end)| Some((start, end, text.get(start..end)?)));
+    let (start, end, slice) = found.ok_or_else(|| {
+        AppError::Data(DataError::InvalidArgument {
+            what: "entity span",
+            message: format!(
+                "`{}` over words {}..{} does not fit {} words of a {}-byte text",
+                span.kind,
+                span.start,
+                span.end,
+                word_spans.len(),
+                text.len()
+            ),
+        })
+    })?;
+    Ok(Entity {
+        label: span.kind.clone(),
+        text: slice.to_owned(),
+        start: text[..start].chars().count(),
+        end: text[..end].chars().count(),
+        words: span.start..span.end,
+        score: 1.0,
+    })
 }
 
 #[cfg(test)]
@@ -346,6 +375,26 @@ mod tests {
     use super::*;
     use lora_bert_metrics::chunks::chunks;
     use proptest::prelude::*;
+
+    #[test]
+    fn entities_are_placed_by_character_and_refused_off_the_text() {
+        let text = "I met  Zoë Lovelace.";
+        let words = [(0, 1), (2, 5), (7, 11), (12, 20), (20, 21)];
+        let e = place(text, &words, &Span::new("PER", 2, 4)).unwrap();
+        assert_eq!((e.text.as_str(), e.start, e.end), ("Zoë Lovelace", 7, 19));
+        let chars: String = text.chars().skip(e.start).take(e.end - e.start).collect();
+        assert_eq!(chars, e.text);
+        // Past the words, outside the text, off a character boundary, empty.
+        for (words, span) in [
+            (&words[..], Span::new("X", 4, 6)),
+            (&[(0, 50)][..], Span::new("X", 0, 1)),
+            (&[(9, 10)][..], Span::new("X", 0, 1)),
+            (&words[..], Span::new("X", 2, 2)),
+        ] {
+            let err = place(text, words, &span).unwrap_err();
+            assert!(matches!(err, AppError::Data(_)), "{err}");
+        }
+    }
 
     #[test]
     fn softmax_sums_to_one_and_argmax_takes_the_first_of_ties() {

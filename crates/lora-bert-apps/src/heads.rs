@@ -33,7 +33,6 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::module::{Module, Param};
@@ -41,9 +40,9 @@ use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::module::linear;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use lora_bert_data::LabelVocab;
-use lora_bert_encoder::checkpoint::{decode_f32, f32_bytes};
+use lora_bert_encoder::CheckpointError;
 use lora_bert_encoder::kernels;
-use safetensors::{Dtype, SafeTensors};
+use lora_bert_encoder::tensor_file::{self, StoredTensor, write_safetensors};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{io_err, write_atomic};
@@ -741,22 +740,12 @@ fn save_head(
     }
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let weights_path = dir.join(WEIGHTS_FILE);
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
-        .into_iter()
-        .map(|(name, shape, values)| (name, shape, f32_bytes(&values)))
-        .collect();
-    let mut views = Vec::with_capacity(bytes.len());
-    for (name, shape, data) in &bytes {
-        let view = safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), data)
-            .map_err(|e| format_err(&weights_path, invalid("tensor", e)))?;
-        views.push((name.as_str(), view));
-    }
-    let metadata = [("format".to_string(), "pt".to_string())]
-        .into_iter()
-        .collect();
-    let serialized = safetensors::serialize(views, Some(metadata))
-        .map_err(|e| format_err(&weights_path, invalid("tensor", e)))?;
-    write_atomic(&weights_path, &serialized)?;
+    let stored = tensors
+        .iter()
+        .map(|(name, shape, values)| (name, StoredTensor::f32(shape.clone(), values)))
+        .collect::<Vec<_>>();
+    write_safetensors(&weights_path, stored.iter().map(|(n, t)| (*n, t)), [])
+        .map_err(|e| file_error(e, &weights_path))?;
     if let Some((vocab, _)) = labels {
         vocab.save(dir.join(LABELS_FILE))?;
     }
@@ -799,68 +788,66 @@ fn load_labels(dir: &Path, num_labels: usize) -> Result<LabelVocab> {
     Ok(vocab)
 }
 
-/// The decoded tensors of a weights file, taken one by one.
-struct TensorFile {
-    path: PathBuf,
-    tensors: BTreeMap<String, (Vec<usize>, Dtype, Vec<u8>)>,
-}
+/// The tensors of a head's weights file, taken one by one (the encoder crate's reader, its
+/// errors in this crate's terms).
+struct TensorFile(tensor_file::TensorFile);
 
 impl TensorFile {
     fn parse(bytes: &[u8], path: PathBuf) -> Result<Self> {
-        let file = SafeTensors::deserialize(bytes).map_err(|e| AppError::Format {
-            path: path.clone(),
-            message: format!("not a valid safetensors file: {e}"),
-        })?;
-        let tensors = file
-            .iter()
-            .map(|(name, view)| {
-                (
-                    name.to_string(),
-                    (view.shape().to_vec(), view.dtype(), view.data().to_vec()),
-                )
-            })
-            .collect();
-        Ok(Self { path, tensors })
+        tensor_file::TensorFile::parse(path.clone(), bytes)
+            .map(Self)
+            .map_err(|e| file_error(e, &path))
     }
 
-    /// The values of tensor `name`, which must have shape `shape` and finite values.
+    /// The values of tensor `name`, which must have shape `shape` (and, as every tensor the
+    /// reader accepts, finite values).
     fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        let (found, dtype, data) = self.tensors.remove(name).ok_or_else(|| AppError::Format {
-            path: self.path.clone(),
-            message: format!("missing tensor `{name}`"),
-        })?;
-        if found != shape {
-            return Err(AppError::Shape {
-                what: format!("tensor `{name}` in {}", self.path.display()),
-                expected: shape.to_vec(),
-                found,
-            });
-        }
-        let values = decode_f32(dtype, &data).ok_or_else(|| AppError::Format {
-            path: self.path.clone(),
-            message: format!("tensor `{name}` has dtype {dtype:?}, expected a float dtype"),
-        })?;
-        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            return Err(AppError::Format {
-                path: self.path.clone(),
-                message: format!(
-                    "tensor `{name}` has a non-finite value ({}) at flat index {i}",
-                    values[i]
-                ),
-            });
-        }
-        Ok(values)
+        self.0
+            .take(name, shape)
+            .map_err(|e| file_error(e, self.0.path()))
     }
 
     /// Fails when a tensor was not taken.
     fn finish(self) -> Result<()> {
-        if self.tensors.is_empty() {
-            return Ok(());
+        let path = self.0.path().to_owned();
+        self.0.finish().map_err(|e| file_error(e, &path))
+    }
+}
+
+/// A weights file's error as this crate reports it: [`AppError::Format`] naming the file
+/// (with the tensor in the message), [`AppError::Shape`] for a tensor of another shape.
+fn file_error(e: CheckpointError, file: &Path) -> AppError {
+    let format = |message: String| AppError::Format {
+        path: file.to_owned(),
+        message,
+    };
+    match e {
+        CheckpointError::Io { path, source } => AppError::Io { path, source },
+        CheckpointError::Shape {
+            path,
+            name,
+            expected,
+            actual,
+        } => AppError::Shape {
+            what: format!("tensor `{name}` in {}", path.display()),
+            expected,
+            found: actual,
+        },
+        CheckpointError::Corrupt { message, .. } => {
+            format(format!("not a valid safetensors file: {message}"))
         }
-        let names: Vec<&str> = self.tensors.keys().map(String::as_str).collect();
-        Err(AppError::Format {
-            path: self.path,
-            message: format!("unexpected tensors: {}", names.join(", ")),
-        })
+        CheckpointError::Missing { names, .. } => {
+            format(format!("missing tensor `{}`", names.join("`, `")))
+        }
+        CheckpointError::Unexpected { names, .. } => {
+            format(format!("unexpected tensors: {}", names.join(", ")))
+        }
+        CheckpointError::Dtype { name, dtype, .. } => format(format!(
+            "tensor `{name}` has dtype {dtype}, expected a float dtype"
+        )),
+        CheckpointError::NonFinite { name, .. } => {
+            format(format!("tensor `{name}` has non-finite values"))
+        }
+        other => format(other.to_string()),
     }
 }

@@ -19,13 +19,10 @@
 //! training ([`LabelAlignment`]) and how piece predictions become word predictions
 //! ([`Aggregation`]).
 
-use std::ops::Range;
-
 use lora_bert_encoder::tokenizer::{BertTokenizer, Encoding, TokenizerError};
-use lora_bert_metrics::Mode;
 use serde::{Deserialize, Serialize};
 
-use crate::scheme::{Span, Tag, decode};
+use crate::scheme::Tag;
 use crate::{DataError, LabelVocab, Result};
 
 /// The label of tokens that take no part in the loss (`[CLS]`, `[SEP]`, padding, and with
@@ -217,98 +214,6 @@ pub fn split_words(tokenizer: &BertTokenizer, text: &str) -> Result<Vec<(usize, 
         last = *word;
     }
     Ok(spans)
-}
-
-/// An entity found in a text: its type, its byte range in the text, and its words.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct EntitySpan {
-    /// The entity type.
-    pub label: String,
-    /// Byte offset of the entity's first word in the text.
-    pub start: usize,
-    /// Byte offset one past its last word.
-    pub end: usize,
-    /// `&text[start..end]`.
-    pub text: String,
-    /// The word range.
-    pub words: Range<usize>,
-}
-
-/// Places entity `spans` (over words) onto `text`, given each word's byte range in it.
-///
-/// # Errors
-///
-/// [`DataError::InvalidArgument`] when a span reaches past the words or a word range lies
-/// outside the text or off its character boundaries.
-pub fn entity_offsets(
-    text: &str,
-    word_spans: &[(usize, usize)],
-    spans: &[Span],
-) -> Result<Vec<EntitySpan>> {
-    spans
-        .iter()
-        .map(|s| {
-            let range = (s.start < s.end)
-                .then(|| Some((word_spans.get(s.start)?.0, word_spans.get(s.end - 1)?.1)))
-                .flatten();
-            let entity = range.and_then(|(start, end)| Some((start, end, text.get(start..end)?)));
-            let (start, end, slice) = entity.ok_or_else(|| DataError::InvalidArgument {
-                what: "entity span",
-                message: format!(
-                    "`{}` over words {}..{} does not fit {} words of a {}-byte text",
-                    s.kind,
-                    s.start,
-                    s.end,
-                    word_spans.len(),
-                    text.len()
-                ),
-            })?;
-            Ok(EntitySpan {
-                label: s.kind.clone(),
-                start,
-                end,
-                text: slice.to_owned(),
-                words: s.start..s.end,
-            })
-        })
-        .collect()
-}
-
-/// The entities of word tags, with byte offsets into `text`: [`decode`] in `mode` (strict in
-/// a scheme, or seqeval's lenient default reading, which suits model predictions), then
-/// [`entity_offsets`].
-///
-/// # Errors
-///
-/// [`DataError::LengthMismatch`] when there is not one tag per word; as [`decode`] and
-/// [`entity_offsets`] otherwise.
-///
-/// ```
-/// use lora_bert_data::align::entities_with_offsets;
-/// use lora_bert_metrics::Mode;
-///
-/// let text = "I met  Ada Lovelace.";
-/// let words = [(0, 1), (2, 5), (7, 10), (11, 19), (19, 20)];
-/// let tags = ["O", "O", "B-PER", "I-PER", "O"];
-/// let found = entities_with_offsets(text, &words, &tags, Mode::Default)?;
-/// assert_eq!(found[0].text, "Ada Lovelace");
-/// assert_eq!((found[0].start, found[0].end), (7, 19));
-/// # Ok::<(), lora_bert_data::DataError>(())
-/// ```
-pub fn entities_with_offsets<S: AsRef<str>>(
-    text: &str,
-    word_spans: &[(usize, usize)],
-    word_tags: &[S],
-    mode: Mode,
-) -> Result<Vec<EntitySpan>> {
-    if word_tags.len() != word_spans.len() {
-        return Err(DataError::LengthMismatch {
-            what: "word tags".into(),
-            expected: word_spans.len(),
-            found: word_tags.len(),
-        });
-    }
-    entity_offsets(text, word_spans, &decode(word_tags, mode)?)
 }
 
 /// Aligns word labels to word pieces and piece predictions back to words, for one label

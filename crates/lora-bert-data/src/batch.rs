@@ -24,6 +24,7 @@
 //! # Ok::<(), lora_bert_data::DataError>(())
 //! ```
 
+pub use lora_bert_encoder::padding::{InputBatch, attention_mask, pad_rows, pad_rows_to};
 use lora_bert_encoder::tokenizer::{BertTokenizer, Encoding, LengthPolicy, TokenizerError};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -254,90 +255,6 @@ impl BatchPlan {
     }
 }
 
-/// Pads `rows` on the right with `pad` to the longest row: the row-major `[rows.len(),
-/// seq_len]` buffer and `seq_len`.
-///
-/// Works for ids (`pad` = the tokenizer's pad id), type ids (0) and token labels (`-100`, the
-/// index a cross-entropy loss ignores).
-///
-/// ```
-/// use lora_bert_data::batch::pad_rows;
-///
-/// let (ids, seq_len) = pad_rows(&[&[101_u32, 7592, 102][..], &[101, 102]], 0);
-/// assert_eq!((ids, seq_len), (vec![101, 7592, 102, 101, 102, 0], 3));
-/// let (labels, _) = pad_rows(&[&[-100_i64, 3, -100][..], &[-100, -100]], -100);
-/// assert_eq!(labels, [-100, 3, -100, -100, -100, -100]);
-/// ```
-pub fn pad_rows<T: Copy>(rows: &[&[T]], pad: T) -> (Vec<T>, usize) {
-    let seq_len = rows.iter().map(|r| r.len()).max().unwrap_or(0);
-    (pad_rows_to(rows, pad, seq_len), seq_len)
-}
-
-/// Pads `rows` on the right with `pad` to `seq_len` (row-major `[rows.len(), seq_len]`), for
-/// buffers that must line up with another padded buffer.
-///
-/// # Panics
-///
-/// If a row is longer than `seq_len`.
-pub fn pad_rows_to<T: Copy>(rows: &[&[T]], pad: T, seq_len: usize) -> Vec<T> {
-    let mut out = Vec::with_capacity(rows.len() * seq_len);
-    for row in rows {
-        assert!(
-            row.len() <= seq_len,
-            "row of {} longer than seq_len {seq_len}",
-            row.len()
-        );
-        out.extend_from_slice(row);
-        out.extend(std::iter::repeat_n(pad, seq_len - row.len()));
-    }
-    out
-}
-
-/// Attention mask for rows of the given lengths padded to `seq_len`: 1 for tokens, 0 for
-/// padding, row-major.
-///
-/// ```
-/// assert_eq!(lora_bert_data::batch::attention_mask(&[3, 1], 3), [1, 1, 1, 1, 0, 0]);
-/// ```
-///
-/// # Panics
-///
-/// If a length is larger than `seq_len`.
-pub fn attention_mask(lengths: &[usize], seq_len: usize) -> Vec<u32> {
-    let mut out = Vec::with_capacity(lengths.len() * seq_len);
-    for &len in lengths {
-        assert!(len <= seq_len, "length {len} larger than seq_len {seq_len}");
-        out.extend(std::iter::repeat_n(1, len));
-        out.extend(std::iter::repeat_n(0, seq_len - len));
-    }
-    out
-}
-
-/// Padded model inputs, row-major `[rows, seq_len]`, padded on the right.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InputBatch {
-    /// Token ids, pad id in padding.
-    pub input_ids: Vec<u32>,
-    /// Token type ids, 0 in padding.
-    pub type_ids: Vec<u32>,
-    /// 1 for tokens, 0 for padding.
-    pub attention_mask: Vec<u32>,
-    /// Length of every row: the longest row of the batch.
-    pub seq_len: usize,
-}
-
-impl InputBatch {
-    /// Number of rows.
-    pub fn rows(&self) -> usize {
-        self.input_ids.len().checked_div(self.seq_len).unwrap_or(0)
-    }
-
-    /// `[rows, seq_len]`.
-    pub fn shape(&self) -> [usize; 2] {
-        [self.rows(), self.seq_len]
-    }
-}
-
 /// A padded batch of texts with one class label each, row-major `[batch, seq_len]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TextBatch {
@@ -430,19 +347,10 @@ impl EncodedRows {
     /// range.
     pub fn batch(&self, indices: &[usize]) -> Result<InputBatch> {
         check_indices(indices, self.len())?;
-        let ids: Vec<&[u32]> = indices.iter().map(|&i| self.ids[i].as_slice()).collect();
-        let types: Vec<&[u32]> = indices
+        let rows = indices
             .iter()
-            .map(|&i| self.type_ids[i].as_slice())
-            .collect();
-        let (input_ids, seq_len) = pad_rows(&ids, self.pad_id);
-        let lengths: Vec<usize> = ids.iter().map(|r| r.len()).collect();
-        Ok(InputBatch {
-            input_ids,
-            type_ids: pad_rows_to(&types, 0, seq_len),
-            attention_mask: attention_mask(&lengths, seq_len),
-            seq_len,
-        })
+            .map(|&i| (self.ids[i].as_slice(), self.type_ids[i].as_slice()));
+        Ok(InputBatch::new(rows, self.pad_id))
     }
 }
 

@@ -22,32 +22,10 @@
 use std::fmt::Write as _;
 
 use lora_bert_metrics::Mode;
+pub use lora_bert_metrics::Span;
 use lora_bert_metrics::chunks::chunks_of;
-use serde::{Deserialize, Serialize};
 
 use crate::{DataError, Result, Scheme};
-
-/// An entity: its type and the word range `start..end` (end exclusive).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Span {
-    /// The entity type (`PER`, `geo-loc`).
-    pub kind: String,
-    /// First word.
-    pub start: usize,
-    /// One past the last word.
-    pub end: usize,
-}
-
-impl Span {
-    /// A span of type `kind` over the words `start..end`.
-    pub fn new(kind: impl Into<String>, start: usize, end: usize) -> Self {
-        Span {
-            kind: kind.into(),
-            start,
-            end,
-        }
-    }
-}
 
 /// A parsed tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,10 +247,7 @@ pub fn entities_lenient<S: AsRef<str>>(tags: &[S]) -> Result<Vec<Span>> {
             Some(_) => tag.to_owned(),
         });
     }
-    Ok(chunks_of(&mapped)
-        .into_iter()
-        .map(|c| Span::new(c.kind, c.start, c.end + 1))
-        .collect())
+    Ok(chunks_of(&mapped))
 }
 
 /// The entities of `tags` read in `mode`: [`entities`] for [`Mode::Strict`],

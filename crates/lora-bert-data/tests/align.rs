@@ -4,9 +4,9 @@ use std::sync::OnceLock;
 
 use lora_bert_data::align::{
     Aggregation, IGNORE_INDEX, LabelAligner, LabelAlignment, TokenPredictions, WordPrediction,
-    dropped_words, entities_with_offsets, entity_offsets, split_words, token_words,
+    dropped_words, split_words, token_words,
 };
-use lora_bert_data::scheme::Span;
+use lora_bert_data::scheme::decode;
 use lora_bert_data::token::{TokenExample, encode_tagged, encode_text, encode_words};
 use lora_bert_data::window::{stitch, stitch_scored};
 use lora_bert_data::{DataError, LabelVocab, Scheme, TaggedSentence};
@@ -846,44 +846,6 @@ fn stitch_refuses_windows_out_of_order() {
 }
 
 #[test]
-fn entity_offsets_slice_the_original_text() {
-    for s in tweets() {
-        let (text, spans) = s.text_and_spans();
-        let found =
-            entities_with_offsets(&text, &spans, &s.tags, Mode::Strict(Scheme::Iob2)).unwrap();
-        for e in &found {
-            assert_eq!(&text[e.start..e.end], e.text);
-            assert_eq!(e.text, s.tokens[e.words.clone()].join(" "));
-        }
-    }
-    let s = &tweets()[0];
-    let (text, spans) = s.text_and_spans();
-    let found = entities_with_offsets(&text, &spans, &s.tags, Mode::Default).unwrap();
-    let texts: Vec<(&str, &str)> = found
-        .iter()
-        .map(|e| (e.label.as_str(), e.text.as_str()))
-        .collect();
-    assert_eq!(texts, [("LOC", "Atlanta's"), ("LOC", "Fox Theatre")]);
-    // Errors: a tag count that does not match, a span past the words, a broken scheme.
-    assert!(matches!(
-        entities_with_offsets(&text, &spans, &s.tags[1..], Mode::Default),
-        Err(DataError::LengthMismatch { .. })
-    ));
-    assert!(entity_offsets(&text, &spans, &[Span::new("X", 8, 10)]).is_err());
-    assert!(entity_offsets("ab", &[(0, 5)], &[Span::new("X", 0, 1)]).is_err());
-    assert!(entity_offsets("é", &[(0, 1)], &[Span::new("X", 0, 1)]).is_err());
-    let bad = ["O", "I-LOC"];
-    assert!(
-        entities_with_offsets("a b", &[(0, 1), (2, 3)], &bad, Mode::Strict(Scheme::Iob2)).is_err()
-    );
-    let lenient = entities_with_offsets("a b", &[(0, 1), (2, 3)], &bad, Mode::Default).unwrap();
-    assert_eq!(
-        (lenient[0].start, lenient[0].end, lenient[0].text.as_str()),
-        (2, 3, "b")
-    );
-}
-
-#[test]
 fn raw_text_words_follow_the_tokenizer() {
     let tok = tokenizer();
     let text = "Hello, I met  Ada Lovelace in New York's Museum\u{200b}.\t東京!";
@@ -904,8 +866,11 @@ fn raw_text_words_follow_the_tokenizer() {
     tags[8] = "I-LOC";
     tags[13] = "B-LOC";
     tags[14] = "I-LOC";
-    let found = entities_with_offsets(text, &spans, &tags, Mode::Default).unwrap();
-    let got: Vec<&str> = found.iter().map(|e| &text[e.start..e.end]).collect();
+    let found = decode(&tags, Mode::Default).unwrap();
+    let got: Vec<&str> = found
+        .iter()
+        .map(|e| &text[spans[e.start].0..spans[e.end - 1].1])
+        .collect();
     assert_eq!(got, ["Ada Lovelace", "New York", "東京"]);
     // A word list made from raw text encodes with one word per tokenizer word.
     let s = TaggedSentence {

@@ -8,9 +8,7 @@
 //! shape that disagrees with the config, is an error naming the tensor.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::{Dtype, SafeTensors};
@@ -21,6 +19,8 @@ use crate::kernels::host_inference;
 use crate::model::{BertModel, LayerNorm};
 use crate::projection::{NoAdapter, Projection, ProjectionAdapter};
 use crate::quantize::int8_tensor;
+use crate::tensor_file::{StoredTensor, write_safetensors};
+pub use crate::tensor_file::{decode_f32, f32_bytes, write_atomically};
 
 /// Errors raised while reading or writing a checkpoint.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +88,34 @@ pub enum CheckpointError {
         path: PathBuf,
         /// The device asked for.
         device: String,
+    },
+    /// Two stored tensor names mean the same tensor (`x` and `bert.x`).
+    #[error("{path}: tensors `{first}` and `{second}` are both `{name}`")]
+    Duplicate {
+        /// The file.
+        path: PathBuf,
+        /// The name both stand for.
+        name: String,
+        /// One stored name.
+        first: String,
+        /// The other.
+        second: String,
+    },
+    /// Tensors were left that nothing reads.
+    #[error("{path}: unexpected tensors: {}", names.join(", "))]
+    Unexpected {
+        /// The file.
+        path: PathBuf,
+        /// Their names.
+        names: Vec<String>,
+    },
+    /// Tensors could not be serialised (bytes that do not match a dtype and shape).
+    #[error("{path}: cannot write tensors: {message}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
     },
     /// The config next to the weights is invalid.
     #[error(transparent)]
@@ -520,38 +548,6 @@ pub(crate) fn load_checkpoint<M>(
     Ok((model, report))
 }
 
-/// Decodes little-endian safetensors data of a float dtype (F32, F16, BF16, F64) into `f32`s;
-/// `None` for any other dtype.
-pub fn decode_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
-    Some(match dtype {
-        Dtype::F32 => bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        Dtype::F16 => bytes
-            .chunks_exact(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => bytes
-            .chunks_exact(2)
-            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        Dtype::F64 => bytes
-            .chunks_exact(8)
-            .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
-            .collect(),
-        _ => return None,
-    })
-}
-
-/// A tensor as a safetensors file stores it: dtype, shape, little-endian bytes.
-type Stored = (Dtype, Vec<usize>, Vec<u8>);
-
-/// The little-endian bytes of `values`, as safetensors stores F32 data.
-pub fn f32_bytes(values: &[f32]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
-
 impl<A: ProjectionAdapter> BertModel<A> {
     /// The base weights with their Hugging Face names and shapes (linear weights as `[out, in]`),
     /// in a stable order. Adapters are not included: they are saved by the adapter crate. Int8
@@ -628,34 +624,20 @@ impl<A: ProjectionAdapter> BertModel<A> {
     /// back int8.
     pub fn save_safetensors(&self, path: impl AsRef<Path>) -> Result<(), CheckpointError> {
         let path = path.as_ref();
-        let mut tensors: BTreeMap<String, Stored> = self
+        let mut tensors: BTreeMap<String, StoredTensor> = self
             .hf_tensors()
             .into_iter()
-            .map(|(name, (shape, values))| (name, (Dtype::F32, shape, f32_bytes(&values))))
+            .map(|(name, (shape, values))| (name, StoredTensor::f32(shape, &values)))
             .collect();
         // Int8 weights are written as they are held: int8 values and their scales.
         tensors.extend(self.int8_tensors());
-        let views = tensors.iter().map(|(name, (dtype, shape, data))| {
-            let view = safetensors::tensor::TensorView::new(*dtype, shape.clone(), data)
-                .expect("shape and data agree");
-            (name.as_str(), view)
-        });
-        let metadata = [("format".to_string(), "pt".to_string())]
-            .into_iter()
-            .collect();
-        let serialized = safetensors::serialize(views, Some(metadata)).map_err(|e| {
-            CheckpointError::Corrupt {
-                path: path.to_owned(),
-                message: e.to_string(),
-            }
-        })?;
-        write_atomically(path, &serialized)
+        write_safetensors(path, &tensors, [])
     }
 
     /// The int8 weights in the file layout of [`crate::quantize`]: `{weight}` as `I8` (linear
     /// weights as HF's `[out, in]`), `{weight}_scale` and, for projections,
     /// `{weight}_input_scale` as `F32`.
-    fn int8_tensors(&self) -> Vec<(String, Stored)> {
+    fn int8_tensors(&self) -> Vec<(String, StoredTensor)> {
         // The values are held with a per-tensor scale of 1: dequantized, they are the integers.
         let ints = |t: Tensor<2>| -> Vec<u8> {
             t.dequantize()
@@ -664,9 +646,9 @@ impl<A: ProjectionAdapter> BertModel<A> {
                 .map(|v| v as i8 as u8)
                 .collect()
         };
-        let floats = |t: Tensor<1>| -> Stored {
+        let floats = |t: Tensor<1>| -> StoredTensor {
             let values: Vec<f32> = t.into_data().iter::<f32>().collect();
-            (Dtype::F32, vec![values.len()], f32_bytes(&values))
+            StoredTensor::f32(vec![values.len()], &values)
         };
         let mut out = Vec::new();
         let e = &self.embeddings;
@@ -675,7 +657,7 @@ impl<A: ProjectionAdapter> BertModel<A> {
             let shape = e.word_embeddings.val().dims().to_vec();
             out.push((
                 name.to_owned(),
-                (Dtype::I8, shape, ints(e.word_embeddings.val())),
+                StoredTensor::new(Dtype::I8, shape, ints(e.word_embeddings.val())),
             ));
             out.push((format!("{name}_scale"), floats(scale.val())));
         }
@@ -689,7 +671,10 @@ impl<A: ProjectionAdapter> BertModel<A> {
             let hf: Vec<u8> = (0..d_out * d_in)
                 .map(|k| values[(k % d_in) * d_out + k / d_in])
                 .collect();
-            out.push((name.clone(), (Dtype::I8, vec![d_out, d_in], hf)));
+            out.push((
+                name.clone(),
+                StoredTensor::new(Dtype::I8, vec![d_out, d_in], hf),
+            ));
             out.push((format!("{name}_scale"), floats(cols.val())));
             out.push((format!("{name}_input_scale"), floats(rows.val())));
         }
@@ -707,35 +692,4 @@ impl<A: ProjectionAdapter> BertModel<A> {
         write_atomically(&files.config, self.config.to_json_string().as_bytes())?;
         self.save_safetensors(&files.weights)
     }
-}
-
-/// Writes `bytes` to `path` through a temporary file and a rename, so readers never see a
-/// partial file.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
-    let io = |source| CheckpointError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "checkpoint".into());
-    // Unique per process and per call, so concurrent writers never share a temporary file.
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!(".{file_name}.tmp{}-{n}", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io)
 }

@@ -34,8 +34,11 @@ pub mod device;
 pub mod kernels;
 pub mod model;
 pub mod mpnet;
+pub mod padding;
 pub mod projection;
 pub mod quantize;
+pub mod states;
+pub mod tensor_file;
 pub mod tokenizer;
 
 pub use checkpoint::{CheckpointError, LoadReport, ModelDir};
@@ -47,4 +50,5 @@ pub use projection::{
     BaseLinear, NoAdapter, Projection, ProjectionAdapter, ProjectionKind, ProjectionSite, Route,
 };
 pub use quantize::QuantizeError;
+pub use states::{Encoder, HiddenLayer, PaddedRows};
 pub use tokenizer::{Batch, BertTokenizer, Encoding, LengthPolicy, TokenizerError};

@@ -71,6 +71,17 @@ pub enum InputError {
     /// Tensors of the input disagree in shape.
     #[error("input shapes disagree: {0}")]
     Shape(String),
+    /// A hidden layer the model does not have.
+    #[error("hidden layer {layer}: {message}")]
+    Layer {
+        /// The layer asked for.
+        layer: usize,
+        /// Which layers the model gives.
+        message: String,
+    },
+    /// A route the model cannot take.
+    #[error("route refused: {0}")]
+    Route(String),
     /// A per-example route does not have one entry per example.
     #[error("route has {route} entries for a batch of {batch}")]
     RouteLength {

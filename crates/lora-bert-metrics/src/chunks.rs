@@ -6,16 +6,7 @@
 //! and no entity crosses a sentence boundary. The chunker is lenient: `I-` without `B-` starts
 //! an entity, a change of type ends one and starts another, `E-` and `S-` close entities.
 
-/// An entity in seqeval's default mode: type and inclusive token span in the joined sequence.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Chunk {
-    /// The entity type (`PER`; `_` for bare prefixes).
-    pub kind: String,
-    /// First token (offset in the sentences joined with one `O` between them).
-    pub start: usize,
-    /// Last token, inclusive.
-    pub end: usize,
-}
+use crate::span::Span;
 
 /// Splits a tag into its prefix character and type, as seqeval does without `suffix`.
 fn split(tag: &str) -> (char, &str) {
@@ -43,8 +34,9 @@ fn start_of_chunk(prev_tag: char, tag: char, prev_type: &str, kind: &str) -> boo
 }
 
 /// The entities of `sentences`, as `seqeval.metrics.sequence_labeling.get_entities` returns
-/// them for a list of sentences.
-pub fn chunks<S: AsRef<str>>(sentences: &[Vec<S>]) -> Vec<Chunk> {
+/// them for a list of sentences (whose ends are inclusive: here they are one past the last
+/// token, as every [`Span`]).
+pub fn chunks<S: AsRef<str>>(sentences: &[Vec<S>]) -> Vec<Span> {
     let joined: Vec<&str> = sentences
         .iter()
         .flat_map(|s| s.iter().map(AsRef::as_ref).chain(std::iter::once("O")))
@@ -53,7 +45,7 @@ pub fn chunks<S: AsRef<str>>(sentences: &[Vec<S>]) -> Vec<Chunk> {
 }
 
 /// The entities of one flat tag sequence (`get_entities` on a flat list).
-pub fn chunks_of<S: AsRef<str>>(tags: &[S]) -> Vec<Chunk> {
+pub fn chunks_of<S: AsRef<str>>(tags: &[S]) -> Vec<Span> {
     let mut out = Vec::new();
     let (mut prev_tag, mut prev_type) = ('O', String::new());
     let mut begin = 0;
@@ -65,11 +57,7 @@ pub fn chunks_of<S: AsRef<str>>(tags: &[S]) -> Vec<Chunk> {
     {
         let (tag, kind) = split(tag);
         if end_of_chunk(prev_tag, tag, &prev_type, kind) {
-            out.push(Chunk {
-                kind: prev_type.clone(),
-                start: begin,
-                end: i - 1,
-            });
+            out.push(Span::new(prev_type.clone(), begin, i));
         }
         if start_of_chunk(prev_tag, tag, &prev_type, kind) {
             begin = i;
@@ -84,12 +72,9 @@ pub fn chunks_of<S: AsRef<str>>(tags: &[S]) -> Vec<Chunk> {
 mod tests {
     use super::*;
 
-    fn c(kind: &str, start: usize, end: usize) -> Chunk {
-        Chunk {
-            kind: kind.into(),
-            start,
-            end,
-        }
+    /// A span written as seqeval's `get_entities` writes it: the last token inclusive.
+    fn c(kind: &str, start: usize, last: usize) -> Span {
+        Span::new(kind, start, last + 1)
     }
 
     #[test]

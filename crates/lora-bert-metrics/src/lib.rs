@@ -19,9 +19,11 @@ mod error;
 mod ner;
 mod prf;
 pub mod scheme;
+mod span;
 
 pub use classification::ClassificationReport;
 pub use error::MetricsError;
 pub use ner::{Mode, NerReport, SentenceCounts};
 pub use prf::{Averages, Prf};
-pub use scheme::{Entity, Scheme, UnknownScheme};
+pub use scheme::{Scheme, UnknownScheme};
+pub use span::Span;

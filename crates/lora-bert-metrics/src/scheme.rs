@@ -9,6 +9,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::MetricsError;
+use crate::span::Span;
 
 /// A tagging scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -231,24 +232,13 @@ impl<'a> Token<'a> {
     }
 }
 
-/// An entity in strict mode: type and token span `[start, end)` within its sentence.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Entity {
-    /// The entity type.
-    pub kind: String,
-    /// First token.
-    pub start: usize,
-    /// One past the last token.
-    pub end: usize,
-}
-
 /// The entities of one sentence under `scheme`, as `seqeval.scheme.Tokens.entities` reads
 /// them. `sentence_index` only names the sentence in errors.
 pub fn strict_entities<T: AsRef<str>>(
     tags: &[T],
     scheme: Scheme,
     sentence_index: usize,
-) -> Result<Vec<Entity>, MetricsError> {
+) -> Result<Vec<Span>, MetricsError> {
     let rules = scheme.rules();
     let outside = Token {
         prefix: O,
@@ -288,7 +278,7 @@ pub fn strict_entities<T: AsRef<str>>(
                 end = tokens.len() - 2;
             }
             if tokens[end].matches(&tokens[end - 1], rules.end) {
-                entities.push(Entity {
+                entities.push(Span {
                     kind: token.kind.to_owned(),
                     start: i,
                     end,

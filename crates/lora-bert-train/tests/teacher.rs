@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use lora_bert_data::align::token_words;
 use lora_bert_encoder::device::{self, Backend, Device};
 use lora_bert_encoder::tokenizer::{BertTokenizer, LengthPolicy, TokenizerError};
-use lora_bert_encoder::{BertConfig, BertInput, BertModel, MpnetModel, Route};
+use lora_bert_encoder::{BertConfig, BertInput, BertModel, HiddenLayer, MpnetModel, Route};
 use lora_bert_train::teacher::{
-    BuildProgress, CacheDtype, CacheOptions, EncoderTeacher, Teacher, TeacherCache, TeacherLayer,
-    WordPooling, WordStates,
+    BuildProgress, CacheDtype, CacheOptions, EncoderTeacher, Teacher, TeacherCache, WordPooling,
+    WordStates,
 };
 use lora_bert_train::{Result, TrainError};
 use proptest::prelude::*;
@@ -277,7 +277,7 @@ fn layer_choice() {
     let last = EncoderTeacher::new(model.clone(), tokenizer(), &device).unwrap();
     let hidden2 = EncoderTeacher::new(model.clone(), tokenizer(), &device)
         .unwrap()
-        .with_layer(TeacherLayer::Hidden(2))
+        .with_layer(HiddenLayer::Hidden(2))
         .unwrap();
     let d = max_diff(
         &last.word_states(&refs(&c)).unwrap(),
@@ -288,7 +288,7 @@ fn layer_choice() {
     // Hidden(0) is the embedding output.
     let emb = EncoderTeacher::new(model.clone(), tokenizer(), &device)
         .unwrap()
-        .with_layer(TeacherLayer::Hidden(0))
+        .with_layer(HiddenLayer::Hidden(0))
         .unwrap();
     let s = words("Atlanta's humid");
     let batch = emb.tokenizer().encode_batch(&["Atlanta's humid"]).unwrap();
@@ -307,7 +307,7 @@ fn layer_choice() {
 
     let err = EncoderTeacher::new(model, tokenizer(), &device)
         .unwrap()
-        .with_layer(TeacherLayer::Hidden(3))
+        .with_layer(HiddenLayer::Hidden(3))
         .unwrap_err();
     assert!(matches!(err, TrainError::InvalidArgument { .. }), "{err}");
 }

@@ -604,7 +604,12 @@ fn ner_entities_are_the_word_labels_read_as_seqeval_does_with_character_offsets(
     let tags: Vec<&str> = words.iter().map(|w| w.2).collect();
     let want: Vec<(String, String)> = chunks_of(&tags)
         .into_iter()
-        .map(|c| (c.kind, text[words[c.start].0..words[c.end].1].to_owned()))
+        .map(|c| {
+            (
+                c.kind,
+                text[words[c.start].0..words[c.end - 1].1].to_owned(),
+            )
+        })
         .collect();
     let have: Vec<(String, String)> = got
         .iter()

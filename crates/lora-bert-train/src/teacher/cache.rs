@@ -6,7 +6,8 @@ use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use safetensors::tensor::{Dtype, Metadata, TensorInfo, TensorView};
+use lora_bert_encoder::tensor_file::{StoredTensor, safetensors_bytes};
+use safetensors::tensor::{Dtype, Metadata, TensorInfo};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -677,27 +678,34 @@ fn shard_bytes(
     }
     let hash_bytes: Vec<u8> = hashes.iter().flatten().copied().collect();
     let n = sentences.len();
-    fn view(dtype: Dtype, shape: Vec<usize>, bytes: &[u8]) -> Result<TensorView<'_>> {
-        TensorView::new(dtype, shape, bytes).map_err(|e| TrainError::InvalidArgument {
-            what: "teacher cache shard",
-            message: e.to_string(),
-        })
-    }
-    let tensors = vec![
+    let tensors = [
         (
             "states",
-            view(meta.dtype.safetensors(), vec![words, hidden], &data)?,
+            StoredTensor::new(meta.dtype.safetensors(), vec![words, hidden], data),
         ),
-        ("present", view(Dtype::U8, vec![words], &present)?),
-        ("offsets", view(Dtype::I64, vec![n + 1], &offsets)?),
-        ("hashes", view(Dtype::U8, vec![n, HASH_LEN], &hash_bytes)?),
+        (
+            "present",
+            StoredTensor::new(Dtype::U8, vec![words], present),
+        ),
+        (
+            "offsets",
+            StoredTensor::new(Dtype::I64, vec![n + 1], offsets),
+        ),
+        (
+            "hashes",
+            StoredTensor::new(Dtype::U8, vec![n, HASH_LEN], hash_bytes),
+        ),
     ];
     let meta_json = serde_json::to_string(meta).map_err(|e| TrainError::InvalidArgument {
         what: "teacher cache shard",
         message: e.to_string(),
     })?;
-    let info = HashMap::from([(META_KEY.to_string(), meta_json)]);
-    safetensors::serialize(tensors, Some(info)).map_err(|e| TrainError::InvalidArgument {
+    safetensors_bytes(
+        Path::new("teacher cache shard"),
+        tensors.iter().map(|(n, t)| (*n, t)),
+        [(META_KEY.to_string(), meta_json)],
+    )
+    .map_err(|e| TrainError::InvalidArgument {
         what: "teacher cache shard",
         message: e.to_string(),
     })

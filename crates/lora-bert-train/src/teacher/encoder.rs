@@ -1,191 +1,23 @@
 //! A teacher that runs an encoder of the encoder crate (BERT or MPNet).
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 use lora_bert_data::align::token_words;
+use lora_bert_encoder::padding::InputBatch;
 use lora_bert_encoder::tokenizer::{BertTokenizer, Encoding, LengthPolicy};
-use lora_bert_encoder::{
-    BertInput, BertModel, InputError, MpnetModel, NoAdapter, ProjectionAdapter, Route,
-};
+use lora_bert_encoder::{BertModel, Encoder, HiddenLayer, NoAdapter, Route};
 
 use super::{Teacher, WordStates};
 use crate::pooling::WordPooling;
 use crate::{Result, TrainError};
 use lora_bert_data::join_words;
 
-/// Which hidden state of the encoder the word states are pooled from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum TeacherLayer {
-    /// The last layer's output (`last_hidden_state`), the default: the states a
-    /// sentence-transformers model is trained to make useful.
-    #[default]
-    Last,
-    /// Hugging Face's `hidden_states[i]`: 0 is the embedding output, `num_hidden_layers` the
-    /// last layer (the same as [`TeacherLayer::Last`]).
-    Hidden(usize),
-}
-
-/// A padded batch of token rows, row-major.
-#[derive(Debug, Clone, Copy)]
-pub struct PaddedRows<'a> {
-    /// Token ids, `shape[0] * shape[1]`.
-    pub ids: &'a [u32],
-    /// Segment ids (ignored by encoders without token types).
-    pub type_ids: &'a [u32],
-    /// 1 for a real token, 0 for padding.
-    pub mask: &'a [u32],
-    /// `[rows, tokens per row]`.
-    pub shape: [usize; 2],
-}
-
-/// An encoder [`EncoderTeacher`] can run: a [`BertModel`] (with any adapters, under a
-/// [`Route`]) or an [`MpnetModel`] (all-mpnet-base-v2, the distillation teacher).
-pub trait TeacherEncoder: std::fmt::Debug + Send + Sync {
-    /// Width of the hidden states.
-    fn hidden_size(&self) -> usize;
-    /// Transformer layers (hidden states `0..=num_hidden_layers`).
-    fn num_hidden_layers(&self) -> usize;
-    /// Vocabulary size.
-    fn vocab_size(&self) -> usize;
-    /// The longest input in tokens, specials included.
-    fn max_length(&self) -> usize;
-    /// The architecture in a few words, for cache descriptions.
-    fn architecture(&self) -> String;
-    /// The `[rows, tokens, hidden]` states of `layer` for `rows`, under `route`.
-    ///
-    /// # Errors
-    ///
-    /// Input the model refuses; a route the encoder cannot take.
-    fn states(
-        &self,
-        rows: PaddedRows<'_>,
-        layer: TeacherLayer,
-        route: &Route,
-        device: &Device,
-    ) -> Result<Tensor<3>>;
-}
-
-fn input_err(e: InputError) -> TrainError {
-    TrainError::InvalidArgument {
-        what: "teacher input",
-        message: e.to_string(),
-    }
-}
-
-impl<A: ProjectionAdapter + Sync> TeacherEncoder for BertModel<A> {
-    fn hidden_size(&self) -> usize {
-        self.config().hidden_size
-    }
-
-    fn num_hidden_layers(&self) -> usize {
-        self.config().num_hidden_layers
-    }
-
-    fn vocab_size(&self) -> usize {
-        self.config().vocab_size
-    }
-
-    fn max_length(&self) -> usize {
-        self.config().max_position_embeddings
-    }
-
-    fn architecture(&self) -> String {
-        let c = self.config();
-        format!(
-            "bert encoder: {} layers, hidden {}, vocab {}",
-            c.num_hidden_layers, c.hidden_size, c.vocab_size
-        )
-    }
-
-    fn states(
-        &self,
-        rows: PaddedRows<'_>,
-        layer: TeacherLayer,
-        route: &Route,
-        device: &Device,
-    ) -> Result<Tensor<3>> {
-        let PaddedRows {
-            ids,
-            type_ids,
-            mask,
-            shape,
-        } = rows;
-        let input = BertInput::from_ids(ids, type_ids, mask, shape, self.config(), device)
-            .map_err(input_err)?;
-        Ok(match layer {
-            TeacherLayer::Last => {
-                self.forward(&input, route)
-                    .map_err(input_err)?
-                    .last_hidden_state
-            }
-            TeacherLayer::Hidden(l) => {
-                let mut all = self
-                    .forward_all(&input, route)
-                    .map_err(input_err)?
-                    .hidden_states;
-                all.swap_remove(l)
-            }
-        })
-    }
-}
-
-impl TeacherEncoder for MpnetModel {
-    fn hidden_size(&self) -> usize {
-        self.config().hidden_size
-    }
-
-    fn num_hidden_layers(&self) -> usize {
-        self.config().num_hidden_layers
-    }
-
-    fn vocab_size(&self) -> usize {
-        self.config().vocab_size
-    }
-
-    fn max_length(&self) -> usize {
-        self.config().max_sequence_length()
-    }
-
-    fn architecture(&self) -> String {
-        let c = self.config();
-        format!(
-            "mpnet encoder: {} layers, hidden {}, vocab {}",
-            c.num_hidden_layers, c.hidden_size, c.vocab_size
-        )
-    }
-
-    fn states(
-        &self,
-        rows: PaddedRows<'_>,
-        layer: TeacherLayer,
-        route: &Route,
-        device: &Device,
-    ) -> Result<Tensor<3>> {
-        if !matches!(route, Route::Base) {
-            return Err(TrainError::InvalidArgument {
-                what: "teacher route",
-                message: "an MPNet teacher has no adapters: use Route::Base".into(),
-            });
-        }
-        let input = self
-            .input_from_ids(rows.ids, rows.mask, rows.shape, device)
-            .map_err(input_err)?;
-        Ok(match layer {
-            TeacherLayer::Last => self.forward(&input).map_err(input_err)?.last_hidden_state,
-            TeacherLayer::Hidden(l) => {
-                let mut all = self.forward_all(&input).map_err(input_err)?.hidden_states;
-                all.swap_remove(l)
-            }
-        })
-    }
-}
-
-/// A [`Teacher`] running an encoder ([`BertModel`] by default, or [`MpnetModel`]: any
-/// [`TeacherEncoder`]) with its [`BertTokenizer`] on a non-autodiff device.
+/// A [`Teacher`] running an encoder ([`BertModel`] by default, or [`MpnetModel`](lora_bert_encoder::MpnetModel): any
+/// [`Encoder`]) with its [`BertTokenizer`] on a non-autodiff device.
 ///
 /// A sentence's words are joined by single spaces, encoded, and each token is mapped to the
 /// word whose byte range holds its start ([`token_words`], as the data crate aligns labels). A
 /// word's state is the mean (or first, [`WordPooling`]) of its pieces' states at the chosen
-/// layer ([`TeacherLayer`], the last by default). A word with no token gets zeros and
+/// layer ([`HiddenLayer`], the last by default). A word with no token gets zeros and
 /// `present == false`; a sentence none of whose words gives a token is accepted (the tokenizer
 /// is switched to `allow_empty`).
 ///
@@ -205,18 +37,18 @@ impl TeacherEncoder for MpnetModel {
 /// not depend on the batch size or on the other sentences beyond float noise, since padding is
 /// masked.
 #[derive(Debug)]
-pub struct EncoderTeacher<E: TeacherEncoder = BertModel<NoAdapter>> {
+pub struct EncoderTeacher<E: Encoder = BertModel<NoAdapter>> {
     model: E,
     tokenizer: BertTokenizer,
     device: Device,
-    layer: TeacherLayer,
+    layer: HiddenLayer,
     pooling: WordPooling,
     batch_size: usize,
     route: Route,
     description: Option<String>,
 }
 
-impl<E: TeacherEncoder> EncoderTeacher<E> {
+impl<E: Encoder> EncoderTeacher<E> {
     /// A teacher running `model` (whose weights live on `device`) with `tokenizer`.
     ///
     /// # Errors
@@ -259,7 +91,7 @@ impl<E: TeacherEncoder> EncoderTeacher<E> {
             model,
             tokenizer: tokenizer.allow_empty(true),
             device: device.clone(),
-            layer: TeacherLayer::Last,
+            layer: HiddenLayer::Last,
             pooling: WordPooling::Mean,
             batch_size: 32,
             route: Route::Base,
@@ -272,9 +104,9 @@ impl<E: TeacherEncoder> EncoderTeacher<E> {
     /// # Errors
     ///
     /// [`TrainError::InvalidArgument`] for `Hidden(i)` with `i > num_hidden_layers`.
-    pub fn with_layer(mut self, layer: TeacherLayer) -> Result<Self> {
+    pub fn with_layer(mut self, layer: HiddenLayer) -> Result<Self> {
         let layers = self.model.num_hidden_layers();
-        if let TeacherLayer::Hidden(i) = layer
+        if let HiddenLayer::Hidden(i) = layer
             && i > layers
         {
             return Err(TrainError::InvalidArgument {
@@ -343,7 +175,7 @@ impl<E: TeacherEncoder> EncoderTeacher<E> {
     }
 
     /// The layer pooled from.
-    pub fn layer(&self) -> TeacherLayer {
+    pub fn layer(&self) -> HiddenLayer {
         self.layer
     }
 
@@ -364,32 +196,16 @@ impl<E: TeacherEncoder> EncoderTeacher<E> {
         order.sort_by_key(|&i| rows[i].len());
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); rows.len()];
         for chunk in order.chunks(self.batch_size) {
-            let seq_len = chunk.iter().map(|&i| rows[i].len()).max().unwrap_or(0);
-            let n = chunk.len() * seq_len;
-            let (mut ids, mut types, mut mask) = (
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
+            let batch = InputBatch::new(
+                chunk
+                    .iter()
+                    .map(|&i| (&rows[i].ids[..], &rows[i].type_ids[..])),
+                self.tokenizer.pad_id(),
             );
-            for &i in chunk {
-                let e = rows[i];
-                let pad = seq_len - e.len();
-                ids.extend_from_slice(&e.ids);
-                ids.extend(std::iter::repeat_n(self.tokenizer.pad_id(), pad));
-                types.extend_from_slice(&e.type_ids);
-                types.extend(std::iter::repeat_n(0, pad));
-                mask.extend(std::iter::repeat_n(1, e.len()));
-                mask.extend(std::iter::repeat_n(0, pad));
-            }
-            let rows_in = PaddedRows {
-                ids: &ids,
-                type_ids: &types,
-                mask: &mask,
-                shape: [chunk.len(), seq_len],
-            };
+            let seq_len = batch.seq_len;
             let states = self
                 .model
-                .states(rows_in, self.layer, &self.route, &self.device)?;
+                .states(batch.view(), self.layer, &self.route, &self.device)?;
             let values = states
                 .into_data()
                 .convert::<f32>()
@@ -472,7 +288,7 @@ fn plan_words(
     plan
 }
 
-impl<E: TeacherEncoder> Teacher for EncoderTeacher<E> {
+impl<E: Encoder> Teacher for EncoderTeacher<E> {
     fn hidden_size(&self) -> usize {
         self.model.hidden_size()
     }

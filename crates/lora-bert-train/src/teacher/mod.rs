@@ -27,7 +27,7 @@ mod tagger;
 
 pub use crate::pooling::WordPooling;
 pub use cache::{BuildProgress, CacheDtype, CacheOptions, TeacherCache};
-pub use encoder::{EncoderTeacher, PaddedRows, TeacherEncoder, TeacherLayer};
+pub use encoder::EncoderTeacher;
 pub use tagger::{
     TAGGER_HEAD_GROUP, TAGGER_MANIFEST, TAGGER_REPORT, TAGGER_WEIGHTS, Tagger, TaggerConfig,
     TaggerData, TaggerManifest, TaggerRun, evaluate_tagger, load_tagger, save_tagger,

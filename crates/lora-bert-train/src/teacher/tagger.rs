@@ -3,9 +3,9 @@
 //!
 //! The NER family's pre-finetuning distils entity knowledge (NuNER-style: an annotator labels
 //! entities on raw text, a student learns its labels). A [`Tagger`] is that annotator: any
-//! [`TeacherEncoder`] (all-mpnet-base-v2 in the examples) plus a [`TokenClassificationHead`],
+//! [`Encoder`] (all-mpnet-base-v2 in the examples) plus a [`TokenClassificationHead`],
 //! fine-tuned end to end by [`train_tagger`] with token cross-entropy and scored on a dev set
-//! with seqeval's entity F1. A `Tagger` is itself a [`TeacherEncoder`] whose hidden size is
+//! with seqeval's entity F1. A `Tagger` is itself a [`Encoder`] whose hidden size is
 //! the number of labels and whose states are the logits, so an [`EncoderTeacher`] over it
 //! (first-piece pooling) gives each word's logits, and a
 //! [`TeacherCache`](super::TeacherCache) keeps them for a corpus. The student's objective
@@ -22,12 +22,11 @@ use lora_bert_data::align::LabelAlignment;
 use lora_bert_data::batch::{BatchConfig, BatchPlan};
 use lora_bert_data::token::{TokenBatch, TokenExample, encode_tagged};
 use lora_bert_data::{LabelVocab, TaggedSentence};
-use lora_bert_encoder::Route;
 use lora_bert_encoder::tokenizer::BertTokenizer;
+use lora_bert_encoder::{Encoder, HiddenLayer, InputError, PaddedRows, Route};
 use lora_bert_metrics::NerReport;
 
 use super::cache::sha256_file;
-use super::{PaddedRows, TeacherEncoder, TeacherLayer};
 use crate::finetune::{TokenEvalOptions, entity_report, host_values, stitch_word_ids, word_tags};
 use crate::groups::param_ids;
 use crate::heads::{TokenClassificationHead, TokenClassificationHeadConfig};
@@ -44,7 +43,7 @@ pub struct Tagger<E: Module + ModuleDisplay> {
     pub head: TokenClassificationHead,
 }
 
-impl<E: TeacherEncoder + Module + ModuleDisplay> Tagger<E> {
+impl<E: Encoder + Module + ModuleDisplay> Tagger<E> {
     /// `encoder` with a fresh head over `num_labels` classes (dropout `head_dropout`), on
     /// `device` (the encoder's).
     ///
@@ -71,12 +70,12 @@ impl<E: TeacherEncoder + Module + ModuleDisplay> Tagger<E> {
     pub fn logits(&self, rows: PaddedRows<'_>, device: &Device) -> Result<Tensor<3>> {
         let hidden = self
             .encoder
-            .states(rows, TeacherLayer::Last, &Route::Base, device)?;
+            .states(rows, HiddenLayer::Last, &Route::Base, device)?;
         Ok(self.head.forward(hidden)?)
     }
 }
 
-impl<E: TeacherEncoder + Module + ModuleDisplay> TeacherEncoder for Tagger<E> {
+impl<E: Encoder + Module + ModuleDisplay> Encoder for Tagger<E> {
     fn hidden_size(&self) -> usize {
         self.num_labels()
     }
@@ -101,22 +100,31 @@ impl<E: TeacherEncoder + Module + ModuleDisplay> TeacherEncoder for Tagger<E> {
         )
     }
 
-    /// The logits (only [`TeacherLayer::Last`]: a tagger has no other output).
+    /// The logits (only [`HiddenLayer::Last`], or the last layer by number: a tagger has no
+    /// other output).
     fn states(
         &self,
         rows: PaddedRows<'_>,
-        layer: TeacherLayer,
+        layer: HiddenLayer,
         route: &Route,
         device: &Device,
-    ) -> Result<Tensor<3>> {
-        if layer != TeacherLayer::Last {
-            return Err(TrainError::InvalidArgument {
-                what: "tagger layer",
-                message: format!("a tagger gives its logits only, not {layer:?}"),
+    ) -> std::result::Result<Tensor<3>, InputError> {
+        let last = self.num_hidden_layers();
+        if let HiddenLayer::Hidden(layer) = layer
+            && layer != last
+        {
+            return Err(InputError::Layer {
+                layer,
+                message: format!("a tagger gives only its logits, over layer {last}"),
             });
         }
-        let hidden = self.encoder.states(rows, layer, route, device)?;
-        Ok(self.head.forward(hidden)?)
+        let hidden = self
+            .encoder
+            .states(rows, HiddenLayer::Last, route, device)?;
+        // The head is built for the encoder's width, so a refusal here is a shape error.
+        self.head
+            .forward(hidden)
+            .map_err(|e| InputError::Shape(e.to_string()))
     }
 }
 
@@ -224,7 +232,7 @@ pub fn train_tagger<E>(
     config: &TaggerConfig,
 ) -> Result<(Tagger<E>, FitReport)>
 where
-    E: TeacherEncoder + Module + ModuleDisplay + Clone,
+    E: Encoder + Module + ModuleDisplay + Clone,
 {
     if train.is_empty() || config.batch_size == 0 || config.eval_batch_size == 0 {
         return Err(TrainError::InvalidArgument {
@@ -282,7 +290,7 @@ where
 ///
 /// Errors of collation and of the forward pass.
 pub fn tagger_logits(
-    tagger: &Tagger<impl TeacherEncoder + Module + ModuleDisplay>,
+    tagger: &Tagger<impl Encoder + Module + ModuleDisplay>,
     examples: &[TokenExample],
     options: &TokenEvalOptions,
 ) -> Result<Vec<Vec<f32>>> {
@@ -310,7 +318,7 @@ pub fn tagger_logits(
 /// [`TrainError::InvalidArgument`] when `vocab` does not have one label per class; errors of
 /// [`tagger_logits`], [`stitch_word_ids`] and [`entity_report`].
 pub fn evaluate_tagger(
-    tagger: &Tagger<impl TeacherEncoder + Module + ModuleDisplay>,
+    tagger: &Tagger<impl Encoder + Module + ModuleDisplay>,
     examples: &[TokenExample],
     gold: &[TaggedSentence],
     vocab: &LabelVocab,
@@ -365,7 +373,7 @@ impl TaggerManifest {
 /// # Errors
 ///
 /// [`TrainError::InvalidArgument`] when `vocab` does not fit the head; I/O and format errors.
-pub fn save_tagger<E: TeacherEncoder + Module + ModuleDisplay + Clone>(
+pub fn save_tagger<E: Encoder + Module + ModuleDisplay + Clone>(
     tagger: &Tagger<E>,
     dir: impl AsRef<Path>,
     base: &str,
@@ -414,7 +422,7 @@ pub fn save_tagger<E: TeacherEncoder + Module + ModuleDisplay + Clone>(
 ///
 /// I/O and format errors; [`TrainError::Format`] when the weights are not the manifest's or
 /// the manifest's version is unknown.
-pub fn load_tagger<E: TeacherEncoder + Module + ModuleDisplay>(
+pub fn load_tagger<E: Encoder + Module + ModuleDisplay>(
     dir: impl AsRef<Path>,
     encoder: E,
 ) -> Result<(Tagger<E>, LabelVocab, TaggerManifest)> {
@@ -513,7 +521,7 @@ pub fn train_and_save_tagger<E>(
     dir: impl AsRef<Path>,
 ) -> Result<TaggerRun>
 where
-    E: TeacherEncoder + Module + ModuleDisplay + Clone,
+    E: Encoder + Module + ModuleDisplay + Clone,
 {
     let dir = dir.as_ref();
     // The tags of all three splits: a split cut short (a smoke run's `--max-train`) may miss
