@@ -381,12 +381,11 @@ fn file_error(e: CheckpointError) -> AdapterError {
         },
         CheckpointError::Duplicate {
             path,
-            name,
             first,
             second,
         } => AdapterError::DuplicateTensor {
             path,
-            name,
+            name: canonical_name(&first),
             first,
             second,
         },

@@ -90,13 +90,11 @@ pub enum CheckpointError {
         device: String,
     },
     /// Two stored tensor names mean the same tensor (`x` and `bert.x`).
-    #[error("{path}: tensors `{first}` and `{second}` are both `{name}`")]
+    #[error("{path}: tensors `{first}` and `{second}` name the same tensor")]
     Duplicate {
         /// The file.
         path: PathBuf,
-        /// The name both stand for.
-        name: String,
-        /// One stored name.
+        /// One stored name (the smaller).
         first: String,
         /// The other.
         second: String,

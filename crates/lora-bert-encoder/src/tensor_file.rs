@@ -215,7 +215,6 @@ impl TensorFile {
                 };
                 return Err(CheckpointError::Duplicate {
                     path,
-                    name: renamed,
                     first,
                     second,
                 });

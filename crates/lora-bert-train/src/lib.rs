@@ -23,8 +23,9 @@ mod trainer;
 pub use checkpoint::{Evaluation, TrainerState};
 pub use error::TrainError;
 pub use finetune::{
-    AppKind, AppManifest, AppSetup, FineTuneConfig, FineTuneMode, TextClassifier, TextMetric,
-    TokenClassifier, TokenMetric, finetune_texts, finetune_tokens, read_app,
+    AppKind, AppManifest, AppSetup, Classifier, ClassifierHead, FineTuneConfig, FineTuneMode,
+    TextClassifier, TextMetric, TokenClassifier, TokenMetric, finetune_texts, finetune_tokens,
+    read_app,
 };
 pub use heads::{
     ProjectionHead, ProjectionHeadConfig, SequenceClassificationHead,

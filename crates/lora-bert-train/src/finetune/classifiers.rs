@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use burn::module::Module;
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor};
 use lora_bert_adapters::{AdaptedModel, Adapter, Lora};
 use lora_bert_apps::manifest::{
     APP_FILE, AppInfo, AppKind, BACKBONE_DIR, FineTuneMode, read_app, write_app,
@@ -19,19 +19,127 @@ use crate::heads::{
 };
 use crate::{Result, TrainError};
 
-/// Token classification (NER, POS): the adapted encoder and a [`TokenClassificationHead`].
+/// A head a classifier app carries on its adapted encoder: how it is made, what it gives for
+/// a batch, and how it is saved with its labels. Implemented by the apps crate's
+/// [`TokenClassificationHead`] and [`SequenceClassificationHead`].
+pub trait ClassifierHead: Module + Sized {
+    /// The head's configuration.
+    type Config;
+    /// Its logits for a batch: `[B, S, num_labels]` per token, `[B, num_labels]` per text.
+    type Logits;
+    /// The kind of app it makes, as `app.json` records it.
+    const KIND: AppKind;
+
+    /// A fresh head.
+    ///
+    /// # Errors
+    ///
+    /// A bad configuration.
+    fn init(config: &Self::Config, device: &Device) -> lora_bert_apps::Result<Self>;
+    /// The hidden size `config` expects.
+    fn config_width(config: &Self::Config) -> usize;
+    /// The hidden size the head expects.
+    fn width(&self) -> usize;
+    /// The logits of the encoder's last hidden states for `input`.
+    ///
+    /// # Errors
+    ///
+    /// States or a mask that do not fit the head.
+    fn logits(&self, hidden: Tensor<3>, input: &BertInput) -> lora_bert_apps::Result<Self::Logits>;
+    /// Saves the head and `labels` into `dir`.
+    ///
+    /// # Errors
+    ///
+    /// Labels that do not fit; a file that cannot be written.
+    fn save(&self, dir: &Path, labels: &LabelVocab) -> lora_bert_apps::Result<()>;
+    /// Loads a head saved by [`save`](Self::save).
+    ///
+    /// # Errors
+    ///
+    /// A missing, malformed or mismatched file.
+    fn load(dir: &Path, device: &Device) -> lora_bert_apps::Result<(Self, LabelVocab)>;
+}
+
+impl ClassifierHead for TokenClassificationHead {
+    type Config = TokenClassificationHeadConfig;
+    type Logits = Tensor<3>;
+    const KIND: AppKind = AppKind::TokenClassification;
+
+    fn init(config: &Self::Config, device: &Device) -> lora_bert_apps::Result<Self> {
+        config.init(device)
+    }
+
+    fn config_width(config: &Self::Config) -> usize {
+        config.hidden_size
+    }
+
+    fn width(&self) -> usize {
+        self.config().hidden_size
+    }
+
+    fn logits(&self, hidden: Tensor<3>, _: &BertInput) -> lora_bert_apps::Result<Tensor<3>> {
+        self.forward(hidden)
+    }
+
+    fn save(&self, dir: &Path, labels: &LabelVocab) -> lora_bert_apps::Result<()> {
+        TokenClassificationHead::save(self, dir, labels)
+    }
+
+    fn load(dir: &Path, device: &Device) -> lora_bert_apps::Result<(Self, LabelVocab)> {
+        TokenClassificationHead::load(dir, device)
+    }
+}
+
+impl ClassifierHead for SequenceClassificationHead {
+    type Config = SequenceClassificationHeadConfig;
+    type Logits = Tensor<2>;
+    const KIND: AppKind = AppKind::SequenceClassification;
+
+    fn init(config: &Self::Config, device: &Device) -> lora_bert_apps::Result<Self> {
+        config.init(device)
+    }
+
+    fn config_width(config: &Self::Config) -> usize {
+        config.hidden_size
+    }
+
+    fn width(&self) -> usize {
+        self.config().hidden_size
+    }
+
+    fn logits(&self, hidden: Tensor<3>, input: &BertInput) -> lora_bert_apps::Result<Tensor<2>> {
+        self.forward(hidden, input.attention_mask.clone())
+    }
+
+    fn save(&self, dir: &Path, labels: &LabelVocab) -> lora_bert_apps::Result<()> {
+        SequenceClassificationHead::save(self, dir, labels)
+    }
+
+    fn load(dir: &Path, device: &Device) -> lora_bert_apps::Result<(Self, LabelVocab)> {
+        SequenceClassificationHead::load(dir, device)
+    }
+}
+
+/// An app being fine-tuned or served: the adapted encoder, a head, and the app's task, mode
+/// and group. [`TokenClassifier`] and [`TextClassifier`] are its two kinds.
 #[derive(Module, Debug)]
-pub struct TokenClassifier<S: Adapter = Lora> {
+pub struct Classifier<H: ClassifierHead, S: Adapter = Lora> {
     /// The encoder with its groups.
     pub model: AdaptedModel<S>,
     /// The head.
-    pub head: TokenClassificationHead,
+    pub head: H,
     /// The app's task, mode and group.
     #[module(skip)]
     pub app: AppInfo,
 }
 
-impl<S: Adapter> TokenClassifier<S> {
+/// Token classification (NER, POS): the adapted encoder and a [`TokenClassificationHead`].
+pub type TokenClassifier<S = Lora> = Classifier<TokenClassificationHead, S>;
+
+/// Text classification: the adapted encoder and a [`SequenceClassificationHead`].
+pub type TextClassifier<S = Lora> = Classifier<SequenceClassificationHead, S>;
+
+impl<H: ClassifierHead, S: Adapter> Classifier<H, S> {
     /// Sets `model` up for `setup` (adding or copying the task's group, freezing what the mode
     /// does not train) and puts a fresh head from `head` on it.
     ///
@@ -44,10 +152,10 @@ impl<S: Adapter> TokenClassifier<S> {
     pub fn new(
         model: AdaptedModel<S>,
         setup: &AppSetup<S::Config>,
-        head: &TokenClassificationHeadConfig,
+        head: &H::Config,
     ) -> Result<Self> {
-        check_hidden(&model, head.hidden_size)?;
-        let head = head.init(&model.device())?;
+        check_hidden(&model, H::config_width(head))?;
+        let head = H::init(head, &model.device())?;
         let (model, app) = prepare(model, setup)?;
         Ok(Self { model, head, app })
     }
@@ -61,14 +169,15 @@ impl<S: Adapter> TokenClassifier<S> {
         route_of(&self.model, &self.app)
     }
 
-    /// Logits `[B, S, num_labels]` of `input` run through `route`.
+    /// Logits of `input` run through `route`: `[B, S, num_labels]` for a
+    /// [`TokenClassifier`], `[B, num_labels]` for a [`TextClassifier`].
     ///
     /// # Errors
     ///
     /// [`TrainError::Adapter`] for a route to an unknown group or a bad input.
-    pub fn forward(&self, input: &BertInput, route: &Route) -> Result<Tensor<3>> {
+    pub fn forward(&self, input: &BertInput, route: &Route) -> Result<H::Logits> {
         let out = self.model.forward(input, route)?;
-        Ok(self.head.forward(out.last_hidden_state)?)
+        Ok(self.head.logits(out.last_hidden_state, input)?)
     }
 
     /// Saves the app into `dir` (see the [module docs](self)).
@@ -83,7 +192,7 @@ impl<S: Adapter> TokenClassifier<S> {
         save_parts(dir, &self.model, &self.app, || {
             Ok(self.head.save(dir, labels)?)
         })?;
-        Ok(write_app(dir, AppKind::TokenClassification, &self.app)?)
+        Ok(write_app(dir, H::KIND, &self.app)?)
     }
 
     /// Loads an app saved by [`save`](Self::save) onto `model`, the base model the app was
@@ -94,91 +203,12 @@ impl<S: Adapter> TokenClassifier<S> {
     /// # Errors
     ///
     /// [`TrainError::Io`] or [`TrainError::Format`] for a missing or malformed file or an app
-    /// of another kind; errors of [`AdaptedModel::load_group`] and
-    /// [`TokenClassificationHead::load`].
+    /// of another kind; errors of [`AdaptedModel::load_group`] and of the head's loader.
     pub fn load(dir: impl AsRef<Path>, model: AdaptedModel<S>) -> Result<(Self, LabelVocab)> {
         let dir = dir.as_ref();
-        let (app, model) = load_parts(dir, model, AppKind::TokenClassification)?;
-        let (head, labels) = TokenClassificationHead::load(dir, &model.device())?;
-        check_hidden(&model, head.config().hidden_size)?;
-        Ok((Self { model, head, app }, labels))
-    }
-}
-
-/// Text classification: the adapted encoder and a [`SequenceClassificationHead`].
-#[derive(Module, Debug)]
-pub struct TextClassifier<S: Adapter = Lora> {
-    /// The encoder with its groups.
-    pub model: AdaptedModel<S>,
-    /// The head.
-    pub head: SequenceClassificationHead,
-    /// The app's task, mode and group.
-    #[module(skip)]
-    pub app: AppInfo,
-}
-
-impl<S: Adapter> TextClassifier<S> {
-    /// Sets `model` up for `setup` and puts a fresh head from `head` on it; see
-    /// [`TokenClassifier::new`].
-    ///
-    /// # Errors
-    ///
-    /// As [`TokenClassifier::new`].
-    pub fn new(
-        model: AdaptedModel<S>,
-        setup: &AppSetup<S::Config>,
-        head: &SequenceClassificationHeadConfig,
-    ) -> Result<Self> {
-        check_hidden(&model, head.hidden_size)?;
-        let head = head.init(&model.device())?;
-        let (model, app) = prepare(model, setup)?;
-        Ok(Self { model, head, app })
-    }
-
-    /// The route of the app: its group, or [`Route::Base`].
-    ///
-    /// # Errors
-    ///
-    /// [`TrainError::Adapter`] when the group was removed.
-    pub fn route(&self) -> Result<Route> {
-        route_of(&self.model, &self.app)
-    }
-
-    /// Logits `[B, num_labels]` of `input` run through `route`.
-    ///
-    /// # Errors
-    ///
-    /// [`TrainError::Adapter`] for a route to an unknown group or a bad input.
-    pub fn forward(&self, input: &BertInput, route: &Route) -> Result<Tensor<2>> {
-        let out = self.model.forward(input, route)?;
-        Ok(self
-            .head
-            .forward(out.last_hidden_state, input.attention_mask.clone())?)
-    }
-
-    /// Saves the app into `dir`; see [`TokenClassifier::save`].
-    ///
-    /// # Errors
-    ///
-    /// As [`TokenClassifier::save`].
-    pub fn save(&self, dir: impl AsRef<Path>, labels: &LabelVocab) -> Result<()> {
-        let dir = dir.as_ref();
-        save_parts(dir, &self.model, &self.app, || {
-            Ok(self.head.save(dir, labels)?)
-        })?;
-        Ok(write_app(dir, AppKind::SequenceClassification, &self.app)?)
-    }
-
-    /// Loads an app saved by [`save`](Self::save); see [`TokenClassifier::load`].
-    ///
-    /// # Errors
-    ///
-    /// As [`TokenClassifier::load`].
-    pub fn load(dir: impl AsRef<Path>, model: AdaptedModel<S>) -> Result<(Self, LabelVocab)> {
-        let dir = dir.as_ref();
-        let (app, model) = load_parts(dir, model, AppKind::SequenceClassification)?;
-        let (head, labels) = SequenceClassificationHead::load(dir, &model.device())?;
-        check_hidden(&model, head.config().hidden_size)?;
+        let (app, model) = load_parts(dir, model, H::KIND)?;
+        let (head, labels) = H::load(dir, &model.device())?;
+        check_hidden(&model, head.width())?;
         Ok((Self { model, head, app }, labels))
     }
 }

@@ -79,7 +79,7 @@ mod evaluate;
 mod loops;
 
 pub(crate) use classifiers::host_values;
-pub use classifiers::{TextClassifier, TokenClassifier};
+pub use classifiers::{Classifier, ClassifierHead, TextClassifier, TokenClassifier};
 pub use evaluate::{
     TokenEvalOptions, entity_report, evaluate_texts, evaluate_tokens, predict_texts,
     predict_token_logits, predict_word_ids, predict_word_tags, stitch_word_ids, word_tags,
