@@ -190,8 +190,8 @@ pub fn dropped_words<'a>(
 /// whitespace, every punctuation character and every CJK character separate words; control
 /// and format characters vanish), as byte ranges into `text`.
 ///
-/// Use it to run a token classifier on raw text: label the words, then map entities back onto
-/// the text with [`entities_with_offsets`].
+/// Use it to run a token classifier on raw text: label the words, then place the entities on
+/// the text by these ranges (the apps crate's `TokenDecoder::entities` does both).
 ///
 /// # Errors
 ///
