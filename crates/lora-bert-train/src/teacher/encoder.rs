@@ -7,6 +7,7 @@ use lora_bert_encoder::tokenizer::{BertTokenizer, Encoding, LengthPolicy};
 use lora_bert_encoder::{BertModel, Encoder, HiddenLayer, NoAdapter, Route};
 
 use super::{Teacher, WordStates};
+use crate::finetune::host_values;
 use crate::pooling::WordPooling;
 use crate::{Result, TrainError};
 use lora_bert_data::join_words;
@@ -206,14 +207,7 @@ impl<E: Encoder> EncoderTeacher<E> {
             let states = self
                 .model
                 .states(batch.view(), self.layer, &self.route, &self.device)?;
-            let values = states
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .map_err(|e| TrainError::InvalidArgument {
-                    what: "teacher output",
-                    message: format!("{e:?}"),
-                })?;
+            let values = host_values(states, "teacher output")?;
             for (r, &i) in chunk.iter().enumerate() {
                 let start = r * seq_len * hidden;
                 out[i] = values[start..start + rows[i].len() * hidden].to_vec();
