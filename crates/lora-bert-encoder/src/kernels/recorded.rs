@@ -50,14 +50,18 @@ pub(super) fn attention(
     let head_dim = hidden / heads;
     let scale = (head_dim as f32).sqrt().recip();
     let block = seq * seq;
-    let factors = (keep < 1.0).then(|| super::dropout_mask(batch * heads * block, keep, seed));
-    let keys: Vec<usize> = key_padding.chunks(seq).map(super::attended_keys).collect();
+    let factors =
+        (keep < 1.0).then(|| super::dropout::dropout_mask(batch * heads * block, keep, seed));
+    let keys: Vec<usize> = key_padding
+        .chunks(seq)
+        .map(super::attention::attended_keys)
+        .collect();
     let (mut p, mut a) = (
         vec![0.0f32; batch * heads * block],
         vec![0.0f32; batch * heads * block],
     );
     let mut out = vec![0.0f32; batch * seq * hidden];
-    let out_ptr = super::SendPtr(out.as_mut_ptr());
+    let out_ptr = super::attention::SendPtr(out.as_mut_ptr());
     let (qs, ks, vs) = (
         qf.storage::<f32>(),
         kf.storage::<f32>(),
@@ -76,7 +80,7 @@ pub(super) fn attention(
             // SAFETY: as in `kernels::attention`: rows b·seq .. (b+1)·seq of width hidden,
             // columns of head `pair % heads`; p holds seq × n.
             unsafe {
-                super::product(
+                super::attention::product(
                     [seq, n, head_dim],
                     p.as_mut_ptr(),
                     [n as isize, 1],
@@ -87,19 +91,19 @@ pub(super) fn attention(
                     scale,
                 );
             }
-            super::softmax_rows(p, padding);
+            super::attention::softmax_rows(p, padding);
             match &factors {
                 Some(m) => {
                     for (row, (a, p)) in a.chunks_exact_mut(n).zip(p.chunks_exact(n)).enumerate() {
                         let m = &m[pair * block + row * seq..][..n];
-                        super::times(p, m, a);
+                        super::attention::times(p, m, a);
                     }
                 }
                 None => a.copy_from_slice(p),
             }
             // SAFETY: as above; tasks write disjoint column blocks of `out`.
             unsafe {
-                super::product(
+                super::attention::product(
                     [seq, head_dim, n],
                     out_ptr.get().add(at),
                     [hidden_i, 1],
@@ -171,9 +175,9 @@ impl Backward<Flex, 3> for AttentionBackward {
             vec![0.0f32; n_total],
         );
         let ptrs = [
-            super::SendPtr(dq.as_mut_ptr()),
-            super::SendPtr(dk.as_mut_ptr()),
-            super::SendPtr(dv.as_mut_ptr()),
+            super::attention::SendPtr(dq.as_mut_ptr()),
+            super::attention::SendPtr(dk.as_mut_ptr()),
+            super::attention::SendPtr(dv.as_mut_ptr()),
         ];
         let (qs, ks, vs, gs) = (
             q.storage::<f32>(),
@@ -198,7 +202,7 @@ impl Backward<Flex, 3> for AttentionBackward {
                 // disjoint column blocks of dq, dk and dv.
                 unsafe {
                     // dA (seq × n) = dO (seq × d) · v[..n]ᵀ (d × n)
-                    super::product(
+                    super::attention::product(
                         [seq, n, head_dim],
                         ds.as_mut_ptr(),
                         [ni, 1],
@@ -209,7 +213,7 @@ impl Backward<Flex, 3> for AttentionBackward {
                         1.0,
                     );
                     // dv[..n] (n × d) = aᵀ (n × seq) · dO (seq × d)
-                    super::product(
+                    super::attention::product(
                         [n, head_dim, seq],
                         dv.get().add(at),
                         [h, 1],
@@ -225,12 +229,12 @@ impl Backward<Flex, 3> for AttentionBackward {
                     .zip(p.chunks_exact(n))
                     .zip(a.chunks_exact(n))
                 {
-                    super::probs_backward_in_place(ds, p, a);
+                    super::attention::probs_backward_in_place(ds, p, a);
                 }
                 // SAFETY: as above.
                 unsafe {
                     // dq (seq × d) = scale · dS (seq × n) · k[..n] (n × d)
-                    super::product(
+                    super::attention::product(
                         [seq, head_dim, n],
                         dq.get().add(at),
                         [h, 1],
@@ -241,7 +245,7 @@ impl Backward<Flex, 3> for AttentionBackward {
                         scale,
                     );
                     // dk[..n] (n × d) = scale · dSᵀ (n × seq) · q (seq × d)
-                    super::product(
+                    super::attention::product(
                         [n, head_dim, seq],
                         dk.get().add(at),
                         [h, 1],
@@ -320,7 +324,7 @@ pub(super) fn layer_norm<const D: usize>(
                 .zip(y.chunks_exact_mut(width))
                 .zip(rstd.iter_mut())
             {
-                *r = super::layer_norm_row(x, g, b, eps as f32, xhat, y);
+                *r = super::norm::layer_norm_row(x, g, b, eps as f32, xhat, y);
             }
         });
     let y = shaped_like(y, &input);
@@ -373,7 +377,7 @@ impl Backward<Flex, 3> for LayerNormBackward {
                     .zip(rstd)
                     .zip(dx.chunks_exact_mut(width))
                 {
-                    super::layer_norm_backward_row(
+                    super::norm::layer_norm_backward_row(
                         g,
                         xhat,
                         gamma_values,

@@ -1,5 +1,7 @@
+use super::attention::attention_probs_seeded;
+use super::dropout::dropout_mask;
 use super::*;
-use burn::tensor::TensorData;
+use burn::tensor::{Int, Tensor, TensorData};
 
 /// erf in f64 (Abramowitz–Stegun would not do: 1e-7 is what is checked), by its Taylor
 /// series below 3 and its asymptotic continued fraction above.
