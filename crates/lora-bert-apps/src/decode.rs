@@ -4,7 +4,7 @@
 //! 2. The windows of a sentence are stitched: each word is read from the window where it has
 //!    the most context, and its label from its pieces by an [`Aggregation`] (first piece,
 //!    majority, average or max), with a score ([`WordPrediction`];
-//!    [`stitch_scored`](lora_bert_data::window::stitch_scored)).
+//!    [`stitch_scored`]).
 //! 3. Word labels become entities as seqeval's default mode reads tags, with BILOU's `L-` and
 //!    `U-` read as `E-` and `S-` ([`entity_spans`]): `U-LOC U-LOC` is two entities, `B-PER
 //!    I-LOC` a `PER` and a `LOC`.

@@ -161,7 +161,7 @@ impl TokenClassificationHeadConfig {
     ///
     /// # Errors
     ///
-    /// [`AppError::InvalidArgument`] for a zero width or class count, a dropout outside
+    /// [`AppError::InvalidArgument`](crate::AppError::InvalidArgument) for a zero width or class count, a dropout outside
     /// `[0, 1)` or a negative initializer range.
     pub fn init(&self, device: &Device) -> Result<TokenClassificationHead> {
         let (dropout, classifier) = init_classifier(self, device)?;
@@ -190,7 +190,7 @@ impl TokenClassificationHead {
     ///
     /// # Errors
     ///
-    /// [`AppError::Shape`] when the hidden width is not the head's.
+    /// [`AppError::Shape`](crate::AppError::Shape) when the hidden width is not the head's.
     pub fn forward(&self, hidden: Tensor<3>) -> Result<Tensor<3>> {
         check_width(
             "hidden states [B, S, H] (token classification head)",
@@ -211,8 +211,8 @@ impl TokenClassificationHead {
     ///
     /// # Errors
     ///
-    /// [`AppError::InvalidArgument`] when `labels` does not have `num_labels` labels;
-    /// [`AppError::Io`] or [`AppError::Data`] when a file cannot be written.
+    /// [`AppError::InvalidArgument`](crate::AppError::InvalidArgument) when `labels` does not have `num_labels` labels;
+    /// [`AppError::Io`](crate::AppError::Io) or [`AppError::Data`](crate::AppError::Data) when a file cannot be written.
     pub fn save(&self, dir: impl AsRef<Path>, labels: &LabelVocab) -> Result<()> {
         save_classifier(dir.as_ref(), &self.config, &self.classifier, labels)
     }
@@ -221,11 +221,11 @@ impl TokenClassificationHead {
     ///
     /// # Errors
     ///
-    /// [`AppError::Io`] for a missing or unreadable file; [`AppError::Format`] for a
+    /// [`AppError::Io`](crate::AppError::Io) for a missing or unreadable file; [`AppError::Format`](crate::AppError::Format) for a
     /// malformed config, a config of another kind of head, a corrupt weights file, a missing,
     /// extra or non-finite tensor, or a label count other than `num_labels`;
-    /// [`AppError::Shape`] naming the tensor whose shape does not fit the config;
-    /// [`AppError::Data`] for a malformed `labels.json`.
+    /// [`AppError::Shape`](crate::AppError::Shape) naming the tensor whose shape does not fit the config;
+    /// [`AppError::Data`](crate::AppError::Data) for a malformed `labels.json`.
     pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<(Self, LabelVocab)> {
         let (config, dropout, classifier, labels) = load_classifier(dir.as_ref(), device)?;
         let head = Self {
@@ -313,7 +313,7 @@ impl SequenceClassificationHead {
     ///
     /// # Errors
     ///
-    /// [`AppError::Shape`] when the hidden width is not the head's or the mask does not fit.
+    /// [`AppError::Shape`](crate::AppError::Shape) when the hidden width is not the head's or the mask does not fit.
     pub fn forward(&self, hidden: Tensor<3>, attention_mask: Tensor<2, Int>) -> Result<Tensor<2>> {
         check_width(
             "hidden states [B, S, H] (sequence classification head)",

@@ -6,7 +6,7 @@
 //! * `head_config.json`: the config, tagged with the kind of head (`"head": "token_classification"`);
 //! * `head.safetensors`: the weights with Hugging Face names and layouts (`classifier.weight`
 //!   `[out, in]`, `classifier.bias` `[out]`), F32, readable by `safetensors.torch.load_file`;
-//! * `labels.json`: the [`LabelVocab`] (classification heads), one label per class, in order.
+//! * `labels.json`: the [`LabelVocab`](lora_bert_data::LabelVocab) (classification heads), one label per class, in order.
 //!
 //! Each file is written atomically (temporary file, then rename); the config is written last,
 //! so a directory with a `head_config.json` has its other files. Loading checks everything:

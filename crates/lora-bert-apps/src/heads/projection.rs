@@ -160,7 +160,7 @@ impl ProjectionHead {
     ///
     /// # Errors
     ///
-    /// As [`TokenClassificationHead::load`], labels aside.
+    /// As [`TokenClassificationHead::load`](super::TokenClassificationHead::load), labels aside.
     pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let dir = dir.as_ref();
         let (file, mut tensors) = load_head(dir)?;

@@ -180,7 +180,7 @@ impl<H: ClassifierHead, S: Adapter> Classifier<H, S> {
         Ok(self.head.logits(out.last_hidden_state, input)?)
     }
 
-    /// Saves the app into `dir` (see the [module docs](self)).
+    /// Saves the app into `dir` (see the [module docs](super)).
     ///
     /// # Errors
     ///

@@ -23,9 +23,9 @@ use crate::{FitReport, Result};
 ///
 /// # Errors
 ///
-/// [`TrainError::InvalidArgument`] for no training example, a zero batch size or a bad
+/// [`TrainError::InvalidArgument`](crate::TrainError::InvalidArgument) for no training example, a zero batch size or a bad
 /// setup; errors of [`TokenClassifier::new`], of the loss (a label outside `vocab`), of the
-/// evaluation and of [`Trainer::fit`].
+/// evaluation and of [`Trainer::fit`](crate::Trainer::fit).
 pub fn finetune_tokens<S: Adapter>(
     model: AdaptedModel<S>,
     train: &[TokenExample],

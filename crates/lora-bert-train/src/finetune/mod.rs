@@ -28,15 +28,15 @@
 //!
 //! Training batches are index lists from a [`BatchPlan`] (shuffled with
 //! [`FineTuneConfig::seed`], optionally length-bucketed), epoch after epoch without end; the
-//! trainer stops at `max_steps` (or early). The loss is [`token_cross_entropy`] (labels
+//! trainer stops at `max_steps` (or early). The loss is [`token_cross_entropy`](crate::loss::token_cross_entropy) (labels
 //! [`IGNORE_INDEX`](lora_bert_data::align::IGNORE_INDEX) ignored) for tokens and
-//! [`cross_entropy`] for texts. The dev metric is the entity micro-F1 of seqeval's default
+//! [`cross_entropy`](crate::loss::cross_entropy) for texts. The dev metric is the entity micro-F1 of seqeval's default
 //! mode ([`entity_report`]: BILOU's `L-`/`U-` read as `E-`/`S-`) on **word-level** tags for
 //! tokens, read from the logits through the path serving uses
 //! ([`TokenDecoder`](lora_bert_apps::TokenDecoder): each word's tag read from its pieces with
 //! [`Aggregation`], by default the first piece; windows of long sentences stitched; a word
 //! with no token tagged `O`), and accuracy or
-//! macro-F1 ([`TextMetric`], [`ClassificationReport`]) for texts.
+//! macro-F1 ([`TextMetric`], [`ClassificationReport`](lora_bert_metrics::ClassificationReport)) for texts.
 //!
 //! The module holds the setup (here), the classifiers and their app directories
 //! (`classifiers`), prediction and evaluation (`evaluate`) and the loops (`loops`).
