@@ -61,24 +61,57 @@ use crate::plan::{self, Kind};
 use crate::runs::write_json;
 use crate::{Result, pf};
 
-const USAGE: &str = "\
-usage: reproduce pilot --teacher DIR [--out DIR] [options]
-
-Pre-finetunes every arm briefly and scores linear probes on frozen features on the DEV sets of
-brown-pos, brown-names, wnut16, rotten-tomatoes and reuters-r8; prints PASS/FAIL lines.
-
-  --teacher DIR       a tagger saved by the ner_teacher example (required)
-  --out DIR           everything the pilot writes (default runs/pilot)
-  --steps N           pre-finetuning steps per family (default 300)
-  --batch N           pre-finetuning batch size (default 32)
-  --sentences N       pre-finetuning sentences (default 6000) and --pairs N text pairs (3000)
-  --lr-backbone X     backbone learning rate (default 2e-5)
-  --lr-groups X       adapter groups' learning rate (default 1e-3)
-  --lr-heads X        the objectives' heads and projections (default 1e-3)
-  --temperature T     soft-label temperature (default 2) and --hard-weight W (default 0)
-  --probe-train N     probe training examples per task (default 2000) and --probe-dev N (1000)
-  --arms LIST         no-pf,ner-pf,tc-pf,naive,mtpf-tpl,ner-pf-shuffled (default all)
-  --backend NAME      CPU backend (default flex)";
+/// `reproduce pilot`: pre-finetunes every arm briefly and scores linear probes on frozen
+/// features on the DEV sets of brown-pos, brown-names, wnut16, rotten-tomatoes and reuters-r8;
+/// prints PASS/FAIL lines.
+#[derive(clap::Args)]
+pub struct Cli {
+    /// A tagger saved by the ner_teacher example
+    #[arg(long, value_name = "DIR", required = true)]
+    teacher: PathBuf,
+    /// Everything the pilot writes
+    #[arg(long, value_name = "DIR", default_value = "runs/pilot")]
+    out: PathBuf,
+    /// Pre-finetuning steps per family
+    #[arg(long, value_name = "N", default_value_t = 300)]
+    steps: usize,
+    /// Pre-finetuning batch size
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    batch: usize,
+    /// Pre-finetuning sentences
+    #[arg(long, value_name = "N", default_value_t = 6000)]
+    sentences: usize,
+    /// Pre-finetuning text pairs
+    #[arg(long, value_name = "N", default_value_t = 3000)]
+    pairs: usize,
+    /// Backbone learning rate
+    #[arg(long, value_name = "X", default_value = "2e-5")]
+    lr_backbone: f64,
+    /// Adapter groups' learning rate
+    #[arg(long, value_name = "X", default_value = "1e-3")]
+    lr_groups: f64,
+    /// The objectives' heads and projections
+    #[arg(long, value_name = "X", default_value = "1e-3")]
+    lr_heads: f64,
+    /// Soft-label temperature
+    #[arg(long, value_name = "T", default_value = "2")]
+    temperature: f64,
+    /// Weight of the cross-entropy on the teacher's argmax
+    #[arg(long, value_name = "W", default_value = "0")]
+    hard_weight: f64,
+    /// Probe training examples per task
+    #[arg(long, value_name = "N", default_value_t = 2000)]
+    probe_train: usize,
+    /// Probe dev examples per task
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    probe_dev: usize,
+    /// no-pf,ner-pf,tc-pf,naive,mtpf-tpl,ner-pf-shuffled (default all)
+    #[arg(long, value_name = "LIST", value_parser = pilot_arms)]
+    arms: Option<std::vec::Vec<PilotArm>>,
+    /// CPU backend: flex or ndarray (default: flex, or ndarray when flex is not compiled in)
+    #[arg(long, value_name = "NAME")]
+    backend: Option<Backend>,
+}
 
 /// The pilot's settings, recorded in `OUT/pilot.json` (a rerun with others is refused).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -163,78 +196,49 @@ impl PilotArm {
     }
 }
 
-fn parse(args: Vec<String>) -> Result<Option<Args>> {
-    let mut out = PathBuf::from("runs/pilot");
-    let mut teacher = None;
-    let mut s = Settings {
-        teacher: String::new(),
-        steps: 300,
-        batch: 32,
-        sentences: 6000,
-        pairs: 3000,
-        pf_dev: 128,
-        lr_backbone: 2e-5,
-        lr_groups: 1e-3,
-        lr_heads: 1e-3,
-        temperature: 2.0,
-        hard_weight: 0.0,
-        probe_train: 2000,
-        probe_dev: 1000,
-        probe_l2: L2_GRID.to_vec(),
-        max_len: 64,
-    };
-    let mut arms = PilotArm::ALL.to_vec();
-    let mut backend = Backend::default_cpu()?;
-    let mut it = args.into_iter();
-    while let Some(flag) = it.next() {
-        let mut value = || -> Result<String> {
-            it.next()
-                .ok_or_else(|| format!("{flag} needs a value").into())
+fn pilot_arms(value: &str) -> std::result::Result<Vec<PilotArm>, String> {
+    value
+        .split(',')
+        .map(|a| {
+            PilotArm::ALL
+                .into_iter()
+                .find(|x| x.name() == a)
+                .ok_or_else(|| format!("unknown arm `{a}`"))
+        })
+        .collect()
+}
+
+impl Cli {
+    fn into_args(self) -> Result<Args> {
+        let s = Settings {
+            teacher: self.teacher.display().to_string(),
+            steps: self.steps,
+            batch: self.batch,
+            sentences: self.sentences,
+            pairs: self.pairs,
+            pf_dev: 128,
+            lr_backbone: self.lr_backbone,
+            lr_groups: self.lr_groups,
+            lr_heads: self.lr_heads,
+            temperature: self.temperature,
+            hard_weight: self.hard_weight,
+            probe_train: self.probe_train,
+            probe_dev: self.probe_dev,
+            probe_l2: L2_GRID.to_vec(),
+            max_len: 64,
         };
-        match flag.as_str() {
-            "--teacher" => teacher = Some(PathBuf::from(value()?)),
-            "--out" => out = PathBuf::from(value()?),
-            "--steps" => s.steps = crate::args::parse(&flag, &value()?)?,
-            "--batch" => s.batch = crate::args::parse(&flag, &value()?)?,
-            "--sentences" => s.sentences = crate::args::parse(&flag, &value()?)?,
-            "--pairs" => s.pairs = crate::args::parse(&flag, &value()?)?,
-            "--lr-backbone" => s.lr_backbone = crate::args::parse(&flag, &value()?)?,
-            "--lr-groups" => s.lr_groups = crate::args::parse(&flag, &value()?)?,
-            "--lr-heads" => s.lr_heads = crate::args::parse(&flag, &value()?)?,
-            "--temperature" => s.temperature = crate::args::parse(&flag, &value()?)?,
-            "--hard-weight" => s.hard_weight = crate::args::parse(&flag, &value()?)?,
-            "--probe-train" => s.probe_train = crate::args::parse(&flag, &value()?)?,
-            "--probe-dev" => s.probe_dev = crate::args::parse(&flag, &value()?)?,
-            "--arms" => {
-                arms = value()?
-                    .split(',')
-                    .map(|a| {
-                        PilotArm::ALL
-                            .into_iter()
-                            .find(|x| x.name() == a)
-                            .ok_or_else(|| format!("unknown arm `{a}`"))
-                    })
-                    .collect::<std::result::Result<_, _>>()?;
-            }
-            "--backend" => backend = crate::args::parse(&flag, &value()?)?,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(None);
-            }
-            other => return Err(format!("unknown argument `{other}`\n{USAGE}").into()),
+        if s.steps == 0 || s.batch == 0 || s.probe_train == 0 || s.probe_dev == 0 {
+            return Err(
+                "--steps, --batch, --probe-train and --probe-dev must be at least 1".into(),
+            );
         }
+        Ok(Args {
+            out: self.out,
+            settings: s,
+            arms: self.arms.unwrap_or_else(|| PilotArm::ALL.to_vec()),
+            backend: self.backend.map_or_else(Backend::default_cpu, Ok)?,
+        })
     }
-    let teacher = teacher.ok_or("--teacher is required (a ner_teacher output)")?;
-    if s.steps == 0 || s.batch == 0 || s.probe_train == 0 || s.probe_dev == 0 {
-        return Err("--steps, --batch, --probe-train and --probe-dev must be at least 1".into());
-    }
-    s.teacher = teacher.display().to_string();
-    Ok(Some(Args {
-        out,
-        settings: s,
-        arms,
-        backend,
-    }))
 }
 
 /// What a pre-finetuned arm records.
@@ -729,11 +733,9 @@ fn probe_arm(
     Ok(out)
 }
 
-/// Runs the pilot: `args` are the words after `pilot` on the command line.
-pub fn run(args: Vec<String>) -> Result<()> {
-    let Some(args) = parse(args)? else {
-        return Ok(());
-    };
+/// Runs the pilot.
+pub fn run(cli: Cli) -> Result<()> {
+    let args = cli.into_args()?;
     let started = Instant::now();
     std::fs::create_dir_all(&args.out)?;
     let settings_path = args.out.join("pilot.json");

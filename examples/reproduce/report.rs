@@ -1585,9 +1585,7 @@ mod tests {
             "--report",
             report.to_str().unwrap(),
         ];
-        let plan = crate::plan::parse(args.iter().map(|a| a.to_string()).collect())
-            .unwrap()
-            .unwrap();
+        let plan = crate::cli::parse_plan(&args).unwrap();
         // Runs of seeds 3 and 5 at 50% of the data on one task, none at the flags' fractions.
         let mut records = Vec::new();
         for seed in [3, 5] {
@@ -1626,12 +1624,8 @@ mod tests {
         let out = std::env::temp_dir().join(format!("reproduce-damage-{}", std::process::id()));
         let report = out.join("r.md");
         let args = ["--report-only", "--out", out.to_str().unwrap(), "--report"];
-        let args = args
-            .iter()
-            .map(|a| a.to_string())
-            .chain([report.to_str().unwrap().to_owned()])
-            .collect();
-        let plan = crate::plan::parse(args).unwrap().unwrap();
+        let args: Vec<&str> = args.into_iter().chain([report.to_str().unwrap()]).collect();
+        let plan = crate::cli::parse_plan(&args).unwrap();
         let mut records = Vec::new();
         for seed in [0, 1] {
             // NER PF: brown-names unchanged, brown-pos much worse.
