@@ -44,7 +44,7 @@ pub(super) fn ablation(w: &mut String, ran: &Ran) -> Result<()> {
              ({}; seeds {}). The `default` row is the \
              main setting's MTPF-TPL on those same tasks and seeds, so the rows compare; the \
              main table above averages all tasks and seeds.\n",
-            sweep_tasks(&records),
+            sweep_tasks(records),
             sweep_seeds
                 .iter()
                 .map(u64::to_string)
@@ -78,7 +78,7 @@ pub(super) fn ablation(w: &mut String, ran: &Ran) -> Result<()> {
                     let d = (!ft.is_empty())
                         .then(|| {
                             family_delta_over(
-                                &scores,
+                                scores,
                                 setting,
                                 "mtpf-tpl",
                                 &ft,
@@ -90,7 +90,7 @@ pub(super) fn ablation(w: &mut String, ran: &Ran) -> Result<()> {
                     let interval = (!ft.is_empty())
                         .then(|| {
                             family_interval(
-                                &records,
+                                records,
                                 (setting, "mtpf-tpl"),
                                 NO_PF,
                                 &ft,
@@ -118,7 +118,6 @@ pub(super) fn ablation(w: &mut String, ran: &Ran) -> Result<()> {
             writeln!(w, " {seconds} |")?;
         }
     }
-
     Ok(())
 }
 

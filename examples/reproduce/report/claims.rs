@@ -35,7 +35,7 @@ pub(super) fn claims(w: &mut String, ran: &Ran) -> Result<()> {
     writeln!(w, "|---|---:|---:|---:|---:|---:|---:|")?;
     let delta = |arm: Arm, family: &str, fraction: u32| {
         family_delta(
-            &scores,
+            scores,
             "default",
             arm.name(),
             &family_tasks(family),
@@ -46,7 +46,7 @@ pub(super) fn claims(w: &mut String, ran: &Ran) -> Result<()> {
     // Arm a minus arm b on a family's average, with its interval at `confidence`.
     let interval = |a: Arm, b: Arm, family: &str, fraction: u32, confidence: f64| {
         family_interval(
-            &records,
+            records,
             ("default", a.name()),
             ("default", b.name()),
             &family_tasks(family),
@@ -190,7 +190,6 @@ pub(super) fn claims(w: &mut String, ran: &Ran) -> Result<()> {
             }
         )?;
     }
-
     Ok(())
 }
 
@@ -294,6 +293,5 @@ pub(super) fn limits(w: &mut String, ran: &Ran) -> Result<()> {
          trained the teacher and stays out of the downstream comparison. The paper's NER tasks \
          and text-classification tasks are not reachable from this machine."
     )?;
-
     Ok(())
 }

@@ -66,10 +66,9 @@ pub(super) fn header(w: &mut String, ran: &Ran, runs_json: &Path, items_gz: &Pat
         w,
         "- every run: [`{runs}`]({runs}) (one record per line, per arm × task × fraction × \
          seed); the per-item test counts the intervals are drawn from: [`{items}`]({items})\n",
-        runs = file_name(&runs_json),
-        items = file_name(&items_gz),
+        runs = file_name(runs_json),
+        items = file_name(items_gz),
     )?;
-
     Ok(())
 }
 
@@ -110,7 +109,6 @@ pub(super) fn endpoints(w: &mut String, ran: &Ran) -> Result<()> {
             )
         }
     )?;
-
     Ok(())
 }
 
@@ -358,7 +356,6 @@ pub(super) fn setup(w: &mut String, ran: &Ran) -> Result<()> {
          short); epochs = steps × batch {} / examples trained on.",
         s.batch
     )?;
-
     Ok(())
 }
 

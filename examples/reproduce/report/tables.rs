@@ -92,7 +92,7 @@ pub(super) fn score_tables(w: &mut String, ran: &Ran) -> Result<()> {
                 let interval = (*arm != Arm::NoPf)
                     .then(|| {
                         family_interval(
-                            &records,
+                            records,
                             ("default", arm.name()),
                             NO_PF,
                             &ft,
@@ -104,7 +104,7 @@ pub(super) fn score_tables(w: &mut String, ran: &Ran) -> Result<()> {
                     .flatten();
                 match (
                     interval,
-                    family_delta(&scores, "default", arm.name(), &ft, fraction),
+                    family_delta(scores, "default", arm.name(), &ft, fraction),
                 ) {
                     (Some(i), _) => write!(w, " {} |", with_interval(&i))?,
                     (None, Some(((m, sd), n))) if n > 1 => {
@@ -122,7 +122,7 @@ pub(super) fn score_tables(w: &mut String, ran: &Ran) -> Result<()> {
                 let interval = (*arm != Arm::NoPf)
                     .then(|| {
                         family_interval(
-                            &records,
+                            records,
                             ("default", arm.name()),
                             NO_PF,
                             &[task],
@@ -159,7 +159,6 @@ pub(super) fn score_tables(w: &mut String, ran: &Ran) -> Result<()> {
                 .to_owned()
         }
     )?;
-
     Ok(())
 }
 
@@ -192,7 +191,7 @@ pub(super) fn chart(w: &mut String, ran: &Ran, chart: &Path) -> Result<()> {
             categories.push(format!("{family} {fraction}%"));
             for (arm, bars) in arms.iter().filter(|a| **a != Arm::NoPf).zip(&mut series) {
                 let interval = family_interval(
-                    &records,
+                    records,
                     ("default", arm.name()),
                     NO_PF,
                     &ft,
@@ -202,7 +201,7 @@ pub(super) fn chart(w: &mut String, ran: &Ran, chart: &Path) -> Result<()> {
                 );
                 let bar = match interval {
                     Some(i) => Bar::with_range(100.0 * i.estimate, 100.0 * i.low, 100.0 * i.high),
-                    None => family_delta(&scores, "default", arm.name(), &ft, fraction)
+                    None => family_delta(scores, "default", arm.name(), &ft, fraction)
                         .map_or(Bar::with_error(f64::NAN, 0.0), |((m, sd), _)| {
                             Bar::with_error(100.0 * m, 100.0 * sd)
                         }),
@@ -214,7 +213,7 @@ pub(super) fn chart(w: &mut String, ran: &Ran, chart: &Path) -> Result<()> {
     if !categories.is_empty() && !series.is_empty() {
         let cats: Vec<&str> = categories.iter().map(String::as_str).collect();
         grouped_bars(
-            &chart,
+            chart,
             "Family average minus no PF (95% paired bootstrap intervals)",
             "points",
             &cats,
@@ -228,6 +227,5 @@ pub(super) fn chart(w: &mut String, ran: &Ran, chart: &Path) -> Result<()> {
                 .map_or(String::new(), |n| n.to_string_lossy().into_owned())
         )?;
     }
-
     Ok(())
 }
