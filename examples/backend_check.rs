@@ -24,7 +24,12 @@ use lora_bert::{Backend, BertConfig, BertInput, BertModel, Device, Route, device
 /// Checks one backend against another on a model shaped like all-MiniLM-L6-v2 (random
 /// weights, so no download), with LoRA adapter groups, and times the forward pass.
 #[derive(Parser)]
-#[command(name = "backend_check", args_override_self = true)]
+// An option's value is the word after it, even when that word starts with `-`.
+#[command(
+    name = "backend_check",
+    args_override_self = true,
+    allow_hyphen_values = true
+)]
 struct Cli {
     /// The backend checked (ndarray, flex, wgpu)
     #[arg(long, value_name = "NAME", default_value = "wgpu")]

@@ -51,7 +51,12 @@ const TEXT: &str = "When the small research team finally gathered in the crowded
 /// onnxruntime: prints one JSON line with the median and every time in seconds and the
 /// process's peak resident memory.
 #[derive(Parser)]
-#[command(name = "bench_compare", args_override_self = true)]
+// An option's value is the word after it, even when that word starts with `-`.
+#[command(
+    name = "bench_compare",
+    args_override_self = true,
+    allow_hyphen_values = true
+)]
 struct Cli {
     /// infer: the encoder forward pass of all-MiniLM-L6-v2; train: one LoRA fine-tuning step
     /// of a text classifier

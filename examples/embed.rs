@@ -28,14 +28,14 @@ use serde_json::json;
 #[command(name = "embed", args_override_self = true)]
 struct Cli {
     /// A model directory (default: all-MiniLM-L6-v2 from the asset cache, fetched on first use)
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, allow_hyphen_values = true, value_name = "DIR")]
     model: Option<PathBuf>,
     /// A LoRA adapter saved in PEFT's layout (`adapter_config.json`,
     /// `adapter_model.safetensors`), applied on top of the model
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, allow_hyphen_values = true, value_name = "DIR")]
     adapter: Option<PathBuf>,
     /// ndarray, flex or wgpu (default: flex, or ndarray when flex is not compiled in)
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, allow_hyphen_values = true, value_name = "NAME")]
     backend: Option<Backend>,
     /// JSON lines on stdout (required: the only output format)
     #[arg(long, required = true)]

@@ -38,7 +38,8 @@ type Result<T> = std::result::Result<T, Box<dyn Error>>;
 /// What an int8 backbone costs and changes: evaluates the quickstart's apps (DIR/apps/wnut16,
 /// DIR/apps/vader-movies, on the backbone DIR/pf) on a float and an int8 backbone.
 #[derive(Parser)]
-#[command(name = "int8", args_override_self = true)]
+// An option's value is the word after it, even when that word starts with `-`.
+#[command(name = "int8", args_override_self = true, allow_hyphen_values = true)]
 struct Cli {
     /// The quickstart's output folder
     #[arg(long, value_name = "DIR", default_value = "runs/quickstart")]

@@ -64,7 +64,12 @@ type Result<T> = std::result::Result<T, Box<dyn Error>>;
 /// VADER movie-review sentiment from the plain model and from the pre-finetuned one, and
 /// compares them.
 #[derive(Parser)]
-#[command(name = "quickstart", args_override_self = true)]
+// An option's value is the word after it, even when that word starts with `-`.
+#[command(
+    name = "quickstart",
+    args_override_self = true,
+    allow_hyphen_values = true
+)]
 struct Cli {
     /// Outputs: pre-finetuned model, apps, curves
     #[arg(long, value_name = "DIR", default_value = "runs/quickstart")]

@@ -38,13 +38,13 @@ type Result<T> = std::result::Result<T, Box<dyn Error>>;
 #[command(name = "serve", args_override_self = true)]
 struct Cli {
     /// The backbone's model directory (default: all-MiniLM-L6-v2 from the asset cache)
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, allow_hyphen_values = true, value_name = "DIR")]
     backbone: Option<PathBuf>,
     /// An app to register under NAME from its directory (repeat for more apps; at least one)
-    #[arg(long = "app", value_name = "NAME=DIR", required = true, value_parser = app)]
+    #[arg(long = "app", allow_hyphen_values = true, value_name = "NAME=DIR", required = true, value_parser = app)]
     apps: Vec<(String, PathBuf)>,
     /// CPU backend: flex or ndarray (default: flex, or ndarray when flex is not compiled in)
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, allow_hyphen_values = true, value_name = "NAME")]
     backend: Option<Backend>,
     /// The texts every app runs on (at least one; after `--`, texts may start with `-`)
     #[arg(value_name = "TEXT", required = true)]

@@ -25,7 +25,12 @@ const SENTENCES: [&str; 6] = [
 /// Sentence similarity: embeds six sentences with all-MiniLM-L6-v2 (fetched into the asset
 /// cache on first run) in one padded batch and prints their cosine-similarity matrix.
 #[derive(Parser)]
-#[command(name = "similarity", args_override_self = true)]
+// An option's value is the word after it, even when that word starts with `-`.
+#[command(
+    name = "similarity",
+    args_override_self = true,
+    allow_hyphen_values = true
+)]
 struct Cli {
     /// ndarray, flex or wgpu (default: flex, or ndarray when flex is not compiled in)
     #[arg(long, value_name = "NAME")]

@@ -17,9 +17,12 @@ use crate::runs::Protocol;
 /// a Markdown report with means, standard deviations, family averages, deltas against no PF
 /// and a chart. Finished runs are kept: rerunning the same command resumes.
 #[derive(Parser)]
+// An option's value is the word after it, even when that word starts with `-` (in the
+// subcommands too).
 #[command(
     name = "reproduce",
     args_override_self = true,
+    allow_hyphen_values = true,
     args_conflicts_with_subcommands = true,
     disable_help_subcommand = true
 )]
@@ -34,9 +37,11 @@ pub struct Cli {
 pub enum Command {
     /// A linear probe on each layer of the plain backbone (the comparison's probe, whole dev
     /// and test splits): how much of a task each layer holds
+    #[command(allow_hyphen_values = true)]
     Layers(crate::layers::Cli),
     /// The pilot that decides before a full run: every arm pre-finetuned briefly, then linear
     /// probes on frozen features scored on dev sets, with PASS/FAIL lines
+    #[command(allow_hyphen_values = true)]
     Pilot(crate::pilot::Cli),
 }
 
@@ -596,6 +601,24 @@ mod tests {
         expected.teacher = TeacherChoice::MpnetStates;
         expected.setting.distill = lora_bert::train::DistillLoss::Mse;
         assert_plan(&states, expected);
+    }
+
+    #[test]
+    fn an_option_takes_the_next_word_even_when_it_starts_with_a_hyphen() {
+        let p = parse_plan(&["--lr", "-1e-3", "--out", "-o"]).unwrap();
+        assert_eq!(p.sizes.lr, -1e-3);
+        assert_eq!(p.out, PathBuf::from("-o"));
+        assert!(parse_plan(&["--lr-grid", "-1e-3"]).is_err());
+        assert!(parse_plan(&["-x"]).is_err());
+        let pilot = Cli::try_parse_from([
+            "reproduce",
+            "pilot",
+            "--teacher",
+            "-t",
+            "--hard-weight",
+            "-1",
+        ]);
+        assert!(matches!(pilot.unwrap().command, Some(Command::Pilot(_))));
     }
 
     #[test]

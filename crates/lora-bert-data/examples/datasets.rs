@@ -39,7 +39,12 @@ fn short(text: &str, max: usize) -> String {
 /// Lists the registered datasets and pair sources: task, split sizes, labels (and the entity
 /// types of NER sets), licence and a sample of each (fetched on first use).
 #[derive(Parser)]
-#[command(name = "datasets", args_override_self = true)]
+// An option's value is the word after it, even when that word starts with `-`.
+#[command(
+    name = "datasets",
+    args_override_self = true,
+    allow_hyphen_values = true
+)]
 struct Cli {
     /// Only this dataset or pair source
     #[arg(long, value_name = "NAME")]

@@ -16,8 +16,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{ArgAction, Parser};
 use lora_bert_metrics::{Mode, NerReport, Scheme};
 
 /// Scores a tagged file as conlleval and seqeval do: conlleval's summary and per-type table,
@@ -32,14 +32,16 @@ struct Cli {
     #[arg(value_name = "FILE")]
     file: PathBuf,
     /// The tag scheme strict mode reads entities by (default iob2)
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, allow_hyphen_values = true, value_name = "NAME")]
     scheme: Option<Scheme>,
     /// default: seqeval's conlleval-compatible chunking, which ignores --scheme; strict:
     /// entities by the scheme's rules
     #[arg(
         long,
+        allow_hyphen_values = true,
         value_name = "MODE",
         default_value = "default",
+        action = ArgAction::Set,
         value_parser = PossibleValuesParser::new(["default", "strict"]).map(|m| m == "strict")
     )]
     mode: bool,

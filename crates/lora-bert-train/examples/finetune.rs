@@ -59,7 +59,12 @@ use lora_bert_train::{
 /// Fine-tunes all-MiniLM-L6-v2 (or a pre-finetuned model, --init) on a registry dataset on the
 /// CPU, selects the best step on dev, reports TEST metrics and saves the app into DIR.
 #[derive(Parser)]
-#[command(name = "finetune", args_override_self = true)]
+// An option's value is the word after it, even when that word starts with `-`.
+#[command(
+    name = "finetune",
+    args_override_self = true,
+    allow_hyphen_values = true
+)]
 struct Cli {
     /// A registry dataset: wnut16, brown-pos, bbc-news, spam-assassin, ...
     #[arg(long, value_name = "NAME", required = true)]

@@ -37,7 +37,12 @@ const CONLL_ABOUT: &str =
 /// selects the best step on valid (entity F1), reports TEST entity F1 and saves the tagger
 /// into DIR.
 #[derive(Parser)]
-#[command(name = "ner_teacher", args_override_self = true)]
+// An option's value is the word after it, even when that word starts with `-`.
+#[command(
+    name = "ner_teacher",
+    args_override_self = true,
+    allow_hyphen_values = true
+)]
 struct Cli {
     /// Where the tagger is saved; checkpoints in DIR/checkpoints
     #[arg(long, value_name = "DIR", required = true)]

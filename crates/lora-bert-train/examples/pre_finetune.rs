@@ -57,7 +57,12 @@ use lora_bert_train::{
 /// The NER teacher is all-mpnet-base-v2 (or, with --teacher self, the initial model itself).
 /// Rerun the same command to resume from DIR/checkpoints.
 #[derive(Parser)]
-#[command(name = "pre_finetune", args_override_self = true)]
+// An option's value is the word after it, even when that word starts with `-`.
+#[command(
+    name = "pre_finetune",
+    args_override_self = true,
+    allow_hyphen_values = true
+)]
 struct Cli {
     /// ner, tc, naive or mtpf-tpl
     #[arg(
