@@ -17,8 +17,36 @@ mod args;
 
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use lora_bert::adapters::{AdaptedModel, Layers, Lora, LoraConfig, Targets};
 use lora_bert::{Backend, BertConfig, BertInput, BertModel, Device, Route, device};
+
+/// Checks one backend against another on a model shaped like all-MiniLM-L6-v2 (random
+/// weights, so no download), with LoRA adapter groups, and times the forward pass.
+#[derive(Parser)]
+// An option's value is the word after it, even when that word starts with `-`.
+#[command(
+    name = "backend_check",
+    args_override_self = true,
+    allow_hyphen_values = true
+)]
+struct Cli {
+    /// The backend checked (ndarray, flex, wgpu)
+    #[arg(long, value_name = "NAME", default_value = "wgpu")]
+    backend: Backend,
+    /// The backend it is compared with (default: flex, or ndarray when flex is not compiled in)
+    #[arg(long, value_name = "NAME")]
+    reference: Option<Backend>,
+    /// Rows per batch (at least 1)
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    batch: usize,
+    /// Tokens per row (at least 4)
+    #[arg(long, value_name = "N", default_value_t = 128)]
+    seq: usize,
+    /// Timed forward passes per route on the checked backend (at most 5 on the reference)
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    iters: usize,
+}
 
 struct Args {
     backend: Backend,
@@ -28,31 +56,23 @@ struct Args {
     iters: usize,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut a = Args {
-        backend: Backend::Wgpu,
-        reference: Backend::default_cpu().map_err(|e| e.to_string())?,
-        batch: 32,
-        seq: 128,
-        iters: 20,
-    };
-    let mut args = args::utf8_args()?.into_iter();
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
-        let number = |v: String| v.parse::<usize>().map_err(|e| format!("{v}: {e}"));
-        match flag.as_str() {
-            "--backend" => a.backend = value()?.parse().map_err(|e| format!("{e}"))?,
-            "--reference" => a.reference = value()?.parse().map_err(|e| format!("{e}"))?,
-            "--batch" => a.batch = number(value()?)?,
-            "--seq" => a.seq = number(value()?)?,
-            "--iters" => a.iters = number(value()?)?.max(1),
-            other => return Err(format!("unknown argument {other}")),
+impl Cli {
+    fn into_args(self) -> Result<Args, String> {
+        let a = Args {
+            backend: self.backend,
+            reference: match self.reference {
+                Some(reference) => reference,
+                None => Backend::default_cpu().map_err(|e| e.to_string())?,
+            },
+            batch: self.batch,
+            seq: self.seq,
+            iters: self.iters.max(1),
+        };
+        if a.batch == 0 || a.seq < 4 {
+            return Err("--batch must be at least 1 and --seq at least 4".into());
         }
+        Ok(a)
     }
-    if a.batch == 0 || a.seq < 4 {
-        return Err("--batch must be at least 1 and --seq at least 4".into());
-    }
-    Ok(a)
 }
 
 /// all-MiniLM-L6-v2's shape.
@@ -128,8 +148,12 @@ fn median_time(
     Ok(times[times.len() / 2])
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = parse_args().map_err(|e| format!("{e}\nsee the example's documentation"))?;
+fn main() -> std::process::ExitCode {
+    args::exit(run(Cli::parse()))
+}
+
+fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    let args = cli.into_args()?;
     let reference = device::device(args.reference)?;
     let target = device::device(args.backend)?;
     let tmp = std::env::temp_dir().join(format!("lora-bert-backend-check-{}", std::process::id()));

@@ -30,6 +30,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use burn::tensor::{Int, Tensor, TensorData};
+use clap::Parser;
 use lora_bert::adapters::{LoraConfig, Targets};
 use lora_bert::encoder::tokenizer::LengthPolicy;
 use lora_bert::train::loss::cross_entropy;
@@ -46,9 +47,49 @@ const TEXT: &str = "When the small research team finally gathered in the crowded
     on Friday evening, the senior scientist carefully explained why the unexpected measurements \
     from the northern observatory could not be dismissed as a simple calibration error. ";
 
-const USAGE: &str = "usage: bench_compare --mode infer|train [--batch N] [--seq N] \
-    [--backend flex|ndarray] [--int8] [--system-malloc] [--ragged] [--warmup N] [--iters N] \
-    | --model-dir";
+/// One measurement per process, for the side-by-side comparison with PyTorch and
+/// onnxruntime: prints one JSON line with the median and every time in seconds and the
+/// process's peak resident memory.
+#[derive(Parser)]
+// An option's value is the word after it, even when that word starts with `-`.
+#[command(
+    name = "bench_compare",
+    args_override_self = true,
+    allow_hyphen_values = true
+)]
+struct Cli {
+    /// infer: the encoder forward pass of all-MiniLM-L6-v2; train: one LoRA fine-tuning step
+    /// of a text classifier
+    #[arg(long, value_name = "MODE", default_value = "infer", value_parser = ["infer", "train"])]
+    mode: String,
+    /// Rows per batch (at least 1)
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    batch: usize,
+    /// Tokens per row (at least 2)
+    #[arg(long, value_name = "N", default_value_t = 128)]
+    seq: usize,
+    /// CPU backend: flex or ndarray (default: flex, or ndarray when flex is not compiled in)
+    #[arg(long, value_name = "NAME")]
+    backend: Option<Backend>,
+    /// Untimed iterations first
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    warmup: usize,
+    /// Timed iterations (at least 1)
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    iters: usize,
+    /// infer: run the int8 backbone (`BertModel::quantize_int8`)
+    #[arg(long)]
+    int8: bool,
+    /// Leave glibc's malloc as it is (no `lora_bert::malloc::keep_freed_memory`)
+    #[arg(long)]
+    system_malloc: bool,
+    /// infer: rows of lengths spread evenly up to --seq, padded to the longest
+    #[arg(long)]
+    ragged: bool,
+    /// Print where all-MiniLM-L6-v2 is (fetched on first use) and exit
+    #[arg(long)]
+    model_dir: bool,
+}
 
 struct Args {
     mode: String,
@@ -64,46 +105,32 @@ struct Args {
     ragged: bool,
 }
 
-fn main() -> Result<()> {
-    let mut a = Args {
-        mode: "infer".into(),
-        batch: 32,
-        seq: 128,
-        backend: Backend::default_cpu()?,
-        warmup: 2,
-        iters: 10,
-        int8: false,
-        system_malloc: false,
-        ragged: false,
-    };
-    let mut args = args::utf8_args()?.into_iter();
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--mode" => a.mode = value()?,
-            "--batch" => a.batch = value()?.parse()?,
-            "--seq" => a.seq = value()?.parse()?,
-            "--backend" => a.backend = value()?.parse()?,
-            "--warmup" => a.warmup = value()?.parse()?,
-            "--iters" => a.iters = value()?.parse()?,
-            "--int8" => a.int8 = true,
-            "--system-malloc" => a.system_malloc = true,
-            "--ragged" => a.ragged = true,
-            "--model-dir" => {
-                let cache = lora_bert::assets::AssetCache::from_env()?;
-                println!(
-                    "{}",
-                    lora_bert::assets::all_minilm_l6_v2(&cache)?.dir.display()
-                );
-                return Ok(());
-            }
-            _ => return Err(format!("unknown argument {flag}\n{USAGE}").into()),
-        }
-    }
-    if a.batch == 0 || a.seq < 2 || a.iters == 0 {
-        return Err(
-            format!("--batch, --iters must be positive and --seq at least 2\n{USAGE}").into(),
+fn main() -> std::process::ExitCode {
+    args::exit(run(Cli::parse()))
+}
+
+fn run(cli: Cli) -> Result<()> {
+    if cli.model_dir {
+        let cache = lora_bert::assets::AssetCache::from_env()?;
+        println!(
+            "{}",
+            lora_bert::assets::all_minilm_l6_v2(&cache)?.dir.display()
         );
+        return Ok(());
+    }
+    let a = Args {
+        mode: cli.mode,
+        batch: cli.batch,
+        seq: cli.seq,
+        backend: cli.backend.map_or_else(Backend::default_cpu, Ok)?,
+        warmup: cli.warmup,
+        iters: cli.iters,
+        int8: cli.int8,
+        system_malloc: cli.system_malloc,
+        ragged: cli.ragged,
+    };
+    if a.batch == 0 || a.seq < 2 || a.iters == 0 {
+        return Err("--batch, --iters must be positive and --seq at least 2".into());
     }
     let malloc = if a.system_malloc {
         "system".to_string()
@@ -113,7 +140,7 @@ fn main() -> Result<()> {
     let times = match a.mode.as_str() {
         "infer" => infer(&a)?,
         "train" => train(&a)?,
-        other => return Err(format!("unknown mode {other}\n{USAGE}").into()),
+        other => return Err(format!("unknown mode {other}").into()),
     };
     let mut sorted = times.clone();
     sorted.sort_by(f64::total_cmp);

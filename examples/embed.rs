@@ -12,72 +12,44 @@
 //! specials) and empty texts are refused with an error. This output is an interface that
 //! outside checks rely on: keep it stable.
 
-#[path = "common/args.rs"]
-mod args;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::Parser;
 use lora_bert::{Backend, Embedder, device};
 use serde_json::json;
 
-const USAGE: &str =
-    "usage: embed [--model DIR] [--adapter DIR] [--backend ndarray|flex|wgpu] --json TEXT...";
+/// Embeds texts and prints, per text, one JSON object on its own line: `text`, `tokens`,
+/// `input_ids`, `last_hidden_state` (every token, every dim), `mean_pooled`.
+///
+/// The texts run as one padded batch; texts longer than the model's maximum and empty texts
+/// are refused with an error.
+#[derive(Parser)]
+#[command(name = "embed", args_override_self = true)]
+struct Cli {
+    /// A model directory (default: all-MiniLM-L6-v2 from the asset cache, fetched on first use)
+    #[arg(long, allow_hyphen_values = true, value_name = "DIR")]
+    model: Option<PathBuf>,
+    /// A LoRA adapter saved in PEFT's layout (`adapter_config.json`,
+    /// `adapter_model.safetensors`), applied on top of the model
+    #[arg(long, allow_hyphen_values = true, value_name = "DIR")]
+    adapter: Option<PathBuf>,
+    /// ndarray, flex or wgpu (default: flex, or ndarray when flex is not compiled in)
+    #[arg(long, allow_hyphen_values = true, value_name = "NAME")]
+    backend: Option<Backend>,
+    /// JSON lines on stdout (required: the only output format)
+    #[arg(long, required = true)]
+    json: bool,
+    /// The texts (after `--`, texts may start with `-`)
+    #[arg(value_name = "TEXT", required = true)]
+    texts: Vec<String>,
+}
 
 struct Args {
     model: Option<PathBuf>,
     adapter: Option<PathBuf>,
     backend: Backend,
     texts: Vec<String>,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = args::utf8_args()?.into_iter();
-    let mut model = None;
-    let mut adapter = None;
-    let mut backend = Backend::default_cpu().map_err(|e| e.to_string())?;
-    let mut json_mode = false;
-    let mut texts = Vec::new();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--model" => {
-                model = Some(PathBuf::from(
-                    args.next().ok_or("--model needs a directory")?,
-                ))
-            }
-            "--adapter" => {
-                adapter = Some(PathBuf::from(
-                    args.next().ok_or("--adapter needs a directory")?,
-                ))
-            }
-            "--backend" => {
-                backend = args
-                    .next()
-                    .ok_or("--backend needs a name")?
-                    .parse()
-                    .map_err(|e: lora_bert::encoder::DeviceError| e.to_string())?
-            }
-            "--json" => json_mode = true,
-            "-h" | "--help" => return Err(USAGE.into()),
-            "--" => texts.extend(args.by_ref()),
-            flag if flag.starts_with("--") => return Err(format!("unknown flag {flag}\n{USAGE}")),
-            _ => texts.push(arg),
-        }
-    }
-    if !json_mode {
-        return Err(format!(
-            "--json is required (the only output format)\n{USAGE}"
-        ));
-    }
-    if texts.is_empty() {
-        return Err(format!("no text given\n{USAGE}"));
-    }
-    Ok(Args {
-        model,
-        adapter,
-        backend,
-        texts,
-    })
 }
 
 fn run(args: Args) -> Result<(), lora_bert::Error> {
@@ -107,10 +79,16 @@ fn run(args: Args) -> Result<(), lora_bert::Error> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("{message}");
+    let cli = Cli::parse();
+    let args = match Backend::default_cpu() {
+        Ok(default) => Args {
+            model: cli.model,
+            adapter: cli.adapter,
+            backend: cli.backend.unwrap_or(default),
+            texts: cli.texts,
+        },
+        Err(e) => {
+            eprintln!("{e}");
             return ExitCode::from(2);
         }
     };

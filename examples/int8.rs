@@ -19,6 +19,7 @@ use std::error::Error;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use clap::Parser;
 use lora_bert::adapters::{AdaptedModel, Lora};
 use lora_bert::assets::{self, AssetCache};
 use lora_bert::data::LabelVocab;
@@ -34,10 +35,19 @@ use lora_bert::{Backend, BertInput, Route, device};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
-const USAGE: &str = "usage: int8 [--run DIR] [--backend flex|ndarray]
-
-Evaluates the quickstart's apps (DIR/apps/wnut16, DIR/apps/vader-movies, on the backbone
-DIR/pf; default DIR runs/quickstart) on a float and an int8 backbone.";
+/// What an int8 backbone costs and changes: evaluates the quickstart's apps (DIR/apps/wnut16,
+/// DIR/apps/vader-movies, on the backbone DIR/pf) on a float and an int8 backbone.
+#[derive(Parser)]
+// An option's value is the word after it, even when that word starts with `-`.
+#[command(name = "int8", args_override_self = true, allow_hyphen_values = true)]
+struct Cli {
+    /// The quickstart's output folder
+    #[arg(long, value_name = "DIR", default_value = "runs/quickstart")]
+    run: PathBuf,
+    /// CPU backend: flex or ndarray (default: flex, or ndarray when flex is not compiled in)
+    #[arg(long, value_name = "NAME")]
+    backend: Option<Backend>,
+}
 
 /// The text of the speed measurement (the benches' text).
 const TEXT: &str = "When the small research team finally gathered in the crowded laboratory late \
@@ -45,23 +55,14 @@ const TEXT: &str = "When the small research team finally gathered in the crowded
     from the northern observatory could not be dismissed as a simple calibration error. ";
 
 fn main() -> std::process::ExitCode {
-    args::exit(run())
+    args::exit(run(Cli::parse()))
 }
 
-fn run() -> Result<()> {
+fn run(cli: Cli) -> Result<()> {
     // Faster CPU passes: see lora_bert::malloc.
     lora_bert::malloc::keep_freed_memory();
-    let mut run = PathBuf::from("runs/quickstart");
-    let mut backend = Backend::default_cpu()?;
-    let mut args = args::utf8_args()?.into_iter();
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--run" => run = value()?.into(),
-            "--backend" => backend = crate::args::parse(&flag, &value()?)?,
-            _ => return Err(format!("unknown argument {flag}\n{USAGE}").into()),
-        }
-    }
+    let run = cli.run;
+    let backend = cli.backend.map_or_else(Backend::default_cpu, Ok)?;
     let (pf, ner_app, tc_app) = (
         run.join("pf"),
         run.join("apps/wnut16"),
@@ -70,7 +71,8 @@ fn run() -> Result<()> {
     for dir in [&pf, &ner_app, &tc_app] {
         if !dir.is_dir() {
             return Err(format!(
-                "{} is missing: run `cargo run --release --example quickstart` first\n{USAGE}",
+                "{} is missing: run `cargo run --release --example quickstart` first (--run DIR \
+                 names its output folder)",
                 dir.display()
             )
             .into());

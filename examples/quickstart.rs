@@ -36,6 +36,7 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use clap::Parser;
 use lora_bert::adapters::{AdaptedModel, Lora};
 use lora_bert::assets::{self, AssetCache, ModelFiles};
 use lora_bert::data::align::LabelAlignment;
@@ -59,23 +60,54 @@ use lora_bert::{Backend, device};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
-const USAGE: &str = "\
-usage: quickstart [--out DIR] [--pf-steps N] [--ner-steps N] [--tc-steps N] [--train N]
-                  [--eval N] [--seed S] [--backend flex|ndarray] [--teacher DIR]
+/// Pre-finetunes all-MiniLM-L6-v2 with MTPF-TPL (briefly), then fine-tunes WNUT-16 NER and
+/// VADER movie-review sentiment from the plain model and from the pre-finetuned one, and
+/// compares them.
+#[derive(Parser)]
+// An option's value is the word after it, even when that word starts with `-`.
+#[command(
+    name = "quickstart",
+    args_override_self = true,
+    allow_hyphen_values = true
+)]
+struct Cli {
+    /// Outputs: pre-finetuned model, apps, curves
+    #[arg(long, value_name = "DIR", default_value = "runs/quickstart")]
+    out: PathBuf,
+    /// Pre-finetuning steps
+    #[arg(long, value_name = "N", default_value_t = 40, value_parser = at_least_1)]
+    pf_steps: usize,
+    /// Fine-tuning steps of each WNUT-16 run
+    #[arg(long, value_name = "N", default_value_t = 200, value_parser = at_least_1)]
+    ner_steps: usize,
+    /// Fine-tuning steps of each VADER run
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = at_least_1)]
+    tc_steps: usize,
+    /// At most N downstream training examples per task
+    #[arg(long, value_name = "N", default_value_t = 2000, value_parser = at_least_1)]
+    train: usize,
+    /// Dev and test examples per task
+    #[arg(long, value_name = "N", default_value_t = 400, value_parser = at_least_1)]
+    eval: usize,
+    /// Seed of data subsets, batches and new weights
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    seed: u64,
+    /// CPU backend: flex or ndarray (default: flex, or ndarray when flex is not compiled in)
+    #[arg(long, value_name = "NAME")]
+    backend: Option<Backend>,
+    /// The NER family learns the word labels of this tagger (saved by the ner_teacher example)
+    /// instead of all-mpnet-base-v2's states
+    #[arg(long, value_name = "DIR")]
+    teacher: Option<PathBuf>,
+}
 
-Pre-finetunes all-MiniLM-L6-v2 with MTPF-TPL (briefly), then fine-tunes WNUT-16 NER and VADER
-movie-review sentiment from the plain model and from the pre-finetuned one, and compares them.
-
-  --out DIR       outputs: pre-finetuned model, apps, curves (default runs/quickstart)
-  --pf-steps N    pre-finetuning steps (default 40)
-  --ner-steps N   fine-tuning steps of each WNUT-16 run (default 200)
-  --tc-steps N    fine-tuning steps of each VADER run (default 100)
-  --train N       at most N downstream training examples per task (default 2000)
-  --eval N        dev and test examples per task (default 400)
-  --seed S        seed of data subsets, batches and new weights (default 0)
-  --backend NAME  CPU backend (default flex)
-  --teacher DIR   the NER family learns the word labels of this tagger (saved by the
-                  ner_teacher example) instead of all-mpnet-base-v2's states";
+/// A count that must be at least 1.
+fn at_least_1(value: &str) -> std::result::Result<usize, String> {
+    match value.parse::<usize>().map_err(|e| e.to_string())? {
+        0 => Err("must be at least 1".into()),
+        n => Ok(n),
+    }
+}
 
 struct Args {
     out: PathBuf,
@@ -90,60 +122,31 @@ struct Args {
     teacher: Option<PathBuf>,
 }
 
-fn parse_args() -> Result<Option<Args>> {
-    let mut args = Args {
-        out: PathBuf::from("runs/quickstart"),
-        pf_steps: 40,
-        ner_steps: 200,
-        tc_steps: 100,
-        train: 2000,
-        eval: 400,
-        seed: 0,
-        backend: Backend::default_cpu()?,
-        teacher: None,
-    };
-    let mut it = args::utf8_args()?.into_iter();
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--out" => args.out = value()?.into(),
-            "--pf-steps" => args.pf_steps = args::parse(&flag, &value()?)?,
-            "--ner-steps" => args.ner_steps = args::parse(&flag, &value()?)?,
-            "--tc-steps" => args.tc_steps = args::parse(&flag, &value()?)?,
-            "--train" => args.train = args::parse(&flag, &value()?)?,
-            "--eval" => args.eval = args::parse(&flag, &value()?)?,
-            "--seed" => args.seed = args::parse(&flag, &value()?)?,
-            "--backend" => args.backend = args::parse(&flag, &value()?)?,
-            "--teacher" => args.teacher = Some(value()?.into()),
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(None);
-            }
-            other => return Err(format!("unknown argument `{other}`\n{USAGE}").into()),
+impl Cli {
+    fn into_args(self) -> Result<Args> {
+        let args = Args {
+            out: self.out,
+            pf_steps: self.pf_steps,
+            ner_steps: self.ner_steps,
+            tc_steps: self.tc_steps,
+            train: self.train,
+            eval: self.eval,
+            seed: self.seed,
+            backend: self.backend.map_or_else(Backend::default_cpu, Ok)?,
+            teacher: self.teacher,
+        };
+        if let Some(dir) = &args.teacher
+            && !dir.join(TAGGER_MANIFEST).is_file()
+        {
+            return Err(format!(
+                "--teacher {}: not a tagger folder (no {TAGGER_MANIFEST}; make one with `cargo run \
+                 --release -p lora-bert-train --example ner_teacher -- --out DIR`)",
+                dir.display()
+            )
+            .into());
         }
+        Ok(args)
     }
-    if let Some(dir) = &args.teacher
-        && !dir.join(TAGGER_MANIFEST).is_file()
-    {
-        return Err(format!(
-            "--teacher {}: not a tagger folder (no {TAGGER_MANIFEST}; make one with `cargo run \
-             --release -p lora-bert-train --example ner_teacher -- --out DIR`)",
-            dir.display()
-        )
-        .into());
-    }
-    for (flag, n) in [
-        ("--pf-steps", args.pf_steps),
-        ("--ner-steps", args.ner_steps),
-        ("--tc-steps", args.tc_steps),
-        ("--train", args.train),
-        ("--eval", args.eval),
-    ] {
-        if n == 0 {
-            return Err(format!("{flag} must be at least 1").into());
-        }
-    }
-    Ok(Some(args))
 }
 
 fn main() -> std::process::ExitCode {
@@ -153,9 +156,7 @@ fn main() -> std::process::ExitCode {
 fn run() -> Result<()> {
     // Faster CPU passes: see lora_bert::malloc.
     lora_bert::malloc::keep_freed_memory();
-    let Some(args) = parse_args()? else {
-        return Ok(());
-    };
+    let args = Cli::parse().into_args()?;
     let started = Instant::now();
     // Before any work: a file or an unwritable place is refused now, not after pre-finetuning.
     std::fs::create_dir_all(&args.out).map_err(|e| format!("--out {}: {e}", args.out.display()))?;

@@ -19,6 +19,7 @@ use std::error::Error;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use clap::Parser;
 use lora_bert::assets::{self, AssetCache};
 use lora_bert::encoder::tokenizer::BertTokenizer;
 use lora_bert::pipelines::{ClassifierPipeline, NerPipeline};
@@ -28,48 +29,48 @@ use lora_bert::{Backend, device};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
-const USAGE: &str = "\
-usage: serve [--backbone DIR] --app NAME=DIR [--app NAME=DIR ...] [--backend flex|ndarray] TEXT...
-
-Loads the backbone once (default all-MiniLM-L6-v2), registers each app directory (written by
-the quickstart, the finetune example or TokenClassifier/TextClassifier::save), and runs every
-TEXT through every app.";
-
-fn main() -> std::process::ExitCode {
-    args::exit(run())
+/// One backbone, many apps: loads the backbone once (default all-MiniLM-L6-v2), registers
+/// each app directory (written by the quickstart, the finetune example or
+/// TokenClassifier/TextClassifier::save), and runs every TEXT through every app.
+///
+/// An app must run on the backbone it was fine-tuned from.
+#[derive(Parser)]
+#[command(name = "serve", args_override_self = true)]
+struct Cli {
+    /// The backbone's model directory (default: all-MiniLM-L6-v2 from the asset cache)
+    #[arg(long, allow_hyphen_values = true, value_name = "DIR")]
+    backbone: Option<PathBuf>,
+    /// An app to register under NAME from its directory (repeat for more apps; at least one)
+    #[arg(long = "app", allow_hyphen_values = true, value_name = "NAME=DIR", required = true, value_parser = app)]
+    apps: Vec<(String, PathBuf)>,
+    /// CPU backend: flex or ndarray (default: flex, or ndarray when flex is not compiled in)
+    #[arg(long, allow_hyphen_values = true, value_name = "NAME")]
+    backend: Option<Backend>,
+    /// The texts every app runs on (at least one; after `--`, texts may start with `-`)
+    #[arg(value_name = "TEXT", required = true)]
+    texts: Vec<String>,
 }
 
-fn run() -> Result<()> {
+/// `--app NAME=DIR`.
+fn app(value: &str) -> std::result::Result<(String, PathBuf), String> {
+    let (name, dir) = value.split_once('=').ok_or("--app takes NAME=DIR")?;
+    Ok((name.to_owned(), dir.into()))
+}
+
+fn main() -> std::process::ExitCode {
+    args::exit(run(Cli::parse()))
+}
+
+fn run(cli: Cli) -> Result<()> {
     // Faster CPU passes: see lora_bert::malloc.
     lora_bert::malloc::keep_freed_memory();
-    let mut backbone: Option<PathBuf> = None;
-    let mut apps: Vec<(String, PathBuf)> = Vec::new();
-    let mut texts: Vec<String> = Vec::new();
-    let mut backend = Backend::default_cpu()?;
-    let mut args = args::utf8_args()?.into_iter();
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
-        match arg.as_str() {
-            "--backbone" => backbone = Some(value()?.into()),
-            "--app" => {
-                let v = value()?;
-                let (name, dir) = v.split_once('=').ok_or("--app takes NAME=DIR")?;
-                apps.push((name.to_owned(), dir.into()));
-            }
-            "--backend" => backend = crate::args::parse(&arg, &value()?)?,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(());
-            }
-            flag if flag.starts_with("--") => {
-                return Err(format!("unknown flag {flag}\n{USAGE}").into());
-            }
-            _ => texts.push(arg),
-        }
-    }
-    if apps.is_empty() || texts.is_empty() {
-        return Err(format!("give at least one --app and one text\n{USAGE}").into());
-    }
+    let Cli {
+        backbone,
+        apps,
+        backend,
+        texts,
+    } = cli;
+    let backend = backend.map_or_else(Backend::default_cpu, Ok)?;
     let device = device::device(backend)?;
     // The apps' backbone may be a pre-finetuned copy without a tokenizer: all-MiniLM-L6-v2's
     // tokenizer fits every backbone made from it.

@@ -10,6 +10,7 @@ mod args;
 
 use std::time::Instant;
 
+use clap::Parser;
 use lora_bert::{Backend, Embedder, device};
 
 const SENTENCES: [&str; 6] = [
@@ -21,22 +22,27 @@ const SENTENCES: [&str; 6] = [
     "Shares dropped steeply on Wall Street this afternoon.",
 ];
 
-fn main() -> std::process::ExitCode {
-    args::exit(run())
+/// Sentence similarity: embeds six sentences with all-MiniLM-L6-v2 (fetched into the asset
+/// cache on first run) in one padded batch and prints their cosine-similarity matrix.
+#[derive(Parser)]
+// An option's value is the word after it, even when that word starts with `-`.
+#[command(
+    name = "similarity",
+    args_override_self = true,
+    allow_hyphen_values = true
+)]
+struct Cli {
+    /// ndarray, flex or wgpu (default: flex, or ndarray when flex is not compiled in)
+    #[arg(long, value_name = "NAME")]
+    backend: Option<Backend>,
 }
 
-fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let mut backend = Backend::default_cpu()?;
-    let mut args = args::utf8_args()?.into_iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--backend" => {
-                let name = args.next().ok_or("--backend needs a name")?;
-                backend = crate::args::parse(&arg, &name)?
-            }
-            other => return Err(format!("unknown argument {other}").into()),
-        }
-    }
+fn main() -> std::process::ExitCode {
+    args::exit(run(Cli::parse()))
+}
+
+fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    let backend = cli.backend.map_or_else(Backend::default_cpu, Ok)?;
     let device = device::device(backend)?;
     let start = Instant::now();
     let embedder = Embedder::all_minilm_l6_v2(&device)?;

@@ -49,6 +49,29 @@ pub struct LayerRecord {
     pub backbone: String,
 }
 
+/// `reproduce layers`: a linear probe on each layer of the plain backbone (the comparison's
+/// probe, full profile: whole dev and test splits, L2 chosen on dev), for each training cap;
+/// each measurement is kept under OUT/layers, OUT/layers.md is rendered from all of them.
+#[derive(clap::Args)]
+pub struct Cli {
+    /// Records, the feature cache and layers.md (a comparison's folder: its report renders the
+    /// table)
+    #[arg(long, value_name = "DIR", default_value = "runs/layers")]
+    out: PathBuf,
+    /// The downstream task
+    #[arg(long, value_name = "NAME", default_value = "brown-pos")]
+    task: String,
+    /// `hidden_states` indices: 0 the embeddings, 6 the last layer
+    #[arg(long, value_name = "K,..", default_value = "2,3,4,5,6", value_parser = numbers)]
+    layers: std::vec::Vec<usize>,
+    /// The probe's training examples (at least 1 each), one measurement per cap
+    #[arg(long, value_name = "N,..", default_value = "5000", value_parser = numbers)]
+    train: std::vec::Vec<usize>,
+    /// CPU backend: flex or ndarray (default: flex, or ndarray when flex is not compiled in)
+    #[arg(long, value_name = "B")]
+    backend: Option<Backend>,
+}
+
 struct Args {
     out: PathBuf,
     task: String,
@@ -57,52 +80,33 @@ struct Args {
     backend: Backend,
 }
 
-const USAGE: &str = "reproduce layers [--out DIR] [--task NAME] [--layers K,..] [--train N,..] \
-                     [--backend B]\n  defaults: --out runs/layers --task brown-pos --layers \
-                     2,3,4,5,6 --train 5000";
+/// A comma-separated list of counts.
+fn numbers(v: &str) -> std::result::Result<Vec<usize>, String> {
+    let list = v
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<usize>())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| format!("{v}: {e}"))?;
+    if list.is_empty() {
+        return Err("an empty list".into());
+    }
+    Ok(list)
+}
 
-fn parse(args: Vec<String>) -> Result<Option<Args>> {
-    let mut out = Args {
-        out: "runs/layers".into(),
-        task: "brown-pos".into(),
-        layers: vec![2, 3, 4, 5, 6],
-        train: vec![5000],
-        backend: Backend::default_cpu()?,
-    };
-    let numbers = |flag: &str, v: &str| -> Result<Vec<usize>> {
-        let list = v
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(|s| s.parse::<usize>())
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| format!("{flag} {v}: {e}"))?;
-        if list.is_empty() {
-            return Err(format!("{flag}: an empty list").into());
+impl Cli {
+    fn into_args(self) -> Result<Args> {
+        if self.train.contains(&0) {
+            return Err("--train: at least 1 example".into());
         }
-        Ok(list)
-    };
-    let mut it = args.into_iter();
-    while let Some(flag) = it.next() {
-        if flag == "-h" || flag == "--help" {
-            println!("{USAGE}");
-            return Ok(None);
-        }
-        let value = it
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-        match flag.as_str() {
-            "--out" => out.out = value.into(),
-            "--task" => out.task = value,
-            "--layers" => out.layers = numbers(&flag, &value)?,
-            "--train" => out.train = numbers(&flag, &value)?,
-            "--backend" => out.backend = crate::args::parse(&flag, &value)?,
-            other => return Err(format!("unknown flag `{other}`\n{USAGE}").into()),
-        }
+        Ok(Args {
+            out: self.out,
+            task: self.task,
+            layers: self.layers,
+            train: self.train,
+            backend: self.backend.map_or_else(Backend::default_cpu, Ok)?,
+        })
     }
-    if out.train.contains(&0) {
-        return Err("--train: at least 1 example".into());
-    }
-    Ok(Some(out))
 }
 
 fn record_path(out: &Path, task: &str, train: usize, layer: usize) -> PathBuf {
@@ -112,10 +116,8 @@ fn record_path(out: &Path, task: &str, train: usize, layer: usize) -> PathBuf {
         .join(format!("layer-{layer}.json"))
 }
 
-pub fn run(args: Vec<String>) -> Result<()> {
-    let Some(args) = parse(args)? else {
-        return Ok(());
-    };
+pub fn run(cli: Cli) -> Result<()> {
+    let args = cli.into_args()?;
     let def = plan::task(&args.task).ok_or_else(|| format!("unknown task `{}`", args.task))?;
     let cache = AssetCache::from_env()?;
     let inference = device::device(args.backend)?;
@@ -131,19 +133,14 @@ pub fn run(args: Vec<String>) -> Result<()> {
     let features = FeatureCache::new(args.out.join("features"));
     for &train in &args.train {
         // The comparison's full-profile probe sizes, with this training cap.
-        let plan = plan::parse(
-            [
-                "--profile",
-                "full",
-                "--protocol",
-                "probe",
-                "--probe-train",
-                &train.to_string(),
-            ]
-            .map(String::from)
-            .to_vec(),
-        )?
-        .ok_or("no plan")?;
+        let plan = crate::cli::parse_plan(&[
+            "--profile",
+            "full",
+            "--protocol",
+            "probe",
+            "--probe-train",
+            &train.to_string(),
+        ])?;
         let tokenizer = BertTokenizer::from_file(&files.tokenizer)?
             .with_max_length(plan.sizes.max_len)
             .with_length_policy(LengthPolicy::Window {
@@ -307,14 +304,27 @@ mod tests {
 
     #[test]
     fn bad_flags_are_refused() {
-        let args = |a: &[&str]| parse(a.iter().map(|s| s.to_string()).collect());
+        let args = |a: &[&str]| -> Result<Args> {
+            let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(
+                ["reproduce", "layers"].iter().chain(a),
+            )?;
+            match cli.command {
+                Some(crate::cli::Command::Layers(cli)) => cli.into_args(),
+                _ => Err("not `layers`".into()),
+            }
+        };
         assert!(args(&["--train", "0"]).is_err());
         assert!(args(&["--layers", "x"]).is_err());
         assert!(args(&["--layers"]).is_err());
         assert!(args(&["--nope", "1"]).is_err());
-        let ok = args(&["--layers", "1,3", "--train", "200"])
-            .unwrap()
-            .unwrap();
+        let ok = args(&["--layers", "1,3", "--train", "200"]).unwrap();
         assert_eq!((ok.layers, ok.train), (vec![1, 3], vec![200]));
+        let defaults = args(&[]).unwrap();
+        assert_eq!(defaults.out, PathBuf::from("runs/layers"));
+        assert_eq!(defaults.task, "brown-pos");
+        assert_eq!(
+            (defaults.layers, defaults.train),
+            (vec![2, 3, 4, 5, 6], vec![5000])
+        );
     }
 }

@@ -32,6 +32,7 @@
 #[path = "../common/args.rs"]
 mod args;
 
+mod cli;
 mod data;
 mod feature_cache;
 mod layers;
@@ -285,15 +286,17 @@ fn main() -> std::process::ExitCode {
 fn run() -> Result<()> {
     // Faster CPU passes: see lora_bert::malloc.
     lora_bert::malloc::keep_freed_memory();
-    let args: Vec<String> = args::utf8_args()?;
-    if args.first().is_some_and(|a| a == "pilot") {
-        return pilot::run(args[1..].to_vec());
-    }
-    if args.first().is_some_and(|a| a == "layers") {
-        return layers::run(args[1..].to_vec());
-    }
-    let Some(mut plan) = plan::parse(args)? else {
-        return Ok(());
+    let cli = <cli::Cli as clap::Parser>::parse();
+    let mut plan = match cli.command {
+        Some(cli::Command::Pilot(args)) => return pilot::run(args),
+        Some(cli::Command::Layers(args)) => return layers::run(args),
+        None => {
+            let args: Vec<String> = std::env::args_os()
+                .skip(1)
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            cli.plan.into_plan(cli::command_line(&args))?
+        }
     };
     let started = Instant::now();
     std::fs::create_dir_all(&plan.out)?;
@@ -697,7 +700,7 @@ mod tests {
     fn plan(out: &std::path::Path, extra: &[&str]) -> Plan {
         let mut args = vec!["--out".to_owned(), out.display().to_string()];
         args.extend(extra.iter().map(|s| s.to_string()));
-        plan::parse(args).unwrap().unwrap()
+        cli::parse_plan(&args).unwrap()
     }
 
     /// Both protocols share one folder's pre-finetuning with sizes of their own; a change to

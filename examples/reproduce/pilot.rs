@@ -26,59 +26,86 @@
 //!
 //! Everything is kept under `OUT`: a finished arm is read back, so a rerun resumes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::module::Module;
-use lora_bert::adapters::{AdaptedModel, Lora};
 use lora_bert::assets::{self, AssetCache};
 use lora_bert::data::align::LabelAlignment;
 use lora_bert::data::batch::TextEncoder;
-use lora_bert::data::sampler::Strategy;
-use lora_bert::data::token::{TokenExample, encode_tagged};
-use lora_bert::data::{LabelVocab, LabeledText, TaggedSentence};
+use lora_bert::data::token::encode_tagged;
+use lora_bert::data::{LabelVocab, TaggedSentence};
 use lora_bert::device::{self, Backend};
 use lora_bert::encoder::tokenizer::{BertTokenizer, LengthPolicy};
-use lora_bert::encoder::{BertModel, Device, Route};
-use lora_bert::train::finetune::{TokenEvalOptions, entity_report, stitch_word_ids, word_tags};
-use lora_bert::train::probe::{
-    L2_GRID, L2Selection, LinearProbe, ProbeConfig, ProbeFit, labelled_tokens, text_states,
-    token_states,
-};
-use lora_bert::train::teacher::{Teacher, WordStates, words_of};
-use lora_bert::train::{
-    Family, FitReport, NerData, NerSet, PfConfig, PfModel, SoftLabels, TcData, TrainConfig,
-    Variant, load_pf, pre_finetune, save_pf,
-};
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
+use lora_bert::train::probe::{L2_GRID, L2Selection, ProbeFit};
+use lora_bert::train::teacher::{Teacher, words_of};
+use lora_bert::train::{Family, FitReport, Variant};
 use serde::{Deserialize, Serialize};
 
-use crate::data::{self, Brown, PfData, TaskData};
-use crate::plan::{self, Kind};
+use crate::data::{self, Brown};
+use crate::plan;
 use crate::runs::write_json;
 use crate::{Result, pf};
 
-const USAGE: &str = "\
-usage: reproduce pilot --teacher DIR [--out DIR] [options]
+mod acceptance;
+mod arms;
+mod probing;
 
-Pre-finetunes every arm briefly and scores linear probes on frozen features on the DEV sets of
-brown-pos, brown-names, wnut16, rotten-tomatoes and reuters-r8; prints PASS/FAIL lines.
+use acceptance::render;
+use arms::{Encoded, NoTeacher, ShuffledTeacher, pre_finetune_arm};
+use probing::{PROBE_TASKS, probe_arm};
 
-  --teacher DIR       a tagger saved by the ner_teacher example (required)
-  --out DIR           everything the pilot writes (default runs/pilot)
-  --steps N           pre-finetuning steps per family (default 300)
-  --batch N           pre-finetuning batch size (default 32)
-  --sentences N       pre-finetuning sentences (default 6000) and --pairs N text pairs (3000)
-  --lr-backbone X     backbone learning rate (default 2e-5)
-  --lr-groups X       adapter groups' learning rate (default 1e-3)
-  --lr-heads X        the objectives' heads and projections (default 1e-3)
-  --temperature T     soft-label temperature (default 2) and --hard-weight W (default 0)
-  --probe-train N     probe training examples per task (default 2000) and --probe-dev N (1000)
-  --arms LIST         no-pf,ner-pf,tc-pf,naive,mtpf-tpl,ner-pf-shuffled (default all)
-  --backend NAME      CPU backend (default flex)";
+/// `reproduce pilot`: pre-finetunes every arm briefly and scores linear probes on frozen
+/// features on the DEV sets of brown-pos, brown-names, wnut16, rotten-tomatoes and reuters-r8;
+/// prints PASS/FAIL lines.
+#[derive(clap::Args)]
+pub struct Cli {
+    /// A tagger saved by the ner_teacher example
+    #[arg(long, value_name = "DIR", required = true)]
+    teacher: PathBuf,
+    /// Everything the pilot writes
+    #[arg(long, value_name = "DIR", default_value = "runs/pilot")]
+    out: PathBuf,
+    /// Pre-finetuning steps per family
+    #[arg(long, value_name = "N", default_value_t = 300)]
+    steps: usize,
+    /// Pre-finetuning batch size
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    batch: usize,
+    /// Pre-finetuning sentences
+    #[arg(long, value_name = "N", default_value_t = 6000)]
+    sentences: usize,
+    /// Pre-finetuning text pairs
+    #[arg(long, value_name = "N", default_value_t = 3000)]
+    pairs: usize,
+    /// Backbone learning rate
+    #[arg(long, value_name = "X", default_value = "2e-5")]
+    lr_backbone: f64,
+    /// Adapter groups' learning rate
+    #[arg(long, value_name = "X", default_value = "1e-3")]
+    lr_groups: f64,
+    /// The objectives' heads and projections
+    #[arg(long, value_name = "X", default_value = "1e-3")]
+    lr_heads: f64,
+    /// Soft-label temperature
+    #[arg(long, value_name = "T", default_value = "2")]
+    temperature: f64,
+    /// Weight of the cross-entropy on the teacher's argmax
+    #[arg(long, value_name = "W", default_value = "0")]
+    hard_weight: f64,
+    /// Probe training examples per task
+    #[arg(long, value_name = "N", default_value_t = 2000)]
+    probe_train: usize,
+    /// Probe dev examples per task
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    probe_dev: usize,
+    /// no-pf,ner-pf,tc-pf,naive,mtpf-tpl,ner-pf-shuffled (default all)
+    #[arg(long, value_name = "LIST", value_parser = pilot_arms)]
+    arms: Option<std::vec::Vec<PilotArm>>,
+    /// CPU backend: flex or ndarray (default: flex, or ndarray when flex is not compiled in)
+    #[arg(long, value_name = "NAME")]
+    backend: Option<Backend>,
+}
 
 /// The pilot's settings, recorded in `OUT/pilot.json` (a rerun with others is refused).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -163,78 +190,49 @@ impl PilotArm {
     }
 }
 
-fn parse(args: Vec<String>) -> Result<Option<Args>> {
-    let mut out = PathBuf::from("runs/pilot");
-    let mut teacher = None;
-    let mut s = Settings {
-        teacher: String::new(),
-        steps: 300,
-        batch: 32,
-        sentences: 6000,
-        pairs: 3000,
-        pf_dev: 128,
-        lr_backbone: 2e-5,
-        lr_groups: 1e-3,
-        lr_heads: 1e-3,
-        temperature: 2.0,
-        hard_weight: 0.0,
-        probe_train: 2000,
-        probe_dev: 1000,
-        probe_l2: L2_GRID.to_vec(),
-        max_len: 64,
-    };
-    let mut arms = PilotArm::ALL.to_vec();
-    let mut backend = Backend::default_cpu()?;
-    let mut it = args.into_iter();
-    while let Some(flag) = it.next() {
-        let mut value = || -> Result<String> {
-            it.next()
-                .ok_or_else(|| format!("{flag} needs a value").into())
+fn pilot_arms(value: &str) -> std::result::Result<Vec<PilotArm>, String> {
+    value
+        .split(',')
+        .map(|a| {
+            PilotArm::ALL
+                .into_iter()
+                .find(|x| x.name() == a)
+                .ok_or_else(|| format!("unknown arm `{a}`"))
+        })
+        .collect()
+}
+
+impl Cli {
+    fn into_args(self) -> Result<Args> {
+        let s = Settings {
+            teacher: self.teacher.display().to_string(),
+            steps: self.steps,
+            batch: self.batch,
+            sentences: self.sentences,
+            pairs: self.pairs,
+            pf_dev: 128,
+            lr_backbone: self.lr_backbone,
+            lr_groups: self.lr_groups,
+            lr_heads: self.lr_heads,
+            temperature: self.temperature,
+            hard_weight: self.hard_weight,
+            probe_train: self.probe_train,
+            probe_dev: self.probe_dev,
+            probe_l2: L2_GRID.to_vec(),
+            max_len: 64,
         };
-        match flag.as_str() {
-            "--teacher" => teacher = Some(PathBuf::from(value()?)),
-            "--out" => out = PathBuf::from(value()?),
-            "--steps" => s.steps = crate::args::parse(&flag, &value()?)?,
-            "--batch" => s.batch = crate::args::parse(&flag, &value()?)?,
-            "--sentences" => s.sentences = crate::args::parse(&flag, &value()?)?,
-            "--pairs" => s.pairs = crate::args::parse(&flag, &value()?)?,
-            "--lr-backbone" => s.lr_backbone = crate::args::parse(&flag, &value()?)?,
-            "--lr-groups" => s.lr_groups = crate::args::parse(&flag, &value()?)?,
-            "--lr-heads" => s.lr_heads = crate::args::parse(&flag, &value()?)?,
-            "--temperature" => s.temperature = crate::args::parse(&flag, &value()?)?,
-            "--hard-weight" => s.hard_weight = crate::args::parse(&flag, &value()?)?,
-            "--probe-train" => s.probe_train = crate::args::parse(&flag, &value()?)?,
-            "--probe-dev" => s.probe_dev = crate::args::parse(&flag, &value()?)?,
-            "--arms" => {
-                arms = value()?
-                    .split(',')
-                    .map(|a| {
-                        PilotArm::ALL
-                            .into_iter()
-                            .find(|x| x.name() == a)
-                            .ok_or_else(|| format!("unknown arm `{a}`"))
-                    })
-                    .collect::<std::result::Result<_, _>>()?;
-            }
-            "--backend" => backend = crate::args::parse(&flag, &value()?)?,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(None);
-            }
-            other => return Err(format!("unknown argument `{other}`\n{USAGE}").into()),
+        if s.steps == 0 || s.batch == 0 || s.probe_train == 0 || s.probe_dev == 0 {
+            return Err(
+                "--steps, --batch, --probe-train and --probe-dev must be at least 1".into(),
+            );
         }
+        Ok(Args {
+            out: self.out,
+            settings: s,
+            arms: self.arms.unwrap_or_else(|| PilotArm::ALL.to_vec()),
+            backend: self.backend.map_or_else(Backend::default_cpu, Ok)?,
+        })
     }
-    let teacher = teacher.ok_or("--teacher is required (a ner_teacher output)")?;
-    if s.steps == 0 || s.batch == 0 || s.probe_train == 0 || s.probe_dev == 0 {
-        return Err("--steps, --batch, --probe-train and --probe-dev must be at least 1".into());
-    }
-    s.teacher = teacher.display().to_string();
-    Ok(Some(Args {
-        out,
-        settings: s,
-        arms,
-        backend,
-    }))
 }
 
 /// What a pre-finetuned arm records.
@@ -282,458 +280,9 @@ pub struct ProbeRecord {
     pub selection: L2Selection,
 }
 
-/// A teacher whose word distributions are those of other words of the corpus: the negative
-/// control. Every present word row of the corpus is gathered, shuffled with a fixed seed and
-/// dealt back in corpus order.
-struct ShuffledTeacher {
-    map: HashMap<Vec<String>, WordStates>,
-    hidden: usize,
-    description: String,
-}
-
-impl ShuffledTeacher {
-    fn new(inner: &dyn Teacher, corpus: &[&[String]], seed: u64) -> Result<Self> {
-        let states = inner.word_states(corpus)?;
-        let hidden = inner.hidden_size();
-        let mut rows: Vec<Vec<f32>> = Vec::new();
-        for s in &states {
-            for w in 0..s.num_words {
-                if s.present[w] {
-                    rows.push(s.row(w).to_vec());
-                }
-            }
-        }
-        rows.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-        let mut rows = rows.into_iter();
-        let mut map = HashMap::new();
-        for (words, s) in corpus.iter().zip(states) {
-            let mut data = vec![0.0f32; s.num_words * hidden];
-            for w in 0..s.num_words {
-                if s.present[w] {
-                    let row = rows.next().expect("as many rows as present words");
-                    data[w * hidden..(w + 1) * hidden].copy_from_slice(&row);
-                }
-            }
-            let shuffled = WordStates::new(data, s.num_words, hidden, s.present)?;
-            map.insert(words.to_vec(), shuffled);
-        }
-        Ok(ShuffledTeacher {
-            map,
-            hidden,
-            description: format!("{} (word rows shuffled, seed {seed})", inner.description()),
-        })
-    }
-}
-
-impl Teacher for ShuffledTeacher {
-    fn hidden_size(&self) -> usize {
-        self.hidden
-    }
-
-    fn description(&self) -> String {
-        self.description.clone()
-    }
-
-    fn word_states(&self, sentences: &[&[String]]) -> lora_bert::train::Result<Vec<WordStates>> {
-        sentences
-            .iter()
-            .map(|s| {
-                self.map.get(*s).cloned().ok_or_else(|| {
-                    lora_bert::train::TrainError::InvalidArgument {
-                        what: "shuffled teacher",
-                        message: format!("a sentence outside its corpus: {:?}", s.join(" ")),
-                    }
-                })
-            })
-            .collect()
-    }
-}
-
-fn pf_config(s: &Settings, variant: Variant, pad_id: u32) -> PfConfig {
-    let families = variant.families().len();
-    let steps = s.steps * families;
-    let mut train = TrainConfig::new(steps);
-    train.learning_rate = s.lr_backbone;
-    train.warmup_steps = steps / 10;
-    train.eval_every = Some((steps / 4).max(1));
-    train.log_every = 25;
-    let mut config = PfConfig::new(train);
-    config.batch_size = s.batch;
-    config.adapter_lr = s.lr_groups;
-    config.head_lr = s.lr_heads;
-    config.dev_batches = (s.pf_dev / s.batch).max(1);
-    config.pad_id = pad_id;
-    // Equal budgets: every family of a multi-task arm gets `steps` batches.
-    config.strategy = Strategy::RoundRobin;
-    config.soft_labels = Some(SoftLabels {
-        temperature: s.temperature,
-        hard_weight: s.hard_weight,
-    });
-    config
-}
-
-/// All float parameter values of a module, in visiting order.
-fn param_values<M: burn::module::Module>(m: &M) -> Vec<Vec<f32>> {
-    struct Collect(Vec<Vec<f32>>);
-    impl burn::module::ModuleVisitor for Collect {
-        fn visit_float<const D: usize>(
-            &mut self,
-            p: &burn::module::Param<burn::tensor::Tensor<D>>,
-        ) {
-            self.0.push(
-                p.val()
-                    .into_data()
-                    .convert::<f32>()
-                    .try_to_vec::<f32>()
-                    .unwrap_or_default(),
-            );
-        }
-    }
-    let mut c = Collect(Vec::new());
-    m.visit(&mut c);
-    c.0
-}
-
-/// `‖a − b‖/‖b‖` over the parameters that differ (all of them when `all`).
-fn relative_update(a: &[Vec<f32>], b: &[Vec<f32>], all: bool) -> f64 {
-    let (mut diff, mut norm) = (0.0f64, 0.0f64);
-    for (x, y) in a.iter().zip(b) {
-        if x.len() != y.len() {
-            continue;
-        }
-        let d: f64 = x.iter().zip(y).map(|(p, q)| f64::from(p - q).powi(2)).sum();
-        if all || d > 0.0 {
-            diff += d;
-            norm += y.iter().map(|q| f64::from(*q).powi(2)).sum::<f64>();
-        }
-    }
-    if norm > 0.0 {
-        (diff / norm).sqrt()
-    } else {
-        0.0
-    }
-}
-
-struct Encoded<'a> {
-    data: &'a PfData,
-    examples: Vec<TokenExample>,
-    dev_examples: Vec<TokenExample>,
-    pairs: lora_bert::data::batch::EncodedPairs,
-    dev_pairs: lora_bert::data::batch::EncodedPairs,
-}
-
-/// Mean loss of `family`'s objective over the fixed dev batches through `route`.
-fn dev_loss(
-    pf: &PfModel,
-    family: Family,
-    route: &Route,
-    enc: &Encoded<'_>,
-    teacher: &dyn Teacher,
-    config: &PfConfig,
-) -> Result<f64> {
-    let (n, batch) = match family {
-        Family::Ner => (enc.dev_examples.len(), config.batch_size),
-        Family::Tc => (enc.dev_pairs.len(), config.batch_size),
-    };
-    let mut total = 0.0;
-    let mut count = 0;
-    for start in (0..n).step_by(batch).take(config.dev_batches.max(1)) {
-        let indices: Vec<usize> = (start..(start + batch).min(n)).collect();
-        let loss = match family {
-            Family::Ner => pf.ner_loss(
-                NerSet {
-                    sentences: &enc.data.dev_sentences,
-                    examples: &enc.dev_examples,
-                },
-                teacher,
-                &indices,
-                route,
-                config,
-            )?,
-            Family::Tc => pf.tc_loss(&enc.dev_pairs, &indices, route, config)?,
-        };
-        let v: f32 = loss.into_scalar();
-        total += f64::from(v);
-        count += 1;
-    }
-    Ok(total / count.max(1) as f64)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn pre_finetune_arm(
-    arm: PilotArm,
-    args: &Args,
-    files: &assets::ModelFiles,
-    enc: &Encoded<'_>,
-    teacher: &dyn Teacher,
-    pad_id: u32,
-    training: &Device,
-    inference: &Device,
-) -> Result<ArmRecord> {
-    let dir = args.out.join("arms").join(arm.name());
-    let record_path = dir.join("record.json");
-    if let Ok(bytes) = std::fs::read(&record_path)
-        && dir.join("model").join("config.json").is_file()
-    {
-        return Ok(serde_json::from_slice(&bytes)?);
-    }
-    let variant = arm
-        .variant()
-        .ok_or("the plain backbone is not pre-finetuned")?;
-    println!("\n== pilot: pre-finetuning {} ==", arm.label());
-    let mut config = pf_config(&args.settings, variant, pad_id);
-    config.checkpoints = Some(dir.join("checkpoints"));
-    let ner = NerData {
-        train: NerSet {
-            sentences: &enc.data.sentences,
-            examples: &enc.examples,
-        },
-        dev: Some(NerSet {
-            sentences: &enc.data.dev_sentences,
-            examples: &enc.dev_examples,
-        }),
-        teacher,
-    };
-    let tc = TcData {
-        train: &enc.pairs,
-        dev: Some(&enc.dev_pairs),
-    };
-    let plain = BertModel::load(&files.dir, inference)?.0;
-    let model = AdaptedModel::new(BertModel::load(&files.dir, training)?.0);
-    let started = Instant::now();
-    let (pf, report) = pre_finetune(variant, model, Some(ner), Some(tc), &config)?;
-    let seconds = started.elapsed().as_secs_f64();
-    let pf = pf.valid();
-    let backbone_update = relative_update(
-        &param_values(&pf.model.clone().into_backbone()),
-        &param_values(&plain),
-        true,
-    );
-    let mut groups = Vec::new();
-    if variant.uses_groups() {
-        let base = param_values(&pf.model.clone().into_backbone());
-        for &family in variant.families() {
-            let mut merged = pf.model.clone();
-            merged.merge(family.group())?;
-            let relative = relative_update(&param_values(&merged.into_backbone()), &base, false);
-            let route = pf.model.route(family.group())?;
-            groups.push(GroupCheck {
-                family: plan::family_name(family).into(),
-                relative_update: relative,
-                dev_loss_group: dev_loss(&pf, family, &route, enc, teacher, &config)?,
-                dev_loss_base: dev_loss(&pf, family, &Route::Base, enc, teacher, &config)?,
-            });
-        }
-    }
-    let partial = dir.join("model.partial");
-    if partial.exists() {
-        std::fs::remove_dir_all(&partial)?;
-    }
-    save_pf(&pf, &partial)?;
-    let model_dir = dir.join("model");
-    if model_dir.exists() {
-        std::fs::remove_dir_all(&model_dir)?;
-    }
-    std::fs::rename(&partial, &model_dir)?;
-    let record = ArmRecord {
-        arm,
-        ner_steps: report.steps_of(Family::Ner),
-        tc_steps: report.steps_of(Family::Tc),
-        seconds,
-        fit: report.fit,
-        backbone_update,
-        groups,
-    };
-    write_json(&record_path, &record)?;
-    println!(
-        "{}: {} NER and {} TC steps in {:.0}s; backbone ‖ΔW‖/‖W‖ {:.2e}",
-        arm.label(),
-        record.ner_steps,
-        record.tc_steps,
-        seconds,
-        backbone_update
-    );
-    Ok(record)
-}
-
-/// The probe tasks, their family and metric.
-const PROBE_TASKS: [&str; 5] = [
-    "brown-pos",
-    "brown-names",
-    "wnut16",
-    "rotten-tomatoes",
-    "reuters-r8",
-];
-
-fn head<T: Clone>(v: &[T], n: usize) -> Vec<T> {
-    v[..n.min(v.len())].to_vec()
-}
-
-#[allow(clippy::too_many_arguments)]
-fn probe_arm(
-    arm: PilotArm,
-    args: &Args,
-    files: &assets::ModelFiles,
-    tokenizer: &BertTokenizer,
-    tasks: &[(&'static plan::TaskDef, TaskData)],
-    inference: &Device,
-) -> Result<Vec<ProbeRecord>> {
-    let path = args.out.join("arms").join(arm.name()).join("probes.json");
-    if let Ok(bytes) = std::fs::read(&path) {
-        return Ok(serde_json::from_slice(&bytes)?);
-    }
-    let model = match arm {
-        PilotArm::NoPf => AdaptedModel::<Lora>::new(BertModel::load(&files.dir, inference)?.0),
-        _ => load_pf(
-            args.out.join("arms").join(arm.name()).join("model"),
-            inference,
-        )?,
-    };
-    let hidden = model.config().hidden_size;
-    let s = &args.settings;
-    let probe_config = ProbeConfig::default();
-    // The last fifth of the probe's training examples (whole sentences or texts) chooses L2.
-    let fit_part = |n: usize| n - (n / 5).max(1);
-    let mut out = Vec::new();
-    for (def, data) in tasks {
-        let route = if arm == PilotArm::MtpfTpl {
-            model.route(def.family.group())?
-        } else {
-            Route::Base
-        };
-        let started = Instant::now();
-        let record = match data {
-            TaskData::Tokens(splits) => {
-                let train = head(&splits.train, s.probe_train);
-                let dev = head(&splits.dev, s.probe_dev);
-                let vocab =
-                    LabelVocab::from_tags(train.iter().chain(&dev).flat_map(|s| s.tags.iter()))?;
-                let encode = |x: &[TaggedSentence]| {
-                    encode_tagged(tokenizer, x, &vocab, LabelAlignment::FirstSubword)
-                };
-                let (train_x, dev_x) = (encode(&train)?, encode(&dev)?);
-                let pad = tokenizer.pad_id();
-                let states = token_states(&model, &route, &train_x, 64, pad)?;
-                let (features, labels) = labelled_tokens(&train_x, &states, hidden)?;
-                let split = train_x[..fit_part(train_x.len())]
-                    .iter()
-                    .map(|e| e.labels.iter().filter(|&&l| l >= 0).count())
-                    .sum();
-                let (probe, fit, selection) = LinearProbe::fit_selected(
-                    &features,
-                    hidden,
-                    &labels,
-                    vocab.len(),
-                    split,
-                    &s.probe_l2,
-                    &probe_config,
-                    inference,
-                )?;
-                let dev_states = token_states(&model, &route, &dev_x, 64, pad)?;
-                let logits = dev_states
-                    .iter()
-                    .map(|s| probe.logits(s))
-                    .collect::<lora_bert::train::Result<Vec<_>>>()?;
-                let options = TokenEvalOptions::new(pad);
-                let ids = stitch_word_ids(&dev_x, &logits, dev.len(), &vocab, &options)?;
-                let report = entity_report(&dev, &word_tags(ids, &vocab))?;
-                let (metric, score) = match def.kind {
-                    Kind::Token(lora_bert::train::TokenMetric::Accuracy) => {
-                        ("tag accuracy", report.accuracy)
-                    }
-                    _ => ("entity F1", report.averages.micro_avg.f1),
-                };
-                ProbeRecord {
-                    arm,
-                    task: def.name.into(),
-                    metric: metric.into(),
-                    score,
-                    train_rows: labels.len(),
-                    dev_items: dev.len(),
-                    fit,
-                    selection,
-                }
-            }
-            TaskData::Texts(splits) => {
-                let train = head(&splits.train, s.probe_train);
-                let dev = head(&splits.dev, s.probe_dev);
-                let vocab = LabelVocab::from_labels(
-                    train
-                        .iter()
-                        .chain(&dev)
-                        .map(|t: &LabeledText| t.label.as_str()),
-                )?;
-                let encoder = TextEncoder::new(tokenizer);
-                let id = |l: &str| {
-                    vocab
-                        .get(l)
-                        .ok_or_else(|| lora_bert::data::DataError::UnknownLabel {
-                            label: l.into(),
-                            context: None,
-                        })
-                };
-                let (train_x, dev_x) = (
-                    encoder.encode_texts(&train, id)?,
-                    encoder.encode_texts(&dev, id)?,
-                );
-                let features = text_states(&model, &route, train_x.rows(), 64)?;
-                let (probe, fit, selection) = LinearProbe::fit_selected(
-                    &features,
-                    hidden,
-                    train_x.labels(),
-                    vocab.len(),
-                    fit_part(train_x.len()),
-                    &s.probe_l2,
-                    &probe_config,
-                    inference,
-                )?;
-                let predicted = probe.predict(&text_states(&model, &route, dev_x.rows(), 64)?)?;
-                let correct = predicted
-                    .iter()
-                    .zip(dev_x.labels())
-                    .filter(|(p, g)| p == g)
-                    .count();
-                ProbeRecord {
-                    arm,
-                    task: def.name.into(),
-                    metric: "accuracy".into(),
-                    score: correct as f64 / dev_x.len() as f64,
-                    train_rows: train_x.len(),
-                    dev_items: dev_x.len(),
-                    fit,
-                    selection,
-                }
-            }
-        };
-        println!(
-            "  {:<16} {:<16} {} {:.4} (probe: {} rows, L2 {:e} of {} tried, {} L-BFGS steps, max |gradient| {:.1e}{}; {:.0}s)",
-            arm.name(),
-            record.task,
-            record.metric,
-            record.score,
-            record.train_rows,
-            record.selection.l2,
-            record.selection.trials.len(),
-            record.fit.steps,
-            record.fit.gradient,
-            if record.fit.converged {
-                ", converged"
-            } else {
-                ", NOT converged"
-            },
-            started.elapsed().as_secs_f64()
-        );
-        out.push(record);
-    }
-    write_json(&path, &out)?;
-    Ok(out)
-}
-
-/// Runs the pilot: `args` are the words after `pilot` on the command line.
-pub fn run(args: Vec<String>) -> Result<()> {
-    let Some(args) = parse(args)? else {
-        return Ok(());
-    };
+/// Runs the pilot.
+pub fn run(cli: Cli) -> Result<()> {
+    let args = cli.into_args()?;
     let started = Instant::now();
     std::fs::create_dir_all(&args.out)?;
     let settings_path = args.out.join("pilot.json");
@@ -857,184 +406,4 @@ pub fn run(args: Vec<String>) -> Result<()> {
         started.elapsed().as_secs_f64() / 60.0
     );
     Ok(())
-}
-
-/// A teacher for arms that never call the NER objective.
-struct NoTeacher;
-
-impl Teacher for NoTeacher {
-    fn hidden_size(&self) -> usize {
-        1
-    }
-    fn description(&self) -> String {
-        "none".into()
-    }
-    fn word_states(&self, _: &[&[String]]) -> lora_bert::train::Result<Vec<WordStates>> {
-        Err(lora_bert::train::TrainError::InvalidArgument {
-            what: "teacher",
-            message: "this arm has no NER teacher".into(),
-        })
-    }
-}
-
-fn score(probes: &[ProbeRecord], arm: PilotArm, task: &str) -> Option<f64> {
-    probes
-        .iter()
-        .find(|p| p.arm == arm && p.task == task)
-        .map(|p| p.score)
-}
-
-/// The pilot's Markdown: settings, the probe table with deltas against no PF, the group
-/// checks, and the acceptance lines.
-fn render(args: &Args, records: &BTreeMap<PilotArm, ArmRecord>, probes: &[ProbeRecord]) -> String {
-    use std::fmt::Write;
-    let s = &args.settings;
-    let mut md = String::new();
-    let _ = writeln!(
-        md,
-        "Pre-finetuning: {} steps per family (multi-task arms: round-robin, the same steps per \
-         family), batch {}, {} Brown sentences and {} text pairs ({} of each held out); \
-         learning rates backbone {:e}, groups {:e}, heads {:e}; soft labels at T = {}, hard \
-         weight {}. Probes: multinomial logistic regression on standardised features, fitted by \
-         full-batch L-BFGS to a largest gradient entry of {:e}, on at most {} training and {} \
-         dev examples per task; L2 chosen per arm and task from {:?} by the held-out \
-         cross-entropy of the last fifth of the training examples, then refitted on all of \
-         them; one pre-finetuning seed. Probes converged: {} of {}.\n",
-        s.steps,
-        s.batch,
-        s.sentences,
-        s.pairs,
-        s.pf_dev,
-        s.lr_backbone,
-        s.lr_groups,
-        s.lr_heads,
-        s.temperature,
-        s.hard_weight,
-        ProbeConfig::default().tolerance,
-        s.probe_train,
-        s.probe_dev,
-        s.probe_l2,
-        probes.iter().filter(|p| p.fit.converged).count(),
-        probes.len()
-    );
-    let _ = write!(md, "| arm |");
-    for t in PROBE_TASKS {
-        let metric = probes
-            .iter()
-            .find(|p| p.task == t)
-            .map(|p| p.metric.as_str())
-            .unwrap_or("");
-        let _ = write!(md, " {t} ({metric}) |");
-    }
-    let _ = writeln!(md, " NER / TC steps | backbone ‖ΔW‖/‖W‖ |");
-    let _ = writeln!(md, "|---|{}---|---|", "---|".repeat(PROBE_TASKS.len()));
-    for &arm in &args.arms {
-        let _ = write!(md, "| {} |", arm.label());
-        for t in PROBE_TASKS {
-            match (score(probes, arm, t), score(probes, PilotArm::NoPf, t)) {
-                (Some(v), Some(base)) if arm != PilotArm::NoPf => {
-                    let _ = write!(md, " {:.2} ({:+.2}) |", 100.0 * v, 100.0 * (v - base));
-                }
-                (Some(v), _) => {
-                    let _ = write!(md, " {:.2} |", 100.0 * v);
-                }
-                _ => {
-                    let _ = write!(md, " – |");
-                }
-            }
-        }
-        match records.get(&arm) {
-            Some(r) => {
-                let _ = writeln!(
-                    md,
-                    " {} / {} | {:.2e} |",
-                    r.ner_steps, r.tc_steps, r.backbone_update
-                );
-            }
-            None => {
-                let _ = writeln!(md, " – | – |");
-            }
-        }
-    }
-    if let Some(r) = records.get(&PilotArm::MtpfTpl) {
-        let _ = writeln!(
-            md,
-            "\nMTPF-TPL's groups (dev loss of the family's objective on the same fixed batches):\n\n\
-             | group | ‖ΔW‖/‖W‖ (merged vs base) | dev loss through the group | through the bare backbone |\n|---|---|---|---|"
-        );
-        for g in &r.groups {
-            let _ = writeln!(
-                md,
-                "| {} | {:.2e} | {:.4} | {:.4} |",
-                g.family, g.relative_update, g.dev_loss_group, g.dev_loss_base
-            );
-        }
-    }
-    let _ = writeln!(md, "\nAcceptance (dev sets, points):\n");
-    let delta = |arm, task| -> Option<f64> {
-        Some(100.0 * (score(probes, arm, task)? - score(probes, PilotArm::NoPf, task)?))
-    };
-    let verdict = |ok: Option<bool>| match ok {
-        Some(true) => "PASS",
-        Some(false) => "FAIL",
-        None => "NOT RUN",
-    };
-    let mut lines = Vec::new();
-    for (arm, name) in [
-        (PilotArm::NerPf, "NER PF"),
-        (PilotArm::NerShuffled, "NER PF, shuffled teacher (control)"),
-    ] {
-        let ok = (|| {
-            let w = delta(arm, "wnut16")?;
-            let n = delta(arm, "brown-names")?;
-            let p = delta(arm, "brown-pos")?;
-            Some((w > 0.0 && n > 0.0 && p >= -0.5, w, n, p))
-        })();
-        lines.push(match ok {
-            Some((pass, w, n, p)) => format!(
-                "{}: {name} raises WNUT-16 ({w:+.2}) and Brown names ({n:+.2}), Brown POS {p:+.2} (≥ −0.5)",
-                verdict(Some(pass))
-            ),
-            None => format!("NOT RUN: {name}"),
-        });
-    }
-    let tc = (|| {
-        let r = delta(PilotArm::TcPf, "rotten-tomatoes")?;
-        let t = delta(PilotArm::TcPf, "reuters-r8")?;
-        Some((r >= -0.5 && t >= -0.5, r, t))
-    })();
-    lines.push(match tc {
-        Some((pass, r, t)) => format!(
-            "{}: TC PF lowers no text task by more than 0.5 (rotten-tomatoes {r:+.2}, reuters-r8 {t:+.2})",
-            verdict(Some(pass))
-        ),
-        None => "NOT RUN: TC PF".into(),
-    });
-    let groups = records
-        .get(&PilotArm::MtpfTpl)
-        .map(|r| !r.groups.is_empty() && r.groups.iter().all(GroupCheck::passes));
-    lines.push(format!(
-        "{}: MTPF-TPL's family groups move (‖ΔW‖ > 0) and lower their family's dev loss",
-        verdict(groups)
-    ));
-    for line in lines {
-        let _ = writeln!(md, "- {line}");
-    }
-    // What the teacher's knowledge adds beyond token-level training itself.
-    let share: Vec<String> = PROBE_TASKS
-        .iter()
-        .filter_map(|&t| {
-            let d = 100.0
-                * (score(probes, PilotArm::NerPf, t)? - score(probes, PilotArm::NerShuffled, t)?);
-            Some(format!("{t} {d:+.2}"))
-        })
-        .collect();
-    if !share.is_empty() {
-        let _ = writeln!(
-            md,
-            "\nThe teacher's share (NER PF minus the shuffled-teacher control, points): {}.",
-            share.join(", ")
-        );
-    }
-    md
 }

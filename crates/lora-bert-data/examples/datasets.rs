@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use clap::Parser;
 use lora_bert_assets::AssetCache;
 use lora_bert_data::registry::{self, Dataset, DatasetId, PairSource};
 
@@ -35,8 +36,23 @@ fn short(text: &str, max: usize) -> String {
     }
 }
 
+/// Lists the registered datasets and pair sources: task, split sizes, labels (and the entity
+/// types of NER sets), licence and a sample of each (fetched on first use).
+#[derive(Parser)]
+// An option's value is the word after it, even when that word starts with `-`.
+#[command(
+    name = "datasets",
+    args_override_self = true,
+    allow_hyphen_values = true
+)]
+struct Cli {
+    /// Only this dataset or pair source
+    #[arg(long, value_name = "NAME")]
+    dataset: Option<String>,
+}
+
 fn main() -> ExitCode {
-    match run() {
+    match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -45,19 +61,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args_os()
-        .skip(1)
-        .map(|a| {
-            a.into_string()
-                .map_err(|a| format!("argument `{}` is not valid UTF-8", a.to_string_lossy()))
-        })
-        .collect::<std::result::Result<Vec<String>, String>>()?;
-    let only = match args.as_slice() {
-        [] => None,
-        [flag, name] if flag == "--dataset" => Some(name.as_str()),
-        _ => return Err("usage: datasets [--dataset NAME]".into()),
-    };
+fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    let only = cli.dataset.as_deref();
     let cache = AssetCache::from_env()?;
     let ids: Vec<DatasetId> = match only {
         Some(name) => match name.parse::<DatasetId>() {

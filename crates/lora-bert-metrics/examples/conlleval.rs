@@ -16,9 +16,40 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{ArgAction, Parser};
 use lora_bert_metrics::{Mode, NerReport, Scheme};
 
-const USAGE: &str = "usage: conlleval FILE [--scheme iob1|iob2|ioe1|ioe2|iobes|bilou] [--mode default|strict] [--json]";
+/// Scores a tagged file as conlleval and seqeval do: conlleval's summary and per-type table,
+/// or one JSON object.
+///
+/// FILE has one token per line, whitespace-separated columns ending in `gold pred` (the first
+/// column is the token), and a blank line between sentences.
+#[derive(Parser)]
+#[command(name = "conlleval", args_override_self = true)]
+struct Cli {
+    /// The tagged file
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// The tag scheme strict mode reads entities by (default iob2)
+    #[arg(long, allow_hyphen_values = true, value_name = "NAME")]
+    scheme: Option<Scheme>,
+    /// default: seqeval's conlleval-compatible chunking, which ignores --scheme; strict:
+    /// entities by the scheme's rules
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        value_name = "MODE",
+        default_value = "default",
+        action = ArgAction::Set,
+        value_parser = PossibleValuesParser::new(["default", "strict"]).map(|m| m == "strict")
+    )]
+    mode: bool,
+    /// One JSON object: {"micro": {"precision", "recall", "f1", "support"}, "macro",
+    /// "weighted", "per_type": {"PER": {...}, ...}} (NaN as null)
+    #[arg(long)]
+    json: bool,
+}
 
 struct Args {
     file: PathBuf,
@@ -27,40 +58,15 @@ struct Args {
     json: bool,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = std::env::args_os()
-        .skip(1)
-        .map(|a| {
-            a.into_string()
-                .map_err(|a| format!("argument `{}` is not valid UTF-8", a.to_string_lossy()))
-        })
-        .collect::<std::result::Result<Vec<String>, String>>()?
-        .into_iter();
-    let (mut file, mut scheme, mut strict, mut json) = (None, None, false, false);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--scheme" => {
-                let name = args.next().ok_or("--scheme needs a name")?;
-                scheme = Some(name.parse::<Scheme>().map_err(|e| e.to_string())?);
-            }
-            "--mode" => match args.next().as_deref() {
-                Some("default") => strict = false,
-                Some("strict") => strict = true,
-                other => return Err(format!("--mode must be default or strict, got {other:?}")),
-            },
-            "--json" => json = true,
-            "-h" | "--help" => return Err(USAGE.into()),
-            flag if flag.starts_with("--") => return Err(format!("unknown flag {flag}\n{USAGE}")),
-            path if file.is_none() => file = Some(PathBuf::from(path)),
-            extra => return Err(format!("unexpected argument {extra}\n{USAGE}")),
+impl From<Cli> for Args {
+    fn from(cli: Cli) -> Args {
+        Args {
+            file: cli.file,
+            scheme: cli.scheme,
+            strict: cli.mode,
+            json: cli.json,
         }
     }
-    Ok(Args {
-        file: file.ok_or_else(|| format!("no file given\n{USAGE}"))?,
-        scheme,
-        strict,
-        json,
-    })
 }
 
 type Sentences = Vec<Vec<String>>;
@@ -111,13 +117,7 @@ fn percent(x: f64) -> String {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
+    let args = Args::from(Cli::parse());
     let result = read(&args.file).and_then(|(gold, pred)| {
         let mode = if args.strict {
             Mode::Strict(args.scheme.unwrap_or(Scheme::Iob2))

@@ -37,7 +37,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use common::{CliError, Flags};
+use clap::Parser;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use common::CliError;
 use lora_bert_adapters::{AdaptedModel, Lora};
 use lora_bert_data::align::LabelAlignment;
 use lora_bert_data::batch::TextEncoder;
@@ -54,33 +56,97 @@ use lora_bert_train::{
     finetune_texts, finetune_tokens, load_pf,
 };
 
-const USAGE: &str = "\
-usage: finetune --task NAME --out DIR [options]
+/// Fine-tunes all-MiniLM-L6-v2 (or a pre-finetuned model, --init) on a registry dataset on the
+/// CPU, selects the best step on dev, reports TEST metrics and saves the app into DIR.
+#[derive(Parser)]
+// An option's value is the word after it, even when that word starts with `-`.
+#[command(
+    name = "finetune",
+    args_override_self = true,
+    allow_hyphen_values = true
+)]
+struct Cli {
+    /// A registry dataset: wnut16, brown-pos, bbc-news, spam-assassin, ...
+    #[arg(long, value_name = "NAME", required = true)]
+    task: DatasetId,
+    /// Where the app is saved
+    #[arg(long, value_name = "DIR", required = true)]
+    out: PathBuf,
+    /// Overwrite a finished result in --out
+    #[arg(long)]
+    force: bool,
+    /// Stratified share of the train split, in (0, 1]
+    #[arg(long, value_name = "F", default_value = "1")]
+    fraction: f64,
+    /// Start from a pre_finetune output (backbone + the ner/tc group if present)
+    #[arg(long, value_name = "DIR")]
+    init: Option<PathBuf>,
+    /// head (head only), lora (the task's LoRA group and the head) or full (everything)
+    #[arg(
+        long,
+        value_name = "M",
+        default_value = "lora",
+        value_parser = PossibleValuesParser::new(["head", "lora", "full"]).map(|m| mode(&m))
+    )]
+    mode: FineTuneMode,
+    /// Optimizer steps
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = common::positive)]
+    steps: usize,
+    /// Examples per batch
+    #[arg(long, value_name = "B", default_value_t = 16, value_parser = common::positive)]
+    batch_size: usize,
+    /// Seed of the subset, batches, dropout and new weights
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    seed: u64,
+    /// Peak learning rate (default: head 1e-3, lora 5e-4, full 5e-5)
+    #[arg(long, value_name = "LR")]
+    lr: Option<f64>,
+    /// At most N training examples (after --fraction)
+    #[arg(long, value_name = "N", value_parser = common::positive)]
+    max_train: Option<usize>,
+    /// At most N dev and N test examples
+    #[arg(long, value_name = "N", value_parser = common::positive)]
+    max_eval: Option<usize>,
+    /// Text tasks' dev metric: accuracy or macro-f1
+    #[arg(
+        long,
+        value_name = "M",
+        default_value = "accuracy",
+        value_parser = PossibleValuesParser::new(["accuracy", "macro-f1"]).map(|m| metric(&m))
+    )]
+    metric: TextMetric,
+    /// Tokens per row, specials included (longer sentences are windowed, longer texts
+    /// truncated)
+    #[arg(long, value_name = "L", default_value_t = 128)]
+    max_length: usize,
+    /// Dev evaluation every N steps (default steps/4; always at the end)
+    #[arg(long, value_name = "N", value_parser = common::positive)]
+    eval_every: Option<usize>,
+    /// Progress line every N steps (0: none)
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    log_every: usize,
+    /// Keep checkpoints there and resume from them
+    #[arg(long, value_name = "DIR")]
+    checkpoints: Option<PathBuf>,
+    /// flex or ndarray (default: flex, or ndarray when flex is not compiled in)
+    #[arg(long, value_name = "NAME")]
+    backend: Option<Backend>,
+}
 
-Fine-tunes all-MiniLM-L6-v2 (or a pre-finetuned model, --init) on a registry dataset on the CPU,
-selects the best step on dev, reports TEST metrics and saves the app into DIR.
+fn mode(name: &str) -> FineTuneMode {
+    match name {
+        "head" => FineTuneMode::HeadOnly,
+        "full" => FineTuneMode::Full,
+        _ => FineTuneMode::LoraHead,
+    }
+}
 
-options:
-  --task NAME          a registry dataset: wnut16, brown-pos, bbc-news, spam-assassin, ... (required)
-  --out DIR            where the app is saved (required)
-  --force              overwrite a finished result in --out
-  --fraction F         stratified share of the train split, in (0, 1] (default 1)
-  --init DIR           start from a pre_finetune output (backbone + the ner/tc group if present)
-  --mode M             head | lora | full (default lora)
-  --steps N            optimizer steps (default 1000)
-  --batch-size B       examples per batch (default 16)
-  --seed S             seed of the subset, batches, dropout and new weights (default 0)
-  --lr LR              peak learning rate (default: head 1e-3, lora 5e-4, full 5e-5)
-  --max-train N        at most N training examples (after --fraction)
-  --max-eval N         at most N dev and N test examples
-  --metric M           text tasks' dev metric: accuracy | macro-f1 (default accuracy)
-  --max-length L       tokens per row, specials included (default 128; longer sentences are
-                       windowed, longer texts truncated)
-  --eval-every N       dev evaluation every N steps (default steps/4; always at the end)
-  --log-every N        progress line every N steps (default 10; 0: none)
-  --checkpoints DIR    keep checkpoints there and resume from them
-  --backend NAME       flex | ndarray (default flex)
-  -h, --help           this text";
+fn metric(name: &str) -> TextMetric {
+    match name {
+        "macro-f1" => TextMetric::MacroF1,
+        _ => TextMetric::Accuracy,
+    }
+}
 
 struct Args {
     task: DatasetId,
@@ -103,96 +169,50 @@ struct Args {
     backend: Backend,
 }
 
-fn parse_args() -> Result<Args, CliError> {
-    let mut flags = Flags::from_env()?;
-    let mut task = None;
-    let mut out = None;
-    let mut args = Args {
-        task: DatasetId::Wnut16,
-        out: PathBuf::new(),
-        force: false,
-        fraction: 1.0,
-        init: None,
-        mode: FineTuneMode::LoraHead,
-        steps: 1000,
-        batch_size: 16,
-        seed: 0,
-        lr: None,
-        max_train: None,
-        max_eval: None,
-        metric: TextMetric::Accuracy,
-        max_length: 128,
-        eval_every: None,
-        log_every: 10,
-        checkpoints: None,
-        backend: common::default_backend()?,
-    };
-    while let Some(flag) = flags.next_flag() {
-        match flag.as_str() {
-            "--task" => task = Some(flags.value::<DatasetId>(&flag)?),
-            "--out" => out = Some(flags.value::<PathBuf>(&flag)?),
-            "--force" => args.force = true,
-            "--fraction" => args.fraction = flags.value(&flag)?,
-            "--init" => args.init = Some(flags.value(&flag)?),
-            "--mode" => {
-                args.mode = match flags.value::<String>(&flag)?.as_str() {
-                    "head" => FineTuneMode::HeadOnly,
-                    "lora" => FineTuneMode::LoraHead,
-                    "full" => FineTuneMode::Full,
-                    other => {
-                        return Err(CliError::Usage(format!(
-                            "--mode `{other}`: expected head, lora or full"
-                        )));
-                    }
-                }
-            }
-            "--steps" => args.steps = common::positive(flags.value(&flag)?, &flag)?,
-            "--batch-size" => args.batch_size = common::positive(flags.value(&flag)?, &flag)?,
-            "--seed" => args.seed = flags.value(&flag)?,
-            "--lr" => args.lr = Some(flags.value(&flag)?),
-            "--max-train" => args.max_train = Some(common::positive(flags.value(&flag)?, &flag)?),
-            "--max-eval" => args.max_eval = Some(common::positive(flags.value(&flag)?, &flag)?),
-            "--metric" => {
-                args.metric = match flags.value::<String>(&flag)?.as_str() {
-                    "accuracy" => TextMetric::Accuracy,
-                    "macro-f1" => TextMetric::MacroF1,
-                    other => {
-                        return Err(CliError::Usage(format!(
-                            "--metric `{other}`: expected accuracy or macro-f1"
-                        )));
-                    }
-                }
-            }
-            "--max-length" => args.max_length = flags.value(&flag)?,
-            "--eval-every" => args.eval_every = Some(common::positive(flags.value(&flag)?, &flag)?),
-            "--log-every" => args.log_every = flags.value(&flag)?,
-            "--checkpoints" => args.checkpoints = Some(flags.value(&flag)?),
-            "--backend" => args.backend = common::backend(&flags.value::<String>(&flag)?)?,
-            "-h" | "--help" => return Err(CliError::Help),
-            other => return Err(common::unknown(other)),
+impl Cli {
+    /// The flags, checked beyond what clap checks; `--out` is made (see
+    /// [`common::output_dir`]).
+    fn into_args(self) -> Result<Args, CliError> {
+        let args = Args {
+            task: self.task,
+            out: self.out,
+            force: self.force,
+            fraction: self.fraction,
+            init: self.init,
+            mode: self.mode,
+            steps: self.steps,
+            batch_size: self.batch_size,
+            seed: self.seed,
+            lr: self.lr,
+            max_train: self.max_train,
+            max_eval: self.max_eval,
+            metric: self.metric,
+            max_length: self.max_length,
+            eval_every: self.eval_every,
+            log_every: self.log_every,
+            checkpoints: self.checkpoints,
+            backend: self.backend.map_or_else(common::default_backend, Ok)?,
+        };
+        common::output_dir(
+            &args.out,
+            &[lora_bert_train::finetune::APP_FILE],
+            args.force,
+        )?;
+        if !(args.fraction > 0.0 && args.fraction <= 1.0) {
+            return Err(CliError::Usage(format!(
+                "--fraction {}: must be in (0, 1]",
+                args.fraction
+            )));
         }
+        if let Some(lr) = args.lr
+            && !(lr.is_finite() && lr > 0.0)
+        {
+            return Err(CliError::Usage(format!(
+                "--lr {lr}: must be finite and > 0"
+            )));
+        }
+        Ok(args)
     }
-    args.task = common::required(task, "--task")?;
-    args.out = common::required(out, "--out")?;
-    common::output_dir(
-        &args.out,
-        &[lora_bert_train::finetune::APP_FILE],
-        args.force,
-    )?;
-    if !(args.fraction > 0.0 && args.fraction <= 1.0) {
-        return Err(CliError::Usage(format!(
-            "--fraction {}: must be in (0, 1]",
-            args.fraction
-        )));
-    }
-    if let Some(lr) = args.lr
-        && !(lr.is_finite() && lr > 0.0)
-    {
-        return Err(CliError::Usage(format!(
-            "--lr {lr}: must be finite and > 0"
-        )));
-    }
-    Ok(args)
 }
 
 /// The train examples kept: a stratified `fraction` of `labels`' items (sorted indices), then
@@ -457,5 +477,5 @@ fn print_classification(report: &ClassificationReport, texts: usize) {
 }
 
 fn main() -> ExitCode {
-    common::exit(USAGE, || run(parse_args()?))
+    common::exit::<Cli>(|| run(Cli::parse().into_args()?))
 }

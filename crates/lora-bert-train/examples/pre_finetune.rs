@@ -32,7 +32,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use common::{CliError, Flags};
+use clap::Parser;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use common::CliError;
 use lora_bert_adapters::AdaptedModel;
 use lora_bert_data::align::LabelAlignment;
 use lora_bert_data::batch::TextEncoder;
@@ -48,32 +50,80 @@ use lora_bert_train::{
     Variant, pre_finetune, save_pf,
 };
 
-const USAGE: &str = "\
-usage: pre_finetune --variant ner|tc|naive|mtpf-tpl --out DIR [options]
-
-Pre-finetunes all-MiniLM-L6-v2 on the NER family (WNUT-16 + Brown train sentences, word-level
-distillation) and/or the TC family (spam/BBC/Brown train text pairs, contrastive), on the CPU.
-The NER teacher is all-mpnet-base-v2 (or, with --teacher self, the initial model itself).
-Rerun the same command to resume from DIR/checkpoints.
-
-options:
-  --variant V          ner | tc | naive | mtpf-tpl (required)
-  --out DIR            output directory (required); also holds teacher-cache-*/ and checkpoints/
-  --force              overwrite a finished result in --out
-  --steps N            optimizer steps (default 1000)
-  --batch-size B       rows per batch, both families (default 32)
-  --k K                mtpf-tpl: LoRA on the last K layers (default 2)
-  --rank R             mtpf-tpl: LoRA rank (default 8; alpha = 2R)
-  --seed S             seed of batches, sampler, dropout and new weights (default 0)
-  --max-sentences N    at most N NER sentences (default: all)
-  --max-pairs N        at most N text pairs (default: all)
-  --lr LR              peak learning rate (default 5e-5; 10% linear warm-up, linear decay)
-  --max-length L       tokens per row, specials included (default 128)
-  --teacher T          mpnet | self (default mpnet: all-mpnet-base-v2, a 440 MB download)
-  --eval-every N       dev metric every N steps (default steps/4; always at the end)
-  --log-every N        progress line every N steps (default 10; 0: none)
-  --backend NAME       flex | ndarray (default flex)
-  -h, --help           this text";
+/// Pre-finetunes all-MiniLM-L6-v2 on the NER family (WNUT-16 + Brown train sentences,
+/// word-level distillation) and/or the TC family (spam/BBC/Brown train text pairs,
+/// contrastive), on the CPU.
+///
+/// The NER teacher is all-mpnet-base-v2 (or, with --teacher self, the initial model itself).
+/// Rerun the same command to resume from DIR/checkpoints.
+#[derive(Parser)]
+// An option's value is the word after it, even when that word starts with `-`.
+#[command(
+    name = "pre_finetune",
+    args_override_self = true,
+    allow_hyphen_values = true
+)]
+struct Cli {
+    /// ner, tc, naive or mtpf-tpl
+    #[arg(
+        long,
+        value_name = "V",
+        required = true,
+        value_parser = PossibleValuesParser::new(["ner", "tc", "naive", "mtpf-tpl"])
+            .map(|v| variant(&v))
+    )]
+    variant: Variant,
+    /// Output directory; also holds teacher-cache-*/ and checkpoints/
+    #[arg(long, value_name = "DIR", required = true)]
+    out: PathBuf,
+    /// Overwrite a finished result in --out
+    #[arg(long)]
+    force: bool,
+    /// Optimizer steps
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = common::positive)]
+    steps: usize,
+    /// Rows per batch, both families
+    #[arg(long, value_name = "B", default_value_t = 32, value_parser = common::positive)]
+    batch_size: usize,
+    /// mtpf-tpl: LoRA on the last K layers
+    #[arg(long, value_name = "K", default_value_t = 2, value_parser = common::positive)]
+    k: usize,
+    /// mtpf-tpl: LoRA rank (alpha = 2R)
+    #[arg(long, value_name = "R", default_value_t = 8, value_parser = common::positive)]
+    rank: usize,
+    /// Seed of batches, sampler, dropout and new weights
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    seed: u64,
+    /// At most N NER sentences (default: all)
+    #[arg(long, value_name = "N", value_parser = common::positive)]
+    max_sentences: Option<usize>,
+    /// At most N text pairs (default: all)
+    #[arg(long, value_name = "N", value_parser = common::positive)]
+    max_pairs: Option<usize>,
+    /// Peak learning rate (10% linear warm-up, linear decay)
+    #[arg(long, value_name = "LR", default_value = "5e-5")]
+    lr: f64,
+    /// Tokens per row, specials included
+    #[arg(long, value_name = "L", default_value_t = 128)]
+    max_length: usize,
+    /// mpnet (all-mpnet-base-v2, a 440 MB download) or self (the initial model)
+    #[arg(
+        long,
+        value_name = "T",
+        default_value = "mpnet",
+        value_parser = PossibleValuesParser::new(["mpnet", "self"]).map(|t| teacher(&t))
+    )]
+    teacher: TeacherChoice,
+    /// Dev metric every N steps (default steps/4; always at the end)
+    #[arg(long, value_name = "N", value_parser = common::positive)]
+    eval_every: Option<usize>,
+    /// Progress line every N steps (0: none)
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    log_every: usize,
+    /// flex or ndarray (default: flex, or ndarray when flex is not compiled in)
+    #[arg(long, value_name = "NAME")]
+    backend: Option<Backend>,
+}
 
 struct Args {
     variant: Variant,
@@ -112,86 +162,53 @@ impl TeacherChoice {
     }
 }
 
-fn parse_variant(name: &str) -> Result<Variant, CliError> {
-    Ok(match name {
+fn variant(name: &str) -> Variant {
+    match name {
         "ner" => Variant::Ner,
         "tc" => Variant::Tc,
         "naive" => Variant::Naive,
-        "mtpf-tpl" => Variant::MtpfTpl,
-        other => {
-            return Err(CliError::Usage(format!(
-                "--variant `{other}`: expected ner, tc, naive or mtpf-tpl"
-            )));
-        }
-    })
+        _ => Variant::MtpfTpl,
+    }
 }
 
-fn parse_args() -> Result<Args, CliError> {
-    let mut flags = Flags::from_env()?;
-    let mut variant = None;
-    let mut out = None;
-    let mut args = Args {
-        variant: Variant::MtpfTpl,
-        out: PathBuf::new(),
-        force: false,
-        steps: 1000,
-        batch_size: 32,
-        k: 2,
-        rank: 8,
-        seed: 0,
-        max_sentences: None,
-        max_pairs: None,
-        lr: 5e-5,
-        max_length: 128,
-        teacher: TeacherChoice::Mpnet,
-        eval_every: None,
-        log_every: 10,
-        backend: common::default_backend()?,
-    };
-    while let Some(flag) = flags.next_flag() {
-        match flag.as_str() {
-            "--variant" => variant = Some(parse_variant(&flags.value::<String>(&flag)?)?),
-            "--out" => out = Some(flags.value::<PathBuf>(&flag)?),
-            "--force" => args.force = true,
-            "--steps" => args.steps = common::positive(flags.value(&flag)?, &flag)?,
-            "--batch-size" => args.batch_size = common::positive(flags.value(&flag)?, &flag)?,
-            "--k" => args.k = common::positive(flags.value(&flag)?, &flag)?,
-            "--rank" => args.rank = common::positive(flags.value(&flag)?, &flag)?,
-            "--seed" => args.seed = flags.value(&flag)?,
-            "--max-sentences" => {
-                args.max_sentences = Some(common::positive(flags.value(&flag)?, &flag)?)
-            }
-            "--max-pairs" => args.max_pairs = Some(common::positive(flags.value(&flag)?, &flag)?),
-            "--lr" => args.lr = flags.value(&flag)?,
-            "--max-length" => args.max_length = flags.value(&flag)?,
-            "--teacher" => {
-                args.teacher = match flags.value::<String>(&flag)?.as_str() {
-                    "mpnet" => TeacherChoice::Mpnet,
-                    "self" => TeacherChoice::SelfDistillation,
-                    other => {
-                        return Err(CliError::Usage(format!(
-                            "--teacher `{other}`: expected mpnet or self"
-                        )));
-                    }
-                }
-            }
-            "--eval-every" => args.eval_every = Some(common::positive(flags.value(&flag)?, &flag)?),
-            "--log-every" => args.log_every = flags.value(&flag)?,
-            "--backend" => args.backend = common::backend(&flags.value::<String>(&flag)?)?,
-            "-h" | "--help" => return Err(CliError::Help),
-            other => return Err(common::unknown(other)),
+fn teacher(name: &str) -> TeacherChoice {
+    match name {
+        "self" => TeacherChoice::SelfDistillation,
+        _ => TeacherChoice::Mpnet,
+    }
+}
+
+impl Cli {
+    /// The flags, checked beyond what clap checks; `--out` is made (see
+    /// [`common::output_dir`]).
+    fn into_args(self) -> Result<Args, CliError> {
+        let args = Args {
+            variant: self.variant,
+            out: self.out,
+            force: self.force,
+            steps: self.steps,
+            batch_size: self.batch_size,
+            k: self.k,
+            rank: self.rank,
+            seed: self.seed,
+            max_sentences: self.max_sentences,
+            max_pairs: self.max_pairs,
+            lr: self.lr,
+            max_length: self.max_length,
+            teacher: self.teacher,
+            eval_every: self.eval_every,
+            log_every: self.log_every,
+            backend: self.backend.map_or_else(common::default_backend, Ok)?,
+        };
+        common::output_dir(&args.out, &["config.json", "model.safetensors"], args.force)?;
+        if !(args.lr.is_finite() && args.lr > 0.0) {
+            return Err(CliError::Usage(format!(
+                "--lr {}: must be finite and > 0",
+                args.lr
+            )));
         }
+        Ok(args)
     }
-    args.variant = common::required(variant, "--variant")?;
-    args.out = common::required(out, "--out")?;
-    common::output_dir(&args.out, &["config.json", "model.safetensors"], args.force)?;
-    if !(args.lr.is_finite() && args.lr > 0.0) {
-        return Err(CliError::Usage(format!(
-            "--lr {}: must be finite and > 0",
-            args.lr
-        )));
-    }
-    Ok(args)
 }
 
 /// Unlabelled NER-family sentences: WNUT-16 train and Brown train, in turn, tagged `O`. Words
@@ -499,5 +516,5 @@ fn cache_teacher(
 }
 
 fn main() -> ExitCode {
-    common::exit(USAGE, || run(parse_args()?))
+    common::exit::<Cli>(|| run(Cli::parse().into_args()?))
 }

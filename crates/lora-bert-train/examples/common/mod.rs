@@ -1,14 +1,15 @@
-//! What the `pre_finetune` and `finetune` examples share: their error type, flag parsing, and
-//! loading all-MiniLM-L6-v2 and its tokenizer.
+//! What the `pre_finetune`, `finetune` and `ner_teacher` examples share: their error type and
+//! exit status, the checks of their flags that clap does not make, and loading
+//! all-MiniLM-L6-v2 and its tokenizer.
 
 // Each example uses part of this module.
 #![allow(dead_code)]
 
-use std::fmt::Display;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::str::FromStr;
+
+use clap::CommandFactory;
+use clap::error::ErrorKind;
 
 use lora_bert_assets::{AssetCache, AssetError, ModelFiles};
 use lora_bert_data::DataError;
@@ -20,12 +21,10 @@ use lora_bert_train::TrainError;
 /// Everything that can end an example early.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    /// A bad command line (reported with the usage, exit code 2).
+    /// A bad command line that clap's parsing let through (reported as clap reports its own
+    /// errors, with the usage, exit code 2).
     #[error("{0}")]
     Usage(String),
-    /// `--help`: the usage on stdout, exit code 0.
-    #[error("help")]
-    Help,
     /// Training, teacher, fine-tuning or app errors.
     #[error(transparent)]
     Train(#[from] TrainError),
@@ -59,20 +58,16 @@ pub enum CliError {
     },
 }
 
-/// Runs `body`, reports its error and turns it into an exit code: 0 on success (and for
-/// `--help`, which prints `usage` on stdout), 2 for a bad command line (message and the first
-/// line of `usage` on stderr), 1 for any other error.
-pub fn exit(usage: &str, body: impl FnOnce() -> Result<(), CliError>) -> ExitCode {
+/// Runs `body`, reports its error and turns it into an exit code: 0 on success, 2 for a bad
+/// command line (the message and `C`'s usage on stderr, as clap reports a bad value), 1 for
+/// any other error (printed with `Display`).
+pub fn exit<C: CommandFactory>(body: impl FnOnce() -> Result<(), CliError>) -> ExitCode {
     match body() {
         Ok(()) => ExitCode::SUCCESS,
-        Err(CliError::Help) => {
-            // A closed pipe (`--help | head`) is not an error worth a panic.
-            let _ = writeln!(std::io::stdout(), "{usage}");
-            ExitCode::SUCCESS
-        }
         Err(CliError::Usage(message)) => {
-            let first = usage.lines().next().unwrap_or_default();
-            eprintln!("error: {message}\n{first}\n(--help lists the options)");
+            let _ = C::command()
+                .error(ErrorKind::ValueValidation, message)
+                .print();
             ExitCode::from(2)
         }
         Err(e) => {
@@ -82,62 +77,12 @@ pub fn exit(usage: &str, body: impl FnOnce() -> Result<(), CliError>) -> ExitCod
     }
 }
 
-/// The command line's flags, taken one by one.
-pub struct Flags {
-    args: std::vec::IntoIter<String>,
-}
-
-impl Flags {
-    /// The process's arguments (without the program name).
-    ///
-    /// # Errors
-    ///
-    /// [`CliError::Usage`] for an argument that is not valid UTF-8.
-    pub fn from_env() -> Result<Self, CliError> {
-        let args = std::env::args_os()
-            .skip(1)
-            .map(|a| {
-                a.into_string().map_err(|a| {
-                    CliError::Usage(format!(
-                        "argument `{}` is not valid UTF-8",
-                        a.to_string_lossy()
-                    ))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self {
-            args: args.into_iter(),
-        })
+/// A count that must be at least 1 (clap's `value_parser`).
+pub fn positive(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>().map_err(|e| e.to_string())? {
+        0 => Err("must be at least 1".into()),
+        n => Ok(n),
     }
-
-    /// The next flag, if any.
-    pub fn next_flag(&mut self) -> Option<String> {
-        self.args.next()
-    }
-
-    /// The value of `flag`, parsed.
-    pub fn value<T>(&mut self, flag: &str) -> Result<T, CliError>
-    where
-        T: FromStr,
-        T::Err: Display,
-    {
-        let raw = self
-            .args
-            .next()
-            .ok_or_else(|| CliError::Usage(format!("{flag} needs a value")))?;
-        raw.parse()
-            .map_err(|e| CliError::Usage(format!("{flag} `{raw}`: {e}")))
-    }
-}
-
-/// An unknown flag.
-pub fn unknown(flag: &str) -> CliError {
-    CliError::Usage(format!("unknown argument `{flag}`"))
-}
-
-/// A flag the command needs.
-pub fn required<T>(value: Option<T>, flag: &str) -> Result<T, CliError> {
-    value.ok_or_else(|| CliError::Usage(format!("{flag} is required")))
 }
 
 /// Checks an output folder before any work starts: it must be a folder (or not exist yet), be
@@ -165,20 +110,6 @@ pub fn output_dir(dir: &Path, results: &[&str], force: bool) -> Result<(), CliEr
     let probe = dir.join(format!(".write-test-{}", std::process::id()));
     std::fs::write(&probe, b"").map_err(io)?;
     std::fs::remove_file(&probe).map_err(io)
-}
-
-/// A flag that must be at least 1.
-pub fn positive(value: usize, flag: &str) -> Result<usize, CliError> {
-    if value == 0 {
-        return Err(CliError::Usage(format!("{flag} must be at least 1")));
-    }
-    Ok(value)
-}
-
-/// Parses `--backend`.
-pub fn backend(name: &str) -> Result<Backend, CliError> {
-    name.parse::<Backend>()
-        .map_err(|e| CliError::Usage(format!("--backend: {e}")))
 }
 
 /// The default CPU backend of this build (flex).
