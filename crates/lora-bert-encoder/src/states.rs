@@ -81,6 +81,17 @@ pub trait Encoder: std::fmt::Debug + Send + Sync {
     ) -> Result<Tensor<3>, InputError>;
 }
 
+/// `"{kind} encoder: {layers} layers, hidden {hidden}, vocab {vocab}"`: the description teacher
+/// caches and feature caches are keyed by, so it must not change.
+fn describe(kind: &str, e: &impl Encoder) -> String {
+    format!(
+        "{kind} encoder: {} layers, hidden {}, vocab {}",
+        e.num_hidden_layers(),
+        e.hidden_size(),
+        e.vocab_size()
+    )
+}
+
 /// Checks `layer` against a model of `layers` layers.
 fn check_layer(layer: HiddenLayer, layers: usize) -> Result<(), InputError> {
     match layer {
@@ -110,11 +121,7 @@ impl<A: ProjectionAdapter + Sync> Encoder for BertModel<A> {
     }
 
     fn architecture(&self) -> String {
-        let c = self.config();
-        format!(
-            "bert encoder: {} layers, hidden {}, vocab {}",
-            c.num_hidden_layers, c.hidden_size, c.vocab_size
-        )
+        describe("bert", self)
     }
 
     fn states(
@@ -160,11 +167,7 @@ impl Encoder for MpnetModel {
     }
 
     fn architecture(&self) -> String {
-        let c = self.config();
-        format!(
-            "mpnet encoder: {} layers, hidden {}, vocab {}",
-            c.num_hidden_layers, c.hidden_size, c.vocab_size
-        )
+        describe("mpnet", self)
     }
 
     fn states(
