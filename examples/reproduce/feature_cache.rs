@@ -227,7 +227,7 @@ impl FeatureCache {
         write_safetensors(
             &path,
             [("states", &states)],
-            [("key".to_owned(), serde_json::to_string(key)?)],
+            Some(("key", serde_json::to_string(key)?)),
         )?;
         Ok(())
     }

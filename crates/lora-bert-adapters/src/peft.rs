@@ -432,7 +432,7 @@ pub(crate) fn safetensors_bytes(
                 })?;
         stored.insert(name, StoredTensor::f32(shape, &values));
     }
-    tensor_file::safetensors_bytes(Path::new(WEIGHTS_FILE), &stored, []).map_err(file_error)
+    tensor_file::safetensors_bytes(Path::new(WEIGHTS_FILE), &stored, None).map_err(file_error)
 }
 
 /// Writes a group's two files into `dir` (created if needed), each atomically.

@@ -629,7 +629,7 @@ impl<A: ProjectionAdapter> BertModel<A> {
             .collect();
         // Int8 weights are written as they are held: int8 values and their scales.
         tensors.extend(self.int8_tensors());
-        write_safetensors(path, &tensors, [])
+        write_safetensors(path, &tensors, None)
     }
 
     /// The int8 weights in the file layout of [`crate::quantize`]: `{weight}` as `I8` (linear

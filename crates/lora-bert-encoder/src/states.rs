@@ -11,7 +11,7 @@
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let device = Device::default();
-//! let model: BertModel<NoAdapter> = BertModel::load("all-MiniLM-L6-v2", &device)?;
+//! let (model, _report): (BertModel<NoAdapter>, _) = BertModel::load("all-MiniLM-L6-v2", &device)?;
 //! let ids: (&[u32], &[u32]) = (&[101, 7592, 102], &[0, 0, 0]);
 //! let batch = InputBatch::new([ids], 0);
 //! let states = model.states(batch.view(), HiddenLayer::Hidden(3), &Route::Base, &device)?;

@@ -10,7 +10,7 @@
 //! std::fs::create_dir_all(&dir).unwrap();
 //! let path = dir.join("head.safetensors");
 //! let weight = StoredTensor::f32(vec![2, 3], &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
-//! write_safetensors(&path, [("classifier.weight", &weight)], [])?;
+//! write_safetensors(&path, [("classifier.weight", &weight)], None)?;
 //!
 //! let mut file = TensorFile::read(&path)?;
 //! assert_eq!(file.take("classifier.weight", &[2, 3])?, [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
@@ -82,9 +82,12 @@ pub fn decode_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
     })
 }
 
-/// The safetensors bytes of `tensors` (stored sorted by name) with `metadata`, which gets
-/// `"format": "pt"` unless it sets a format (what PyTorch's `safe_open` expects). `path` only
+/// The safetensors bytes of `tensors` (stored sorted by name) and one metadata entry: `meta`,
+/// or `"format": "pt"` (what PyTorch's `safe_open` expects) when it is `None`. `path` only
 /// names the file in errors.
+///
+/// One entry, because safetensors writes its metadata map in hash order: with two, the same
+/// tensors could give other bytes on another run, and files are compared by checksum.
 ///
 /// # Errors
 ///
@@ -92,7 +95,7 @@ pub fn decode_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
 pub fn safetensors_bytes<'a, N: AsRef<str> + 'a>(
     path: &Path,
     tensors: impl IntoIterator<Item = (N, &'a StoredTensor)>,
-    metadata: impl IntoIterator<Item = (String, String)>,
+    meta: Option<(&str, String)>,
 ) -> Result<Vec<u8>, CheckpointError> {
     let write_err = |message: String| CheckpointError::Write {
         path: path.to_owned(),
@@ -105,14 +108,12 @@ pub fn safetensors_bytes<'a, N: AsRef<str> + 'a>(
             .map_err(|e| write_err(format!("tensor `{name}`: {e}")))?;
         views.push((name, view));
     }
-    let mut metadata: HashMap<String, String> = metadata.into_iter().collect();
-    metadata
-        .entry("format".to_owned())
-        .or_insert_with(|| "pt".to_owned());
+    let (key, value) = meta.unwrap_or(("format", "pt".to_owned()));
+    let metadata = HashMap::from([(key.to_owned(), value)]);
     safetensors::serialize(views, Some(metadata)).map_err(|e| write_err(e.to_string()))
 }
 
-/// Writes `tensors` with `metadata` to `path` as [`safetensors_bytes`] serialises them,
+/// Writes `tensors` and `meta` to `path` as [`safetensors_bytes`] serialises them,
 /// atomically ([`write_atomically`]).
 ///
 /// # Errors
@@ -121,10 +122,10 @@ pub fn safetensors_bytes<'a, N: AsRef<str> + 'a>(
 pub fn write_safetensors<'a, N: AsRef<str> + 'a>(
     path: impl AsRef<Path>,
     tensors: impl IntoIterator<Item = (N, &'a StoredTensor)>,
-    metadata: impl IntoIterator<Item = (String, String)>,
+    meta: Option<(&str, String)>,
 ) -> Result<(), CheckpointError> {
     let path = path.as_ref();
-    write_atomically(path, &safetensors_bytes(path, tensors, metadata)?)
+    write_atomically(path, &safetensors_bytes(path, tensors, meta)?)
 }
 
 /// Writes `bytes` to `path` atomically: to a temporary file in the same directory, synced,
@@ -304,7 +305,7 @@ mod tests {
         safetensors_bytes(
             Path::new("t"),
             tensors.iter().map(|(n, t)| (*n, t)),
-            [("k".to_owned(), "v".to_owned())],
+            Some(("k", "v".to_owned())),
         )
         .unwrap()
     }
@@ -321,7 +322,18 @@ mod tests {
         ]);
         let (_, meta) = SafeTensors::read_metadata(&b).unwrap();
         let meta = meta.metadata().clone().unwrap();
-        assert_eq!((meta["format"].as_str(), meta["k"].as_str()), ("pt", "v"));
+        assert_eq!(meta, HashMap::from([("k".to_owned(), "v".to_owned())]));
+        let plain = safetensors_bytes(
+            Path::new("p"),
+            [("a", &StoredTensor::f32(vec![1], &[1.0]))],
+            None,
+        );
+        let (_, plain) = SafeTensors::read_metadata(&plain.unwrap()).unwrap();
+        let plain = plain.metadata().clone().unwrap();
+        assert_eq!(
+            plain,
+            HashMap::from([("format".to_owned(), "pt".to_owned())])
+        );
         let mut f = TensorFile::parse("t", &b).unwrap();
         assert_eq!(f.names().collect::<Vec<_>>(), ["a", "h"]);
         assert_eq!(f.take("h", &[2]).unwrap(), [1.5, -2.0]);
@@ -339,7 +351,7 @@ mod tests {
     #[test]
     fn bad_files_are_refused_by_name() {
         let wrong = StoredTensor::new(Dtype::F32, vec![3], vec![0; 8]);
-        let err = safetensors_bytes(Path::new("w.safetensors"), [("x", &wrong)], []).unwrap_err();
+        let err = safetensors_bytes(Path::new("w.safetensors"), [("x", &wrong)], None).unwrap_err();
         assert!(matches!(err, CheckpointError::Write { .. }), "{err}");
         assert!(err.to_string().contains("w.safetensors"), "{err}");
 

@@ -83,7 +83,7 @@ pub(super) fn save_head(
         .iter()
         .map(|(name, shape, values)| (name, StoredTensor::f32(shape.clone(), values)))
         .collect::<Vec<_>>();
-    write_safetensors(&weights_path, stored.iter().map(|(n, t)| (*n, t)), [])
+    write_safetensors(&weights_path, stored.iter().map(|(n, t)| (*n, t)), None)
         .map_err(|e| file_error(e, &weights_path))?;
     if let Some((vocab, _)) = labels {
         vocab.save(dir.join(LABELS_FILE))?;

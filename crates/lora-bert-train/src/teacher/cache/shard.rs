@@ -146,7 +146,7 @@ pub(super) fn shard_bytes(
     safetensors_bytes(
         Path::new("teacher cache shard"),
         tensors.iter().map(|(n, t)| (*n, t)),
-        [(META_KEY.to_string(), meta_json)],
+        Some((META_KEY, meta_json)),
     )
     .map_err(|e| TrainError::InvalidArgument {
         what: "teacher cache shard",
