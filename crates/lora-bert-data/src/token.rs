@@ -5,7 +5,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::align::{IGNORE_INDEX, LabelAligner, LabelAlignment, token_words};
-use crate::batch::{SeqLen, attention_mask, check_indices, pad_rows, pad_rows_to};
+use crate::batch::{InputBatch, SeqLen, check_indices, pad_rows_to};
 use crate::{DataError, LabelVocab, Result, TaggedSentence};
 
 /// One encoded sequence (a sentence, or one window of a long sentence) with its training
@@ -121,15 +121,21 @@ impl TokenBatch {
                 },
             });
         }
-        let ids: Vec<&[u32]> = rows.iter().map(|e| e.input_ids.as_slice()).collect();
-        let types: Vec<&[u32]> = rows.iter().map(|e| e.type_ids.as_slice()).collect();
+        let InputBatch {
+            input_ids,
+            type_ids,
+            attention_mask,
+            seq_len,
+        } = InputBatch::new(
+            rows.iter()
+                .map(|e| (e.input_ids.as_slice(), e.type_ids.as_slice())),
+            pad_id,
+        );
         let labels: Vec<&[i64]> = rows.iter().map(|e| e.labels.as_slice()).collect();
-        let lengths: Vec<usize> = rows.iter().map(|e| e.len()).collect();
-        let (input_ids, seq_len) = pad_rows(&ids, pad_id);
         Ok(TokenBatch {
             input_ids,
-            type_ids: pad_rows_to(&types, 0, seq_len),
-            attention_mask: attention_mask(&lengths, seq_len),
+            type_ids,
+            attention_mask,
             labels: pad_rows_to(&labels, IGNORE_INDEX, seq_len),
             seq_len,
         })
@@ -282,25 +288,7 @@ pub fn encode_words(
         .into_iter()
         .map(|e| {
             let token_word = token_words(&e, word_spans)?;
-            let Encoding {
-                ids,
-                type_ids,
-                window,
-                num_windows,
-                token_start,
-                ..
-            } = e;
-            Ok(TokenExample {
-                labels: vec![IGNORE_INDEX; ids.len()],
-                input_ids: ids,
-                type_ids,
-                token_word,
-                sentence: index,
-                num_words: word_spans.len(),
-                window,
-                num_windows,
-                token_start,
-            })
+            Ok(unlabelled(e, token_word, index, word_spans.len()))
         })
         .collect()
 }
@@ -345,28 +333,39 @@ pub fn encode_text(
         .into_iter()
         .map(|e| {
             let token_word = e.word_ids.iter().map(|w| w.map(|w| position[&w])).collect();
-            let Encoding {
-                ids,
-                type_ids,
-                window,
-                num_windows,
-                token_start,
-                ..
-            } = e;
-            TokenExample {
-                labels: vec![IGNORE_INDEX; ids.len()],
-                input_ids: ids,
-                type_ids,
-                token_word,
-                sentence: index,
-                num_words: spans.len(),
-                window,
-                num_windows,
-                token_start,
-            }
+            unlabelled(e, token_word, index, spans.len())
         })
         .collect();
     Ok((spans, examples))
+}
+
+/// The example of encoding `e` (a window of text `index`, of `num_words` words) to predict
+/// on: each token's word, no labels.
+fn unlabelled(
+    e: Encoding,
+    token_word: Vec<Option<usize>>,
+    index: usize,
+    num_words: usize,
+) -> TokenExample {
+    let Encoding {
+        ids,
+        type_ids,
+        window,
+        num_windows,
+        token_start,
+        ..
+    } = e;
+    TokenExample {
+        labels: vec![IGNORE_INDEX; ids.len()],
+        input_ids: ids,
+        type_ids,
+        token_word,
+        sentence: index,
+        num_words,
+        window,
+        num_windows,
+        token_start,
+    }
 }
 
 /// Each token's word and its index among the text's non-special tokens (`None` for special

@@ -49,8 +49,8 @@ pub(super) fn format_err(path: &Path, e: AppError) -> AppError {
     }
 }
 
-/// A tensor as saved: name, shape, row-major values.
-pub(super) type NamedTensor = (String, Vec<usize>, Vec<f32>);
+/// A tensor as saved: its name and its stored form.
+pub(super) type NamedTensor = (String, StoredTensor);
 
 pub(super) fn named<const D: usize>(name: String, tensor: Tensor<D>) -> Result<NamedTensor> {
     let shape = tensor.dims().to_vec();
@@ -60,7 +60,7 @@ pub(super) fn named<const D: usize>(name: String, tensor: Tensor<D>) -> Result<N
             what: "head weights",
             message: format!("cannot read `{name}` as f32: {e:?}"),
         })?;
-    Ok((name, shape, values))
+    Ok((name, StoredTensor::f32(shape, &values)))
 }
 
 pub(super) fn save_head(
@@ -79,11 +79,7 @@ pub(super) fn save_head(
     }
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let weights_path = dir.join(WEIGHTS_FILE);
-    let stored = tensors
-        .iter()
-        .map(|(name, shape, values)| (name, StoredTensor::f32(shape.clone(), values)))
-        .collect::<Vec<_>>();
-    write_safetensors(&weights_path, stored.iter().map(|(n, t)| (*n, t)), None)
+    write_safetensors(&weights_path, tensors.iter().map(|(n, t)| (n, t)), None)
         .map_err(|e| file_error(e, &weights_path))?;
     if let Some((vocab, _)) = labels {
         vocab.save(dir.join(LABELS_FILE))?;
