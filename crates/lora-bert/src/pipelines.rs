@@ -182,6 +182,16 @@ impl<S: Adapter> NerPipeline<S> {
         self
     }
 
+    /// The app this pipeline serves.
+    pub fn app(&self) -> &str {
+        &self.app
+    }
+
+    /// The tokenizer, with the windowing policy the pipeline encodes with.
+    pub fn tokenizer(&self) -> &BertTokenizer {
+        &self.tokenizer
+    }
+
     /// The entities of each text, in text order. An empty text has none.
     ///
     /// # Errors
@@ -189,18 +199,9 @@ impl<S: Adapter> NerPipeline<S> {
     /// [`Error::InvalidInput`] for no text; [`Error::Tokenizer`]; the runtime's errors (an
     /// app removed meanwhile is [`Error::UnknownApp`]).
     pub fn predict(&self, texts: &[&str]) -> Result<Vec<Vec<Entity>>, Error> {
-        let mut words = Vec::with_capacity(texts.len());
-        let mut examples = Vec::new();
-        for (i, text) in texts.iter().enumerate() {
-            if text.trim().is_empty() {
-                words.push(Vec::new());
-                continue;
-            }
-            let (spans, encoded) = encode_text(&self.tokenizer, text, i)?;
-            words.push(spans);
-            examples.extend(encoded);
-        }
-        self.entities(texts, &words, &examples)
+        let input = self.encode(texts)?;
+        let logits = self.run(&input)?;
+        self.decode(&input, logits)
     }
 
     /// The entities of sentences given as words, joined by single spaces into the text the
@@ -214,49 +215,112 @@ impl<S: Adapter> NerPipeline<S> {
         &self,
         sentences: &[Vec<W>],
     ) -> Result<Vec<Vec<Entity>>, Error> {
+        let input = self.encode_words(sentences)?;
+        let logits = self.run(&input)?;
+        self.decode(&input, logits)
+    }
+
+    /// The first half of [`predict`](Self::predict): `texts` as rows for the runtime (a text
+    /// longer than the tokenizer's maximum gives several windows; an empty one none). Run
+    /// [`NerInput::ids`] as [`Row`]s of this pipeline's [`app`](Self::app), alone or in any
+    /// batch beside other apps' rows, then read the logits back with
+    /// [`decode`](Self::decode): a server batches many requests this way.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for no text; [`Error::Tokenizer`].
+    pub fn encode(&self, texts: &[&str]) -> Result<NerInput, Error> {
+        if texts.is_empty() {
+            return Err(Error::InvalidInput("no text".into()));
+        }
+        let mut words = Vec::with_capacity(texts.len());
+        let mut examples = Vec::new();
+        for (i, text) in texts.iter().enumerate() {
+            if text.trim().is_empty() {
+                words.push(Vec::new());
+                continue;
+            }
+            let (spans, encoded) = encode_text(&self.tokenizer, text, i)?;
+            words.push(spans);
+            examples.extend(encoded);
+        }
+        Ok(NerInput {
+            texts: texts.iter().map(|t| (*t).to_owned()).collect(),
+            words,
+            examples,
+        })
+    }
+
+    /// [`encode`](Self::encode) for sentences given as words ([`predict_words`](Self::predict_words)).
+    ///
+    /// # Errors
+    ///
+    /// As [`encode`](Self::encode).
+    pub fn encode_words<W: AsRef<str>>(&self, sentences: &[Vec<W>]) -> Result<NerInput, Error> {
+        if sentences.is_empty() {
+            return Err(Error::InvalidInput("no text".into()));
+        }
         let (texts, words): (Vec<String>, Vec<Vec<(usize, usize)>>) =
             sentences.iter().map(|s| join_words(s)).unzip();
-        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
         let mut examples = Vec::new();
         for (i, (text, spans)) in texts.iter().zip(&words).enumerate() {
             if !spans.is_empty() {
                 examples.extend(encode_words(&self.tokenizer, text, spans, i)?);
             }
         }
-        self.entities(&texts, &words, &examples)
+        Ok(NerInput {
+            texts,
+            words,
+            examples,
+        })
     }
 
-    /// The entities of each text from its words' byte ranges and its examples (in text
-    /// order, a text's windows consecutive).
-    fn entities(
-        &self,
-        texts: &[&str],
-        words: &[Vec<(usize, usize)>],
-        examples: &[TokenExample],
-    ) -> Result<Vec<Vec<Entity>>, Error> {
-        if texts.is_empty() {
-            return Err(Error::InvalidInput("no text".into()));
-        }
-        let rows: Vec<Row<'_>> = examples
-            .iter()
-            .map(|e| Row {
+    fn run(&self, input: &NerInput) -> Result<Vec<Logits>, Error> {
+        let rows: Vec<Row<'_>> = input
+            .ids()
+            .map(|ids| Row {
                 app: &self.app,
-                ids: &e.input_ids,
+                ids,
             })
             .collect();
-        let logits = if rows.is_empty() {
-            Vec::new()
+        if rows.is_empty() {
+            Ok(Vec::new())
         } else {
-            run(&self.runtime, &rows, self.batch_size)?
-        };
+            run(&self.runtime, &rows, self.batch_size)
+        }
+    }
+
+    /// The second half of [`predict`](Self::predict): the entities of each text of `input`
+    /// from the logits of its rows (one per [`NerInput::ids`], in that order).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] when `logits` are not one token app's logits per row.
+    pub fn decode(&self, input: &NerInput, logits: Vec<Logits>) -> Result<Vec<Vec<Entity>>, Error> {
+        let examples = &input.examples;
+        if logits.len() != examples.len() {
+            return Err(Error::InvalidInput(format!(
+                "{} rows of logits for {} rows",
+                logits.len(),
+                examples.len()
+            )));
+        }
         let logits = logits
             .into_iter()
-            .map(|l| match l {
-                Logits::Tokens(t) => Ok(t.concat()),
-                Logits::Sequence(_) => Err(Error::Internal("token logits expected".into())),
+            .zip(examples)
+            .map(|(l, e)| match l {
+                Logits::Tokens(t) if t.len() == e.input_ids.len() => Ok(t.concat()),
+                Logits::Tokens(t) => Err(Error::InvalidInput(format!(
+                    "logits for {} tokens of a {}-token row",
+                    t.len(),
+                    e.input_ids.len()
+                ))),
+                Logits::Sequence(_) => Err(Error::InvalidInput(
+                    "a text app's logits given to an entity pipeline".into(),
+                )),
             })
             .collect::<Result<Vec<Vec<f32>>, Error>>()?;
-        let mut out = vec![Vec::new(); texts.len()];
+        let mut out = vec![Vec::new(); input.texts.len()];
         let mut k = 0;
         while k < examples.len() {
             let text = examples[k].sentence;
@@ -266,11 +330,47 @@ impl<S: Adapter> NerPipeline<S> {
                 k += 1;
             }
             let predicted = self.decoder.sentence(&windows)?;
-            out[text] = self
-                .decoder
-                .entities(texts[text], &words[text], &predicted)?;
+            out[text] =
+                self.decoder
+                    .entities(&input.texts[text], &input.words[text], &predicted)?;
         }
         Ok(out)
+    }
+}
+
+/// Texts a [`NerPipeline`] encoded ([`NerPipeline::encode`]): the rows to run and what reads
+/// their logits back.
+#[derive(Debug, Clone)]
+pub struct NerInput {
+    texts: Vec<String>,
+    /// Each text's words, as byte ranges.
+    words: Vec<Vec<(usize, usize)>>,
+    /// The rows, in text order, a text's windows consecutive.
+    examples: Vec<TokenExample>,
+}
+
+impl NerInput {
+    /// The texts.
+    pub fn texts(&self) -> &[String] {
+        &self.texts
+    }
+
+    /// The token ids of each row (window), in order.
+    pub fn ids(&self) -> impl ExactSizeIterator<Item = &[u32]> {
+        self.examples.iter().map(|e| e.input_ids.as_slice())
+    }
+}
+
+/// Texts a [`ClassifierPipeline`] encoded ([`ClassifierPipeline::encode`]): one row per text.
+#[derive(Debug, Clone)]
+pub struct ClassifierInput {
+    rows: Vec<Vec<u32>>,
+}
+
+impl ClassifierInput {
+    /// The token ids of each text's row, in order.
+    pub fn ids(&self) -> impl ExactSizeIterator<Item = &[u32]> {
+        self.rows.iter().map(Vec::as_slice)
     }
 }
 
@@ -314,6 +414,16 @@ impl<S: Adapter> ClassifierPipeline<S> {
         self
     }
 
+    /// The app this pipeline serves.
+    pub fn app(&self) -> &str {
+        &self.app
+    }
+
+    /// The tokenizer, with the truncating policy the pipeline encodes with.
+    pub fn tokenizer(&self) -> &BertTokenizer {
+        &self.tokenizer
+    }
+
     /// The label of each text.
     ///
     /// # Errors
@@ -321,22 +431,45 @@ impl<S: Adapter> ClassifierPipeline<S> {
     /// [`Error::InvalidInput`] for no text; [`Error::Tokenizer`] for an empty text (with its
     /// index); the runtime's errors.
     pub fn predict(&self, texts: &[&str]) -> Result<Vec<Classification>, Error> {
+        let input = self.encode(texts)?;
+        let rows: Vec<Row<'_>> = input
+            .ids()
+            .map(|ids| Row {
+                app: &self.app,
+                ids,
+            })
+            .collect();
+        self.decode(run(&self.runtime, &rows, self.batch_size)?)
+    }
+
+    /// The first half of [`predict`](Self::predict): one row per text (truncated to the
+    /// tokenizer's maximum), to run as [`Row`]s of this pipeline's [`app`](Self::app) in any
+    /// batch; [`decode`](Self::decode) reads their logits back.
+    ///
+    /// # Errors
+    ///
+    /// As [`predict`](Self::predict), before anything runs.
+    pub fn encode(&self, texts: &[&str]) -> Result<ClassifierInput, Error> {
         if texts.is_empty() {
             return Err(Error::InvalidInput("no text".into()));
         }
         let batch = self.tokenizer.encode_batch(texts)?;
-        let rows: Vec<Row<'_>> = batch
-            .encodings
-            .iter()
-            .map(|e| Row {
-                app: &self.app,
-                ids: &e.ids,
-            })
-            .collect();
-        run(&self.runtime, &rows, self.batch_size)?
+        Ok(ClassifierInput {
+            rows: batch.encodings.into_iter().map(|e| e.ids).collect(),
+        })
+    }
+
+    /// The second half of [`predict`](Self::predict): each text's label from its row's
+    /// logits.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for logits that are not this app's text logits.
+    pub fn decode(&self, logits: Vec<Logits>) -> Result<Vec<Classification>, Error> {
+        logits
             .into_iter()
             .map(|l| match l {
-                Logits::Sequence(l) => {
+                Logits::Sequence(l) if l.len() == self.labels.len() => {
                     let p = softmax(&l);
                     let best = argmax(&p);
                     Ok(Classification {
@@ -345,7 +478,14 @@ impl<S: Adapter> ClassifierPipeline<S> {
                         scores: self.labels.iter().cloned().zip(p).collect(),
                     })
                 }
-                Logits::Tokens(_) => Err(Error::Internal("sequence logits expected".into())),
+                Logits::Sequence(l) => Err(Error::InvalidInput(format!(
+                    "{} logits for an app of {} labels",
+                    l.len(),
+                    self.labels.len()
+                ))),
+                Logits::Tokens(_) => Err(Error::InvalidInput(
+                    "a token app's logits given to a text pipeline".into(),
+                )),
             })
             .collect()
     }

@@ -39,7 +39,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use lora_bert_adapters::{AdaptedModel, Adapter, Lora};
 use lora_bert_apps::heads::{SequenceClassificationHead, TokenClassificationHead};
 use lora_bert_apps::manifest::{AppKind, WordDecoding, read_app};
-use lora_bert_encoder::{BertInput, BertModel, Device, NoAdapter};
+use lora_bert_encoder::{BertConfig, BertInput, BertModel, Device, NoAdapter, mean_pool};
 
 use crate::Error;
 
@@ -88,6 +88,45 @@ pub struct Row<'a> {
     pub app: &'a str,
     /// Token ids, `[CLS] … [SEP]` as the tokenizer made them.
     pub ids: &'a [u32],
+}
+
+/// What a [`Query`] asks of its row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ask<'a> {
+    /// The logits of this registered app's head (the row runs through the app's group).
+    Logits(&'a str),
+    /// The row's embedding: the mean of its last hidden states, through this app's group, or
+    /// through the backbone alone (`None`).
+    Embedding(Option<&'a str>),
+}
+
+impl<'a> Ask<'a> {
+    /// The app whose group the row runs through (`None`: the backbone alone).
+    pub fn app(&self) -> Option<&'a str> {
+        match *self {
+            Ask::Logits(app) => Some(app),
+            Ask::Embedding(app) => app,
+        }
+    }
+}
+
+/// One row of a mixed batch for [`Runtime::answer`]: what it asks and its token ids (special
+/// tokens included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Query<'a> {
+    /// What the row asks.
+    pub ask: Ask<'a>,
+    /// Token ids, `[CLS] … [SEP]` as the tokenizer made them.
+    pub ids: &'a [u32],
+}
+
+/// The answer to one [`Query`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// An app's logits for the row.
+    Logits(Logits),
+    /// The row's mean-pooled last hidden state (hidden-size wide, not normalised).
+    Embedding(Vec<f32>),
 }
 
 /// An app's output for one row.
@@ -187,6 +226,11 @@ impl<S: Adapter> Runtime<S> {
     /// The device the runtime computes on.
     pub fn device(&self) -> Device {
         self.device.clone()
+    }
+
+    /// The backbone's configuration (hidden size, positions, vocabulary).
+    pub fn config(&self) -> BertConfig {
+        self.read().model.config().clone()
     }
 
     fn read(&self) -> RwLockReadGuard<'_, State<S>> {
@@ -347,29 +391,70 @@ impl<S: Adapter> Runtime<S> {
     /// [`Error::Input`] for an id outside the vocabulary or a row longer than the model's
     /// positions. Nothing is computed when a row is refused.
     pub fn logits(&self, rows: &[Row<'_>]) -> Result<Vec<Logits>, Error> {
-        if rows.is_empty() {
+        let queries: Vec<Query<'_>> = rows
+            .iter()
+            .map(|r| Query {
+                ask: Ask::Logits(r.app),
+                ids: r.ids,
+            })
+            .collect();
+        self.answer(&queries)?
+            .into_iter()
+            .map(|a| match a {
+                Answer::Logits(l) => Ok(l),
+                Answer::Embedding(_) => Err(Error::Internal("logits expected".into())),
+            })
+            .collect()
+    }
+
+    /// Runs `queries` (logits of any registered apps and embeddings, mixed) as one padded
+    /// batch through one forward pass, each row through its group (its app's, or none for an
+    /// embedding of the backbone alone), and answers each in the order of `queries`: logits
+    /// from the app's head, or the mean of the row's last hidden states (sentence-transformers'
+    /// pooling for all-MiniLM-L6-v2, not normalised).
+    ///
+    /// ```no_run
+    /// # use lora_bert::runtime::{Answer, Ask, Query, Runtime};
+    /// # fn run(runtime: &Runtime) -> Result<(), lora_bert::Error> {
+    /// let ids = [101, 7592, 2088, 102];
+    /// let answers = runtime.answer(&[
+    ///     Query { ask: Ask::Logits("ner"), ids: &ids },
+    ///     Query { ask: Ask::Embedding(None), ids: &ids },
+    /// ])?;
+    /// assert!(matches!(answers[1], Answer::Embedding(_)));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`logits`](Self::logits).
+    pub fn answer(&self, queries: &[Query<'_>]) -> Result<Vec<Answer>, Error> {
+        if queries.is_empty() {
             return Err(Error::InvalidInput("no row to run".into()));
         }
-        if let Some(i) = rows.iter().position(|r| r.ids.is_empty()) {
+        if let Some(i) = queries.iter().position(|r| r.ids.is_empty()) {
             return Err(Error::InvalidInput(format!("row {i} has no token")));
         }
         let state = self.read();
-        let apps: Vec<&App> = rows
+        let apps: Vec<Option<&App>> = queries
             .iter()
-            .map(|r| {
-                state
+            .map(|q| match q.ask.app() {
+                Some(name) => state
                     .apps
-                    .get(r.app)
-                    .ok_or_else(|| Error::UnknownApp(r.app.to_owned()))
+                    .get(name)
+                    .map(Some)
+                    .ok_or_else(|| Error::UnknownApp(name.to_owned())),
+                None => Ok(None),
             })
             .collect::<Result<_, _>>()?;
         let (batch, width) = (
-            rows.len(),
-            rows.iter().map(|r| r.ids.len()).max().unwrap_or(0),
+            queries.len(),
+            queries.iter().map(|r| r.ids.len()).max().unwrap_or(0),
         );
         let mut ids = vec![0u32; batch * width];
         let mut mask = vec![0u32; batch * width];
-        for (b, row) in rows.iter().enumerate() {
+        for (b, row) in queries.iter().enumerate() {
             ids[b * width..b * width + row.ids.len()].copy_from_slice(row.ids);
             mask[b * width..b * width + row.ids.len()].fill(1);
         }
@@ -382,17 +467,24 @@ impl<S: Adapter> Runtime<S> {
             state.model.config(),
             &self.device,
         )?;
-        let groups: Vec<Option<&str>> = apps.iter().map(|a| a.group.as_deref()).collect();
+        let groups: Vec<Option<&str>> = apps
+            .iter()
+            .map(|a| a.and_then(|a| a.group.as_deref()))
+            .collect();
         let route = state.model.route_per_example(&groups)?;
         let hidden = state.model.forward(&input, &route)?.last_hidden_state;
 
-        let mut out: Vec<Option<Logits>> = vec![None; batch];
-        let mut by_app: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-        for (b, row) in rows.iter().enumerate() {
-            by_app.entry(row.app).or_default().push(b);
+        let mut out: Vec<Option<Answer>> = vec![None; batch];
+        // Rows by what reads them: an app's head, or the pooling (`None`).
+        let mut by_reader: BTreeMap<Option<&str>, Vec<usize>> = BTreeMap::new();
+        for (b, q) in queries.iter().enumerate() {
+            let reader = match q.ask {
+                Ask::Logits(app) => Some(app),
+                Ask::Embedding(_) => None,
+            };
+            by_reader.entry(reader).or_default().push(b);
         }
-        for (name, members) in by_app {
-            let app = &state.apps[name];
+        for (reader, members) in by_reader {
             let index = Tensor::<1, Int>::from_data(
                 TensorData::new(
                     members.iter().map(|&b| b as i64).collect::<Vec<_>>(),
@@ -401,45 +493,56 @@ impl<S: Adapter> Runtime<S> {
                 &self.device,
             );
             let states = hidden.clone().select(0, index.clone());
-            match &app.head {
+            let Some(name) = reader else {
+                let mask = input.attention_mask.clone().select(0, index);
+                let pooled = mean_pool(states, mask);
+                let [_, h] = pooled.dims();
+                let values = finite(host(pooled)?, "the embeddings")?;
+                for (k, &b) in members.iter().enumerate() {
+                    out[b] = Some(Answer::Embedding(values[k * h..(k + 1) * h].to_vec()));
+                }
+                continue;
+            };
+            let what = || format!("the logits of app `{name}`");
+            match &state.apps[name].head {
                 Head::Token(head) => {
                     let logits = head.forward(states)?;
                     let [_, s, c] = logits.dims();
-                    let values = finite(host(logits)?, name)?;
+                    let values = finite(host(logits)?, &what())?;
                     for (k, &b) in members.iter().enumerate() {
-                        let len = rows[b].ids.len();
+                        let len = queries[b].ids.len();
                         let tokens = (0..len)
                             .map(|t| values[(k * s + t) * c..(k * s + t + 1) * c].to_vec())
                             .collect();
-                        out[b] = Some(Logits::Tokens(tokens));
+                        out[b] = Some(Answer::Logits(Logits::Tokens(tokens)));
                     }
                 }
                 Head::Sequence(head) => {
                     let mask = input.attention_mask.clone().select(0, index);
                     let logits = head.forward(states, mask)?;
                     let [_, c] = logits.dims();
-                    let values = finite(host(logits)?, name)?;
+                    let values = finite(host(logits)?, &what())?;
                     for (k, &b) in members.iter().enumerate() {
-                        out[b] = Some(Logits::Sequence(values[k * c..(k + 1) * c].to_vec()));
+                        out[b] = Some(Answer::Logits(Logits::Sequence(
+                            values[k * c..(k + 1) * c].to_vec(),
+                        )));
                     }
                 }
             }
         }
         out.into_iter()
             .enumerate()
-            .map(|(b, l)| l.ok_or_else(|| Error::Internal(format!("row {b} got no logits"))))
+            .map(|(b, l)| l.ok_or_else(|| Error::Internal(format!("row {b} got no answer"))))
             .collect()
     }
 }
 
 /// `values`, refused when one is not finite: an app never answers from NaN logits.
-fn finite(values: Vec<f32>, app: &str) -> Result<Vec<f32>, Error> {
+fn finite(values: Vec<f32>, what: &str) -> Result<Vec<f32>, Error> {
     if values.iter().all(|v| v.is_finite()) {
         Ok(values)
     } else {
-        Err(Error::NonFinite {
-            what: format!("the logits of app `{app}`"),
-        })
+        Err(Error::NonFinite { what: what.into() })
     }
 }
 
