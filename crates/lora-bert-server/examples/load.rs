@@ -78,6 +78,8 @@ fn texts(n: usize, lo: usize, hi: usize, seed: u64) -> Vec<String> {
 }
 
 struct Run {
+    /// Rows per forward pass, on average.
+    rows_per_pass: f64,
     texts_per_s: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -91,6 +93,19 @@ fn drive(
     concurrency: usize,
     limit: Duration,
 ) -> Run {
+    let passes = |addr| {
+        let m = client::get(addr, "/metrics").expect("metrics").text();
+        let v = |name: &str| -> f64 {
+            m.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+                .unwrap_or(0.0)
+        };
+        (
+            v("lora_bert_batch_rows_count"),
+            v("lora_bert_batch_rows_sum"),
+        )
+    };
+    let before = passes(addr);
     let next = Arc::new(Mutex::new(0usize));
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let requests = Arc::new(requests.to_vec());
@@ -130,7 +145,9 @@ fn drive(
     let mut l = latencies.lock().unwrap().clone();
     l.sort_by(f64::total_cmp);
     let pct = |p: f64| l[((l.len() as f64 - 1.0) * p).round() as usize] * 1e3;
+    let after = passes(addr);
     Run {
+        rows_per_pass: (after.1 - before.1) / (after.0 - before.0).max(1.0),
         texts_per_s: l.len() as f64 / wall,
         p50_ms: pct(0.5),
         p99_ms: pct(0.99),
@@ -208,9 +225,9 @@ fn main() {
     let clfs: Vec<String> = (0..8).map(|i| format!("clf{i}")).collect();
 
     println!(
-        "| texts | setting | concurrency | texts/s | p50 ms | p99 ms | vs one at a time | vs offline |"
+        "| texts | setting | concurrency | texts/s | p50 ms | p99 ms | rows/pass | vs one at a time | vs offline |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for (label, lo, hi, seed) in [
         ("short (10-40 words)", 10, 40, 1),
         ("long (100-300 words)", 100, 300, 2),
@@ -224,13 +241,15 @@ fn main() {
         // Warm-up: allocator, thread pools, every app's group.
         drive(addr, &mixed[..16.min(mixed.len())], 8, limit);
         let base = offline(&runtime, &mixed);
-        println!("| {label} | offline Runtime, batches of 32 | - | {base:.1} | - | - | - | 1.00 |");
+        println!(
+            "| {label} | offline Runtime, batches of 32 | - | {base:.1} | - | - | 32 | - | 1.00 |"
+        );
         let mut one = None;
         for &c in &cli.concurrency {
             let run = drive(addr, &mixed, c, limit);
             let single = *one.get_or_insert(run.texts_per_s);
             println!(
-                "| {label} | server, 8 apps{} | {c} | {:.1} | {:.1} | {:.1} | {:.2}x | {:.2} |",
+                "| {label} | server, 8 apps{} | {c} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2}x | {:.2} |",
                 if run.done < mixed.len() {
                     format!(" ({} of {} texts in time)", run.done, mixed.len())
                 } else {
@@ -239,6 +258,7 @@ fn main() {
                 run.texts_per_s,
                 run.p50_ms,
                 run.p99_ms,
+                run.rows_per_pass,
                 run.texts_per_s / single,
                 run.texts_per_s / base
             );
@@ -257,8 +277,8 @@ fn main() {
         for (setting, requests) in [("8 classifiers", &spread), ("1 classifier", &alone)] {
             let run = drive(addr, requests, c, limit);
             println!(
-                "| {label} | server, {setting} | {c} | {:.1} | {:.1} | {:.1} | - | - |",
-                run.texts_per_s, run.p50_ms, run.p99_ms
+                "| {label} | server, {setting} | {c} | {:.1} | {:.1} | {:.1} | {:.1} | - | - |",
+                run.texts_per_s, run.p50_ms, run.p99_ms, run.rows_per_pass
             );
         }
     }

@@ -42,7 +42,6 @@ pub(crate) struct Job {
     pub target: Target,
     pub rows: Vec<Vec<u32>>,
     pub reply: oneshot::Sender<Reply>,
-    pub enqueued: Instant,
 }
 
 impl Job {
@@ -155,19 +154,22 @@ impl Batcher {
     /// The batching loop: runs until [`close`](Self::close) and an empty queue.
     pub fn run(&self) {
         let mut active: VecDeque<Pending> = VecDeque::new();
+        // Rows of the last batch: under steady load the clients it answered send their next
+        // requests within moments, and a batch that waits for them is larger.
+        let mut last_rows = 0;
         loop {
             let mut q = self.lock();
             if active.is_empty() {
                 while q.jobs.is_empty() && !q.closed {
                     q = self.ready.wait(q).unwrap_or_else(|e| e.into_inner());
                 }
-                let Some(oldest) = q.jobs.front() else {
+                if q.jobs.is_empty() {
                     return; // closed and drained
-                };
-                // Let other requests join, until the oldest has waited `max_wait` or a full
-                // batch is queued.
-                let deadline = oldest.enqueued + self.max_wait;
-                while !q.closed && q.tokens < self.max_batch_tokens {
+                }
+                // Let the queue refill to the last batch's rows, for at most `max_wait`, unless
+                // a full batch is queued. A lone request (a last batch of one row) runs at once.
+                let deadline = Instant::now() + self.max_wait;
+                while !q.closed && q.tokens < self.max_batch_tokens && q.rows < last_rows {
                     let now = Instant::now();
                     if now >= deadline {
                         break;
@@ -182,6 +184,7 @@ impl Batcher {
             let segments = self.plan(&mut active, &mut q);
             self.publish(&q);
             drop(q);
+            last_rows = segments.iter().map(|(_, r)| r.len()).sum();
             self.execute(&mut active, &segments);
             while active.front().is_some_and(Pending::done) {
                 let p = active.pop_front().expect("a front job");
@@ -313,5 +316,96 @@ impl Batcher {
                 "the model panicked on this batch",
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lora_bert::{Backend, BertConfig, BertModel, device};
+
+    fn batcher(max_batch_tokens: usize, max_queue: usize) -> Batcher {
+        let device = device::device(Backend::default_cpu().unwrap()).unwrap();
+        let config: BertConfig = serde_json::from_str(
+            r#"{"vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 1,
+                "num_attention_heads": 2, "intermediate_size": 32,
+                "max_position_embeddings": 64}"#,
+        )
+        .unwrap();
+        let runtime = Arc::new(Runtime::new(BertModel::init(&config, false, &device)));
+        Batcher::new(
+            runtime,
+            Arc::new(Metrics::default()),
+            max_batch_tokens,
+            Duration::ZERO,
+            max_queue,
+        )
+    }
+
+    fn job(rows: usize, len: usize) -> (Job, oneshot::Receiver<Reply>) {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            target: Target::Embedding(None),
+            rows: vec![vec![1; len]; rows],
+            reply,
+        };
+        (job, answer)
+    }
+
+    #[test]
+    fn batches_fill_in_arrival_order_within_the_budget_and_a_large_job_spreads() {
+        let b = batcher(40, 10);
+        let (a, _a) = job(3, 10);
+        let (c, _c) = job(5, 8);
+        let (gone, dropped) = job(2, 4);
+        drop(dropped);
+        let (d, _d) = job(1, 4);
+        for j in [a, c, gone, d] {
+            b.submit(j).unwrap();
+        }
+        let mut active = VecDeque::new();
+        let mut q = b.lock();
+        // 3 rows of 10 and one of 8: 4 x 10 = 40 tokens padded; a fifth row would be 50.
+        assert_eq!(b.plan(&mut active, &mut q), vec![(0, 0..3), (1, 0..1)]);
+        active[0].next = 3;
+        active[1].next = 1;
+        active.pop_front();
+        // The rest of the second job (4 x 8 = 32), the dropped one skipped, the last one
+        // (5 x 8 = 40).
+        assert_eq!(b.plan(&mut active, &mut q), vec![(0, 1..5), (2, 0..1)]);
+        assert!(active[1].done(), "the job whose client left is skipped");
+        assert!(q.jobs.is_empty() && q.rows == 0 && q.tokens == 0);
+    }
+
+    #[test]
+    fn a_row_longer_than_the_budget_runs_alone_and_a_full_queue_refuses() {
+        let b = batcher(16, 2);
+        let (long, _l) = job(2, 30);
+        b.submit(long).unwrap();
+        let (x, _x) = job(1, 1);
+        b.submit(x).unwrap();
+        let (y, _y) = job(1, 1);
+        assert_eq!(b.submit(y), Err(Refused::Full));
+        let mut active = VecDeque::new();
+        let mut q = b.lock();
+        assert_eq!(b.plan(&mut active, &mut q), vec![(0, 0..1)]);
+        drop(q);
+        b.close();
+        let (z, _z) = job(1, 1);
+        assert_eq!(b.submit(z), Err(Refused::Closed));
+    }
+
+    #[test]
+    fn run_answers_every_job_from_its_own_rows_and_returns_when_closed() {
+        let b = Arc::new(batcher(64, 10));
+        let (a, ra) = job(2, 5);
+        let (c, rc) = job(3, 7);
+        b.submit(a).unwrap();
+        b.submit(c).unwrap();
+        b.close();
+        let worker = b.clone();
+        std::thread::spawn(move || worker.run()).join().unwrap();
+        let (ra, rc) = (ra.blocking_recv().unwrap(), rc.blocking_recv().unwrap());
+        assert_eq!((ra.unwrap().len(), rc.unwrap().len()), (2, 3));
     }
 }

@@ -22,9 +22,10 @@ pub struct ServerConfig {
     /// requests fill a batch in arrival order up to this budget; a request larger than the
     /// budget (a long text's many windows) spreads over several passes.
     pub max_batch_tokens: usize,
-    /// How long the oldest queued request may wait for others to join its batch. The batcher
-    /// does not wait once the queue holds a full batch, nor for a request that already waited
-    /// this long while the previous batch ran.
+    /// How long the batcher may wait for the queue to refill to the rows of its last batch
+    /// before it runs the next (under steady load the clients it just answered send their
+    /// next requests within moments). It does not wait when the queue holds that many rows
+    /// or a full batch: a lone request, after a batch of one, runs at once.
     pub max_wait: Duration,
     /// The most requests waiting for the model. A request that finds the queue full is
     /// answered 503 with `Retry-After`.

@@ -44,7 +44,8 @@ struct Cli {
     /// Padded tokens per forward pass at most (rows x longest row)
     #[arg(long, default_value_t = ServerConfig::default().max_batch_tokens)]
     max_batch_tokens: usize,
-    /// How long a request may wait for others to join its batch, in milliseconds
+    /// How long the batcher may wait for the queue to refill to its last batch's rows, in
+    /// milliseconds
     #[arg(long, default_value_t = ServerConfig::default().max_wait.as_secs_f64() * 1e3)]
     max_wait_ms: f64,
     /// Requests waiting for the model at most (more: 503 with Retry-After)

@@ -135,7 +135,6 @@ async fn submit(
         target,
         rows,
         reply,
-        enqueued: Instant::now(),
     };
     match shared.batcher.submit(job) {
         Ok(()) => {}
