@@ -200,7 +200,7 @@ impl<S: Adapter> NerPipeline<S> {
     /// app removed meanwhile is [`Error::UnknownApp`]).
     pub fn predict(&self, texts: &[&str]) -> Result<Vec<Vec<Entity>>, Error> {
         let input = self.encode(texts)?;
-        let logits = self.run(&input)?;
+        let logits = self.logits(&input)?;
         self.decode(&input, logits)
     }
 
@@ -216,7 +216,7 @@ impl<S: Adapter> NerPipeline<S> {
         sentences: &[Vec<W>],
     ) -> Result<Vec<Vec<Entity>>, Error> {
         let input = self.encode_words(sentences)?;
-        let logits = self.run(&input)?;
+        let logits = self.logits(&input)?;
         self.decode(&input, logits)
     }
 
@@ -275,7 +275,8 @@ impl<S: Adapter> NerPipeline<S> {
         })
     }
 
-    fn run(&self, input: &NerInput) -> Result<Vec<Logits>, Error> {
+    /// The logits of `input`'s rows, in batches of the pipeline's size.
+    fn logits(&self, input: &NerInput) -> Result<Vec<Logits>, Error> {
         let rows: Vec<Row<'_>> = input
             .ids()
             .map(|ids| Row {
