@@ -55,14 +55,21 @@ fn served<T: serde::Serialize>(app: &str, texts: usize, body: T) -> Response {
     response
 }
 
-/// One answer per text, or the answer alone for a single text.
-fn shaped<T: serde::Serialize>(inputs: &Inputs, mut answers: Vec<T>) -> serde_json::Value {
+/// One answer per text, or the answer alone for a single text (serialised as it is, fields
+/// in their declared order).
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Shaped<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+fn shaped<T: serde::Serialize>(inputs: &Inputs, mut answers: Vec<T>) -> Shaped<T> {
     if inputs.is_one() && answers.len() == 1 {
-        serde_json::to_value(answers.remove(0))
+        Shaped::One(answers.remove(0))
     } else {
-        serde_json::to_value(answers)
+        Shaped::Many(answers)
     }
-    .unwrap_or(serde_json::Value::Null)
 }
 
 /// Checks the request's texts against the limits: at least one, none empty, not too many,
