@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use lora_bert::encoder::tokenizer::{LengthPolicy, TokenizerError};
-use lora_bert::runtime::Answer;
+use lora_bert::runtime::{Answer, Logits};
 use tokio::sync::oneshot;
 
 use crate::api::{
@@ -106,6 +106,25 @@ fn check_texts(shared: &Shared, texts: &[&str]) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The request's texts, checked against the limits ([`check_texts`]), as owned strings for
+/// the blocking encoder.
+fn checked_texts(shared: &Shared, inputs: &Inputs) -> Result<Vec<String>, ApiError> {
+    let texts = inputs.texts();
+    check_texts(shared, &texts)?;
+    Ok(texts.into_iter().map(String::from).collect())
+}
+
+/// The logits among a job's answers (a logits job gets nothing else).
+fn logits(answers: Vec<Answer>) -> Result<Vec<Logits>, ApiError> {
+    answers
+        .into_iter()
+        .map(|a| match a {
+            Answer::Logits(l) => Ok(l),
+            Answer::Embedding(_) => Err(ApiError::new(ErrorKind::Backend, "logits expected")),
+        })
+        .collect()
+}
+
 /// Tokenizer refusals of a text too long for a non-truncating request are 413s.
 fn encode_error(e: lora_bert::Error) -> ApiError {
     match e {
@@ -181,13 +200,7 @@ pub(crate) async fn ner(
     State(shared): State<Arc<Shared>>,
     ApiJson(request): ApiJson<NerRequest>,
 ) -> Result<Response, ApiError> {
-    let texts: Vec<String> = request
-        .inputs
-        .texts()
-        .into_iter()
-        .map(String::from)
-        .collect();
-    check_texts(&shared, &request.inputs.texts())?;
+    let texts = checked_texts(&shared, &request.inputs)?;
     let Pipeline::Ner(ner) = &*pipeline(&shared, &request.app)? else {
         return Err(ApiError::validation(format!(
             "app `{}` classifies texts: ask /predict",
@@ -203,17 +216,7 @@ pub(crate) async fn ner(
     let rows = input.ids().map(<[u32]>::to_vec).collect();
     let answers = submit(&shared, Target::Logits(request.app.clone()), rows).await?;
     let n = input.texts().len();
-    let entities = blocking(move || {
-        let logits = answers
-            .into_iter()
-            .map(|a| match a {
-                Answer::Logits(l) => Ok(l),
-                Answer::Embedding(_) => Err(ApiError::new(ErrorKind::Backend, "logits expected")),
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(ner.decode(&input, logits)?)
-    })
-    .await?;
+    let entities = blocking(move || Ok(ner.decode(&input, logits(answers)?)?)).await?;
     let out: Vec<Vec<EntityOut>> = entities
         .into_iter()
         .map(|es| {
@@ -235,13 +238,7 @@ pub(crate) async fn predict(
     State(shared): State<Arc<Shared>>,
     ApiJson(request): ApiJson<PredictRequest>,
 ) -> Result<Response, ApiError> {
-    let texts: Vec<String> = request
-        .inputs
-        .texts()
-        .into_iter()
-        .map(String::from)
-        .collect();
-    check_texts(&shared, &request.inputs.texts())?;
+    let texts = checked_texts(&shared, &request.inputs)?;
     let Pipeline::Classifier(classifier) = &*pipeline(&shared, &request.app)? else {
         return Err(ApiError::validation(format!(
             "app `{}` tags tokens: ask /ner",
@@ -252,34 +249,28 @@ pub(crate) async fn predict(
     let truncate = request.truncate;
     let (rows, classifier) = blocking(move || {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        if !truncate {
-            // Refuse what the pipeline would cut.
+        let rows: Vec<Vec<u32>> = if truncate {
+            let input = classifier.encode(&refs).map_err(encode_error)?;
+            input.ids().map(<[u32]>::to_vec).collect()
+        } else {
+            // Refuse what the pipeline would cut; what fits encodes as the pipeline encodes
+            // it (no truncation happens), so these rows are its rows.
             let strict = classifier
                 .tokenizer()
                 .clone()
                 .with_length_policy(LengthPolicy::Error);
-            strict
+            let batch = strict
                 .encode_batch(&refs)
                 .map_err(|e| encode_error(e.into()))?;
-        }
-        let input = classifier.encode(&refs).map_err(encode_error)?;
-        Ok((
-            input.ids().map(<[u32]>::to_vec).collect::<Vec<_>>(),
-            classifier,
-        ))
+            batch.encodings.into_iter().map(|e| e.ids).collect()
+        };
+        Ok((rows, classifier))
     })
     .await?;
     let n = rows.len();
     let answers = submit(&shared, Target::Logits(request.app.clone()), rows).await?;
-    let logits = answers
-        .into_iter()
-        .map(|a| match a {
-            Answer::Logits(l) => Ok(l),
-            Answer::Embedding(_) => Err(ApiError::new(ErrorKind::Backend, "logits expected")),
-        })
-        .collect::<Result<_, _>>()?;
     let out: Vec<Vec<Prediction>> = classifier
-        .decode(logits)?
+        .decode(logits(answers)?)?
         .into_iter()
         .map(|c| {
             let mut scores: Vec<Prediction> = c
@@ -298,13 +289,7 @@ pub(crate) async fn embed(
     State(shared): State<Arc<Shared>>,
     ApiJson(request): ApiJson<EmbedRequest>,
 ) -> Result<Response, ApiError> {
-    let texts: Vec<String> = request
-        .inputs
-        .texts()
-        .into_iter()
-        .map(String::from)
-        .collect();
-    check_texts(&shared, &request.inputs.texts())?;
+    let texts = checked_texts(&shared, &request.inputs)?;
     if let Some(app) = &request.app {
         pipeline(&shared, app)?;
     }
